@@ -1,0 +1,50 @@
+//! # sparse-core
+//!
+//! The mask engine of sparseburn: sparse training for any Burn 0.22 model,
+//! unchanged.
+//!
+//! The four orthogonal pieces (after jaxpruner):
+//! * [`distribution`]: how much each layer keeps (uniform, ER, ERK, global, explicit);
+//! * [`schedule`]: when and how much (cubic GMP, update interval ΔT, cosine drop fraction);
+//! * [`pattern`]: what shape a mask may take (unstructured, N:M, constant fan-in, blocks, channels);
+//! * [`method::Method`]: which weights to drop and grow (implemented in `sparse-methods`).
+//!
+//! The [`Sparsifier`] hook ties them together: one call per training step after
+//! `backward` masks the gradients, takes a mask-aware [`optim::MaskedOptimizer`]
+//! step, re-applies the masks and runs the method's topology update when its
+//! schedule says so. Masks are host bitsets ([`Mask`]) with a device copy next
+//! to each weight; every decision is deterministic per (seed, weight path, step).
+
+pub mod backend;
+pub mod discovery;
+pub mod distribution;
+pub mod error;
+pub mod host;
+pub mod layer;
+pub mod mask;
+pub mod method;
+pub mod optim;
+pub mod pattern;
+pub mod plan;
+pub mod rng;
+pub mod schedule;
+pub mod select;
+pub mod sparsifier;
+pub mod state;
+pub mod stats;
+mod traverse;
+
+pub use backend::{BackendKind, device};
+pub use discovery::{LayerFilter, discover};
+pub use distribution::Distribution;
+pub use error::{Result, SparseError};
+pub use layer::{LayerKind, SparseLayer};
+pub use mask::Mask;
+pub use method::{GradRequest, InitContext, Method, MethodState, Needs, StepContext};
+pub use optim::{AdamSettings, MaskedOptimizer, OptimizerConfig, SgdSettings};
+pub use pattern::Pattern;
+pub use plan::{Plan, SparsityConfig};
+pub use rng::Rng;
+pub use schedule::{DropFraction, Ramp, SparsitySchedule, UpdateSchedule};
+pub use sparsifier::Sparsifier;
+pub use stats::SparsityReport;

@@ -1,0 +1,96 @@
+//! Deterministic top-k on the host.
+//!
+//! Scores are ranked by a total order: a higher score wins; equal scores are
+//! broken by the lower id (a weight's flat index, or a block's index), so the
+//! same scores always give the same set on every device. `NaN` ranks below
+//! every number and `-0.0` equals `+0.0`.
+
+/// An order-preserving 32-bit key of a score (higher score, higher key).
+pub fn score_key(score: f32) -> u32 {
+    if score.is_nan() {
+        return 0;
+    }
+    let bits = (score + 0.0).to_bits(); // + 0.0 turns -0.0 into +0.0
+    let key = if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    key.max(1) // 0 is reserved for NaN
+}
+
+/// Packs a score and an id so that a larger key means "ranks higher".
+fn pack(score: f32, id: u32) -> u64 {
+    (u64::from(score_key(score)) << 32) | u64::from(u32::MAX - id)
+}
+
+fn unpack_id(key: u64) -> u32 {
+    u32::MAX - (key as u32)
+}
+
+/// The ids of the `k` best-ranked candidates, in rank order.
+///
+/// `score(id)` gives the score of a candidate. Fewer than `k` candidates
+/// returns them all.
+pub fn top_k(candidates: impl IntoIterator<Item = u32>, k: usize, score: impl Fn(u32) -> f32) -> Vec<u32> {
+    let mut keys: Vec<u64> = candidates.into_iter().map(|id| pack(score(id), id)).collect();
+    top_keys(&mut keys, k);
+    keys.truncate(k);
+    keys.into_iter().map(unpack_id).collect()
+}
+
+/// Moves the `k` largest keys to the front, sorted descending.
+fn top_keys(keys: &mut [u64], k: usize) {
+    if k == 0 || keys.is_empty() {
+        return;
+    }
+    let k = k.min(keys.len());
+    if k < keys.len() {
+        keys.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+    }
+    keys[..k].sort_unstable_by(|a, b| b.cmp(a));
+}
+
+/// The `k` best ids among `0..scores.len()` by `scores` (a dense score array).
+pub fn top_k_dense(scores: &[f32], k: usize) -> Vec<u32> {
+    top_k(0..scores.len() as u32, k, |i| scores[i as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_matches_float_order() {
+        let xs = [f32::NEG_INFINITY, -3.5, -1e-30, 0.0, 1e-30, 2.0, f32::INFINITY];
+        for w in xs.windows(2) {
+            assert!(score_key(w[0]) < score_key(w[1]), "{w:?}");
+        }
+        assert_eq!(score_key(-0.0), score_key(0.0));
+        assert!(score_key(f32::NAN) < score_key(f32::NEG_INFINITY));
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_index() {
+        let scores = [1.0, 5.0, 5.0, 3.0, 5.0];
+        assert_eq!(top_k_dense(&scores, 2), vec![1, 2]);
+        assert_eq!(top_k_dense(&scores, 3), vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn matches_a_full_sort() {
+        let mut rng = crate::rng::Rng::new(5);
+        let scores: Vec<f32> = (0..1000).map(|_| (rng.below(20) as f32) - 10.0).collect();
+        let mut order: Vec<u32> = (0..1000).collect();
+        order.sort_by(|&a, &b| {
+            scores[b as usize]
+                .partial_cmp(&scores[a as usize])
+                .unwrap()
+                .then(a.cmp(&b))
+        });
+        for k in [0, 1, 17, 500, 999, 1000, 2000] {
+            let got = top_k_dense(&scores, k);
+            assert_eq!(got, order[..k.min(1000)].to_vec(), "k={k}");
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The step hook: the single place where a sparse training step happens.
+//!
+//! ```text
+//! let mut sparse = Sparsifier::new(&model, config, RigL::new(..), &OptimizerConfig::sgd(0.9, 5e-4))?;
+//! let mut model = sparse.init(model)?;                 // initial masks, pruned weights = 0
+//! for batch in data {
+//!     let grads = GradientsParams::from_grads(loss(&model, batch).backward(), &model);
+//!     model = sparse.step(model, grads, lr)?;        // mask grads, step, re-mask, maybe update topology
+//! }
+//! ```
+//!
+//! At every step: the dense gradients are read when the method asks for them
+//! (RigL at update steps), the mask-aware optimizer masks the gradients, steps and
+//! re-masks the weights, and, when the method's schedule says so, the method
+//! changes the masks; then dropped weights are zeroed, their optimizer state
+//! cleared, grown weights start at 0 with zero state, and the ITOP record grows.
+
+use std::collections::HashMap;
+
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::module::{Module, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::discovery::{all_weights, discover};
+use crate::error::{Result, SparseError};
+use crate::layer::SparseLayer;
+use crate::mask::Mask;
+use crate::method::{GradRequest, GradientOracle, InitContext, Method, StepContext};
+use crate::optim::{MaskedOptimizer, OptimizerConfig};
+use crate::plan::{Plan, SparsityConfig};
+use crate::stats::{SparsityReport, itop_rate};
+use crate::traverse;
+
+/// Sparse training state of one model: plan, masks, method, optimizer, counters.
+pub struct Sparsifier {
+    pub(crate) plan: Plan,
+    pub(crate) method: Box<dyn Method>,
+    pub(crate) optim: MaskedOptimizer,
+    pub(crate) masks: Vec<Mask>,
+    pub(crate) explored: Vec<Mask>,
+    pub(crate) step: u64,
+    ids: HashMap<ParamId, usize>,
+    devices: Vec<Device>,
+    inactive: HashMap<ParamId, Tensor<1, Bool>>,
+}
+
+impl std::fmt::Debug for Sparsifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sparsifier")
+            .field("method", &self.method.name())
+            .field("layers", &self.plan.layers().len())
+            .field("step", &self.step)
+            .field("density", &self.report().density())
+            .finish()
+    }
+}
+
+impl Sparsifier {
+    /// Discovers the sparse weights of `model`, validates `config` against them
+    /// and prepares `method` and a mask-aware optimizer. Masks start all-active
+    /// until [`Sparsifier::init`].
+    pub fn new<M: Module>(
+        model: &M,
+        config: SparsityConfig,
+        method: impl Method + 'static,
+        optimizer: &OptimizerConfig,
+    ) -> Result<Self> {
+        let layers = discover(model, &config.filter)?;
+        let plan = Plan::new(layers, config)?;
+        let masks: Vec<Mask> = plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
+        let mut sparsifier = Self {
+            explored: masks.clone(),
+            masks,
+            plan,
+            method: Box::new(method),
+            optim: optimizer.init(),
+            step: 0,
+            ids: HashMap::new(),
+            devices: Vec::new(),
+            inactive: HashMap::new(),
+        };
+        sparsifier.bind(model)?;
+        Ok(sparsifier)
+    }
+
+    /// Sets the initial masks with the method (random, magnitude, ...) and zeroes
+    /// the pruned weights.
+    pub fn init<M: Module>(&mut self, model: M) -> Result<M> {
+        self.init_inner(model, None)
+    }
+
+    /// Like [`Sparsifier::init`], for methods that score with gradients on data
+    /// (SNIP, GraSP): `loss_grads(model, request)` must run a forward and backward
+    /// pass on the user's batch(es) and return the gradients.
+    pub fn init_with<M, F>(&mut self, model: M, loss_grads: F) -> Result<M>
+    where
+        M: Module,
+        F: FnMut(&M, &GradRequest) -> GradientsParams,
+    {
+        let mut oracle = ModelOracle {
+            model: model.clone(),
+            ids: self.ids.clone(),
+            n: self.plan.layers().len(),
+            loss_grads,
+        };
+        self.init_inner(model, Some(&mut oracle))
+    }
+
+    fn init_inner<M: Module>(&mut self, model: M, oracle: Option<&mut dyn GradientOracle>) -> Result<M> {
+        self.bind(&model)?;
+        let n = self.plan.layers().len();
+        let mut weights = traverse::read_weights(&model, &self.ids, n)?;
+        let mut masks: Vec<Mask> = self.plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
+        let mut ctx = InitContext {
+            plan: &self.plan,
+            weights: &mut weights,
+            weights_changed: false,
+            oracle: oracle.map(|o| o as &mut dyn GradientOracle),
+            seed: self.plan.config().seed,
+        };
+        self.method.init(&mut ctx, &mut masks)?;
+        let weights_changed = ctx.weights_changed;
+        self.check_masks(&masks)?;
+        let model = if weights_changed {
+            traverse::write_weights(model, &self.ids, &weights)
+        } else {
+            model
+        };
+        self.masks = masks;
+        self.explored = self.masks.clone();
+        self.step = 0;
+        self.upload_masks(None);
+        tracing::info!(
+            method = self.method.name(),
+            density = self.report().density(),
+            "sparse masks initialised"
+        );
+        Ok(traverse::apply_masks(model, &self.inactive))
+    }
+
+    /// One training step: call it after `backward` instead of the optimizer step.
+    ///
+    /// Reads dense gradients if the method needs them, takes the mask-aware
+    /// optimizer step (unless the method skips it on update steps), runs the
+    /// method's topology update when scheduled, re-masks, and advances the step.
+    pub fn step<M: Module>(
+        &mut self,
+        model: M,
+        grads: GradientsParams,
+        lr: impl Into<ModuleLearningRate>,
+    ) -> Result<M> {
+        self.ensure_bound(&model)?;
+        let needs = self.method.needs(self.step);
+        let n = self.plan.layers().len();
+        let dense_grads = if needs.grads {
+            traverse::read_grads(&model, &grads, &self.ids, n)?
+        } else {
+            Vec::new()
+        };
+        let mut model = model;
+        if needs.update && needs.skip_optimizer {
+            model = self.run_method(model, &dense_grads, needs.update)?;
+        } else {
+            model = self.optim.step(lr, model, grads, &self.inactive);
+            if needs.any() {
+                model = self.run_method(model, &dense_grads, needs.update)?;
+            }
+        }
+        self.step += 1;
+        Ok(model)
+    }
+
+    /// The step for burn-train: call from `TrainStep::optimize`, ignoring Burn's
+    /// optimizer. burn-train gives `optimize` no error channel, so an error here
+    /// (only possible from a method bug or a model rebuilt with other shapes) is
+    /// logged and then panics with its message.
+    pub fn optimize<M: Module>(&mut self, model: M, grads: GradientsParams, lr: ModuleLearningRate) -> M {
+        match self.step(model, grads, lr) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "sparse step failed");
+                panic!("sparse step failed: {e}");
+            }
+        }
+    }
+
+    fn run_method<M: Module>(&mut self, model: M, grads: &[Vec<f32>], update: bool) -> Result<M> {
+        let n = self.plan.layers().len();
+        let mut weights = if update {
+            traverse::read_weights(&model, &self.ids, n)?
+        } else {
+            Vec::new()
+        };
+        let before = self.masks.clone();
+        let mut ctx = StepContext {
+            step: self.step,
+            plan: &self.plan,
+            weights: &mut weights,
+            weights_changed: false,
+            grads,
+            masks: &mut self.masks,
+            seed: self.plan.config().seed,
+        };
+        self.method.on_step(&mut ctx)?;
+        let weights_changed = ctx.weights_changed;
+        let masks = std::mem::take(&mut self.masks);
+        if let Err(e) = self.check_masks(&masks) {
+            self.masks = before;
+            return Err(e);
+        }
+        self.masks = masks;
+        let changed: Vec<usize> = (0..n).filter(|&l| self.masks[l] != before[l]).collect();
+        let model = if weights_changed {
+            traverse::write_weights(model, &self.ids, &weights)
+        } else {
+            model
+        };
+        if changed.is_empty() && !weights_changed {
+            return Ok(model);
+        }
+        for &l in &changed {
+            self.explored[l] = self.explored[l].or(&self.masks[l]);
+        }
+        self.upload_masks(Some(&changed));
+        let changed_inactive: HashMap<ParamId, Tensor<1, Bool>> = self
+            .inactive
+            .iter()
+            .filter(|(id, _)| changed.contains(&self.ids[*id]))
+            .map(|(id, m)| (*id, m.clone()))
+            .collect();
+        self.optim.reset_inactive(&changed_inactive);
+        tracing::debug!(step = self.step, layers = changed.len(), "topology update");
+        Ok(traverse::apply_masks(model, &self.inactive))
+    }
+
+    pub(crate) fn check_masks(&self, masks: &[Mask]) -> Result<()> {
+        let method = self.method.name();
+        if masks.len() != self.plan.layers().len() {
+            return Err(SparseError::method(method, "returned a wrong number of masks"));
+        }
+        for (l, m) in self.plan.layers().iter().zip(masks) {
+            if m.len() != l.numel() {
+                return Err(SparseError::method(
+                    method,
+                    format!("mask for `{}` has the wrong length", l.path),
+                ));
+            }
+            self.plan
+                .pattern()
+                .verify(l, m)
+                .map_err(|e| SparseError::method(method, e))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the device copies of the masks (all layers, or `only` these).
+    fn upload_masks(&mut self, only: Option<&[usize]>) {
+        for (l, layer) in self.plan.layers().iter().enumerate() {
+            if only.is_some_and(|o| !o.contains(&l)) {
+                continue;
+            }
+            self.inactive
+                .insert(layer.param_id, self.masks[l].inactive_tensor(&self.devices[l]));
+        }
+    }
+
+    /// Maps the plan's weight paths to `model`'s parameter ids and devices.
+    pub(crate) fn bind<M: Module>(&mut self, model: &M) -> Result<()> {
+        let params = traverse::params(model);
+        let by_path: HashMap<&str, &traverse::ParamInfo> = params.iter().map(|p| (p.path.as_str(), p)).collect();
+        let mut layers: Vec<SparseLayer> = self.plan.layers().to_vec();
+        let mut devices = Vec::with_capacity(layers.len());
+        for layer in &mut layers {
+            let p = by_path
+                .get(layer.path.as_str())
+                .ok_or_else(|| SparseError::UnknownLayer {
+                    path: layer.path.clone(),
+                    known: crate::discovery::known_paths(&all_weights(model)),
+                })?;
+            if p.shape != layer.shape {
+                return Err(SparseError::InvalidConfig(format!(
+                    "`{}` has shape {:?} in this model but {:?} in the sparsity plan; the model changed since the sparsifier was built",
+                    layer.path, p.shape, layer.shape
+                )));
+            }
+            layer.param_id = p.id;
+            devices.push(p.device.clone());
+        }
+        self.plan.rebind(layers);
+        self.ids = self
+            .plan
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.param_id, i))
+            .collect();
+        self.devices = devices;
+        self.inactive.clear();
+        self.upload_masks(None);
+        Ok(())
+    }
+
+    fn ensure_bound<M: Module>(&mut self, model: &M) -> Result<()> {
+        if traverse::count_ids(model, &self.ids) == self.ids.len() {
+            return Ok(());
+        }
+        tracing::debug!("parameter ids changed; rebinding sparse weights by path");
+        self.bind(model)
+    }
+
+    /// Zeroes the pruned weights of `model` (e.g. after loading weights).
+    pub fn apply_masks<M: Module>(&mut self, model: M) -> Result<M> {
+        self.ensure_bound(&model)?;
+        Ok(traverse::apply_masks(model, &self.inactive))
+    }
+
+    /// Zeroes the gradients of pruned weights, for loops that keep Burn's own optimizer.
+    pub fn mask_gradients<M: Module>(&mut self, model: &M, grads: GradientsParams) -> Result<GradientsParams> {
+        self.ensure_bound(model)?;
+        Ok(traverse::mask_grads(model, grads, &self.inactive))
+    }
+
+    /// Parameter sizes by path (for validating saved optimizer state).
+    pub(crate) fn param_numels<M: Module>(model: &M) -> HashMap<String, usize> {
+        traverse::params(model)
+            .into_iter()
+            .map(|p| (p.path, p.shape.iter().product()))
+            .collect()
+    }
+
+    /// The sparse layers.
+    pub fn layers(&self) -> &[SparseLayer] {
+        self.plan.layers()
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The current masks, in layer order.
+    pub fn masks(&self) -> &[Mask] {
+        &self.masks
+    }
+
+    /// The union of every mask so far (for the ITOP rate).
+    pub fn explored(&self) -> &[Mask] {
+        &self.explored
+    }
+
+    /// Steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// The method.
+    pub fn method(&self) -> &dyn Method {
+        self.method.as_ref()
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &MaskedOptimizer {
+        &self.optim
+    }
+
+    /// Per-layer and global sparsity now.
+    pub fn report(&self) -> SparsityReport {
+        SparsityReport::new(self.plan.layers(), &self.masks)
+    }
+
+    /// In-time over-parameterisation rate: the fraction of sparse weights ever active.
+    pub fn itop_rate(&self) -> f64 {
+        itop_rate(&self.explored)
+    }
+
+    /// The parameter id of sparse layer `l` in the bound model.
+    pub fn param_id(&self, l: usize) -> ParamId {
+        self.plan.layers()[l].param_id
+    }
+}
+
+struct ModelOracle<M, F> {
+    model: M,
+    ids: HashMap<ParamId, usize>,
+    n: usize,
+    loss_grads: F,
+}
+
+impl<M: Module, F: FnMut(&M, &GradRequest) -> GradientsParams> GradientOracle for ModelOracle<M, F> {
+    fn gradients(&mut self, weights: Option<&[Vec<f32>]>, request: &GradRequest) -> Result<Vec<Vec<f32>>> {
+        let model = match weights {
+            Some(w) => traverse::write_weights(self.model.clone(), &self.ids, w),
+            None => self.model.clone(),
+        };
+        let grads = (self.loss_grads)(&model, request);
+        traverse::read_grads(&model, &grads, &self.ids, self.n)
+    }
+}

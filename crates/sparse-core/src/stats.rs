@@ -1,0 +1,165 @@
+//! Statistics: per-layer and global sparsity, forward multiply–adds, the ITOP
+//! rate and mask overlap.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Result, SparseError};
+use crate::layer::{LayerKind, SparseLayer};
+use crate::mask::Mask;
+
+/// Sparsity of one layer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerStats {
+    /// Weight path.
+    pub path: String,
+    /// Weight shape.
+    pub shape: Vec<usize>,
+    /// Weights.
+    pub numel: usize,
+    /// Active weights.
+    pub nonzeros: usize,
+}
+
+impl LayerStats {
+    /// Active fraction.
+    pub fn density(&self) -> f64 {
+        self.nonzeros as f64 / self.numel.max(1) as f64
+    }
+}
+
+/// Sparsity of every sparse layer and in total.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SparsityReport {
+    /// Per layer, in model order.
+    pub layers: Vec<LayerStats>,
+}
+
+impl SparsityReport {
+    /// From layers and their masks.
+    pub fn new(layers: &[SparseLayer], masks: &[Mask]) -> Self {
+        Self {
+            layers: layers
+                .iter()
+                .zip(masks)
+                .map(|(l, m)| LayerStats {
+                    path: l.path.clone(),
+                    shape: l.shape.clone(),
+                    numel: l.numel(),
+                    nonzeros: m.count_ones(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Weights over all sparse layers.
+    pub fn numel(&self) -> usize {
+        self.layers.iter().map(|l| l.numel).sum()
+    }
+
+    /// Active weights over all sparse layers.
+    pub fn nonzeros(&self) -> usize {
+        self.layers.iter().map(|l| l.nonzeros).sum()
+    }
+
+    /// Global density of the sparse layers.
+    pub fn density(&self) -> f64 {
+        self.nonzeros() as f64 / self.numel().max(1) as f64
+    }
+
+    /// Global sparsity of the sparse layers.
+    pub fn sparsity(&self) -> f64 {
+        1.0 - self.density()
+    }
+}
+
+/// Multiply–adds of one layer for one sample.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LayerMacs {
+    /// Weight path.
+    pub path: String,
+    /// With every weight.
+    pub dense: u64,
+    /// With only active weights.
+    pub sparse: u64,
+}
+
+/// Forward multiply–accumulate operations (MACs) per sample of the sparse layers.
+///
+/// A conv or linear layer costs `weights × output positions` MACs dense and
+/// `active weights × output positions` sparse (RigL's FLOP accounting; the
+/// "FLOPs" of the ResNet/MobileNet papers are these MACs).
+/// `positions[path]` is the number of output positions (`H_out·W_out` for a
+/// 2-D conv); a linear layer defaults to 1. A conv without an entry is an error.
+pub fn forward_macs(
+    layers: &[SparseLayer],
+    masks: Option<&[Mask]>,
+    positions: &BTreeMap<String, usize>,
+) -> Result<Vec<LayerMacs>> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let pos = match (positions.get(&l.path), l.kind) {
+                (Some(p), _) => *p,
+                (None, LayerKind::Linear) => 1,
+                (None, LayerKind::Conv) => {
+                    return Err(SparseError::InvalidConfig(format!(
+                        "no output size known for conv `{}`; pass its H_out*W_out in `positions`",
+                        l.path
+                    )));
+                }
+            } as u64;
+            let nnz = masks.map_or(l.numel(), |m| m[i].count_ones()) as u64;
+            Ok(LayerMacs {
+                path: l.path.clone(),
+                dense: l.numel() as u64 * pos,
+                sparse: nnz * pos,
+            })
+        })
+        .collect()
+}
+
+/// In-time over-parameterisation rate `R_s = |∪_τ M_τ| / N` (Liu et al. 2021):
+/// the fraction of sparse weights that have ever been active.
+pub fn itop_rate(explored: &[Mask]) -> f64 {
+    let (ever, total) = explored
+        .iter()
+        .fold((0, 0), |(e, t), m| (e + m.count_ones(), t + m.len()));
+    ever as f64 / total.max(1) as f64
+}
+
+/// How much two masks agree.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Overlap {
+    /// Active in both.
+    pub intersection: usize,
+    /// Active in either.
+    pub union: usize,
+}
+
+impl Overlap {
+    /// Intersection over union (1.0 for two empty masks).
+    pub fn iou(&self) -> f64 {
+        if self.union == 0 {
+            1.0
+        } else {
+            self.intersection as f64 / self.union as f64
+        }
+    }
+}
+
+/// Overlap of two mask sets of the same layers.
+pub fn mask_overlap(a: &[Mask], b: &[Mask]) -> Overlap {
+    a.iter().zip(b).fold(
+        Overlap {
+            intersection: 0,
+            union: 0,
+        },
+        |acc, (x, y)| Overlap {
+            intersection: acc.intersection + x.and(y).count_ones(),
+            union: acc.union + x.or(y).count_ones(),
+        },
+    )
+}

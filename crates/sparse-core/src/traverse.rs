@@ -1,0 +1,207 @@
+//! Module visitors and mappers the hook uses to read and write sparse weights
+//! by parameter id. All reads are detached from the autodiff tape.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::error::Result;
+use crate::host;
+use crate::optim::{ParamContext, detached};
+
+/// Every float parameter: path, id, element count, device (inner).
+#[derive(Clone, Debug)]
+pub(crate) struct ParamInfo {
+    pub path: String,
+    pub id: ParamId,
+    pub shape: Vec<usize>,
+    pub device: Device,
+}
+
+#[derive(Default)]
+struct ParamLister {
+    stack: Vec<String>,
+    out: Vec<ParamInfo>,
+}
+
+impl ModuleVisitor for ParamLister {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.out.push(ParamInfo {
+            path: self.stack.join("."),
+            id: param.id,
+            shape: param.lazy_shape().to_vec(),
+            device: param.lazy_device().inner(),
+        });
+    }
+}
+
+/// All float parameters of `model` in visit order.
+pub(crate) fn params<M: Module>(model: &M) -> Vec<ParamInfo> {
+    let mut lister = ParamLister::default();
+    model.visit(&mut lister);
+    lister.out
+}
+
+struct CountIds<'a> {
+    ids: &'a HashMap<ParamId, usize>,
+    found: usize,
+}
+
+impl ModuleVisitor for CountIds<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.ids.contains_key(&param.id) {
+            self.found += 1;
+        }
+    }
+}
+
+/// How many of `ids` are float parameters of `model`.
+pub(crate) fn count_ids<M: Module>(model: &M, ids: &HashMap<ParamId, usize>) -> usize {
+    let mut v = CountIds { ids, found: 0 };
+    model.visit(&mut v);
+    v.found
+}
+
+struct ReadWeights<'a> {
+    ids: &'a HashMap<ParamId, usize>,
+    out: Vec<Option<Result<Vec<f32>>>>,
+}
+
+impl ModuleVisitor for ReadWeights<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(&i) = self.ids.get(&param.id) {
+            self.out[i] = Some(host::to_vec(detached(param.val())));
+        }
+    }
+}
+
+/// Host copies of the weights in `ids` (layer index order).
+pub(crate) fn read_weights<M: Module>(model: &M, ids: &HashMap<ParamId, usize>, n: usize) -> Result<Vec<Vec<f32>>> {
+    let mut v = ReadWeights {
+        ids,
+        out: (0..n).map(|_| None).collect(),
+    };
+    model.visit(&mut v);
+    v.out.into_iter().map(|o| o.unwrap_or_else(|| Ok(Vec::new()))).collect()
+}
+
+struct ReadGrads<'a> {
+    ids: &'a HashMap<ParamId, usize>,
+    grads: &'a GradientsParams,
+    out: Vec<Option<Result<Vec<f32>>>>,
+}
+
+impl ModuleVisitor for ReadGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(&i) = self.ids.get(&param.id) {
+            let numel = param.lazy_shape().num_elements();
+            self.out[i] = Some(match self.grads.get::<D>(param.id) {
+                Some(g) => host::to_vec(g),
+                None => Ok(vec![0.0; numel]), // no gradient: the weight did not affect the loss
+            });
+        }
+    }
+}
+
+/// Host copies of the gradients of the weights in `ids` (zeros where absent).
+pub(crate) fn read_grads<M: Module>(
+    model: &M,
+    grads: &GradientsParams,
+    ids: &HashMap<ParamId, usize>,
+    n: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut v = ReadGrads {
+        ids,
+        grads,
+        out: (0..n).map(|_| None).collect(),
+    };
+    model.visit(&mut v);
+    v.out.into_iter().map(|o| o.unwrap_or_else(|| Ok(Vec::new()))).collect()
+}
+
+struct WriteWeights<'a> {
+    ids: &'a HashMap<ParamId, usize>,
+    values: &'a [Vec<f32>],
+}
+
+impl ModuleMapper for WriteWeights<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(&i) = self.ids.get(&param.id) else {
+            return param;
+        };
+        let id = param.id;
+        let values = self.values[i].clone();
+        param.map(|t| {
+            let context = ParamContext::capture(&t);
+            let (dims, device) = (t.dims(), t.device().inner());
+            context.restore(host::from_vec(values, dims, &device), id)
+        })
+    }
+}
+
+/// Replaces the weights in `ids` by host values (layer index order).
+pub(crate) fn write_weights<M: Module>(model: M, ids: &HashMap<ParamId, usize>, values: &[Vec<f32>]) -> M {
+    model.map(&mut WriteWeights { ids, values })
+}
+
+struct ApplyMasks<'a> {
+    inactive: &'a HashMap<ParamId, Tensor<1, Bool>>,
+}
+
+impl ModuleMapper for ApplyMasks<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some(mask) = self.inactive.get(&param.id).cloned() else {
+            return param;
+        };
+        let id = param.id;
+        param.map(|t| {
+            let context = ParamContext::capture(&t);
+            let w = detached(t);
+            let mask = mask.to_device(&w.device()).reshape(w.dims());
+            context.restore(w.mask_fill(mask, 0.0), id)
+        })
+    }
+}
+
+/// Zeroes every pruned weight.
+pub(crate) fn apply_masks<M: Module>(model: M, inactive: &HashMap<ParamId, Tensor<1, Bool>>) -> M {
+    model.map(&mut ApplyMasks { inactive })
+}
+
+struct MaskGrads<'a> {
+    inactive: &'a HashMap<ParamId, Tensor<1, Bool>>,
+    grads: &'a mut GradientsParams,
+}
+
+impl ModuleVisitor for MaskGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(mask) = self.inactive.get(&param.id) else {
+            return;
+        };
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            let mask = mask.clone().to_device(&g.device()).reshape(g.dims());
+            self.grads.register::<D>(param.id, g.mask_fill(mask, 0.0));
+        }
+    }
+}
+
+/// Zeroes the gradients of every pruned weight.
+pub(crate) fn mask_grads<M: Module>(
+    model: &M,
+    mut grads: GradientsParams,
+    inactive: &HashMap<ParamId, Tensor<1, Bool>>,
+) -> GradientsParams {
+    model.visit(&mut MaskGrads {
+        inactive,
+        grads: &mut grads,
+    });
+    grads
+}

@@ -1,0 +1,91 @@
+//! Save at step k, load into a fresh model, continue to step N: masks and
+//! weights are bit-identical to an uninterrupted run.
+
+mod common;
+
+use burn::module::Module;
+use common::{Net, RandomSwap, device, values};
+use sparse_core::{Distribution, OptimizerConfig, Sparsifier, SparsityConfig};
+
+const N: u64 = 14;
+
+fn config() -> SparsityConfig {
+    SparsityConfig::new()
+        .with_sparsity(0.7)
+        .with_distribution(Distribution::Erk { power_scale: 1.0 })
+        .with_seed(3)
+}
+
+fn method() -> RandomSwap {
+    RandomSwap {
+        every: 4,
+        fraction: 0.3,
+        updates: 0,
+    }
+}
+
+fn params(model: &Net) -> Vec<Vec<f32>> {
+    let mut out = Vec::new();
+    for l in &model.linears {
+        out.push(values(l.weight.val()));
+        out.push(values(l.bias.as_ref().unwrap().val()));
+    }
+    for c in &model.convs {
+        out.push(values(c.weight.val()));
+        out.push(values(c.bias.as_ref().unwrap().val()));
+    }
+    out
+}
+
+fn run(
+    start: &Net,
+    optimizer: OptimizerConfig,
+    interrupt_at: Option<u64>,
+) -> (Vec<Vec<f32>>, Vec<sparse_core::Mask>, f64) {
+    let device = device();
+    let mut model = start.clone();
+    let mut sparse = Sparsifier::new(&model, config(), method(), &optimizer).unwrap();
+    model = sparse.init(model).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = 0;
+    while t < N {
+        if Some(t) == interrupt_at {
+            model.clone().save_file(dir.path().join("model")).unwrap();
+            sparse.save(dir.path().join("sparse.safetensors")).unwrap();
+            // a new process: a freshly initialised model and sparsifier
+            let fresh = Net::new(&[(8, 6), (16, 10)], &[(4, 6, 3)], &device);
+            model = fresh.try_load_file(dir.path().join("model")).unwrap();
+            sparse = Sparsifier::new(&model, config(), method(), &optimizer).unwrap();
+            sparse.load(dir.path().join("sparse.safetensors"), &model).unwrap();
+            assert_eq!(sparse.step_count(), t);
+        }
+        let grads = model.grads(t);
+        model = sparse.step(model, grads, 0.05).unwrap();
+        t += 1;
+    }
+    (params(&model), sparse.masks().to_vec(), sparse.itop_rate())
+}
+
+#[test]
+fn resume_is_bit_identical_with_sgd_momentum() {
+    let start = Net::new(&[(8, 6), (16, 10)], &[(4, 6, 3)], &device());
+    let opt = OptimizerConfig::sgd(0.9, 5e-4);
+    let (w, m, itop) = run(&start, opt.clone(), None);
+    for k in [1, 4, 9] {
+        let (w2, m2, itop2) = run(&start, opt.clone(), Some(k));
+        assert_eq!(m, m2, "masks after resuming at {k}");
+        assert_eq!(w, w2, "weights after resuming at {k}");
+        assert_eq!(itop, itop2);
+    }
+    assert!(itop > 0.3, "topology changed during the run (ITOP {itop})");
+}
+
+#[test]
+fn resume_is_bit_identical_with_adam() {
+    let start = Net::new(&[(8, 6), (16, 10)], &[(4, 6, 3)], &device());
+    let opt = OptimizerConfig::adam();
+    let (w, m, _) = run(&start, opt.clone(), None);
+    let (w2, m2, _) = run(&start, opt, Some(6));
+    assert_eq!(m, m2);
+    assert_eq!(w, w2);
+}
