@@ -374,6 +374,16 @@ impl Sparsifier {
         itop_rate(&self.explored)
     }
 
+    /// Active weights per sparse layer, by path (for [`crate::stats::forward_macs`]).
+    pub fn active_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        self.plan
+            .layers()
+            .iter()
+            .zip(&self.masks)
+            .map(|(l, m)| (l.path.clone(), m.count_ones()))
+            .collect()
+    }
+
     /// The parameter id of sparse layer `l` in the bound model.
     pub fn param_id(&self, l: usize) -> ParamId {
         self.plan.layers()[l].param_id

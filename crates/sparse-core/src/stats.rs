@@ -85,22 +85,21 @@ pub struct LayerMacs {
     pub sparse: u64,
 }
 
-/// Forward multiply–accumulate operations (MACs) per sample of the sparse layers.
+/// Forward multiply–accumulate operations (MACs) per sample of conv and linear layers.
 ///
-/// A conv or linear layer costs `weights × output positions` MACs dense and
-/// `active weights × output positions` sparse (RigL's FLOP accounting; the
-/// "FLOPs" of the ResNet/MobileNet papers are these MACs).
-/// `positions[path]` is the number of output positions (`H_out·W_out` for a
-/// 2-D conv); a linear layer defaults to 1. A conv without an entry is an error.
+/// A layer costs `weights × output positions` MACs dense and `active weights ×
+/// output positions` sparse (RigL's FLOP accounting; the "FLOPs" of the
+/// ResNet/MobileNet papers are these MACs). `active[path]` is a layer's nonzero
+/// count (absent: dense); `positions[path]` its output positions (`H_out·W_out`
+/// for a 2-D conv; absent for a linear layer: 1). A conv without an entry is an error.
 pub fn forward_macs(
     layers: &[SparseLayer],
-    masks: Option<&[Mask]>,
+    active: &BTreeMap<String, usize>,
     positions: &BTreeMap<String, usize>,
 ) -> Result<Vec<LayerMacs>> {
     layers
         .iter()
-        .enumerate()
-        .map(|(i, l)| {
+        .map(|l| {
             let pos = match (positions.get(&l.path), l.kind) {
                 (Some(p), _) => *p,
                 (None, LayerKind::Linear) => 1,
@@ -111,7 +110,7 @@ pub fn forward_macs(
                     )));
                 }
             } as u64;
-            let nnz = masks.map_or(l.numel(), |m| m[i].count_ones()) as u64;
+            let nnz = active.get(&l.path).copied().unwrap_or(l.numel()) as u64;
             Ok(LayerMacs {
                 path: l.path.clone(),
                 dense: l.numel() as u64 * pos,

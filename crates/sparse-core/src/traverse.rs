@@ -205,3 +205,27 @@ pub(crate) fn mask_grads<M: Module>(
     });
     grads
 }
+
+struct MergeMulti {
+    multi: burn::optim::MultiGradientsParams,
+    out: GradientsParams,
+}
+
+impl ModuleVisitor for MergeMulti {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some((g, _)) = self.multi.remove::<D>(param.id) {
+            let device = param.lazy_device().inner();
+            self.out.register::<D>(param.id, g.to_device(&device));
+        }
+    }
+}
+
+/// Sums multi-device gradients into one set on each weight's device.
+pub(crate) fn merge_multi<M: Module>(model: &M, multi: burn::optim::MultiGradientsParams) -> GradientsParams {
+    let mut v = MergeMulti {
+        multi,
+        out: GradientsParams::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}

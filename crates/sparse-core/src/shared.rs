@@ -1,0 +1,65 @@
+//! burn-train integration: a [`Sparsifier`] shared by every clone of a model.
+//!
+//! burn-train owns the model and calls `TrainStep::optimize` once per optimizer
+//! step (after gradient accumulation), with Burn's `ModuleOptimizer`. Keep a
+//! [`SharedSparsifier`] in the model as a `#[module(skip)]` field and route
+//! `optimize` / `optimize_multi` to it; Burn's optimizer is then unused:
+//!
+//! ```ignore
+//! #[derive(Module, Debug)]
+//! struct SparseNet { net: Net, #[module(skip)] sparse: SharedSparsifier }
+//!
+//! impl TrainStep for SparseNet {
+//!     // type Input, type Output, fn step(..) as usual
+//!     fn optimize(self, _: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
+//!         let sparse = self.sparse.clone();
+//!         sparse.optimize(self, grads, lr)
+//!     }
+//!     fn optimize_multi(self, _: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: MultiGradientsParams) -> Self {
+//!         let sparse = self.sparse.clone();
+//!         sparse.optimize_multi(self, grads, lr)
+//!     }
+//! }
+//! ```
+//!
+//! Clones (burn-train clones the model for validation and per device) share one
+//! state through an `Arc<Mutex<_>>`. The sparse state is not in Burn's
+//! checkpoints: save it with [`Sparsifier::save`] next to them.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::module::Module;
+use burn::optim::{GradientsParams, MultiGradientsParams};
+
+use crate::sparsifier::Sparsifier;
+use crate::traverse;
+
+/// A [`Sparsifier`] shared by a model and its clones.
+#[derive(Clone, Debug)]
+pub struct SharedSparsifier(Arc<Mutex<Sparsifier>>);
+
+impl SharedSparsifier {
+    /// Shares `sparsifier`.
+    pub fn new(sparsifier: Sparsifier) -> Self {
+        Self(Arc::new(Mutex::new(sparsifier)))
+    }
+
+    /// Locks the sparsifier (e.g. to read statistics or save it).
+    pub fn lock(&self) -> MutexGuard<'_, Sparsifier> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The step for `TrainStep::optimize`.
+    pub fn optimize<M: Module>(&self, model: M, grads: GradientsParams, lr: ModuleLearningRate) -> M {
+        self.lock().optimize(model, grads, lr)
+    }
+
+    /// The step for `TrainStep::optimize_multi` (`ExecutionStrategy::MultiDevice`):
+    /// gradients from every device are summed on the weight's device first, as
+    /// Burn's `ModuleOptimizer::step_multi` does.
+    pub fn optimize_multi<M: Module>(&self, model: M, grads: MultiGradientsParams, lr: ModuleLearningRate) -> M {
+        let grads = traverse::merge_multi(&model, grads);
+        self.optimize(model, grads, lr)
+    }
+}

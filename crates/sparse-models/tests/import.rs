@@ -1,0 +1,155 @@
+//! Importing torchvision-format ResNet weights from safetensors.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use sparse_core::BackendKind;
+use sparse_models::import::load_torchvision;
+use sparse_models::{ModelError, ResNet, ResNetConfig, ResNetDepth};
+
+fn device() -> Device {
+    BackendKind::from_env().unwrap().device().unwrap()
+}
+
+/// torchvision's ResNet-18 state-dict keys and shapes (PyTorch layout), written out independently.
+fn torchvision_resnet18(classes: usize) -> Vec<(String, Vec<usize>)> {
+    let mut keys = vec![("conv1.weight".to_string(), vec![64, 3, 7, 7])];
+    let bn = |keys: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
+        for k in ["weight", "bias", "running_mean", "running_var"] {
+            keys.push((format!("{p}.{k}"), vec![c]));
+        }
+        keys.push((format!("{p}.num_batches_tracked"), vec![]));
+    };
+    bn(&mut keys, "bn1", 64);
+    let mut in_ch = 64;
+    for (stage, width) in [64, 128, 256, 512].into_iter().enumerate() {
+        for b in 0..2 {
+            let p = format!("layer{}.{b}", stage + 1);
+            let first_in = if b == 0 { in_ch } else { width };
+            keys.push((format!("{p}.conv1.weight"), vec![width, first_in, 3, 3]));
+            bn(&mut keys, &format!("{p}.bn1"), width);
+            keys.push((format!("{p}.conv2.weight"), vec![width, width, 3, 3]));
+            bn(&mut keys, &format!("{p}.bn2"), width);
+            if b == 0 && stage > 0 {
+                keys.push((format!("{p}.downsample.0.weight"), vec![width, in_ch, 1, 1]));
+                bn(&mut keys, &format!("{p}.downsample.1"), width);
+            }
+        }
+        in_ch = width;
+    }
+    keys.push(("fc.weight".to_string(), vec![classes, 512]));
+    keys.push(("fc.bias".to_string(), vec![classes]));
+    keys
+}
+
+/// A known value for element `i` of tensor `key`.
+fn value(key: &str, i: usize) -> f32 {
+    let h = key
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (h % 1000) as f32 + i as f32 * 1e-3
+}
+
+fn write(path: &std::path::Path, keys: &[(String, Vec<usize>)]) -> BTreeMap<String, Vec<f32>> {
+    let mut values = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for (k, shape) in keys {
+        if k.ends_with("num_batches_tracked") {
+            blobs.push((k.clone(), Dtype::I64, shape.clone(), 5i64.to_le_bytes().to_vec()));
+            continue;
+        }
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| value(k, i)).collect();
+        blobs.push((
+            k.clone(),
+            Dtype::F32,
+            shape.clone(),
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+        values.insert(k.clone(), v);
+    }
+    let views: Vec<(String, TensorView<'_>)> = blobs
+        .iter()
+        .map(|(k, d, s, b)| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+    values
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+fn model() -> ResNet {
+    ResNetConfig::new(ResNetDepth::R18).with_classes(10).init(&device())
+}
+
+#[test]
+fn every_tensor_lands_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r18.safetensors");
+    let values = write(&path, &torchvision_resnet18(10));
+    let m = load_torchvision(model(), &path).unwrap();
+
+    assert_eq!(host(m.conv1.weight.val()), values["conv1.weight"]);
+    assert_eq!(host(m.bn1.gamma.val()), values["bn1.weight"]);
+    assert_eq!(host(m.bn1.beta.val()), values["bn1.bias"]);
+    assert_eq!(host(m.bn1.running_mean.value()), values["bn1.running_mean"]);
+    assert_eq!(host(m.bn1.running_var.value()), values["bn1.running_var"]);
+    assert_eq!(host(m.layer1[1].conv2.weight.val()), values["layer1.1.conv2.weight"]);
+    assert_eq!(
+        host(m.layer3[1].bn2.running_var.value()),
+        values["layer3.1.bn2.running_var"]
+    );
+    let (ds_conv, ds_bn) = m.layer2[0].downsample.as_ref().unwrap();
+    assert_eq!(host(ds_conv.weight.val()), values["layer2.0.downsample.0.weight"]);
+    assert_eq!(host(ds_bn.gamma.val()), values["layer2.0.downsample.1.weight"]);
+    assert_eq!(host(m.fc.bias.as_ref().unwrap().val()), values["fc.bias"]);
+    // Linear: PyTorch [out, in] -> Burn [in, out]
+    let fc = host(m.fc.weight.val());
+    let torch = &values["fc.weight"];
+    for o in 0..10 {
+        for i in 0..512 {
+            assert_eq!(fc[i * 10 + o], torch[o * 512 + i]);
+        }
+    }
+}
+
+#[test]
+fn a_missing_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r18.safetensors");
+    let keys: Vec<_> = torchvision_resnet18(10)
+        .into_iter()
+        .filter(|(k, _)| k != "layer4.1.bn2.running_mean")
+        .collect();
+    write(&path, &keys);
+    let err = load_torchvision(model(), &path).unwrap_err();
+    assert!(matches!(err, ModelError::MissingKey { .. }), "{err}");
+    assert!(err.to_string().contains("layer4.1.bn2.running_mean"), "{err}");
+}
+
+#[test]
+fn a_misshaped_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r18.safetensors");
+    // a 1000-class checkpoint into a 10-class model
+    write(&path, &torchvision_resnet18(1000));
+    let err = load_torchvision(model(), &path).unwrap_err();
+    assert!(matches!(err, ModelError::ShapeMismatch { .. }), "{err}");
+    assert!(
+        err.to_string().contains("fc.weight") && err.to_string().contains("1000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.safetensors");
+    std::fs::write(&path, b"junk").unwrap();
+    let err = load_torchvision(model(), &path).unwrap_err();
+    assert!(err.to_string().contains("junk.safetensors"), "{err}");
+}
