@@ -48,11 +48,16 @@ impl Needs {
 pub struct GradRequest {
     /// Divide the logits by this temperature before the loss (GraSP uses 200).
     pub temperature: f32,
+    /// Use this many samples of every class (GraSP), or the caller's batch (`None`).
+    pub samples_per_class: Option<usize>,
 }
 
 impl Default for GradRequest {
     fn default() -> Self {
-        Self { temperature: 1.0 }
+        Self {
+            temperature: 1.0,
+            samples_per_class: None,
+        }
     }
 }
 
@@ -105,6 +110,9 @@ pub struct StepContext<'a> {
     pub grads: &'a [Vec<f32>],
     /// The masks; change them to change the topology.
     pub masks: &'a mut [Mask],
+    /// Values of the extra parameters the method asked for (by path), e.g.
+    /// AutoSparse's thresholds.
+    pub extra: &'a BTreeMap<String, Vec<f32>>,
     /// The seed of the run.
     pub seed: u64,
 }
@@ -119,6 +127,32 @@ impl StepContext<'_> {
     pub fn rng(&self, layer: usize, purpose: &str) -> Rng {
         Rng::for_layer(self.seed, &self.plan.layers()[layer].path, self.step, purpose)
     }
+}
+
+/// A term a method adds to the gradient of every sparse weight before the
+/// optimizer step (computed on the device, every step).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GradTerm {
+    /// SR-STE (Zhou et al. 2021): `+ λ·(1 − M)⊙W` with `M` the top-`n` of every group
+    /// of `m` fan-in weights by `|W|` (see [`crate::pattern::nm_keep_tensor`]).
+    NmDecay {
+        /// Kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+        /// λ_W.
+        lambda: f32,
+    },
+    /// L1 penalty `λ·Σ|W|`: `+ λ·sign(W)`.
+    L1 {
+        /// λ.
+        lambda: f32,
+    },
+    /// Group lasso over output neurons `λ·Σ_i ‖W_i‖₂`: `+ λ·W_i/‖W_i‖₂` (0 for a zero neuron).
+    GroupLasso {
+        /// λ.
+        lambda: f32,
+    },
 }
 
 /// A method's state that must survive a checkpoint (counters, accumulators).
@@ -139,6 +173,28 @@ pub struct MethodState {
 pub trait Method: Send {
     /// Short name (`"rigl"`).
     fn name(&self) -> &'static str;
+
+    /// Called at the start of every step, before anything else.
+    fn begin_step(&mut self, step: u64) {
+        let _ = step;
+    }
+
+    /// Whether the masks are hard: gradients of pruned weights are zeroed and
+    /// pruned weights kept at 0 (true for every method but those that mask inside
+    /// the forward pass, such as AutoSparse and SR-STE, whose masks only report).
+    fn hard_masks(&self) -> bool {
+        true
+    }
+
+    /// Glob patterns of other parameters whose values `on_step` needs (`ctx.extra`).
+    fn extra_params(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Terms to add to the sparse weights' gradients before every optimizer step.
+    fn grad_terms(&self) -> Vec<GradTerm> {
+        Vec::new()
+    }
 
     /// Sets the initial masks in `masks` (given all-active).
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()>;

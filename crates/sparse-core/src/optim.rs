@@ -100,6 +100,7 @@ impl OptimizerConfig {
             config: self.clone(),
             states: HashMap::new(),
             pending: HashMap::new(),
+            no_decay: Vec::new(),
         }
     }
 }
@@ -129,9 +130,16 @@ pub struct MaskedOptimizer {
     config: OptimizerConfig,
     states: HashMap<ParamId, ParamState>,
     pending: HashMap<String, SavedParamState>,
+    no_decay: Vec<String>,
 }
 
 impl MaskedOptimizer {
+    /// Exempts parameters whose path matches one of the glob `patterns` from
+    /// weight decay (e.g. AutoSparse's thresholds).
+    pub fn exclude_from_decay(&mut self, patterns: impl IntoIterator<Item = String>) {
+        self.no_decay.extend(patterns);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config
@@ -140,7 +148,8 @@ impl MaskedOptimizer {
     /// One step over every parameter of `module` that has a gradient.
     ///
     /// `inactive` maps a parameter to its flattened pruned positions (true = pruned);
-    /// for those parameters the gradient is masked before and the weight after the step.
+    /// for those parameters the gradient is masked before the step. Pruned weights
+    /// must be 0 already (the hook guarantees it); they then stay exactly 0.
     pub fn step<M: Module>(
         &mut self,
         lr: impl Into<ModuleLearningRate>,
@@ -291,15 +300,11 @@ impl ModuleMapper for StepMapper<'_> {
         let weight = detached(tensor);
         let device = weight.device();
         let dims = weight.dims();
-        let grad = grad.to_device(&device);
+        let grad = on_device(grad, &device);
         let path = self.path.join(".");
         let lr = self.lr.lr_from_param(id, Some(&path));
-        let mask = self
-            .inactive
-            .get(&id)
-            .map(|m| m.clone().to_device(&device).reshape(dims));
-        let grad = match &mask {
-            Some(m) => grad.mask_fill(m.clone(), 0.0),
+        let grad = match self.inactive.get(&id) {
+            Some(m) => grad.mask_fill(mask_on(m.clone(), &device).reshape(dims), 0.0),
             None => grad,
         };
 
@@ -326,18 +331,15 @@ impl ModuleMapper for StepMapper<'_> {
         let mut slots: Vec<Tensor<D>> = state
             .slots
             .drain(..)
-            .map(|s| s.to_device(&device).reshape(dims))
+            .map(|s| on_device(s, &device).reshape(dims))
             .collect();
 
+        let decay = !optim.no_decay.iter().any(|p| crate::discovery::glob_match(p, &path));
         let updated = match &optim.config {
-            OptimizerConfig::Sgd(s) => sgd_update(s, lr, weight, grad, &mut slots, state.time),
-            OptimizerConfig::Adam(s) => adam_update(s, lr, weight, grad, &mut slots, state.time),
+            OptimizerConfig::Sgd(s) => sgd_update(s, lr, decay, weight, grad, &mut slots, state.time),
+            OptimizerConfig::Adam(s) => adam_update(s, lr, decay, weight, grad, &mut slots, state.time),
         };
         state.time += 1;
-        let updated = match mask {
-            Some(m) => updated.mask_fill(m, 0.0),
-            None => updated,
-        };
         state.slots = slots.into_iter().map(|s| s.reshape([numel])).collect();
         let state = state.clone();
         optim.states.insert(id, state);
@@ -345,16 +347,28 @@ impl ModuleMapper for StepMapper<'_> {
     }
 }
 
-/// Burn 0.22 `Sgd::step` with momentum state in `slots[0]`.
+/// Moves `t` to `device` unless it is there already.
+fn on_device<const D: usize>(t: Tensor<D>, device: &burn::tensor::Device) -> Tensor<D> {
+    if &t.device() == device { t } else { t.to_device(device) }
+}
+
+/// Moves a mask to `device` unless it is there already.
+fn mask_on(m: Tensor<1, Bool>, device: &burn::tensor::Device) -> Tensor<1, Bool> {
+    if &m.device() == device { m } else { m.to_device(device) }
+}
+
+/// Burn 0.22 `Sgd::step` with momentum state in `slots[0]` (a zero dampening
+/// skips its multiplication by 1, which changes no bit).
 fn sgd_update<const D: usize>(
     s: &SgdSettings,
     lr: f64,
+    decay: bool,
     w: Tensor<D>,
     mut g: Tensor<D>,
     slots: &mut [Tensor<D>],
     time: u64,
 ) -> Tensor<D> {
-    if s.weight_decay != 0.0 {
+    if decay && s.weight_decay != 0.0 {
         g = w.clone().mul_scalar(s.weight_decay as f32).add(g);
     }
     if s.momentum != 0.0 {
@@ -380,13 +394,15 @@ fn sgd_update<const D: usize>(
 fn adam_update<const D: usize>(
     s: &AdamSettings,
     lr: f64,
+    decay: bool,
     w: Tensor<D>,
     mut g: Tensor<D>,
     slots: &mut [Tensor<D>],
     time: u64,
 ) -> Tensor<D> {
-    if !s.decoupled && s.weight_decay != 0.0 {
-        g = w.clone().mul_scalar(s.weight_decay).add(g);
+    let weight_decay = if decay { s.weight_decay } else { 0.0 };
+    if !s.decoupled && weight_decay != 0.0 {
+        g = w.clone().mul_scalar(weight_decay).add(g);
     }
     let m = slots[0]
         .clone()
@@ -403,8 +419,8 @@ fn adam_update<const D: usize>(
         let m_hat = m.div_scalar(1f32 - s.beta_1.powi(t));
         let v_hat = v.div_scalar(1f32 - s.beta_2.powi(t));
         let delta = m_hat.div(v_hat.sqrt().add_scalar(s.epsilon));
-        let decay = lr * f64::from(s.weight_decay);
-        let decayed = if decay == 0.0 { w } else { w.mul_scalar(1.0 - decay) };
+        let rate = lr * f64::from(weight_decay);
+        let decayed = if rate == 0.0 { w } else { w.mul_scalar(1.0 - rate) };
         decayed - delta.mul_scalar(lr)
     } else {
         let bc2_sqrt = (1.0 - s.beta_2.powi(t)).sqrt();

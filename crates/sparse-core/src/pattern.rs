@@ -13,9 +13,10 @@
 use burn::config::Config;
 
 use crate::error::{Result, SparseError};
-use crate::layer::SparseLayer;
+use crate::layer::{LayerKind, SparseLayer};
 use crate::mask::Mask;
 use crate::select::{score_key, top_k};
+use burn::tensor::{IndexingUpdateOp, Tensor};
 
 /// The shape a layer's mask may take.
 #[derive(Config, Debug, PartialEq)]
@@ -428,6 +429,58 @@ impl<'a> BlockGrid<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The N:M mask of a weight tensor computed on its device: `true` at the `n`
+/// largest `|w|` of every group of `m` consecutive fan-in weights (channel-last
+/// order, as [`SparseLayer::flat`]). Used inside the forward pass (SR-STE), where
+/// a host round trip per step would be too slow. Ties follow the backend's `topk`.
+pub fn nm_keep_tensor<const D: usize>(
+    layer: &SparseLayer,
+    weight: Tensor<D>,
+    n: usize,
+    m: usize,
+) -> Tensor<D, burn::tensor::Bool> {
+    let dims = weight.dims();
+    let (neurons, fan_in) = (layer.neurons(), layer.fan_in());
+    let (cin, kpos) = (layer.in_channels(), layer.kernel_positions());
+    let rows: Tensor<2> = match layer.kind {
+        LayerKind::Linear => weight.reshape([fan_in, neurons]).transpose(),
+        LayerKind::Conv => weight
+            .reshape([neurons, cin, kpos])
+            .swap_dims(1, 2)
+            .reshape([neurons, fan_in]),
+    };
+    let groups = rows.abs().reshape([neurons * fan_in / m, m]);
+    let (_, idx) = groups.clone().topk_with_indices(n, 1);
+    let ones = Tensor::<2>::ones([neurons * fan_in / m, n], &groups.device());
+    let keep = groups
+        .zeros_like()
+        .scatter(1, idx, ones, IndexingUpdateOp::Assign)
+        .reshape([neurons, fan_in]);
+    let keep: Tensor<D> = match layer.kind {
+        LayerKind::Linear => keep.transpose().reshape(dims),
+        LayerKind::Conv => keep.reshape([neurons, kpos, cin]).swap_dims(1, 2).reshape(dims),
+    };
+    keep.equal_elem(1.0)
+}
+
+/// `W_i/‖W_i‖₂` for every output neuron `i` (0 where a neuron is all zero): the
+/// gradient of the group-lasso penalty `Σ_i ‖W_i‖₂`.
+pub fn neuron_unit_directions<const D: usize>(layer: &SparseLayer, weight: Tensor<D>) -> Tensor<D> {
+    let dims = weight.dims();
+    let (neurons, fan_in) = (layer.neurons(), layer.fan_in());
+    let rows: Tensor<2> = match layer.kind {
+        LayerKind::Linear => weight.reshape([fan_in, neurons]).transpose(),
+        LayerKind::Conv => weight.reshape([neurons, fan_in]),
+    };
+    let norms = rows.clone().square().sum_dim(1).sqrt();
+    let safe = norms.clone().mask_fill(norms.equal_elem(0.0), 1.0);
+    let unit = rows / safe;
+    match layer.kind {
+        LayerKind::Linear => unit.transpose().reshape(dims),
+        LayerKind::Conv => unit.reshape(dims),
     }
 }
 

@@ -98,8 +98,17 @@ impl Plan {
     /// distribution this is the uniform split of the total (the real split comes
     /// out of [`Plan::select`]).
     pub fn counts(&self, sparsity: f64) -> Result<Vec<usize>> {
+        self.layers
+            .iter()
+            .zip(self.raw_counts(sparsity)?)
+            .map(|(l, c)| self.config.pattern.feasible_count(l, c))
+            .collect()
+    }
+
+    /// Per-layer nonzero counts of the distribution before the pattern rounds them.
+    pub fn raw_counts(&self, sparsity: f64) -> Result<Vec<usize>> {
         check_sparsity(sparsity)?;
-        let per_layer = match self.config.distribution.allocate(&self.layers, sparsity)? {
+        Ok(match self.config.distribution.allocate(&self.layers, sparsity)? {
             Allocation::PerLayer(c) => c,
             Allocation::Global(_) => Distribution::Uniform {
                 dense_first_layer: false,
@@ -109,12 +118,7 @@ impl Plan {
                 Allocation::PerLayer(c) => c,
                 Allocation::Global(_) => unreachable!("uniform is per layer"),
             })?,
-        };
-        self.layers
-            .iter()
-            .zip(per_layer)
-            .map(|(l, c)| self.config.pattern.feasible_count(l, c))
-            .collect()
+        })
     }
 
     /// The best weights by `scores` at `sparsity`: per layer under the pattern, or

@@ -92,14 +92,17 @@ impl Sparsifier {
 
     /// Like [`Sparsifier::init`], for methods that score with gradients on data
     /// (SNIP, GraSP): `loss_grads(model, request)` must run a forward and backward
-    /// pass on the user's batch(es) and return the gradients.
+    /// pass on the user's batch(es) (logits divided by `request.temperature`) and
+    /// return the gradients, or an error (e.g. too few samples of a class).
     pub fn init_with<M, F>(&mut self, model: M, loss_grads: F) -> Result<M>
     where
         M: Module,
-        F: FnMut(&M, &GradRequest) -> GradientsParams,
+        F: FnMut(&M, &GradRequest) -> Result<GradientsParams>,
     {
+        // `valid().train()` gives a copy with its own BatchNorm running statistics, so
+        // the scoring passes never touch the model's.
         let mut oracle = ModelOracle {
-            model: model.clone(),
+            model: model.valid().train(),
             ids: self.ids.clone(),
             n: self.plan.layers().len(),
             loss_grads,
@@ -136,7 +139,7 @@ impl Sparsifier {
             density = self.report().density(),
             "sparse masks initialised"
         );
-        Ok(traverse::apply_masks(model, &self.inactive))
+        Ok(self.masked(model))
     }
 
     /// One training step: call it after `backward` instead of the optimizer step.
@@ -151,6 +154,7 @@ impl Sparsifier {
         lr: impl Into<ModuleLearningRate>,
     ) -> Result<M> {
         self.ensure_bound(&model)?;
+        self.method.begin_step(self.step);
         let needs = self.method.needs(self.step);
         let n = self.plan.layers().len();
         let dense_grads = if needs.grads {
@@ -158,11 +162,20 @@ impl Sparsifier {
         } else {
             Vec::new()
         };
+        let grads = self.method.grad_terms().iter().fold(grads, |g, term| {
+            traverse::add_grad_term(&model, g, &self.ids, self.plan.layers(), term)
+        });
         let mut model = model;
         if needs.update && needs.skip_optimizer {
             model = self.run_method(model, &dense_grads, needs.update)?;
         } else {
-            model = self.optim.step(lr, model, grads, &self.inactive);
+            let no_masks = HashMap::new();
+            let inactive = if self.method.hard_masks() {
+                &self.inactive
+            } else {
+                &no_masks
+            };
+            model = self.optim.step(lr, model, grads, inactive);
             if needs.any() {
                 model = self.run_method(model, &dense_grads, needs.update)?;
             }
@@ -192,7 +205,14 @@ impl Sparsifier {
         } else {
             Vec::new()
         };
+        let patterns = self.method.extra_params();
+        let extra = if update && !patterns.is_empty() {
+            traverse::read_by_pattern(&model, &patterns)?
+        } else {
+            Default::default()
+        };
         let before = self.masks.clone();
+        let hard_before = self.method.hard_masks();
         let mut ctx = StepContext {
             step: self.step,
             plan: &self.plan,
@@ -200,6 +220,7 @@ impl Sparsifier {
             weights_changed: false,
             grads,
             masks: &mut self.masks,
+            extra: &extra,
             seed: self.plan.config().seed,
         };
         self.method.on_step(&mut ctx)?;
@@ -210,7 +231,9 @@ impl Sparsifier {
             return Err(e);
         }
         self.masks = masks;
-        let changed: Vec<usize> = (0..n).filter(|&l| self.masks[l] != before[l]).collect();
+        // a method that turns its masks hard (AutoSparse freezing) re-masks every layer
+        let all = self.method.hard_masks() && !hard_before;
+        let changed: Vec<usize> = (0..n).filter(|&l| all || self.masks[l] != before[l]).collect();
         let model = if weights_changed {
             traverse::write_weights(model, &self.ids, &weights)
         } else {
@@ -229,9 +252,20 @@ impl Sparsifier {
             .filter(|(id, _)| changed.contains(&self.ids[*id]))
             .map(|(id, m)| (*id, m.clone()))
             .collect();
-        self.optim.reset_inactive(&changed_inactive);
+        if self.method.hard_masks() {
+            self.optim.reset_inactive(&changed_inactive);
+        }
         tracing::debug!(step = self.step, layers = changed.len(), "topology update");
-        Ok(traverse::apply_masks(model, &self.inactive))
+        Ok(self.masked(model))
+    }
+
+    /// `model` with pruned weights zeroed (unchanged for soft-mask methods).
+    fn masked<M: Module>(&self, model: M) -> M {
+        if self.method.hard_masks() {
+            traverse::apply_masks(model, &self.inactive)
+        } else {
+            model
+        }
     }
 
     pub(crate) fn check_masks(&self, masks: &[Mask]) -> Result<()> {
@@ -312,7 +346,28 @@ impl Sparsifier {
     /// Zeroes the pruned weights of `model` (e.g. after loading weights).
     pub fn apply_masks<M: Module>(&mut self, model: M) -> Result<M> {
         self.ensure_bound(&model)?;
-        Ok(traverse::apply_masks(model, &self.inactive))
+        Ok(self.masked(model))
+    }
+
+    /// Host copies of the sparse weights of `model`, in layer order.
+    pub fn read_weights<M: Module>(&mut self, model: &M) -> Result<Vec<Vec<f32>>> {
+        self.ensure_bound(model)?;
+        traverse::read_weights(model, &self.ids, self.plan.layers().len())
+    }
+
+    /// Sets the step counter (e.g. to the rewind step of a lottery-ticket round).
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
+    /// The optimizer, mutably (e.g. to exclude parameters from weight decay).
+    pub fn optimizer_mut(&mut self) -> &mut MaskedOptimizer {
+        &mut self.optim
+    }
+
+    /// The method, mutably.
+    pub fn method_mut(&mut self) -> &mut dyn Method {
+        self.method.as_mut()
     }
 
     /// Zeroes the gradients of pruned weights, for loops that keep Burn's own optimizer.
@@ -397,13 +452,13 @@ struct ModelOracle<M, F> {
     loss_grads: F,
 }
 
-impl<M: Module, F: FnMut(&M, &GradRequest) -> GradientsParams> GradientOracle for ModelOracle<M, F> {
+impl<M: Module, F: FnMut(&M, &GradRequest) -> Result<GradientsParams>> GradientOracle for ModelOracle<M, F> {
     fn gradients(&mut self, weights: Option<&[Vec<f32>]>, request: &GradRequest) -> Result<Vec<Vec<f32>>> {
         let model = match weights {
             Some(w) => traverse::write_weights(self.model.clone(), &self.ids, w),
             None => self.model.clone(),
         };
-        let grads = (self.loss_grads)(&model, request);
+        let grads = (self.loss_grads)(&model, request)?;
         traverse::read_grads(&model, &grads, &self.ids, self.n)
     }
 }

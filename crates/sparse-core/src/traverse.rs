@@ -229,3 +229,86 @@ pub(crate) fn merge_multi<M: Module>(model: &M, multi: burn::optim::MultiGradien
     model.visit(&mut v);
     v.out
 }
+
+#[derive(Default)]
+struct ReadByPattern<'a> {
+    patterns: &'a [String],
+    stack: Vec<String>,
+    out: std::collections::BTreeMap<String, Result<Vec<f32>>>,
+}
+
+impl ModuleVisitor for ReadByPattern<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.stack.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let path = self.stack.join(".");
+        if self.patterns.iter().any(|p| crate::discovery::glob_match(p, &path)) {
+            self.out.insert(path, host::to_vec(detached(param.val())));
+        }
+    }
+}
+
+/// Host values of every float parameter whose path matches one of `patterns`.
+pub(crate) fn read_by_pattern<M: Module>(
+    model: &M,
+    patterns: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
+    let mut v = ReadByPattern {
+        patterns,
+        ..Default::default()
+    };
+    model.visit(&mut v);
+    v.out.into_iter().map(|(k, r)| r.map(|x| (k, x))).collect()
+}
+
+struct AddGradTerm<'a> {
+    ids: &'a HashMap<ParamId, usize>,
+    layers: &'a [crate::layer::SparseLayer],
+    term: &'a crate::method::GradTerm,
+    grads: &'a mut GradientsParams,
+}
+
+impl ModuleVisitor for AddGradTerm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(&l) = self.ids.get(&param.id) else {
+            return;
+        };
+        let Some(g) = self.grads.remove::<D>(param.id) else {
+            return;
+        };
+        let w = detached(param.val());
+        let g = match *self.term {
+            crate::method::GradTerm::NmDecay { n, m, lambda } => {
+                let keep = crate::pattern::nm_keep_tensor(&self.layers[l], w.clone(), n, m);
+                let pruned = w.mask_fill(keep, 0.0);
+                g + pruned.mul_scalar(lambda)
+            }
+            crate::method::GradTerm::L1 { lambda } => g + w.sign().mul_scalar(lambda),
+            crate::method::GradTerm::GroupLasso { lambda } => {
+                g + crate::pattern::neuron_unit_directions(&self.layers[l], w).mul_scalar(lambda)
+            }
+        };
+        self.grads.register::<D>(param.id, g);
+    }
+}
+
+/// Adds a method's gradient term to the sparse weights' gradients.
+pub(crate) fn add_grad_term<M: Module>(
+    model: &M,
+    mut grads: GradientsParams,
+    ids: &HashMap<ParamId, usize>,
+    layers: &[crate::layer::SparseLayer],
+    term: &crate::method::GradTerm,
+) -> GradientsParams {
+    model.visit(&mut AddGradTerm {
+        ids,
+        layers,
+        term,
+        grads: &mut grads,
+    });
+    grads
+}

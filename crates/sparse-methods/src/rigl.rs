@@ -32,7 +32,7 @@ use burn::config::Config;
 use sparse_core::method::{InitContext, Method, MethodState, Needs, StepContext};
 use sparse_core::{DropFraction, Mask, Result, Rng, UpdateSchedule};
 
-use crate::init::{magnitudes, random_masks};
+use crate::init::{exchange_all, magnitudes, random_masks};
 
 /// RigL settings.
 #[derive(Config, Debug)]
@@ -124,20 +124,15 @@ impl Method for RigL {
         }
         let fraction = self.drop_fraction(ctx.step).unwrap_or(0.0);
         let scale = 1.0 / self.accum_steps as f32;
-        for l in 0..ctx.layers().len() {
-            let layer = &ctx.plan.layers()[l];
-            if ctx.masks[l].count_ones() == layer.numel() {
-                continue; // a dense layer has nothing to exchange
-            }
+        let (noise, accum) = (self.config.tie_noise, &self.accum);
+        exchange_all(ctx, fraction, |ctx, l| {
             let mut rng = ctx.rng(l, "rigl-noise");
             let mut drop = magnitudes(&ctx.weights[l]);
-            let mut grow: Vec<f32> = self.accum[l].iter().map(|g| (g * scale).abs()).collect();
-            add_noise(&mut drop, self.config.tie_noise, &mut rng);
-            add_noise(&mut grow, self.config.tie_noise, &mut rng);
-            let pattern = ctx.plan.pattern();
-            let n_drop = (fraction * pattern.active_units(layer, &ctx.masks[l]) as f64).floor() as usize;
-            ctx.masks[l] = pattern.exchange(layer, &ctx.masks[l], &drop, &grow, n_drop);
-        }
+            let mut grow: Vec<f32> = accum[l].iter().map(|g| (g * scale).abs()).collect();
+            add_noise(&mut drop, noise, &mut rng);
+            add_noise(&mut grow, noise, &mut rng);
+            (drop, grow)
+        });
         self.accum.clear();
         self.accum_steps = 0;
         Ok(())

@@ -20,7 +20,7 @@ use burn::config::Config;
 use sparse_core::method::{InitContext, Method, Needs, StepContext};
 use sparse_core::{DropFraction, Mask, Result, UpdateSchedule};
 
-use crate::init::{magnitudes, random_masks};
+use crate::init::{exchange_all, magnitudes, random_masks};
 
 /// SET settings.
 #[derive(Config, Debug)]
@@ -67,17 +67,10 @@ impl Method for Set {
 
     fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
         let fraction = self.drop_fraction(ctx.step).unwrap_or(0.0);
-        for l in 0..ctx.layers().len() {
-            let layer = &ctx.plan.layers()[l];
-            if ctx.masks[l].count_ones() == layer.numel() {
-                continue;
-            }
-            let drop = magnitudes(&ctx.weights[l]);
-            let grow = ctx.rng(l, "set-grow").scores(layer.numel());
-            let pattern = ctx.plan.pattern();
-            let n_drop = (fraction * pattern.active_units(layer, &ctx.masks[l]) as f64).floor() as usize;
-            ctx.masks[l] = pattern.exchange(layer, &ctx.masks[l], &drop, &grow, n_drop);
-        }
+        exchange_all(ctx, fraction, |ctx, l| {
+            let grow = ctx.rng(l, "set-grow").scores(ctx.layers()[l].numel());
+            (magnitudes(&ctx.weights[l]), grow)
+        });
         Ok(())
     }
 

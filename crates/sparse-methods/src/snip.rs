@@ -1,0 +1,48 @@
+//! SNIP: Single-shot Network Pruning based on connection sensitivity
+//! (Lee, Ajanthan & Torr, ICLR 2019).
+//!
+//! At initialisation, on a batch of data, every weight gets the saliency
+//!
+//! ```text
+//! s_j = |g_j · θ_j|,   g = ∂L/∂θ
+//! ```
+//!
+//! (the paper normalises by `Σ_k |g_k θ_k|`, which does not change the ranking) and
+//! the highest saliencies are kept; the mask then stays fixed.
+//!
+//! The paper keeps the global top-k: use `Distribution::Global`. rigl's
+//! implementation (`SparseSnipOptimizer`) ranks per layer with the densities of a
+//! distribution (uniform or ERK): use that distribution. Initialise with
+//! `Sparsifier::init_with` so the method can compute gradients.
+
+use sparse_core::method::{GradRequest, InitContext, Method};
+use sparse_core::{Mask, Result};
+
+use crate::init::needs_data;
+
+/// SNIP.
+#[derive(Clone, Debug, Default)]
+pub struct Snip;
+
+/// `|g ⊙ θ|` per layer.
+pub fn snip_scores(weights: &[Vec<f32>], grads: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    weights
+        .iter()
+        .zip(grads)
+        .map(|(w, g)| w.iter().zip(g).map(|(w, g)| (w * g).abs()).collect())
+        .collect()
+}
+
+impl Method for Snip {
+    fn name(&self) -> &'static str {
+        "snip"
+    }
+
+    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
+        let oracle = ctx.oracle.as_mut().ok_or_else(|| needs_data("snip"))?;
+        let grads = oracle.gradients(None, &GradRequest::default())?;
+        let scores = snip_scores(ctx.weights, &grads);
+        masks.clone_from_slice(&ctx.plan.select(&scores, ctx.plan.sparsity())?);
+        Ok(())
+    }
+}
