@@ -191,6 +191,12 @@ pub trait Method: Send {
         Vec::new()
     }
 
+    /// Weight-decay overrides `(path glob, decay)` for the optimizer (e.g. AutoSparse's
+    /// thresholds), applied when the `Sparsifier` is built.
+    fn decay_overrides(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+
     /// Terms to add to the sparse weights' gradients before every optimizer step.
     fn grad_terms(&self) -> Vec<GradTerm> {
         Vec::new()

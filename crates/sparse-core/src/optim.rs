@@ -100,7 +100,7 @@ impl OptimizerConfig {
             config: self.clone(),
             states: HashMap::new(),
             pending: HashMap::new(),
-            no_decay: Vec::new(),
+            decay_overrides: Vec::new(),
         }
     }
 }
@@ -130,14 +130,15 @@ pub struct MaskedOptimizer {
     config: OptimizerConfig,
     states: HashMap<ParamId, ParamState>,
     pending: HashMap<String, SavedParamState>,
-    no_decay: Vec<String>,
+    decay_overrides: Vec<(String, f64)>,
 }
 
 impl MaskedOptimizer {
-    /// Exempts parameters whose path matches one of the glob `patterns` from
-    /// weight decay (e.g. AutoSparse's thresholds).
-    pub fn exclude_from_decay(&mut self, patterns: impl IntoIterator<Item = String>) {
-        self.no_decay.extend(patterns);
+    /// Uses `weight_decay` instead of the configured one for parameters whose path
+    /// matches the glob `pattern` (0 exempts them; e.g. AutoSparse's thresholds).
+    /// The first matching override wins.
+    pub fn override_decay(&mut self, pattern: impl Into<String>, weight_decay: f64) {
+        self.decay_overrides.push((pattern.into(), weight_decay));
     }
 
     /// The configuration.
@@ -334,7 +335,11 @@ impl ModuleMapper for StepMapper<'_> {
             .map(|s| on_device(s, &device).reshape(dims))
             .collect();
 
-        let decay = !optim.no_decay.iter().any(|p| crate::discovery::glob_match(p, &path));
+        let decay = optim
+            .decay_overrides
+            .iter()
+            .find(|(p, _)| crate::discovery::glob_match(p, &path))
+            .map(|(_, d)| *d);
         let updated = match &optim.config {
             OptimizerConfig::Sgd(s) => sgd_update(s, lr, decay, weight, grad, &mut slots, state.time),
             OptimizerConfig::Adam(s) => adam_update(s, lr, decay, weight, grad, &mut slots, state.time),
@@ -362,14 +367,15 @@ fn mask_on(m: Tensor<1, Bool>, device: &burn::tensor::Device) -> Tensor<1, Bool>
 fn sgd_update<const D: usize>(
     s: &SgdSettings,
     lr: f64,
-    decay: bool,
+    decay: Option<f64>,
     w: Tensor<D>,
     mut g: Tensor<D>,
     slots: &mut [Tensor<D>],
     time: u64,
 ) -> Tensor<D> {
-    if decay && s.weight_decay != 0.0 {
-        g = w.clone().mul_scalar(s.weight_decay as f32).add(g);
+    let weight_decay = decay.unwrap_or(s.weight_decay);
+    if weight_decay != 0.0 {
+        g = w.clone().mul_scalar(weight_decay as f32).add(g);
     }
     if s.momentum != 0.0 {
         let mu = s.momentum as f32;
@@ -394,13 +400,13 @@ fn sgd_update<const D: usize>(
 fn adam_update<const D: usize>(
     s: &AdamSettings,
     lr: f64,
-    decay: bool,
+    decay: Option<f64>,
     w: Tensor<D>,
     mut g: Tensor<D>,
     slots: &mut [Tensor<D>],
     time: u64,
 ) -> Tensor<D> {
-    let weight_decay = if decay { s.weight_decay } else { 0.0 };
+    let weight_decay = decay.map_or(s.weight_decay, |d| d as f32);
     if !s.decoupled && weight_decay != 0.0 {
         g = w.clone().mul_scalar(weight_decay).add(g);
     }

@@ -69,12 +69,16 @@ impl Sparsifier {
         let layers = discover(model, &config.filter)?;
         let plan = Plan::new(layers, config)?;
         let masks: Vec<Mask> = plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
+        let mut optim = optimizer.init();
+        for (pattern, decay) in method.decay_overrides() {
+            optim.override_decay(pattern, decay);
+        }
         let mut sparsifier = Self {
             explored: masks.clone(),
             masks,
             plan,
             method: Box::new(method),
-            optim: optimizer.init(),
+            optim,
             step: 0,
             ids: HashMap::new(),
             devices: Vec::new(),

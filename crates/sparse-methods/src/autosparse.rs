@@ -18,7 +18,7 @@
 //! ```
 //!
 //! with α_0 = 0.5, L0 = −6, L1 = 6, p_reset = 0.9, `s` initialised to −5 (τ ≈ 0.0067)
-//! and excluded from weight decay. The mask `1[|W| > τ]` is reported (not imposed:
+//! with its own weight decay (`threshold_decay`, 0 by default). The mask `1[|W| > τ]` is reported (not imposed:
 //! gradients of sub-threshold weights are not masked) every `report_interval` steps.
 //!
 //! Implementation: a Burn `Reparameterization` on every sparse weight
@@ -68,6 +68,10 @@ pub struct AutoSparseConfig {
     /// Freeze the mask at the target sparsity when α reaches 0 (see the module docs).
     #[config(default = true)]
     pub freeze_at_target: bool,
+    /// Weight decay of the threshold logits `s` (0 in PQuantML; a positive decay pulls
+    /// `s` towards 0, i.e. raises τ, as in STR, Kusupati et al. 2020).
+    #[config(default = 0.0)]
+    pub threshold_decay: f64,
 }
 
 /// Shared state of the reparameterizations: α (f32 bits) and whether they are
@@ -173,8 +177,7 @@ impl AutoSparse {
 
     /// Adds a learnable threshold to each weight of `layers` (use the sparse layers
     /// of the model, e.g. `sparse_core::discover(&model, &filter)`). Call before
-    /// building the `Sparsifier`, and exempt `*.autosparse.threshold` from weight
-    /// decay (`sparsifier.optimizer_mut().exclude_from_decay(..)`).
+    /// building the `Sparsifier` (which applies `threshold_decay` to the thresholds).
     pub fn attach<M: Module>(&self, model: M, layers: &[SparseLayer]) -> M {
         self.state.set_alpha(self.alpha_at(0) as f32);
         model.apply_reparameterization(Attach {
@@ -242,6 +245,10 @@ impl Method for AutoSparse {
 
     fn extra_params(&self) -> Vec<String> {
         vec!["*.autosparse.threshold".into()]
+    }
+
+    fn decay_overrides(&self) -> Vec<(String, f64)> {
+        vec![("*.autosparse.threshold".into(), self.config.threshold_decay)]
     }
 
     fn needs(&self, step: u64) -> Needs {

@@ -1,0 +1,229 @@
+//! RigL and SET: exact drop/grow sets on fixed tensors, grown weights at 0 with
+
+#![allow(clippy::needless_range_loop)] // index loops mirror the formulas
+//! reset optimizer state, the schedule window, and exchanges inside N:M,
+//! constant fan-in and block patterns.
+
+mod common;
+
+use burn::module::ParamId;
+use common::{Data, Mlp, device, host};
+use sparse_core::layer::{LayerKind, Roles};
+use sparse_core::method::{Method, StepContext};
+use sparse_core::{
+    DropFraction, Mask, OptimizerConfig, Pattern, Plan, SparseLayer, Sparsifier, SparsityConfig, UpdateSchedule,
+};
+use sparse_methods::{RigL, RigLConfig, Set, SetConfig};
+
+fn linear(i: usize, o: usize) -> SparseLayer {
+    SparseLayer {
+        path: "fc.weight".into(),
+        param_id: ParamId::new(),
+        shape: vec![i, o],
+        kind: LayerKind::Linear,
+        roles: Roles::default(),
+    }
+}
+
+fn rigl(drop: f64, begin: u64, end: u64, every: u64) -> RigL {
+    let updates = UpdateSchedule::new(end).with_begin(begin).with_interval(every);
+    RigL::new(RigLConfig::new(updates).with_drop_fraction(DropFraction::Constant { alpha: drop }))
+}
+
+/// Runs one `on_step` of `method` at `step` on a single layer.
+fn one_update(method: &mut dyn Method, plan: &Plan, step: u64, w: Vec<f32>, g: Vec<f32>, mask: Mask) -> Mask {
+    let mut weights = vec![w];
+    let grads = vec![g];
+    let mut masks = vec![mask];
+    let extra = Default::default();
+    let mut ctx = StepContext {
+        step,
+        plan,
+        weights: &mut weights,
+        weights_changed: false,
+        grads: &grads,
+        masks: &mut masks,
+        extra: &extra,
+        seed: 1,
+    };
+    method.on_step(&mut ctx).unwrap();
+    masks.remove(0)
+}
+
+fn plan(layer: SparseLayer, sparsity: f64, pattern: Pattern) -> Plan {
+    let config = SparsityConfig::new()
+        .with_sparsity(sparsity)
+        .with_pattern(pattern)
+        .with_distribution(sparse_core::Distribution::Uniform {
+            dense_first_layer: false,
+        });
+    Plan::new(vec![layer], config).unwrap()
+}
+
+#[test]
+fn rigl_drops_smallest_magnitudes_and_grows_largest_gradients() {
+    // Linear [in=3, out=2]: flat index = i*2 + o
+    let p = plan(linear(3, 2), 1.0 / 3.0, Pattern::Unstructured);
+    let w = vec![0.5, -0.1, 0.0, 0.9, -0.3, 0.0];
+    let g = vec![0.1, 0.2, 0.7, 0.05, -0.3, -0.6];
+    let mask = Mask::from_indices(6, [0, 1, 3, 4]);
+    // n_drop = ⌊0.5·4⌋ = 2: drop |w| 0.1 (1) and 0.3 (4); keep {0, 3};
+    // grow the two largest |g| among {1, 2, 4, 5}: 0.7 (2) and 0.6 (5)
+    let out = one_update(&mut rigl(0.5, 0, 100, 10), &p, 0, w, g, mask);
+    assert_eq!(out.iter_ones().collect::<Vec<_>>(), vec![0, 2, 3, 5]);
+}
+
+#[test]
+fn rigl_ties_keep_the_lower_index_and_may_regrow_a_dropped_weight() {
+    let p = plan(linear(4, 1), 0.5, Pattern::Unstructured);
+    let w = vec![0.2, 0.2, 0.0, 0.2];
+    let g = vec![0.0, 0.0, 0.1, 0.9];
+    let mask = Mask::from_indices(4, [0, 1, 3]);
+    // drop 1 of 3 (fraction 0.34): equal magnitudes, the highest index (3) goes;
+    // grow the largest |g| among {2, 3}: weight 3 itself comes straight back
+    let out = one_update(&mut rigl(0.34, 0, 100, 10), &p, 0, w, g, mask);
+    assert_eq!(out.iter_ones().collect::<Vec<_>>(), vec![0, 1, 3]);
+}
+
+#[test]
+fn set_keeps_the_largest_magnitudes_and_regrows_at_random() {
+    let p = plan(linear(10, 10), 0.5, Pattern::Unstructured);
+    let mut rng = sparse_core::Rng::new(4);
+    let w: Vec<f32> = (0..100).map(|_| rng.normal() as f32).collect();
+    let mask = Mask::from_indices(100, (0..100).filter(|i| i % 2 == 0));
+    let updates = UpdateSchedule::new(100).with_interval(10);
+    let mut set = Set::new(SetConfig::new(updates).with_drop_fraction(DropFraction::Constant { alpha: 0.3 }));
+    let w_masked: Vec<f32> = (0..100).map(|i| if mask.get(i) { w[i] } else { 0.0 }).collect();
+    let out = one_update(&mut set, &p, 10, w_masked, vec![0.0; 100], mask.clone());
+    // expected survivors: the 35 largest |w| of the 50 active
+    let mut active: Vec<usize> = mask.iter_ones().collect();
+    active.sort_by(|&a, &b| w[b].abs().total_cmp(&w[a].abs()).then(a.cmp(&b)));
+    let survivors: Vec<usize> = active[..35].to_vec();
+    assert!(survivors.iter().all(|&i| out.get(i)));
+    assert_eq!(out.count_ones(), 50);
+    let grown: Vec<usize> = out.iter_ones().filter(|i| !survivors.contains(i)).collect();
+    assert_eq!(grown.len(), 15);
+    // regrowth is random: it is not just the 15 dropped weights
+    assert!(grown.iter().any(|i| !mask.get(*i)));
+}
+
+/// `(step, mask before, mask after, weights before, gradient, weights after)`.
+type StepCheck<'a> = dyn FnMut(u64, &Mask, &Mask, &[f32], &[f32], &[f32]) + 'a;
+
+fn run_hook(method: impl Method + 'static, steps: u64, check: &mut StepCheck<'_>) {
+    let device = device();
+    let data = Data::new(64, 8, 4, 0.5, 1);
+    let mut model = Mlp::new(&[8, 4], false, &device);
+    let config = SparsityConfig::new().with_sparsity(0.5).with_seed(5);
+    let mut sparse = Sparsifier::new(&model, config, method, &OptimizerConfig::sgd(0.9, 1e-3)).unwrap();
+    model = sparse.init(model).unwrap();
+    for t in 0..steps {
+        let before = sparse.masks()[0].clone();
+        let grads = model.grads(&data);
+        let g = host(grads.get::<2>(model.weight_id(0)).unwrap());
+        let w_before = model.weight(0);
+        model = sparse.step(model, grads, 0.1).unwrap();
+        let after = sparse.masks()[0].clone();
+        check(t, &before, &after, &w_before, &g, &model.weight(0));
+        let m = host(sparse.optimizer().state_of(model.weight_id(0)).unwrap().remove(0));
+        for i in 0..after.len() {
+            if !after.get(i) {
+                assert_eq!(m[i], 0.0, "momentum of pruned weight {i} at step {t}");
+            }
+        }
+        for i in after.iter_ones().filter(|&i| !before.get(i)) {
+            assert_eq!(m[i], 0.0, "momentum of grown weight {i} at step {t}");
+        }
+    }
+}
+
+#[test]
+fn rigl_through_the_hook_exact_sets_zero_grown_weights_and_schedule_window() {
+    let mut updates = 0;
+    run_hook(rigl(0.25, 5, 20, 5), 30, &mut |t, before, after, w, g, w_after| {
+        let is_update = t == 5 || t == 10 || t == 15;
+        if !is_update {
+            assert_eq!(before, after, "mask changed at step {t}");
+            return;
+        }
+        updates += 1;
+        assert_eq!(before.count_ones(), after.count_ones(), "count changed at step {t}");
+        // independent expectation: keep the largest |w| of the active, grow the largest |g| elsewhere
+        let n_drop = before.count_ones() / 4;
+        let mut active: Vec<usize> = before.iter_ones().collect();
+        active.sort_by(|&a, &b| w[b].abs().total_cmp(&w[a].abs()).then(a.cmp(&b)));
+        let kept: Vec<usize> = active[..active.len() - n_drop].to_vec();
+        let mut rest: Vec<usize> = (0..w.len()).filter(|i| !kept.contains(i)).collect();
+        rest.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()).then(a.cmp(&b)));
+        let mut expected: Vec<usize> = kept.iter().copied().chain(rest[..n_drop].iter().copied()).collect();
+        expected.sort_unstable();
+        assert_eq!(after.iter_ones().collect::<Vec<_>>(), expected, "step {t}");
+        for i in after.iter_ones().filter(|&i| !before.get(i)) {
+            assert_eq!(w_after[i], 0.0, "grown weight {i} starts at 0 (step {t})");
+        }
+    });
+    assert_eq!(updates, 3);
+}
+
+#[test]
+fn set_through_the_hook_keeps_counts_and_zero_grown_weights() {
+    let updates = UpdateSchedule::new(12).with_begin(4).with_interval(4);
+    let set = Set::new(SetConfig::new(updates));
+    run_hook(set, 16, &mut |t, before, after, _, _, w_after| {
+        assert_eq!(before.count_ones(), after.count_ones());
+        if t != 4 && t != 8 {
+            assert_eq!(before, after, "mask changed at step {t}");
+        } else {
+            assert_ne!(before, after, "no exchange at step {t}");
+        }
+        for i in 0..after.len() {
+            if !after.get(i) {
+                assert_eq!(w_after[i], 0.0);
+            }
+        }
+    });
+}
+
+/// Exchanges inside a pattern keep its constraint and are not a plain re-selection.
+fn exchange_inside(pattern: Pattern, sparsity: f64) {
+    let layer = linear(16, 8);
+    let p = plan(layer.clone(), sparsity, pattern.clone());
+    let count = p.counts(sparsity).unwrap()[0];
+    let mut rng = sparse_core::Rng::new(9);
+    let scores: Vec<f32> = (0..128).map(|_| rng.next_f32()).collect();
+    let mask = pattern.select(&layer, &scores, count);
+    let w: Vec<f32> = (0..128)
+        .map(|i| if mask.get(i) { rng.normal() as f32 } else { 0.0 })
+        .collect();
+    let g: Vec<f32> = (0..128).map(|_| rng.normal() as f32).collect();
+    let out = one_update(&mut rigl(0.3, 0, 100, 10), &p, 0, w.clone(), g, mask.clone());
+    pattern.verify(&layer, &out).unwrap();
+    assert_eq!(out.count_ones(), mask.count_ones());
+    // a plain re-selection by magnitude would keep the old mask (inactive weights are 0)
+    let reselect = pattern.select(&layer, &w.iter().map(|x| x.abs()).collect::<Vec<_>>(), count);
+    assert_eq!(reselect, mask);
+    assert_ne!(out, mask, "{pattern:?}: the exchange changed nothing");
+    // and it moved about 30% of the units
+    let moved = out.and_not(&mask).count_ones() as f64 / mask.count_ones() as f64;
+    assert!((0.1..=0.31).contains(&moved), "{pattern:?}: moved {moved}");
+}
+
+#[test]
+fn exchanges_inside_nm_constant_fan_in_and_blocks() {
+    exchange_inside(Pattern::NM { n: 2, m: 4 }, 0.5);
+    exchange_inside(Pattern::ConstantFanIn, 0.75);
+    exchange_inside(Pattern::Block { rows: 2, cols: 2 }, 0.75);
+    exchange_inside(Pattern::Channel, 0.5);
+}
+
+#[test]
+fn rigl_needs_follow_the_window_and_skip_switch() {
+    let r = rigl(0.3, 100, 1000, 100);
+    assert!(!r.needs(0).update && r.needs(100).update && r.needs(900).update && !r.needs(1000).update);
+    assert!(r.needs(100).skip_optimizer);
+    let mut c = RigLConfig::new(UpdateSchedule::new(1000)).with_grad_window(3);
+    c.skip_weight_update = false;
+    let r = RigL::new(c);
+    assert!(r.needs(98).grads && r.needs(99).grads && r.needs(100).grads && !r.needs(97).grads);
+    assert!(!r.needs(100).skip_optimizer);
+}
