@@ -7,9 +7,14 @@
 //! 2. One RigL topology update over ResNet-50's 25.5M sparse weights (gradients
 //!    given), i.e. reading weights and gradients, ranking, drop/grow, uploading masks.
 //!
-//! Environment: `SPARSEBURN_DEVICE` (default flex), `BENCH_STEPS` (default 300).
+//! Environment: `SPARSEBURN_DEVICE` (default flex), `BENCH_ROUNDS` (default 15
+//! rounds of 100 + 100 steps for the MLP, a fifth of that for the CNN).
 
 use std::time::Instant;
+
+// the allocator of the `sparseburn` binary, so the numbers match the CLI
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -40,8 +45,16 @@ fn sync(device: &Device) {
     let _ = device.sync();
 }
 
-/// Seconds per step: dense (Burn SGD) and sparse (the hook), interleaved in rounds.
-fn overhead<M: Classifier + Clone>(model: M, input: [usize; 3], device: &Device, steps: usize) -> (f64, f64) {
+/// Per-step seconds of the dense (Burn SGD) and sparse (the hook) steps, and the
+/// median over rounds of `sparse/dense − 1`. Each round is 100 dense steps then
+/// 100 sparse steps (one RigL update), so both see the same machine state.
+fn overhead<M: Classifier + Clone>(
+    model: M,
+    input: [usize; 3],
+    device: &Device,
+    rounds: usize,
+    method: Box<dyn sparseburn::sparse_core::Method>,
+) -> (f64, f64, f64) {
     let (x, y) = batch(device, input);
     let mut dense = model.clone();
     let mut optim = SgdConfig::new()
@@ -51,24 +64,21 @@ fn overhead<M: Classifier + Clone>(model: M, input: [usize; 3], device: &Device,
             nesterov: false,
         }))
         .init();
-    let rigl = RigL::new(RigLConfig::new(UpdateSchedule::new(u64::MAX).with_interval(100)));
     let mut sparse = Sparsifier::new(
         &model,
         SparsityConfig::new().with_sparsity(0.9),
-        rigl,
+        method,
         &OptimizerConfig::sgd(0.9, 0.0),
     )
     .expect("sparsifier");
     let mut model = sparse.init(model).expect("init");
-    // warm-up: both paths, including one topology update
     for _ in 0..5 {
         let g = grads(&dense, &x, &y);
         dense = optim.step(0.01, dense, g);
         let g = grads(&model, &x, &y);
         model = sparse.step(model, g, 0.01).expect("step");
     }
-    let (mut t_dense, mut t_sparse) = (0.0, 0.0);
-    let rounds = steps / 100;
+    let (mut t_dense, mut t_sparse, mut ratios) = (0.0, 0.0, Vec::new());
     for _ in 0..rounds.max(1) {
         sync(device);
         let start = Instant::now();
@@ -77,17 +87,21 @@ fn overhead<M: Classifier + Clone>(model: M, input: [usize; 3], device: &Device,
             dense = optim.step(0.01, dense, g);
         }
         sync(device);
-        t_dense += start.elapsed().as_secs_f64();
+        let d = start.elapsed().as_secs_f64();
         let start = Instant::now();
         for _ in 0..100 {
             let g = grads(&model, &x, &y);
             model = sparse.step(model, g, 0.01).expect("step");
         }
         sync(device);
-        t_sparse += start.elapsed().as_secs_f64();
+        let s = start.elapsed().as_secs_f64();
+        t_dense += d;
+        t_sparse += s;
+        ratios.push(s / d - 1.0);
     }
+    ratios.sort_by(f64::total_cmp);
     let n = (rounds.max(1) * 100) as f64;
-    (t_dense / n, t_sparse / n)
+    (t_dense / n, t_sparse / n, ratios[ratios.len() / 2])
 }
 
 struct RandomGrads {
@@ -143,31 +157,44 @@ fn resnet50_update(device: &Device) -> (usize, f64) {
 fn main() {
     let backend = BackendKind::from_env().expect("SPARSEBURN_DEVICE");
     let device = backend.device().expect("backend").autodiff();
-    let steps: usize = std::env::var("BENCH_STEPS")
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
-    println!(
-        "backend: {backend}, threads: {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!();
-    println!("| model | dense step (ms) | sparse step (ms) | overhead |");
-    println!("|---|---|---|---|");
-    let (d, s) = overhead(MlpConfig::new().init(&device), [1, 28, 28], &device, steps);
-    println!(
-        "| MLP 784-300-100-10 | {:.2} | {:.2} | {:+.1}% |",
-        d * 1e3,
-        s * 1e3,
-        100.0 * (s - d) / d
-    );
-    let (d, s) = overhead(SmallCnnConfig::new().init(&device), [1, 28, 28], &device, steps);
-    println!(
-        "| small CNN | {:.2} | {:.2} | {:+.1}% |",
-        d * 1e3,
-        s * 1e3,
-        100.0 * (s - d) / d
-    );
+        .unwrap_or(15);
+    let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("backend: {backend}, threads: {threads}\n");
+    println!("| model | method | dense step (ms) | sparse step (ms) | overhead (median of rounds) |");
+    println!("|---|---|---|---|---|");
+    let rigl = || -> Box<dyn sparseburn::sparse_core::Method> {
+        Box::new(RigL::new(RigLConfig::new(
+            UpdateSchedule::new(u64::MAX).with_interval(100),
+        )))
+    };
+    let fixed = || -> Box<dyn sparseburn::sparse_core::Method> { Box::new(StaticRandom) };
+    for (name, method) in [("RigL, ΔT = 100", rigl()), ("static mask", fixed())] {
+        let (d, s, r) = overhead(MlpConfig::new().init(&device), [1, 28, 28], &device, rounds, method);
+        println!(
+            "| MLP 784-300-100-10 | {name} | {:.3} | {:.3} | {:+.1}% |",
+            d * 1e3,
+            s * 1e3,
+            100.0 * r
+        );
+    }
+    for (name, method) in [("RigL, ΔT = 100", rigl()), ("static mask", fixed())] {
+        let (d, s, r) = overhead(
+            SmallCnnConfig::new().init(&device),
+            [1, 28, 28],
+            &device,
+            rounds.div_ceil(5),
+            method,
+        );
+        println!(
+            "| small CNN | {name} | {:.2} | {:.2} | {:+.1}% |",
+            d * 1e3,
+            s * 1e3,
+            100.0 * r
+        );
+    }
     println!();
     let (n, t) = resnet50_update(&device);
     println!("| topology update | weights | seconds |");

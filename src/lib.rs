@@ -12,6 +12,7 @@
 //! and holds the datasets shared by the `sparseburn` CLI and the examples.
 
 pub mod data;
+pub mod run;
 
 pub use sparse_core;
 pub use sparse_methods;

@@ -7,13 +7,19 @@
 //! sparseburn's own deterministic [`loader`].
 
 pub mod batch;
+pub mod cifar;
+pub mod download;
 pub mod error;
+pub mod folder;
+pub mod idx;
 pub mod loader;
+pub mod source;
 pub mod synthetic;
 
 pub use batch::{ImageBatch, ImageBatcher};
 pub use error::DataError;
 pub use loader::BatchOrder;
+pub use source::{DataConfig, DatasetKind};
 
 use burn::data::dataset::{Dataset, DatasetError};
 

@@ -1,7 +1,7 @@
 //! A synthetic, learnable image set for offline tests and examples.
 //!
 //! **Not real data.** Each class has a random prototype image; a sample is the
-//! prototype blended half-and-half with uniform noise. A linear classifier
+//! prototype blended with four times as much uniform noise. A linear classifier
 //! separates the classes well, a constant one does not.
 
 use sparse_core::Rng;
@@ -27,7 +27,7 @@ pub fn synthetic(n: usize, shape: [usize; 3], classes: usize, seed: u64, split: 
         pixels.extend(
             prototypes[c]
                 .iter()
-                .map(|p| ((0.5 * p + 0.5 * rng.next_f32()) * 255.0) as u8),
+                .map(|p| ((0.2 * p + 0.8 * rng.next_f32()) * 255.0) as u8),
         );
         labels.push(c as u16);
     }

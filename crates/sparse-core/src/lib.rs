@@ -19,6 +19,7 @@ pub mod backend;
 pub mod discovery;
 pub mod distribution;
 pub mod error;
+pub mod formats;
 pub mod host;
 pub mod layer;
 pub mod mask;

@@ -234,3 +234,42 @@ pub trait Method: Send {
         None
     }
 }
+
+impl<T: Method + ?Sized> Method for Box<T> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn begin_step(&mut self, step: u64) {
+        (**self).begin_step(step)
+    }
+    fn hard_masks(&self) -> bool {
+        (**self).hard_masks()
+    }
+    fn extra_params(&self) -> Vec<String> {
+        (**self).extra_params()
+    }
+    fn decay_overrides(&self) -> Vec<(String, f64)> {
+        (**self).decay_overrides()
+    }
+    fn grad_terms(&self) -> Vec<GradTerm> {
+        (**self).grad_terms()
+    }
+    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
+        (**self).init(ctx, masks)
+    }
+    fn needs(&self, step: u64) -> Needs {
+        (**self).needs(step)
+    }
+    fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
+        (**self).on_step(ctx)
+    }
+    fn save_state(&self) -> MethodState {
+        (**self).save_state()
+    }
+    fn load_state(&mut self, state: MethodState) -> Result<()> {
+        (**self).load_state(state)
+    }
+    fn drop_fraction(&self, step: u64) -> Option<f64> {
+        (**self).drop_fraction(step)
+    }
+}

@@ -28,15 +28,50 @@ fn unpack_id(key: u64) -> u32 {
     u32::MAX - (key as u32)
 }
 
+/// Candidates above which a sampled threshold pre-filters the selection.
+const PREFILTER: usize = 1 << 20;
+
 /// The ids of the `k` best-ranked candidates, in rank order.
 ///
 /// `score(id)` gives the score of a candidate. Fewer than `k` candidates
-/// returns them all.
-pub fn top_k(candidates: impl IntoIterator<Item = u32>, k: usize, score: impl Fn(u32) -> f32) -> Vec<u32> {
-    let mut keys: Vec<u64> = candidates.into_iter().map(|id| pack(score(id), id)).collect();
+/// returns them all. For many candidates and a small `k`, a threshold taken
+/// from a deterministic sample skips the keys that cannot be in the top `k`;
+/// the result is the same exact top-`k`.
+pub fn top_k<I>(candidates: I, k: usize, score: impl Fn(u32) -> f32) -> Vec<u32>
+where
+    I: IntoIterator<Item = u32>,
+    I::IntoIter: Clone,
+{
+    let iter = candidates.into_iter();
+    let mut keys: Vec<u64> = match prefilter_threshold(iter.clone(), k, &score) {
+        Some(min_key) => iter
+            .filter_map(|id| {
+                let key = pack(score(id), id);
+                (key >= min_key).then_some(key)
+            })
+            .collect(),
+        None => iter.map(|id| pack(score(id), id)).collect(),
+    };
     top_keys(&mut keys, k);
     keys.truncate(k);
     keys.into_iter().map(unpack_id).collect()
+}
+
+/// A key below which fewer than `k` candidates can be skipped, or `None` when
+/// pre-filtering does not pay off or would not keep `k` candidates.
+fn prefilter_threshold(iter: impl Iterator<Item = u32> + Clone, k: usize, score: &impl Fn(u32) -> f32) -> Option<u64> {
+    let n = iter.clone().count();
+    if n < PREFILTER || k == 0 || k > n / 4 {
+        return None;
+    }
+    let stride = n / 4096;
+    let mut sample: Vec<u64> = iter.clone().step_by(stride).map(|id| pack(score(id), id)).collect();
+    // keep ~2x the needed fraction of the sample, so the threshold almost never falls short
+    let want = ((2 * k * sample.len()) / n + 8).min(sample.len() - 1);
+    sample.select_nth_unstable_by(want, |a, b| b.cmp(a));
+    let threshold = sample[want] & !u64::from(u32::MAX); // compare scores only
+    let passing = iter.filter(|&id| pack(score(id), id) >= threshold).count();
+    (passing >= k).then_some(threshold)
 }
 
 /// Moves the `k` largest keys to the front, sorted descending.
@@ -75,6 +110,20 @@ mod tests {
         let scores = [1.0, 5.0, 5.0, 3.0, 5.0];
         assert_eq!(top_k_dense(&scores, 2), vec![1, 2]);
         assert_eq!(top_k_dense(&scores, 3), vec![1, 2, 4]);
+    }
+
+    #[test]
+    fn prefiltered_selection_equals_the_full_one() {
+        let mut rng = crate::rng::Rng::new(8);
+        let n = PREFILTER + 1000;
+        let scores: Vec<f32> = (0..n).map(|_| (rng.below(1000) as f32) / 7.0).collect();
+        for k in [1, 10, 5000, n / 5] {
+            let fast = top_k(0..n as u32, k, |i| scores[i as usize]);
+            let mut keys: Vec<u64> = (0..n as u32).map(|i| pack(scores[i as usize], i)).collect();
+            keys.sort_unstable_by(|a, b| b.cmp(a));
+            let slow: Vec<u32> = keys[..k].iter().map(|k| unpack_id(*k)).collect();
+            assert_eq!(fast, slow, "k={k}");
+        }
     }
 
     #[test]

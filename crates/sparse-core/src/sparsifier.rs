@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use crate::discovery::{all_weights, discover};
 use crate::error::{Result, SparseError};
@@ -42,7 +42,8 @@ pub struct Sparsifier {
     pub(crate) step: u64,
     ids: HashMap<ParamId, usize>,
     devices: Vec<Device>,
-    inactive: HashMap<ParamId, Tensor<1, Bool>>,
+    /// Device copies of the masks (f32 1.0 = active), one per sparse weight.
+    keep: HashMap<ParamId, Tensor<1>>,
 }
 
 impl std::fmt::Debug for Sparsifier {
@@ -82,7 +83,7 @@ impl Sparsifier {
             step: 0,
             ids: HashMap::new(),
             devices: Vec::new(),
-            inactive: HashMap::new(),
+            keep: HashMap::new(),
         };
         sparsifier.bind(model)?;
         Ok(sparsifier)
@@ -174,12 +175,12 @@ impl Sparsifier {
             model = self.run_method(model, &dense_grads, needs.update)?;
         } else {
             let no_masks = HashMap::new();
-            let inactive = if self.method.hard_masks() {
-                &self.inactive
+            let keep = if self.method.hard_masks() {
+                &self.keep
             } else {
                 &no_masks
             };
-            model = self.optim.step(lr, model, grads, inactive);
+            model = self.optim.step(lr, model, grads, keep);
             if needs.any() {
                 model = self.run_method(model, &dense_grads, needs.update)?;
             }
@@ -250,14 +251,20 @@ impl Sparsifier {
             self.explored[l] = self.explored[l].or(&self.masks[l]);
         }
         self.upload_masks(Some(&changed));
-        let changed_inactive: HashMap<ParamId, Tensor<1, Bool>> = self
-            .inactive
-            .iter()
-            .filter(|(id, _)| changed.contains(&self.ids[*id]))
-            .map(|(id, m)| (*id, m.clone()))
-            .collect();
         if self.method.hard_masks() {
-            self.optim.reset_inactive(&changed_inactive);
+            let reset: Vec<_> = changed
+                .iter()
+                .map(|&l| {
+                    let layer = &self.plan.layers()[l];
+                    (
+                        layer.param_id,
+                        layer.path.as_str(),
+                        &self.masks[l],
+                        self.keep[&layer.param_id].clone(),
+                    )
+                })
+                .collect();
+            self.optim.reset_inactive(&reset);
         }
         tracing::debug!(step = self.step, layers = changed.len(), "topology update");
         Ok(self.masked(model))
@@ -266,7 +273,7 @@ impl Sparsifier {
     /// `model` with pruned weights zeroed (unchanged for soft-mask methods).
     fn masked<M: Module>(&self, model: M) -> M {
         if self.method.hard_masks() {
-            traverse::apply_masks(model, &self.inactive)
+            traverse::apply_masks(model, &self.keep)
         } else {
             model
         }
@@ -298,8 +305,8 @@ impl Sparsifier {
             if only.is_some_and(|o| !o.contains(&l)) {
                 continue;
             }
-            self.inactive
-                .insert(layer.param_id, self.masks[l].inactive_tensor(&self.devices[l]));
+            self.keep
+                .insert(layer.param_id, self.masks[l].float_tensor(&self.devices[l]));
         }
     }
 
@@ -334,7 +341,7 @@ impl Sparsifier {
             .map(|(i, l)| (l.param_id, i))
             .collect();
         self.devices = devices;
-        self.inactive.clear();
+        self.keep.clear();
         self.upload_masks(None);
         Ok(())
     }
@@ -377,7 +384,7 @@ impl Sparsifier {
     /// Zeroes the gradients of pruned weights, for loops that keep Burn's own optimizer.
     pub fn mask_gradients<M: Module>(&mut self, model: &M, grads: GradientsParams) -> Result<GradientsParams> {
         self.ensure_bound(model)?;
-        Ok(traverse::mask_grads(model, grads, &self.inactive))
+        Ok(traverse::mask_grads(model, grads, &self.keep))
     }
 
     /// Parameter sizes by path (for validating saved optimizer state).

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
 use crate::host;
-use crate::optim::{ParamContext, detached};
+use crate::optim::{ParamContext, detached, on_device};
 
 /// Every float parameter: path, id, element count, device (inner).
 #[derive(Clone, Debug)]
@@ -153,42 +153,42 @@ pub(crate) fn write_weights<M: Module>(model: M, ids: &HashMap<ParamId, usize>, 
 }
 
 struct ApplyMasks<'a> {
-    inactive: &'a HashMap<ParamId, Tensor<1, Bool>>,
+    keep: &'a HashMap<ParamId, Tensor<1>>,
 }
 
 impl ModuleMapper for ApplyMasks<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some(mask) = self.inactive.get(&param.id).cloned() else {
+        let Some(mask) = self.keep.get(&param.id).cloned() else {
             return param;
         };
         let id = param.id;
         param.map(|t| {
             let context = ParamContext::capture(&t);
             let w = detached(t);
-            let mask = mask.to_device(&w.device()).reshape(w.dims());
-            context.restore(w.mask_fill(mask, 0.0), id)
+            let mask = on_device(mask, &w.device()).reshape(w.dims());
+            context.restore(w * mask, id)
         })
     }
 }
 
 /// Zeroes every pruned weight.
-pub(crate) fn apply_masks<M: Module>(model: M, inactive: &HashMap<ParamId, Tensor<1, Bool>>) -> M {
-    model.map(&mut ApplyMasks { inactive })
+pub(crate) fn apply_masks<M: Module>(model: M, keep: &HashMap<ParamId, Tensor<1>>) -> M {
+    model.map(&mut ApplyMasks { keep })
 }
 
 struct MaskGrads<'a> {
-    inactive: &'a HashMap<ParamId, Tensor<1, Bool>>,
+    keep: &'a HashMap<ParamId, Tensor<1>>,
     grads: &'a mut GradientsParams,
 }
 
 impl ModuleVisitor for MaskGrads<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let Some(mask) = self.inactive.get(&param.id) else {
+        let Some(mask) = self.keep.get(&param.id) else {
             return;
         };
         if let Some(g) = self.grads.remove::<D>(param.id) {
-            let mask = mask.clone().to_device(&g.device()).reshape(g.dims());
-            self.grads.register::<D>(param.id, g.mask_fill(mask, 0.0));
+            let mask = on_device(mask.clone(), &g.device()).reshape(g.dims());
+            self.grads.register::<D>(param.id, g * mask);
         }
     }
 }
@@ -197,10 +197,10 @@ impl ModuleVisitor for MaskGrads<'_> {
 pub(crate) fn mask_grads<M: Module>(
     model: &M,
     mut grads: GradientsParams,
-    inactive: &HashMap<ParamId, Tensor<1, Bool>>,
+    keep: &HashMap<ParamId, Tensor<1>>,
 ) -> GradientsParams {
     model.visit(&mut MaskGrads {
-        inactive,
+        keep,
         grads: &mut grads,
     });
     grads

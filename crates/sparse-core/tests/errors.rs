@@ -10,6 +10,7 @@ fn method() -> RandomSwap {
         every: 2,
         fraction: 0.2,
         updates: 0,
+        skip: false,
     }
 }
 

@@ -85,6 +85,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         every: 3,
         fraction: 0.3,
         updates: 0,
+        skip: false,
     };
     let mut sparse = match Sparsifier::new(&model, config, method, &optimizer) {
         Ok(s) => s,

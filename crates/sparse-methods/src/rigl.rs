@@ -109,26 +109,35 @@ impl Method for RigL {
     }
 
     fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        if self.accum.len() != ctx.grads.len() {
-            self.accum = ctx.grads.iter().map(|g| vec![0.0; g.len()]).collect();
-            self.accum_steps = 0;
-        }
-        for (acc, g) in self.accum.iter_mut().zip(ctx.grads) {
-            for (a, x) in acc.iter_mut().zip(g) {
-                *a += x;
+        let update = self.config.updates.is_update_step(ctx.step);
+        if !update || !self.accum.is_empty() {
+            if self.accum.len() != ctx.grads.len() {
+                self.accum = ctx.grads.iter().map(|g| vec![0.0; g.len()]).collect();
+                self.accum_steps = 0;
             }
+            for (acc, g) in self.accum.iter_mut().zip(ctx.grads) {
+                for (a, x) in acc.iter_mut().zip(g) {
+                    *a += x;
+                }
+            }
+            self.accum_steps += 1;
         }
-        self.accum_steps += 1;
-        if !self.config.updates.is_update_step(ctx.step) {
+        if !update {
             return Ok(());
         }
+        // a window of one step uses this step's gradient directly, without a copy
+        let grads: &[Vec<f32>] = ctx.grads;
+        let (sums, scale) = if self.accum.is_empty() {
+            (grads, 1.0)
+        } else {
+            (self.accum.as_slice(), 1.0 / self.accum_steps as f32)
+        };
         let fraction = self.drop_fraction(ctx.step).unwrap_or(0.0);
-        let scale = 1.0 / self.accum_steps as f32;
-        let (noise, accum) = (self.config.tie_noise, &self.accum);
+        let noise = self.config.tie_noise;
         exchange_all(ctx, fraction, |ctx, l| {
             let mut rng = ctx.rng(l, "rigl-noise");
             let mut drop = magnitudes(&ctx.weights[l]);
-            let mut grow: Vec<f32> = accum[l].iter().map(|g| (g * scale).abs()).collect();
+            let mut grow: Vec<f32> = sums[l].iter().map(|g| (g * scale).abs()).collect();
             add_noise(&mut drop, noise, &mut rng);
             add_noise(&mut grow, noise, &mut rng);
             (drop, grow)

@@ -82,6 +82,8 @@ pub struct RandomSwap {
     pub every: u64,
     pub fraction: f64,
     pub updates: u64,
+    /// Update before the optimizer step and skip it (like RigL's reference).
+    pub skip: bool,
 }
 
 impl Method for RandomSwap {
@@ -103,7 +105,7 @@ impl Method for RandomSwap {
         Needs {
             grads: update,
             update,
-            skip_optimizer: false,
+            skip_optimizer: update && self.skip,
         }
     }
 

@@ -1,0 +1,162 @@
+//! `report.md` and the plots of a run.
+
+use std::fmt::Write as _;
+
+use sparse_core::stats::LayerMacs;
+use sparse_core::{Mask, Sparsifier};
+
+use super::artifacts::{RunDir, Summary};
+use super::config::RunConfig;
+use super::plots;
+
+/// The sparse layer whose mask is tracked over time: the largest one.
+fn tracked_layer(sparse: &Sparsifier) -> Option<usize> {
+    (0..sparse.layers().len()).max_by_key(|&l| sparse.layers()[l].numel())
+}
+
+/// Saves the tracked layer's mask after an epoch (`masks/<round>-<epoch>.bits`).
+pub fn save_mask_snapshot(dir: &RunDir, sparse: &Sparsifier, round: usize, epoch: u64) -> anyhow::Result<()> {
+    let Some(l) = tracked_layer(sparse) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir.file("masks"))?;
+    dir.write(
+        &format!("masks/{round:02}-{epoch:04}.bits"),
+        &sparse.masks()[l].to_bytes(),
+    )
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+/// Writes the plots and `report.md`.
+pub fn write(
+    dir: &RunDir,
+    cfg: &RunConfig,
+    summary: &Summary,
+    sparse: &Sparsifier,
+    macs: &[LayerMacs],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.file("plots"))?;
+    let rows = dir.read_metrics()?;
+    plots::learning_curves(&dir.file("plots/learning_curves.png"), &rows)?;
+    plots::layer_density(&dir.file("plots/layer_density.png"), sparse.layers(), sparse.masks())?;
+    let mut mask_plot = String::new();
+    if let Some(l) = tracked_layer(sparse) {
+        let layer = &sparse.layers()[l];
+        let mut files: Vec<_> = std::fs::read_dir(dir.file("masks"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        let snapshots: Vec<(String, Mask)> = files
+            .iter()
+            .filter_map(|p| {
+                let bytes = std::fs::read(p).ok()?;
+                let stem = p.file_stem()?.to_string_lossy().into_owned();
+                let (round, epoch) = stem.split_once('-')?;
+                let label = format!(
+                    "r{} epoch {}",
+                    round.trim_start_matches('0').parse::<u64>().unwrap_or(0),
+                    epoch.parse::<u64>().ok()? + 1
+                );
+                Some((label, Mask::from_bytes(layer.numel(), &bytes)?))
+            })
+            .collect();
+        plots::mask_history(&dir.file("plots/mask_history.png"), layer, &snapshots)?;
+        mask_plot = format!(
+            "\n## Mask of `{}` over time\n\nRows are output neurons, columns fan-in weights (black = active).\n\n![mask](plots/mask_history.png)\n",
+            layer.path
+        );
+    }
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "# {} with {} on {}\n",
+        summary.model, summary.method, summary.dataset
+    );
+    let _ = writeln!(r, "| | |\n|---|---|");
+    for (k, v) in [
+        (
+            "test accuracy (final)",
+            format!("{:.2}%", 100.0 * summary.test_accuracy),
+        ),
+        (
+            "test accuracy (best epoch)",
+            format!("{:.2}%", 100.0 * summary.best_test_accuracy),
+        ),
+        (
+            "sparsity (sparse layers)",
+            format!(
+                "{:.2}% (target {:.0}%)",
+                100.0 * summary.sparsity,
+                100.0 * summary.target_sparsity
+            ),
+        ),
+        (
+            "nonzero weights",
+            format!("{} of {}", summary.nonzeros, summary.sparse_layer_weights),
+        ),
+        ("parameters (whole model)", summary.parameters.to_string()),
+        (
+            "forward multiply-adds / sample",
+            format!(
+                "{} sparse vs {} dense",
+                human(summary.sparse_macs),
+                human(summary.dense_macs)
+            ),
+        ),
+        ("ITOP rate", format!("{:.3}", summary.itop)),
+        ("epochs, steps", format!("{}, {}", summary.epochs, summary.steps)),
+        (
+            "wall time",
+            format!("{:.0} s on {}", summary.wall_seconds, summary.device),
+        ),
+        (
+            "throughput",
+            format!(
+                "{:.0} train / {:.0} eval samples/s",
+                summary.train_samples_per_second, summary.eval_samples_per_second
+            ),
+        ),
+    ] {
+        let _ = writeln!(r, "| {k} | {v} |");
+    }
+    let _ = writeln!(r, "\n## Learning curves\n\n![curves](plots/learning_curves.png)\n");
+    let _ = writeln!(r, "## Layers\n\n![density](plots/layer_density.png)\n");
+    let _ = writeln!(
+        r,
+        "| layer | shape | density | nonzeros | MACs (sparse / dense) |\n|---|---|---|---|---|"
+    );
+    for (stats, m) in sparse
+        .report()
+        .layers
+        .iter()
+        .zip(macs.iter().filter(|m| sparse.layers().iter().any(|l| l.path == m.path)))
+    {
+        let _ = writeln!(
+            r,
+            "| `{}` | {:?} | {:.3} | {} | {} / {} |",
+            stats.path,
+            stats.shape,
+            stats.density(),
+            stats.nonzeros,
+            human(m.sparse),
+            human(m.dense)
+        );
+    }
+    r.push_str(&mask_plot);
+    let _ = writeln!(
+        r,
+        "\n## Reproduce\n\n```\nsparseburn train --config {}/config.toml --out <new folder>\n```",
+        dir.path.display()
+    );
+    let _ = cfg;
+    dir.write("report.md", r.as_bytes())
+}

@@ -1,0 +1,410 @@
+//! The `sparseburn` binary as a user runs it: exact resume, run folders, and
+//! one-line errors for bad input that leave existing runs untouched.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sparseburn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sparseburn"))
+        .args(args)
+        .output()
+        .expect("run sparseburn")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small, fast run on the synthetic set.
+fn base(out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "mlp",
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.8",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "64",
+        "--train-limit",
+        "1280",
+        "--test-limit",
+        "300",
+        "-m",
+        "delta_t=5",
+        "--out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out.display().to_string()])
+    .collect()
+}
+
+fn run(args: &[String]) -> Output {
+    sparseburn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Every parameter of the saved MLP (synthetic set: 784 inputs, 10 classes).
+fn weights(dir: &Path) -> Vec<Vec<u32>> {
+    use burn::module::Module;
+    let device = burn::tensor::Device::flex();
+    let model = sparseburn::sparse_models::MlpConfig::new()
+        .init(&device)
+        .load_file(dir.join("checkpoint/model"));
+    model
+        .layers
+        .iter()
+        .flat_map(|l| [l.weight.val(), l.bias.as_ref().unwrap().val().unsqueeze()])
+        .map(|t| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        })
+        .collect()
+}
+
+/// `metrics.csv` without the two timing columns.
+fn metrics_without_timings(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').take(12).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+#[test]
+fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let full = run(&base(&a));
+    assert!(full.status.success(), "{}", stderr(&full));
+
+    let mut first = base(&b);
+    first.extend(["--stop-after".into(), "2".into()]);
+    let stopped = run(&first);
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    assert!(stderr(&stopped).contains("--resume"), "{}", stderr(&stopped));
+    assert_eq!(metrics_without_timings(&b).len(), 1 + 2);
+    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+
+    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&b));
+    // masks, optimizer moments, method state and step counter, byte for byte
+    let state = "checkpoint/sparse.safetensors";
+    assert!(
+        std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap(),
+        "sparse state differs"
+    );
+    // every weight and bias, bit for bit (parameter ids differ between processes)
+    assert_eq!(weights(&a), weights(&b));
+    for f in [
+        "config.toml",
+        "summary.json",
+        "report.md",
+        "plots/learning_curves.png",
+        "plots/layer_density.png",
+        "plots/mask_history.png",
+    ] {
+        assert!(b.join(f).is_file(), "missing {f}");
+    }
+}
+
+#[test]
+fn the_saved_config_repeats_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let mut args = base(&a);
+    args[10] = "2".into(); // epochs
+    assert!(run(&args).status.success());
+    let again = tmp.path().join("again");
+    let config = a.join("config.toml");
+    let o = sparseburn(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&again));
+}
+
+fn assert_one_line_error(o: &Output, needles: &[&str]) {
+    assert!(!o.status.success());
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+}
+
+#[test]
+fn unknown_method_model_and_bad_sparsity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--method",
+        "rigel",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["unknown method `rigel`", "rigl"]);
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "vgg",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["unknown model `vgg`", "resnet50"]);
+    for s in ["1", "1.5", "-0.2"] {
+        let o = sparseburn(&[
+            "train",
+            "--dataset",
+            "synthetic",
+            &format!("--sparsity={s}"),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_one_line_error(&o, &["sparsity", "[0, 1)"]);
+    }
+}
+
+#[test]
+fn a_config_file_with_a_typo_names_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[training]\nepochs = 2\nlearning_rate = 0.1\n").unwrap();
+    let o = sparseburn(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["learning_rate", "c.toml"]);
+}
+
+#[test]
+fn missing_data_says_how_to_get_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = sparseburn(&[
+        "train",
+        "--data-dir",
+        "/nonexistent/fmnist",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["/nonexistent/fmnist", "dataset-fashion-mnist", "--download"]);
+    assert!(
+        !tmp.path().join("x").exists(),
+        "no run folder for a run that could not start"
+    );
+}
+
+fn idx_images(n: u32, body: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [0x0803u32, n, 28, 28] {
+        v.extend(x.to_be_bytes());
+    }
+    v.extend(std::iter::repeat_n(100u8, body));
+    v
+}
+
+fn idx_labels(n: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for x in [0x0801u32, n] {
+        v.extend(x.to_be_bytes());
+    }
+    v.extend((0..n).map(|i| (i % 10) as u8));
+    v
+}
+
+fn write_idx(dir: &Path, train_images: Vec<u8>, gz: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    let files = [
+        ("train-images-idx3-ubyte", train_images),
+        ("train-labels-idx1-ubyte", idx_labels(200)),
+        ("t10k-images-idx3-ubyte", idx_images(50, 50 * 784)),
+        ("t10k-labels-idx1-ubyte", idx_labels(50)),
+    ];
+    for (name, bytes) in files {
+        if gz {
+            let f = std::fs::File::create(dir.join(format!("{name}.gz"))).unwrap();
+            let mut e = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+            e.write_all(&bytes).unwrap();
+            e.finish().unwrap();
+        } else {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+}
+
+fn train_on(dir: &Path, dataset: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        dataset,
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    sparseburn(&args)
+}
+
+#[test]
+fn idx_files_plain_gzipped_truncated_and_wrong_magic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    write_idx(&good, idx_images(200, 200 * 784), true);
+    let o = train_on(&good, "fashion-mnist", &tmp.path().join("r1"), &["--batch-size", "50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let truncated = tmp.path().join("truncated");
+    write_idx(&truncated, idx_images(200, 200 * 784 - 10), false);
+    let o = train_on(
+        &truncated,
+        "fashion-mnist",
+        &tmp.path().join("r2"),
+        &["--batch-size", "50"],
+    );
+    assert_one_line_error(&o, &["train-images-idx3-ubyte", "truncated"]);
+
+    let magic = tmp.path().join("magic");
+    let mut bytes = idx_images(200, 200 * 784);
+    bytes[2] = 9;
+    write_idx(&magic, bytes, false);
+    let o = train_on(&magic, "mnist", &tmp.path().join("r3"), &["--batch-size", "50"]);
+    assert_one_line_error(&o, &["train-images-idx3-ubyte", "magic"]);
+}
+
+#[test]
+fn cifar_batches_of_the_wrong_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 1..=5 {
+        std::fs::write(dir.join(format!("data_batch_{i}.bin")), vec![1u8; 3073 * 20]).unwrap();
+    }
+    std::fs::write(dir.join("test_batch.bin"), vec![1u8; 3073 * 20 + 7]).unwrap();
+    let o = train_on(
+        tmp.path(),
+        "cifar10",
+        &tmp.path().join("r"),
+        &["--model", "cnn", "--batch-size", "50"],
+    );
+    assert_one_line_error(&o, &["test_batch.bin", "3073-byte records"]);
+}
+
+fn png(path: &Path, shade: u8) {
+    let img = image::RgbImage::from_pixel(8, 8, image::Rgb([shade, 255 - shade, 0]));
+    img.save(path).unwrap();
+}
+
+#[test]
+fn image_folders_skip_or_stop_at_unreadable_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pets");
+    for split in ["train", "test"] {
+        for (c, shade) in [("cat", 10u8), ("dog", 240)] {
+            let d = root.join(split).join(c);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..6 {
+                png(&d.join(format!("{i}.png")), shade);
+            }
+        }
+    }
+    std::fs::write(root.join("train/cat/broken.png"), b"not a png").unwrap();
+    let common = ["--image-size", "16", "--model", "mlp", "--batch-size", "4"];
+    let o = train_on(&root, "folder", &tmp.path().join("skip"), &common);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("broken.png"),
+        "the skipped file is reported: {}",
+        stderr(&o)
+    );
+    let mut strict = common.to_vec();
+    strict.push("--strict-images");
+    let o = train_on(&root, "folder", &tmp.path().join("strict"), &strict);
+    assert_one_line_error(&o, &["broken.png", "--strict-images"]);
+}
+
+#[test]
+fn existing_runs_are_never_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let mut args = base(&a);
+    args[10] = "1".into();
+    assert!(run(&args).status.success());
+    let before: Vec<(PathBuf, Vec<u8>)> = files(&a);
+
+    // training again into the same folder
+    let o = run(&args);
+    assert_one_line_error(&o, &["already exists", "--resume"]);
+    // resuming it with another model
+    let o = sparseburn(&["train", "--resume", a.to_str().unwrap(), "--model", "cnn"]);
+    assert_one_line_error(&o, &["mlp", "cnn"]);
+    // resuming it with other settings
+    let o = sparseburn(&["train", "--resume", a.to_str().unwrap(), "--epochs", "9"]);
+    assert_one_line_error(&o, &["--epochs"]);
+    assert_eq!(before, files(&a));
+}
+
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn info_prints_layers_and_totals_instantly() {
+    let o = sparseburn(&[
+        "info",
+        "--model",
+        "resnet50",
+        "--input",
+        "3x224x224",
+        "--sparsity",
+        "0.9",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("layer4.2.conv3.weight") && text.contains("fc.weight"),
+        "{text}"
+    );
+    assert!(text.contains("parameters          25557032"), "{text}");
+    assert!(text.contains("sparse-layer sparsity 90.00%"), "{text}");
+}
