@@ -16,7 +16,7 @@
 #[allow(dead_code)]
 mod shared;
 
-use sparseburn::run::{RunConfig, TrainOptions, train};
+use sparseburn::run::RunConfig;
 
 fn main() -> anyhow::Result<()> {
     let mut cfg = RunConfig::default();
@@ -31,27 +31,5 @@ fn main() -> anyhow::Result<()> {
     cfg.training.label_smoothing = 0.1;
     cfg.training.warmup_epochs = 1.0;
     shared::apply_args(&mut cfg, std::env::args().skip(1).collect())?;
-    let out = cfg.default_out();
-    println!(
-        "training {} (α = {}) with {} at {:.0}% into {}",
-        cfg.model.name,
-        cfg.model.width,
-        cfg.method.name,
-        100.0 * cfg.sparsity.sparsity,
-        out.display()
-    );
-    let opts = TrainOptions {
-        out,
-        resume: false,
-        interrupt: Default::default(),
-        verbose: true,
-        stop_after_epochs: None,
-    };
-    let s = train(&cfg, &opts)?;
-    println!(
-        "test accuracy {:.2}% at sparsity {:.1}%",
-        100.0 * s.test_accuracy,
-        100.0 * s.sparsity
-    );
-    Ok(())
+    shared::run(&cfg)
 }

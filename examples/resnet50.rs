@@ -28,10 +28,16 @@ fn main() -> anyhow::Result<()> {
     cfg.training.label_smoothing = 0.1;
     cfg.training.warmup_epochs = 1.0;
     apply_args(&mut cfg, std::env::args().skip(1).collect())?;
+    run(&cfg)
+}
+
+/// Trains `cfg` into a new run folder and prints the result.
+pub fn run(cfg: &RunConfig) -> anyhow::Result<()> {
     let out = cfg.default_out();
     println!(
-        "training {} with {} at {:.0}% into {}",
+        "training {} (width {}) with {} at {:.0}% into {}",
         cfg.model.name,
+        cfg.model.width,
         cfg.method.name,
         100.0 * cfg.sparsity.sparsity,
         out.display()
@@ -43,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         verbose: true,
         stop_after_epochs: None,
     };
-    let s = train(&cfg, &opts)?;
+    let s = train(cfg, &opts)?;
     println!(
         "test accuracy {:.2}% at sparsity {:.1}%",
         100.0 * s.test_accuracy,

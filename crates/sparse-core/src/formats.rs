@@ -92,17 +92,9 @@ pub fn to_condensed(layer: &SparseLayer, mask: &Mask, weights: &[f32]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{LayerKind, Roles};
-    use burn::module::ParamId;
 
     fn linear(i: usize, o: usize) -> SparseLayer {
-        SparseLayer {
-            path: "fc.weight".into(),
-            param_id: ParamId::new(),
-            shape: vec![i, o],
-            kind: LayerKind::Linear,
-            roles: Roles::default(),
-        }
+        SparseLayer::linear("fc.weight", i, o)
     }
 
     #[test]

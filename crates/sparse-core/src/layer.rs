@@ -44,6 +44,28 @@ pub struct SparseLayer {
 }
 
 impl SparseLayer {
+    /// A Linear weight `[d_input, d_output]` (not bound to a model; for tests and tools).
+    pub fn linear(path: &str, d_input: usize, d_output: usize) -> Self {
+        Self {
+            path: path.into(),
+            param_id: ParamId::new(),
+            shape: vec![d_input, d_output],
+            kind: LayerKind::Linear,
+            roles: Roles::default(),
+        }
+    }
+
+    /// A convolution weight `[c_out, c_in / groups, k...]` (not bound to a model).
+    pub fn conv(path: &str, shape: &[usize]) -> Self {
+        Self {
+            path: path.into(),
+            param_id: ParamId::new(),
+            shape: shape.to_vec(),
+            kind: LayerKind::Conv,
+            roles: Roles::default(),
+        }
+    }
+
     /// Number of weights.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
@@ -125,12 +147,9 @@ mod tests {
     use super::*;
 
     fn layer(kind: LayerKind, shape: &[usize]) -> SparseLayer {
-        SparseLayer {
-            path: "w".into(),
-            param_id: ParamId::new(),
-            shape: shape.to_vec(),
-            kind,
-            roles: Roles::default(),
+        match kind {
+            LayerKind::Linear => SparseLayer::linear("w", shape[0], shape[1]),
+            LayerKind::Conv => SparseLayer::conv("w", shape),
         }
     }
 

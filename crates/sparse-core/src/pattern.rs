@@ -487,17 +487,9 @@ pub fn neuron_unit_directions<const D: usize>(layer: &SparseLayer, weight: Tenso
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::{LayerKind, Roles};
-    use burn::module::ParamId;
 
     fn linear(i: usize, o: usize) -> SparseLayer {
-        SparseLayer {
-            path: "fc.weight".into(),
-            param_id: ParamId::new(),
-            shape: vec![i, o],
-            kind: LayerKind::Linear,
-            roles: Roles::default(),
-        }
+        SparseLayer::linear("fc.weight", i, o)
     }
 
     #[test]

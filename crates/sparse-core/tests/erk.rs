@@ -2,19 +2,11 @@
 //! water-filling solver written here (bisection on ε of
 //! `Σ_l min(1, ε·r_l)·N_l = d·N`), at 80% and 90% sparsity.
 
-use burn::module::ParamId;
 use sparse_core::distribution::{Allocation, erk_scores, scaled_densities};
-use sparse_core::layer::{LayerKind, Roles};
 use sparse_core::{Distribution, SparseLayer};
 
 fn conv(path: String, out: usize, inp: usize, k: usize) -> SparseLayer {
-    SparseLayer {
-        path,
-        param_id: ParamId::new(),
-        shape: vec![out, inp, k, k],
-        kind: LayerKind::Conv,
-        roles: Roles::default(),
-    }
+    SparseLayer::conv(&path, &[out, inp, k, k])
 }
 
 /// The 53 convolutions and the classifier of torchvision's ResNet-50 (v1.5), Burn layout.
@@ -34,13 +26,7 @@ fn resnet50_layers() -> Vec<SparseLayer> {
             in_ch = out;
         }
     }
-    layers.push(SparseLayer {
-        path: "fc.weight".into(),
-        param_id: ParamId::new(),
-        shape: vec![2048, 1000],
-        kind: LayerKind::Linear,
-        roles: Roles::default(),
-    });
+    layers.push(SparseLayer::linear("fc.weight", 2048, 1000));
     layers
 }
 

@@ -20,7 +20,7 @@ use burn::config::Config;
 use sparse_core::method::{InitContext, Method, Needs, StepContext};
 use sparse_core::{Mask, Result, SparsitySchedule};
 
-use crate::init::magnitudes;
+use crate::init::active_magnitudes;
 
 /// GMP settings.
 #[derive(Config, Debug)]
@@ -45,19 +45,7 @@ impl Gmp {
 /// Masks keeping the largest active weights at `sparsity`, never reviving a pruned
 /// weight and never growing a layer.
 pub fn prune_to(plan: &sparse_core::Plan, weights: &[Vec<f32>], masks: &[Mask], sparsity: f64) -> Result<Vec<Mask>> {
-    let scores: Vec<Vec<f32>> = weights
-        .iter()
-        .zip(masks)
-        .map(|(w, m)| {
-            let mut s = magnitudes(w);
-            for (i, x) in s.iter_mut().enumerate() {
-                if !m.get(i) {
-                    *x = f32::NEG_INFINITY;
-                }
-            }
-            s
-        })
-        .collect();
+    let scores = active_magnitudes(weights, masks);
     if plan.is_global() {
         return plan.select(&scores, sparsity);
     }

@@ -22,6 +22,24 @@ pub fn magnitudes(weights: &[f32]) -> Vec<f32> {
     weights.iter().map(|w| w.abs()).collect()
 }
 
+/// `|w|` for active weights and `−∞` for pruned ones, so pruning by magnitude never
+/// brings a pruned weight back.
+pub fn active_magnitudes(weights: &[Vec<f32>], masks: &[Mask]) -> Vec<Vec<f32>> {
+    weights
+        .iter()
+        .zip(masks)
+        .map(|(w, m)| {
+            let mut s = magnitudes(w);
+            for (i, x) in s.iter_mut().enumerate() {
+                if !m.get(i) {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+            s
+        })
+        .collect()
+}
+
 /// For every layer that is not dense, drops `⌊fraction·active units⌋` units with
 /// the lowest drop score and grows as many with the highest grow score, inside
 /// the plan's pattern. `scores(ctx, l)` returns `(drop, grow)` scores of layer `l`.

@@ -29,7 +29,7 @@ use burn::module::Module;
 use sparse_core::method::{InitContext, Method};
 use sparse_core::{Mask, OptimizerConfig, Result, Sparsifier, SparsityConfig};
 
-use crate::init::magnitudes;
+use crate::init::active_magnitudes;
 
 /// What the weights are reset to after pruning.
 #[derive(Config, Debug, PartialEq)]
@@ -86,19 +86,7 @@ impl Method for FixedMask {
 /// `round((1 − p)^round · N)` weights, globally or per layer.
 pub fn prune_round(config: &LthConfig, weights: &[Vec<f32>], masks: &[Mask], round: usize) -> Vec<Mask> {
     let keep_fraction = (1.0 - config.prune_fraction).powi(round as i32);
-    let scores: Vec<Vec<f32>> = weights
-        .iter()
-        .zip(masks)
-        .map(|(w, m)| {
-            let mut s = magnitudes(w);
-            for (i, x) in s.iter_mut().enumerate() {
-                if !m.get(i) {
-                    *x = f32::NEG_INFINITY;
-                }
-            }
-            s
-        })
-        .collect();
+    let scores = active_magnitudes(weights, masks);
     if config.global {
         let total: usize = masks.iter().map(Mask::len).sum();
         let keep = ((keep_fraction * total as f64).round() as usize).min(masks.iter().map(Mask::count_ones).sum());

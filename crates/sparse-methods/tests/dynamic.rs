@@ -6,9 +6,7 @@
 
 mod common;
 
-use burn::module::ParamId;
 use common::{Data, Mlp, device, host};
-use sparse_core::layer::{LayerKind, Roles};
 use sparse_core::method::{Method, StepContext};
 use sparse_core::{
     DropFraction, Mask, OptimizerConfig, Pattern, Plan, SparseLayer, Sparsifier, SparsityConfig, UpdateSchedule,
@@ -16,13 +14,7 @@ use sparse_core::{
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig};
 
 fn linear(i: usize, o: usize) -> SparseLayer {
-    SparseLayer {
-        path: "fc.weight".into(),
-        param_id: ParamId::new(),
-        shape: vec![i, o],
-        kind: LayerKind::Linear,
-        roles: Roles::default(),
-    }
+    SparseLayer::linear("fc.weight", i, o)
 }
 
 fn rigl(drop: f64, begin: u64, end: u64, every: u64) -> RigL {

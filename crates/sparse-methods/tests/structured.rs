@@ -4,9 +4,7 @@
 
 mod common;
 
-use burn::module::ParamId;
 use common::{Data, Mlp, device, host};
-use sparse_core::layer::{LayerKind, Roles};
 use sparse_core::{
     Distribution, Mask, OptimizerConfig, Pattern, SparseError, SparseLayer, Sparsifier, SparsityConfig, UpdateSchedule,
     discover,
@@ -15,13 +13,7 @@ use sparse_methods::srigl::update_layer;
 use sparse_methods::{Mest, MestConfig, SRigL, SRigLConfig, SrSte, SrSteConfig};
 
 fn linear(i: usize, o: usize) -> SparseLayer {
-    SparseLayer {
-        path: "fc.weight".into(),
-        param_id: ParamId::new(),
-        shape: vec![i, o],
-        kind: LayerKind::Linear,
-        roles: Roles::default(),
-    }
+    SparseLayer::linear("fc.weight", i, o)
 }
 
 fn neuron_counts(layer: &SparseLayer, mask: &Mask) -> Vec<usize> {
