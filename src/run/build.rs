@@ -204,15 +204,18 @@ pub fn method<M: Module>(
         )),
         "gmp" => {
             let t0 = (m.prune_begin_fraction * steps.total as f64) as u64;
-            let end = ((m.prune_end_fraction * steps.total as f64) as u64).max(t0);
-            let n = (end - t0) / m.delta_t.max(1);
-            let schedule = SparsitySchedule::cubic(
-                m.initial_sparsity,
-                cfg.sparsity.sparsity,
-                t0,
-                n.max(1),
-                m.delta_t.max(1),
-            );
+            let end = ((m.prune_end_fraction * steps.total as f64) as u64).min(steps.total.saturating_sub(1));
+            if end <= t0 {
+                bail!(
+                    "GMP's pruning window is empty: prune_begin_fraction {} and prune_end_fraction {} leave no step of the {} (raise the fractions' gap or the epochs)",
+                    m.prune_begin_fraction,
+                    m.prune_end_fraction,
+                    steps.total
+                );
+            }
+            // ΔT no longer than the window, so the run reaches the final sparsity
+            let dt = m.delta_t.clamp(1, end - t0);
+            let schedule = SparsitySchedule::cubic(m.initial_sparsity, cfg.sparsity.sparsity, t0, (end - t0) / dt, dt);
             Box::new(Gmp::new(GmpConfig::new(schedule)))
         }
         "set" => Box::new(Set::new(

@@ -28,8 +28,14 @@ pub struct SweepSpec {
     pub out: PathBuf,
 }
 
+/// `rigl-s900-seed1` for 90%; sparsities off the per-mille grid keep their digits.
 fn run_name(method: &str, sparsity: f64, seed: u64) -> String {
-    format!("{method}-s{:.0}-seed{seed}", sparsity * 1000.0)
+    let per_mille = sparsity * 1000.0;
+    if (per_mille - per_mille.round()).abs() < 1e-9 {
+        format!("{method}-s{per_mille:.0}-seed{seed}")
+    } else {
+        format!("{method}-s{per_mille}-seed{seed}")
+    }
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {

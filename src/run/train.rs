@@ -43,14 +43,20 @@ pub struct TrainOptions {
     pub stop_after_epochs: Option<u64>,
 }
 
-/// A run stopped by Ctrl-C after writing its checkpoint.
+/// A run stopped by Ctrl-C (after writing its checkpoint, when it can resume).
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted at step {step}; checkpoint written, continue with `sparseburn train --resume {}`", dir.display())]
+#[error("interrupted at step {step}; {}", if *resumable {
+    format!("checkpoint written, continue with `sparseburn train --resume {}`", dir.display())
+} else {
+    "lottery-ticket runs cannot be resumed, start the run again".to_string()
+})]
 pub struct Interrupted {
     /// The next step.
     pub step: u64,
     /// The run folder.
     pub dir: PathBuf,
+    /// Whether a checkpoint was written.
+    pub resumable: bool,
 }
 
 /// Everything needed to continue a run, besides the model and sparse state.
@@ -190,6 +196,10 @@ struct Trainer<'a> {
     session: Instant,
     checkpoints: bool,
     epochs_this_session: u64,
+    /// Per-step `(mean loss, correct predictions, batch size)` not read back yet:
+    /// reading them every step would stall a GPU, so they are read in groups and
+    /// summed on the host in step order (the same sums whatever the grouping).
+    unread: Vec<(Tensor<1>, Tensor<1, Int>, u64)>,
 }
 
 impl<'a> Trainer<'a> {
@@ -221,6 +231,7 @@ impl<'a> Trainer<'a> {
             session: Instant::now(),
             checkpoints: true,
             epochs_this_session: 0,
+            unread: Vec::new(),
         })
     }
 
@@ -308,6 +319,15 @@ impl<'a> Trainer<'a> {
         sparse: &mut Sparsifier,
         range: Range<u64>,
     ) -> anyhow::Result<M> {
+        if range.is_empty() {
+            return Ok(model);
+        }
+        if range.start != self.state.step {
+            // a new lottery-ticket round, possibly starting mid-epoch at the rewind step
+            self.unread.clear();
+            self.reset_epoch();
+            self.state.step = range.start;
+        }
         let end = range.end;
         for step in range {
             model = self.train_step(model, sparse, step)?;
@@ -318,14 +338,45 @@ impl<'a> Trainer<'a> {
         Ok(model)
     }
 
+    fn reset_epoch(&mut self) {
+        self.state.loss_sum = 0.0;
+        self.state.correct = 0;
+        self.state.seen = 0;
+        self.state.epoch_seconds = 0.0;
+    }
+
+    /// Reads the per-step losses and accuracies not read yet (one sync).
+    fn read_back(&mut self) -> anyhow::Result<()> {
+        if self.unread.is_empty() {
+            return Ok(());
+        }
+        let unread = std::mem::take(&mut self.unread);
+        let sizes: Vec<u64> = unread.iter().map(|u| u.2).collect();
+        let (losses, corrects): (Vec<_>, Vec<_>) = unread.into_iter().map(|(l, c, _)| (l, c)).unzip();
+        let read_err = |e| anyhow::anyhow!("reading the loss back: {e:?}");
+        let losses = Tensor::cat(losses, 0)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(read_err)?;
+        let corrects = Tensor::cat(corrects, 0)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(read_err)?;
+        for ((loss, correct), n) in losses.iter().zip(&corrects).zip(sizes) {
+            self.state.loss_sum += f64::from(*loss) * n as f64;
+            self.state.correct += *correct as u64;
+            self.state.seen += n;
+        }
+        Ok(())
+    }
+
     fn train_step<M: Classifier>(&mut self, model: M, sparse: &mut Sparsifier, step: u64) -> anyhow::Result<M> {
         let spe = self.steps.per_epoch;
         let (epoch, b) = (step / spe, step % spe);
         if b == 0 {
-            self.state.loss_sum = 0.0;
-            self.state.correct = 0;
-            self.state.seen = 0;
-            self.state.epoch_seconds = 0.0;
+            self.reset_epoch();
         }
         if self.bar.is_none() && self.opts.verbose {
             self.bar = Some(progress_bar(spe, b));
@@ -334,21 +385,25 @@ impl<'a> Trainer<'a> {
         let batch = self.batch(step);
         let n = batch.targets.dims()[0] as u64;
         let logits = model.forward(batch.images);
-        let correct = accuracy_count(logits.clone(), batch.targets.clone());
+        let correct = correct_predictions(logits.clone().inner(), batch.targets.clone().inner());
         let loss = self.loss.forward(logits, batch.targets);
-        let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+        self.unread.push((loss.clone().inner(), correct, n));
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = self.lr.at(step);
         let model = sparse.step(model, grads, lr)?;
+        if self.unread.len() >= 25 || b + 1 == spe {
+            self.read_back()?;
+        }
         let secs = started.elapsed().as_secs_f64();
-        self.state.loss_sum += loss_value * n as f64;
-        self.state.correct += correct;
-        self.state.seen += n;
         self.state.epoch_seconds += secs;
         self.state.train_seconds += secs;
         self.state.trained_samples += n;
         self.state.step = step + 1;
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self
+            .bar
+            .as_ref()
+            .filter(|_| self.unread.is_empty() && self.state.seen > 0)
+        {
             bar.set_message(format!(
                 "epoch {}/{} loss {:.4} acc {:.2}% sparsity {:.1}%",
                 epoch + 1,
@@ -357,6 +412,8 @@ impl<'a> Trainer<'a> {
                 100.0 * self.state.correct as f64 / self.state.seen as f64,
                 100.0 * sparse.report().sparsity()
             ));
+        }
+        if let Some(bar) = &self.bar {
             bar.inc(1);
         }
         if b + 1 == spe {
@@ -370,10 +427,13 @@ impl<'a> Trainer<'a> {
             if let Some(bar) = self.bar.take() {
                 bar.finish_and_clear();
             }
-            self.checkpoint(&model, sparse)?;
+            if self.checkpoints {
+                self.checkpoint(&model, sparse)?;
+            }
             return Err(Interrupted {
                 step: self.state.step,
                 dir: self.dir.path.clone(),
+                resumable: self.checkpoints,
             }
             .into());
         }
@@ -443,6 +503,7 @@ impl<'a> Trainer<'a> {
 
     /// Writes `checkpoint/` atomically (a new folder swapped in by renames).
     fn checkpoint<M: Module>(&mut self, model: &M, sparse: &Sparsifier) -> anyhow::Result<()> {
+        self.read_back()?;
         self.state.wall_seconds += self.session.elapsed().as_secs_f64();
         self.session = Instant::now();
         let tmp = self.dir.file("checkpoint.tmp");
@@ -519,9 +580,13 @@ fn progress_bar(len: u64, pos: u64) -> ProgressBar {
     bar
 }
 
+/// Correct predictions of a batch, on the device.
+fn correct_predictions(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
+    logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum()
+}
+
 fn accuracy_count(logits: Tensor<2>, targets: Tensor<1, Int>) -> u64 {
-    let predicted = logits.argmax(1).squeeze_dim::<1>(1);
-    predicted.equal(targets).int().sum().into_scalar::<i64>() as u64
+    correct_predictions(logits, targets).into_scalar::<i64>() as u64
 }
 
 /// Mean test loss and accuracy (no label smoothing), in batches.

@@ -94,6 +94,30 @@ impl OptimizerConfig {
         }
     }
 
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(SparseError::InvalidConfig(m));
+        match self {
+            Self::Sgd(s) if !(0.0..1.0).contains(&s.momentum) || !(0.0..=1.0).contains(&s.dampening) => bad(format!(
+                "SGD momentum {} must be in [0, 1) and dampening {} in [0, 1]",
+                s.momentum, s.dampening
+            )),
+            Self::Sgd(s) if s.weight_decay.is_nan() || s.weight_decay < 0.0 => {
+                bad(format!("weight decay {} must be >= 0", s.weight_decay))
+            }
+            Self::Adam(a) if a.epsilon.is_nan() || a.epsilon <= 0.0 => {
+                bad(format!("Adam epsilon {} must be > 0 (1e-8 is usual)", a.epsilon))
+            }
+            Self::Adam(a) if !(0.0..1.0).contains(&a.beta_1) || !(0.0..1.0).contains(&a.beta_2) => {
+                bad(format!("Adam betas ({}, {}) must be in [0, 1)", a.beta_1, a.beta_2))
+            }
+            Self::Adam(a) if a.weight_decay.is_nan() || a.weight_decay < 0.0 => {
+                bad(format!("weight decay {} must be >= 0", a.weight_decay))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Builds the optimizer.
     pub fn init(&self) -> MaskedOptimizer {
         MaskedOptimizer {
@@ -183,6 +207,22 @@ impl MaskedOptimizer {
                     mask.apply(slot);
                 }
             }
+        }
+    }
+
+    /// Forgets every parameter's state (a new training run).
+    pub fn clear_state(&mut self) {
+        self.states.clear();
+        self.pending.clear();
+    }
+
+    /// Re-keys the state of parameters that got new ids (a rebuilt or reloaded
+    /// model), by path.
+    pub fn rekey(&mut self, ids_by_path: &HashMap<String, ParamId>) {
+        let states = std::mem::take(&mut self.states);
+        for (old, state) in states {
+            let id = ids_by_path.get(&state.path).copied().unwrap_or(old);
+            self.states.insert(id, state);
         }
     }
 

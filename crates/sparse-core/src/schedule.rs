@@ -107,9 +107,10 @@ impl SparsitySchedule {
         }
     }
 
-    /// Whether the sparsity changes at step `t` (a pruning step).
+    /// Whether the sparsity changes at step `t` (a pruning step): the ΔT grid
+    /// points of `[begin, end]`, and `end` itself when it is not on the grid.
     pub fn is_change_step(&self, t: u64) -> bool {
-        t >= self.begin && t <= self.end && (t - self.begin).is_multiple_of(self.interval)
+        t == self.end || (t >= self.begin && t < self.end && (t - self.begin).is_multiple_of(self.interval))
     }
 }
 

@@ -67,6 +67,7 @@ impl Sparsifier {
         method: impl Method + 'static,
         optimizer: &OptimizerConfig,
     ) -> Result<Self> {
+        optimizer.validate()?;
         let layers = discover(model, &config.filter)?;
         let plan = Plan::new(layers, config)?;
         let masks: Vec<Mask> = plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
@@ -104,6 +105,7 @@ impl Sparsifier {
         M: Module,
         F: FnMut(&M, &GradRequest) -> Result<GradientsParams>,
     {
+        self.bind(&model)?;
         // `valid().train()` gives a copy with its own BatchNorm running statistics, so
         // the scoring passes never touch the model's.
         let mut oracle = ModelOracle {
@@ -117,6 +119,7 @@ impl Sparsifier {
 
     fn init_inner<M: Module>(&mut self, model: M, oracle: Option<&mut dyn GradientOracle>) -> Result<M> {
         self.bind(&model)?;
+        self.optim.clear_state(); // a new run: no moments from an earlier one
         let n = self.plan.layers().len();
         let mut weights = traverse::read_weights(&model, &self.ids, n)?;
         let mut masks: Vec<Mask> = self.plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
@@ -333,6 +336,8 @@ impl Sparsifier {
             devices.push(p.device.clone());
         }
         self.plan.rebind(layers);
+        self.optim
+            .rekey(&params.iter().map(|p| (p.path.clone(), p.id)).collect());
         self.ids = self
             .plan
             .layers()

@@ -90,7 +90,21 @@ pub(crate) fn read_weights<M: Module>(model: &M, ids: &HashMap<ParamId, usize>, 
         out: (0..n).map(|_| None).collect(),
     };
     model.visit(&mut v);
-    v.out.into_iter().map(|o| o.unwrap_or_else(|| Ok(Vec::new()))).collect()
+    collect(v.out)
+}
+
+/// Per-layer results in layer order; a layer the model did not visit is an error.
+fn collect(out: Vec<Option<Result<Vec<f32>>>>) -> Result<Vec<Vec<f32>>> {
+    out.into_iter()
+        .enumerate()
+        .map(|(l, o)| {
+            o.unwrap_or_else(|| {
+                Err(crate::error::SparseError::InvalidConfig(format!(
+                    "sparse layer {l} is not a parameter of this model instance; the model changed since the sparsifier was bound"
+                )))
+            })
+        })
+        .collect()
 }
 
 struct ReadGrads<'a> {
@@ -124,7 +138,7 @@ pub(crate) fn read_grads<M: Module>(
         out: (0..n).map(|_| None).collect(),
     };
     model.visit(&mut v);
-    v.out.into_iter().map(|o| o.unwrap_or_else(|| Ok(Vec::new()))).collect()
+    collect(v.out)
 }
 
 struct WriteWeights<'a> {

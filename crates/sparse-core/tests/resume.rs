@@ -106,3 +106,67 @@ fn resume_at_an_update_that_runs_before_the_optimizer_step() {
     assert_eq!(m, m2);
     assert_eq!(w, w2);
 }
+
+struct NewIds;
+
+impl burn::module::ModuleMapper for NewIds {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<burn::tensor::Tensor<D>>,
+    ) -> burn::module::Param<burn::tensor::Tensor<D>> {
+        let value = param.val();
+        burn::module::Param::initialized(burn::module::ParamId::new(), value)
+    }
+}
+
+#[test]
+fn a_model_with_new_parameter_ids_keeps_masks_and_optimizer_state() {
+    // the same weights under new ids (a rebuilt or re-imported model): the sparsifier
+    // rebinds by path and keeps the momentum, so training continues identically
+    let start = Net::new(&[(8, 6), (16, 10)], &[(4, 6, 3)], &device());
+    let opt = OptimizerConfig::sgd(0.9, 5e-4);
+    let (w, m, _) = run(&start, opt.clone(), None, false);
+
+    let mut model = start.clone();
+    let mut sparse = Sparsifier::new(&model, config(), method(false), &opt).unwrap();
+    model = sparse.init(model).unwrap();
+    for t in 0..N {
+        if t == 6 {
+            let before = model.linears[0].weight.id;
+            model = model.map(&mut NewIds);
+            assert_ne!(before, model.linears[0].weight.id, "the mapper gives new ids");
+        }
+        let grads = model.grads(t);
+        model = sparse.step(model, grads, 0.05).unwrap();
+    }
+    assert_eq!(sparse.masks(), &m[..]);
+    assert_eq!(params(&model), w);
+}
+
+#[test]
+fn data_driven_init_on_another_instance_of_the_model() {
+    struct ScoreByGrad;
+    impl sparse_core::Method for ScoreByGrad {
+        fn name(&self) -> &'static str {
+            "grad-score"
+        }
+        fn init(
+            &mut self,
+            ctx: &mut sparse_core::InitContext<'_>,
+            masks: &mut [sparse_core::Mask],
+        ) -> sparse_core::Result<()> {
+            let g = ctx.oracle.as_mut().unwrap().gradients(None, &Default::default())?;
+            let scores: Vec<Vec<f32>> = g.iter().map(|l| l.iter().map(|x| x.abs()).collect()).collect();
+            masks.clone_from_slice(&ctx.plan.select(&scores, ctx.plan.sparsity())?);
+            Ok(())
+        }
+    }
+    let built_on = Net::new(&[(8, 6)], &[], &device());
+    let mut sparse = Sparsifier::new(&built_on, config(), ScoreByGrad, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+    let other = built_on.clone().map(&mut NewIds);
+    let model = sparse
+        .init_with(other, |m: &Net, _req: &sparse_core::GradRequest| Ok(m.grads(0)))
+        .unwrap();
+    assert!((sparse.report().sparsity() - 0.7).abs() < 0.05);
+    assert!(model.linears[0].weight.id != built_on.linears[0].weight.id);
+}

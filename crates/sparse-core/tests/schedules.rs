@@ -60,3 +60,13 @@ fn updates_run_every_delta_t_until_the_end() {
         vec![150, 250, 350, 450]
     );
 }
+
+#[test]
+fn a_ramp_whose_end_is_off_the_grid_still_reaches_its_target() {
+    let s = SparsitySchedule::new(0.9, 1000)
+        .with_ramp(Ramp::Linear)
+        .with_interval(300);
+    assert!(s.is_change_step(900) && s.is_change_step(1000) && !s.is_change_step(1200));
+    assert!((s.sparsity_at(999) - 0.81).abs() < 1e-12);
+    assert!((s.sparsity_at(1000) - 0.9).abs() < 1e-12);
+}

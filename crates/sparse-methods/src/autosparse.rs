@@ -191,7 +191,7 @@ impl AutoSparse {
     pub fn alpha_at(&self, step: u64) -> f64 {
         let c = &self.config;
         let p = step as f64 / c.total_steps.max(1) as f64;
-        if p >= c.reset_at {
+        if p >= c.reset_at || step >= self.reset_step() {
             return 0.0;
         }
         let cosine = (1.0 + (std::f64::consts::PI * p).cos()) / 2.0;
@@ -199,8 +199,10 @@ impl AutoSparse {
         c.alpha0 * cosine.max(sig)
     }
 
+    /// The step at which α becomes 0 (and the mask freezes), within the run.
     fn reset_step(&self) -> u64 {
-        (self.config.reset_at * self.config.total_steps as f64).ceil() as u64
+        let t = self.config.total_steps;
+        ((self.config.reset_at * t as f64).ceil() as u64).min(t.saturating_sub(1))
     }
 }
 

@@ -16,7 +16,7 @@
 //! `H g` is a central finite difference of gradients along `ĝ = g/‖g‖`:
 //!
 //! ```text
-//! H g ≈ ‖g‖ · (∇L(θ + δĝ) − ∇L(θ − δĝ)) / (2δ),   δ = fd_epsilon · ‖θ‖
+//! H g ≈ ‖g‖ · (∇L(θ + δĝ) − ∇L(θ − δĝ)) / (2δ),   δ = fd_epsilon · max(‖θ‖, 1)
 //! ```
 //!
 //! on the same samples, at the same temperature, with BatchNorm using batch

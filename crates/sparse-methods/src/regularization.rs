@@ -149,6 +149,10 @@ impl Method for Regularized {
         self.inner.extra_params()
     }
 
+    fn decay_overrides(&self) -> Vec<(String, f64)> {
+        self.inner.decay_overrides()
+    }
+
     fn grad_terms(&self) -> Vec<GradTerm> {
         let mut terms = self.inner.grad_terms();
         let lambda = self.config.strength_at(self.step) as f32;
