@@ -51,6 +51,12 @@ struct RunArgs {
     /// MobileNetV1 width multiplier.
     #[arg(long)]
     width: Option<f64>,
+    /// Start from torchvision weights in a safetensors file (dense-to-sparse fine-tuning).
+    #[arg(long, value_name = "FILE")]
+    init_weights: Option<PathBuf>,
+    /// The sparse layer whose mask is plotted over time.
+    #[arg(long, value_name = "PATH")]
+    mask_layer: Option<String>,
     /// fashion-mnist, mnist, cifar10, folder, synthetic.
     #[arg(long)]
     dataset: Option<String>,
@@ -157,6 +163,12 @@ impl RunArgs {
              label_smoothing => c.training.label_smoothing, seed => c.training.seed, device => c.device);
         if let Some(p) = &self.data_dir {
             c.data.data_dir = Some(p.clone());
+        }
+        if let Some(p) = &self.init_weights {
+            c.model.init_weights = Some(p.clone());
+        }
+        if let Some(p) = &self.mask_layer {
+            c.model.mask_layer = Some(p.clone());
         }
         if let Some(d) = &self.dataset {
             c.data.dataset = d.parse::<DatasetKind>().map_err(anyhow::Error::msg)?;

@@ -408,3 +408,36 @@ fn info_prints_layers_and_totals_instantly() {
     assert!(text.contains("parameters          25557032"), "{text}");
     assert!(text.contains("sparse-layer sparsity 90.00%"), "{text}");
 }
+
+#[test]
+fn torchvision_weights_that_do_not_fit_name_the_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("resnet18.safetensors");
+    let data = vec![0u8; 64 * 3 * 7 * 7 * 4];
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![64, 3, 7, 7], &data).unwrap();
+    std::fs::write(&file, safetensors::serialize([("conv1.weight", view)], None).unwrap()).unwrap();
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "resnet18",
+        "--method",
+        "gmp",
+        "--init-weights",
+        file.to_str().unwrap(),
+        "--out",
+        tmp.path().join("r").to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["conv1.weight", "[64, 3, 7, 7]"]);
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--mask-layer",
+        "layers.9.weight",
+        "--out",
+        tmp.path().join("m").to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["layers.9.weight", "layers.0.weight"]);
+}

@@ -18,6 +18,11 @@ pub struct ModelSettings {
     pub width: f64,
     /// ResNet: γ = 0 in the last BN of each block.
     pub zero_init_residual: bool,
+    /// Start from these weights: a safetensors file with torchvision key names
+    /// (dense-to-sparse fine-tuning, e.g. GMP from a pretrained ResNet).
+    pub init_weights: Option<PathBuf>,
+    /// The sparse layer whose mask is plotted over time (default: the largest).
+    pub mask_layer: Option<String>,
 }
 
 impl Default for ModelSettings {
@@ -26,6 +31,8 @@ impl Default for ModelSettings {
             name: "mlp".into(),
             width: 1.0,
             zero_init_residual: false,
+            init_weights: None,
+            mask_layer: None,
         }
     }
 }

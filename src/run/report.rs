@@ -6,17 +6,32 @@ use sparse_core::stats::LayerMacs;
 use sparse_core::{Mask, Sparsifier};
 
 use super::artifacts::{RunDir, Summary};
-use super::config::RunConfig;
 use super::plots;
 
-/// The sparse layer whose mask is tracked over time: the largest one.
-fn tracked_layer(sparse: &Sparsifier) -> Option<usize> {
-    (0..sparse.layers().len()).max_by_key(|&l| sparse.layers()[l].numel())
+/// The sparse layer whose mask is tracked over time: the chosen one, else the largest.
+fn tracked_layer(sparse: &Sparsifier, chosen: Option<&str>) -> anyhow::Result<Option<usize>> {
+    let layers = sparse.layers();
+    match chosen {
+        Some(path) => layers.iter().position(|l| l.path == path).map(Some).ok_or_else(|| {
+            let known: Vec<&str> = layers.iter().map(|l| l.path.as_str()).collect();
+            anyhow::anyhow!(
+                "mask_layer `{path}` is not a sparse layer; sparse layers: {}",
+                known.join(", ")
+            )
+        }),
+        None => Ok((0..layers.len()).max_by_key(|&l| layers[l].numel())),
+    }
 }
 
 /// Saves the tracked layer's mask after an epoch (`masks/<round>-<epoch>.bits`).
-pub fn save_mask_snapshot(dir: &RunDir, sparse: &Sparsifier, round: usize, epoch: u64) -> anyhow::Result<()> {
-    let Some(l) = tracked_layer(sparse) else {
+pub fn save_mask_snapshot(
+    dir: &RunDir,
+    sparse: &Sparsifier,
+    chosen: Option<&str>,
+    round: usize,
+    epoch: u64,
+) -> anyhow::Result<()> {
+    let Some(l) = tracked_layer(sparse, chosen)? else {
         return Ok(());
     };
     std::fs::create_dir_all(dir.file("masks"))?;
@@ -38,9 +53,9 @@ fn human(n: u64) -> String {
 /// Writes the plots and `report.md`.
 pub fn write(
     dir: &RunDir,
-    cfg: &RunConfig,
     summary: &Summary,
     sparse: &Sparsifier,
+    chosen: Option<&str>,
     macs: &[LayerMacs],
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.file("plots"))?;
@@ -48,7 +63,7 @@ pub fn write(
     plots::learning_curves(&dir.file("plots/learning_curves.png"), &rows)?;
     plots::layer_density(&dir.file("plots/layer_density.png"), sparse.layers(), sparse.masks())?;
     let mut mask_plot = String::new();
-    if let Some(l) = tracked_layer(sparse) {
+    if let Some(l) = tracked_layer(sparse, chosen)? {
         let layer = &sparse.layers()[l];
         let mut files: Vec<_> = std::fs::read_dir(dir.file("masks"))?
             .filter_map(Result::ok)
@@ -157,6 +172,5 @@ pub fn write(
         "\n## Reproduce\n\n```\nsparseburn train --config {}/config.toml --out <new folder>\n```",
         dir.path.display()
     );
-    let _ = cfg;
     dir.write("report.md", r.as_bytes())
 }

@@ -125,7 +125,10 @@ impl WithModel for Job<'_> {
 
     fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> anyhow::Result<Summary> {
         let cfg = self.cfg;
-        let model = make();
+        let mut model = make();
+        if let (Some(path), false) = (&cfg.model.init_weights, self.opts.resume) {
+            model = sparse_models::import::load_torchvision(model, path)?;
+        }
         let sparsity = build::sparsity_config(cfg, model.sparsity_filter())?;
         let layers = discover(&model, &sparsity.filter)?;
         let spe = (self.train.len() / cfg.training.batch_size) as u64;
@@ -161,6 +164,15 @@ impl WithModel for Job<'_> {
             return trainer.finish(&model, &sparse);
         }
         let mut sparse = Sparsifier::new(&model, sparsity, method, &optimizer)?;
+        if let Some(path) = &cfg.model.mask_layer
+            && !sparse.layers().iter().any(|l| &l.path == path)
+        {
+            let known: Vec<&str> = sparse.layers().iter().map(|l| l.path.as_str()).collect();
+            bail!(
+                "mask_layer `{path}` is not a sparse layer; sparse layers: {}",
+                known.join(", ")
+            );
+        }
         let model = if trainer.opts.resume {
             trainer.resume(model, &mut sparse)?
         } else {
@@ -473,7 +485,13 @@ impl<'a> Trainer<'a> {
             eval_seconds,
         };
         self.dir.append_metrics(&row)?;
-        report::save_mask_snapshot(&self.dir, sparse, row.round, epoch)?;
+        report::save_mask_snapshot(
+            &self.dir,
+            sparse,
+            self.cfg.model.mask_layer.as_deref(),
+            row.round,
+            epoch,
+        )?;
         self.state.best_test_acc = self.state.best_test_acc.max(test_acc);
         self.state.last = Some(row.clone());
         if self.opts.verbose {
@@ -565,7 +583,7 @@ impl<'a> Trainer<'a> {
         };
         self.dir
             .write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
-        report::write(&self.dir, self.cfg, &summary, sparse, &macs)?;
+        report::write(&self.dir, &summary, sparse, self.cfg.model.mask_layer.as_deref(), &macs)?;
         Ok(summary)
     }
 }
