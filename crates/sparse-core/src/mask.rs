@@ -8,7 +8,7 @@
 //! fastest masking op on every backend (flex's in-place `mask_fill` is several
 //! times slower), at 4 bytes per weight on the device.
 
-use burn::tensor::{Bool, Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// A bit per weight: `true` means the weight is active (may be nonzero).
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -200,13 +200,6 @@ impl Mask {
         mask.clear_tail();
         mask.ones = mask.words.iter().map(|w| w.count_ones() as usize).sum();
         Some(mask)
-    }
-
-    /// The inactive positions as a flat `Bool` tensor on `device` (true = pruned),
-    /// the form `mask_fill(.., 0.0)` takes.
-    pub fn inactive_tensor(&self, device: &Device) -> Tensor<1, Bool> {
-        let bools: Vec<bool> = (0..self.len).map(|i| !self.get(i)).collect();
-        Tensor::from_data(TensorData::new(bools, [self.len]), device)
     }
 
     /// The mask as a flat `0.0/1.0` float tensor on `device`.
