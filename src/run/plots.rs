@@ -156,21 +156,46 @@ pub fn mask_history(path: &Path, layer: &SparseLayer, snapshots: &[(String, Mask
 /// One method's `(sparsity, mean accuracy, std)` points.
 pub type Series = (String, Vec<(f64, f64, f64)>);
 
-/// Mean test accuracy (± std) against sparsity, one line per method.
+/// Ten distinguishable colours (Tableau 10).
+const COLORS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Mean test accuracy (± std) against sparsity, one line per method; a method
+/// with a single point at sparsity 0 (dense) is drawn as a dashed reference.
 pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()> {
     font();
-    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    let sparse_x: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|(s, _, _)| *s))
+        .filter(|s| *s > 0.0)
+        .collect();
+    let x_lo = sparse_x.iter().cloned().fold(1.0, f64::min);
+    let x_hi = sparse_x.iter().cloned().fold(0.0, f64::max);
+    let pad = ((x_hi - x_lo) * 0.15).max(0.02);
+    let (x_lo, x_hi) = ((x_lo - pad).max(0.0), (x_hi + pad).min(1.0));
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, m, s)| {
         (lo.min(m - s), hi.max(m + s))
     });
+    let ypad = ((hi - lo) * 0.1).max(0.002);
     let mut chart = ChartBuilder::on(&root)
-        .caption("test accuracy vs sparsity", ("sans-serif", 20))
+        .caption("test accuracy vs sparsity (mean ± std over seeds)", ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .build_cartesian_2d(0f64..1f64, (lo - 0.005)..(hi + 0.005))
+        .build_cartesian_2d(x_lo..x_hi, (lo - ypad)..(hi + ypad))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -179,7 +204,23 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
         .draw()
         .map_err(err)?;
     for (i, (name, pts)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
+        if let [(s, mean, _)] = pts.as_slice()
+            && *s == 0.0
+        {
+            let dashes = (0..40).map(|k| x_lo + (x_hi - x_lo) * k as f64 / 40.0);
+            chart
+                .draw_series(dashes.step_by(2).map(|x| {
+                    PathElement::new(
+                        vec![(x, *mean), (x + (x_hi - x_lo) / 40.0, *mean)],
+                        color.stroke_width(2),
+                    )
+                }))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+            continue;
+        }
         chart
             .draw_series(LineSeries::new(
                 pts.iter().map(|(s, m, _)| (*s, *m)),
@@ -187,11 +228,11 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
             ))
             .map_err(err)?
             .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
         chart
             .draw_series(
                 pts.iter()
-                    .map(|(s, m, sd)| PathElement::new(vec![(*s, m - sd), (*s, m + sd)], color)),
+                    .map(|(s, m, sd)| PathElement::new(vec![(*s, m - sd), (*s, m + sd)], color.stroke_width(1))),
             )
             .map_err(err)?;
         chart
@@ -200,7 +241,8 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
     }
     chart
         .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .draw()
         .map_err(err)?;

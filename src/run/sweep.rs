@@ -153,19 +153,6 @@ fn write_results(
         }
         series.push((method.clone(), pts));
     }
-    // dense is a horizontal reference across the sparsity axis
-    if let Some(pos) = series.iter().position(|(m, _)| m == "dense") {
-        let (_, dense) = series[pos].clone();
-        if let Some(&(_, mean, std)) = dense.first() {
-            let xs: Vec<f64> = series
-                .iter()
-                .flat_map(|(_, p)| p.iter().map(|(s, _, _)| *s))
-                .filter(|s| *s > 0.0)
-                .collect();
-            let hi = xs.iter().cloned().fold(0.0, f64::max);
-            series[pos].1 = vec![(0.0, mean, std), (hi.max(0.5), mean, std)];
-        }
-    }
     std::fs::write(out.join("results.md"), &md)?;
     std::fs::write(out.join("results.csv"), csv)?;
     plots::accuracy_vs_sparsity(&out.join("accuracy_vs_sparsity.png"), &series)?;
