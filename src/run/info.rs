@@ -11,19 +11,11 @@ use sparse_models::{Classifier, count_params, model_macs};
 use super::build;
 use super::config::RunConfig;
 use super::models::{WithModel, with_model};
+use super::report::human;
 
 struct Info<'a> {
     cfg: &'a RunConfig,
     input: [usize; 3],
-}
-
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.3}G", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.3}M", n as f64 / 1e6),
-        n if n >= 1_000 => format!("{:.1}K", n as f64 / 1e3),
-        n => n.to_string(),
-    }
 }
 
 impl WithModel for Info<'_> {

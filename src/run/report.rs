@@ -41,10 +41,11 @@ pub fn save_mask_snapshot(
     )
 }
 
-fn human(n: u64) -> String {
+/// A count with a K/M/G suffix (multiply-adds in tables).
+pub(crate) fn human(n: u64) -> String {
     match n {
-        n if n >= 1_000_000_000 => format!("{:.2} G", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.2} M", n as f64 / 1e6),
+        n if n >= 1_000_000_000 => format!("{:.3} G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.3} M", n as f64 / 1e6),
         n if n >= 1_000 => format!("{:.1} K", n as f64 / 1e3),
         n => n.to_string(),
     }
