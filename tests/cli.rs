@@ -137,6 +137,33 @@ fn the_saved_config_repeats_the_run() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(metrics_without_timings(&a), metrics_without_timings(&again));
+
+    // summary.json: counts and throughput, consistent with metrics.csv
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs"], 2);
+    assert_eq!(summary["steps"], 2 * 1280 / 64);
+    let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let train_seconds: f64 = metrics
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .nth(column("train_seconds"))
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum();
+    let train_rate = summary["train_samples_per_second"].as_f64().unwrap();
+    let eval_rate = summary["eval_samples_per_second"].as_f64().unwrap();
+    assert!(eval_rate.is_finite() && eval_rate > 0.0, "{summary}");
+    let samples = train_rate * train_seconds;
+    assert!(
+        (samples / 2560.0 - 1.0).abs() < 0.1,
+        "{train_rate}/s over {train_seconds} s is not 2560 samples"
+    );
 }
 
 fn assert_one_line_error(o: &Output, needles: &[&str]) {
@@ -289,14 +316,25 @@ fn idx_files_plain_gzipped_truncated_and_wrong_magic() {
         &tmp.path().join("r2"),
         &["--batch-size", "50"],
     );
-    assert_one_line_error(&o, &["train-images-idx3-ubyte", "truncated"]);
+    assert_one_line_error(&o, &["train-images-idx3-ubyte", "truncated", "replace the file"]);
+    assert!(!tmp.path().join("r2").exists(), "a failed run left a folder");
 
     let magic = tmp.path().join("magic");
     let mut bytes = idx_images(200, 200 * 784);
     bytes[2] = 9;
     write_idx(&magic, bytes, false);
     let o = train_on(&magic, "mnist", &tmp.path().join("r3"), &["--batch-size", "50"]);
-    assert_one_line_error(&o, &["train-images-idx3-ubyte", "magic"]);
+    assert_one_line_error(&o, &["train-images-idx3-ubyte", "magic", "replace the file"]);
+
+    // a gzip stream cut short
+    let cut = tmp.path().join("cut");
+    write_idx(&cut, idx_images(200, 200 * 784), true);
+    let gz = cut.join("train-images-idx3-ubyte.gz");
+    let bytes = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &bytes[..bytes.len() / 2]).unwrap();
+    let o = train_on(&cut, "fashion-mnist", &tmp.path().join("r4"), &["--batch-size", "50"]);
+    assert_one_line_error(&o, &["train-images-idx3-ubyte.gz"]);
+    assert!(!tmp.path().join("r4").exists(), "a failed run left a folder");
 }
 
 #[test]
@@ -314,7 +352,8 @@ fn cifar_batches_of_the_wrong_size() {
         &tmp.path().join("r"),
         &["--model", "cnn", "--batch-size", "50"],
     );
-    assert_one_line_error(&o, &["test_batch.bin", "3073-byte records"]);
+    assert_one_line_error(&o, &["test_batch.bin", "3073-byte records", "replace the file"]);
+    assert!(!tmp.path().join("r").exists(), "a failed run left a folder");
 }
 
 fn png(path: &Path, shade: u8) {
@@ -335,8 +374,17 @@ fn image_folders_skip_or_stop_at_unreadable_files() {
             }
         }
     }
-    std::fs::write(root.join("train/cat/broken.png"), b"not a png").unwrap();
     let common = ["--image-size", "16", "--model", "mlp", "--batch-size", "4"];
+    // GraSP scores on `samples_per_class` (default 10) images of every class; 6 are too few
+    let mut grasp = common.to_vec();
+    grasp.extend(["--method", "grasp", "--sparsity", "0.5"]);
+    let o = train_on(&root, "folder", &tmp.path().join("grasp"), &grasp);
+    assert_one_line_error(
+        &o,
+        &["grasp", "10 samples of class `cat`", "has 6", "samples_per_class"],
+    );
+
+    std::fs::write(root.join("train/cat/broken.png"), b"not a png").unwrap();
     let o = train_on(&root, "folder", &tmp.path().join("skip"), &common);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(

@@ -83,7 +83,21 @@ fn structured_and_iterative_methods_reach_their_target() {
     lth.method.prune_fraction = 0.5;
     lth.training.epochs = 2;
     check(lth, 0.75);
+    let mut reinit = config("lth", 0.5);
+    reinit.method.rounds = 1;
+    reinit.method.prune_fraction = 0.5;
+    reinit.method.rewind = "reinit".into();
+    reinit.training.epochs = 2;
+    check(reinit, 0.5);
     let mut l1 = config("gmp", 0.9);
     l1.method.penalty = Some("l1".into());
     check(l1, 0.9);
+    let mut soft = config("mest", 0.9);
+    soft.method.soft_bound = true;
+    check(soft, 0.9);
+    // a penalty alone, on a dense model
+    let mut lasso = config("dense", 0.0);
+    lasso.method.penalty = Some("group-lasso".into());
+    lasso.method.penalty_strength = 1e-3;
+    check(lasso, 0.0);
 }

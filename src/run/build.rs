@@ -248,6 +248,11 @@ pub fn method<M: Module>(
             model = a.attach(model, layers);
             Box::new(a)
         }
+        "mest" if m.soft_bound && m.end_fraction >= 1.0 => {
+            bail!(
+                "mest with soft_bound prunes back to the budget at end_fraction: set end_fraction below 1 (e.g. 0.75)"
+            )
+        }
         "mest" => Box::new(Mest::new(
             MestConfig::new(updates(m, steps))
                 .with_mutation(m.mutation)

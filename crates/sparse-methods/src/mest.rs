@@ -11,7 +11,9 @@
 //!
 //! With the **soft memory bound** (EM&S, `soft_bound`) the mask is first pruned to
 //! `d` and then grown to `d + r`, so the density exceeds the target by `r` between
-//! mutations; the next mutation prunes back.
+//! mutations; the next mutation prunes back. A last pruning to `d` runs at
+//! `updates.end` (the mutation ratio is 0 there), so the trained model ends at the
+//! budget, as in the paper; set `end` before the last training step.
 //!
 //! The mutation ratio `r` decays in steps: `r_i = r_0·(1 − i/len(decay_at))` after
 //! the `i`-th step of `decay_at` (MEST's `2% → 1% → 0%` over 160 epochs is
@@ -100,7 +102,8 @@ impl Method for Mest {
     }
 
     fn needs(&self, step: u64) -> Needs {
-        let update = self.config.updates.is_update_step(step);
+        let u = &self.config.updates;
+        let update = u.is_update_step(step) || (self.config.soft_bound && step == u.end);
         Needs {
             grads: update && self.config.lambda != 0.0,
             update,

@@ -103,11 +103,17 @@ fn set_keeps_the_largest_magnitudes_and_regrows_at_random() {
 type StepCheck<'a> = dyn FnMut(u64, &Mask, &Mask, &[f32], &[f32], &[f32]) + 'a;
 
 fn run_hook(method: impl Method + 'static, steps: u64, check: &mut StepCheck<'_>) {
+    run_hook_with(method, &OptimizerConfig::sgd(0.9, 1e-3), steps, check);
+}
+
+/// Trains through the hook and, after every step, checks that pruned weights and
+/// every optimizer moment of pruned and newly grown weights are exactly 0.
+fn run_hook_with(method: impl Method + 'static, optim: &OptimizerConfig, steps: u64, check: &mut StepCheck<'_>) {
     let device = device();
     let data = Data::new(64, 8, 4, 0.5, 1);
     let mut model = Mlp::new(&[8, 4], false, &device);
     let config = SparsityConfig::new().with_sparsity(0.5).with_seed(5);
-    let mut sparse = Sparsifier::new(&model, config, method, &OptimizerConfig::sgd(0.9, 1e-3)).unwrap();
+    let mut sparse = Sparsifier::new(&model, config, method, optim).unwrap();
     model = sparse.init(model).unwrap();
     for t in 0..steps {
         let before = sparse.masks()[0].clone();
@@ -116,15 +122,26 @@ fn run_hook(method: impl Method + 'static, steps: u64, check: &mut StepCheck<'_>
         let w_before = model.weight(0);
         model = sparse.step(model, grads, 0.1).unwrap();
         let after = sparse.masks()[0].clone();
-        check(t, &before, &after, &w_before, &g, &model.weight(0));
-        let m = host(sparse.optimizer().state_of(model.weight_id(0)).unwrap().remove(0));
-        for i in 0..after.len() {
-            if !after.get(i) {
-                assert_eq!(m[i], 0.0, "momentum of pruned weight {i} at step {t}");
+        let w_after = model.weight(0);
+        check(t, &before, &after, &w_before, &g, &w_after);
+        let slots = sparse
+            .optimizer()
+            .state_of(model.weight_id(0))
+            .unwrap_or_else(|| panic!("no optimizer state after step {t}"));
+        assert!(!slots.is_empty(), "optimizer state without moments");
+        for (s, slot) in slots.into_iter().enumerate() {
+            let m = host(slot);
+            assert_eq!(m.len(), after.len());
+            for i in 0..after.len() {
+                if !after.get(i) {
+                    assert_eq!(m[i], 0.0, "moment {s} of pruned weight {i} at step {t}");
+                    assert_eq!(w_after[i], 0.0, "pruned weight {i} at step {t}");
+                }
             }
-        }
-        for i in after.iter_ones().filter(|&i| !before.get(i)) {
-            assert_eq!(m[i], 0.0, "momentum of grown weight {i} at step {t}");
+            for i in after.iter_ones().filter(|&i| !before.get(i)) {
+                assert_eq!(m[i], 0.0, "moment {s} of grown weight {i} at step {t}");
+                assert_eq!(w_after[i], 0.0, "grown weight {i} at step {t}");
+            }
         }
     }
 }
@@ -155,6 +172,31 @@ fn rigl_through_the_hook_exact_sets_zero_grown_weights_and_schedule_window() {
         }
     });
     assert_eq!(updates, 3);
+}
+
+#[test]
+fn rigl_with_the_optimizer_step_on_update_steps_and_adam_keeps_the_invariants() {
+    let mut config = RigLConfig::new(UpdateSchedule::new(20).with_begin(5).with_interval(5))
+        .with_drop_fraction(DropFraction::Constant { alpha: 0.25 });
+    config.skip_weight_update = false;
+    let mut changed = 0;
+    let mut moved_kept = 0;
+    run_hook_with(
+        RigL::new(config),
+        &OptimizerConfig::adam(),
+        30,
+        &mut |t, before, after, w, _, w_after| {
+            assert_eq!(before.count_ones(), after.count_ones(), "count changed at step {t}");
+            if before != after {
+                changed += 1;
+                assert!([5, 10, 15].contains(&t), "mask changed at step {t}");
+                // the optimizer step ran before the update: surviving weights moved
+                moved_kept += before.and(after).iter_ones().filter(|&i| w_after[i] != w[i]).count();
+            }
+        },
+    );
+    assert_eq!(changed, 3);
+    assert!(moved_kept > 0, "no optimizer step on update steps");
 }
 
 #[test]
@@ -198,6 +240,72 @@ fn exchange_inside(pattern: Pattern, sparsity: f64) {
     // and it moved about 30% of the units
     let moved = out.and_not(&mask).count_ones() as f64 / mask.count_ones() as f64;
     assert!((0.1..=0.31).contains(&moved), "{pattern:?}: moved {moved}");
+}
+
+#[test]
+fn rigl_under_2_4_drops_layer_wide_and_regrows_inside_each_group() {
+    // Linear [in = 16, out = 8]: neuron o's fan-in j sits at flat index j·8 + o;
+    // groups are j = 0..4, 4..8, … of each neuron
+    let layer = linear(16, 8);
+    let pattern = Pattern::NM { n: 2, m: 4 };
+    let p = plan(layer.clone(), 0.5, pattern.clone());
+    let mut rng = sparse_core::Rng::new(3);
+    let mut mask = Mask::zeros(128);
+    for o in 0..8 {
+        for g in 0..4 {
+            let first = rng.below(3) as usize; // two of the group's four: first and first + 1
+            for j in [g * 4 + first, g * 4 + first + 1] {
+                mask.set(j * 8 + o, true);
+            }
+        }
+    }
+    let w: Vec<f32> = (0..128)
+        .map(|i| if mask.get(i) { rng.normal() as f32 } else { 0.0 })
+        .collect();
+    let grad: Vec<f32> = (0..128).map(|_| rng.normal() as f32).collect();
+    let out = one_update(&mut rigl(0.3, 0, 100, 10), &p, 0, w.clone(), grad.clone(), mask.clone());
+
+    // drop ⌊0.3 · 64⌋ = 19 smallest |w| of the layer
+    let mut active: Vec<usize> = mask.iter_ones().collect();
+    active.sort_by(|&a, &b| w[b].abs().total_cmp(&w[a].abs()).then(a.cmp(&b)));
+    let kept: Vec<usize> = active[..64 - 19].to_vec();
+    let mut expected = kept.clone();
+    for o in 0..8 {
+        for g in 0..4 {
+            let group: Vec<usize> = (g * 4..g * 4 + 4).map(|j| j * 8 + o).collect();
+            let lost = group.iter().filter(|&&f| mask.get(f) && !kept.contains(&f)).count();
+            let mut free: Vec<usize> = group.into_iter().filter(|f| !kept.contains(f)).collect();
+            free.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()).then(a.cmp(&b)));
+            expected.extend(&free[..lost]);
+        }
+    }
+    expected.sort_unstable();
+    assert_eq!(out.iter_ones().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn set_exchanges_inside_patterns_too() {
+    for (pattern, sparsity) in [
+        (Pattern::NM { n: 2, m: 4 }, 0.5),
+        (Pattern::ConstantFanIn, 0.75),
+        (Pattern::Block { rows: 2, cols: 2 }, 0.75),
+    ] {
+        let layer = linear(16, 8);
+        let p = plan(layer.clone(), sparsity, pattern.clone());
+        let count = p.counts(sparsity).unwrap()[0];
+        let mut rng = sparse_core::Rng::new(11);
+        let scores: Vec<f32> = (0..128).map(|_| rng.next_f32()).collect();
+        let mask = pattern.select(&layer, &scores, count);
+        let w: Vec<f32> = (0..128)
+            .map(|i| if mask.get(i) { rng.normal() as f32 } else { 0.0 })
+            .collect();
+        let updates = UpdateSchedule::new(100).with_interval(10);
+        let mut set = Set::new(SetConfig::new(updates).with_drop_fraction(DropFraction::Constant { alpha: 0.3 }));
+        let out = one_update(&mut set, &p, 10, w, vec![0.0; 128], mask.clone());
+        pattern.verify(&layer, &out).unwrap();
+        assert_eq!(out.count_ones(), mask.count_ones(), "{pattern:?}");
+        assert_ne!(out, mask, "{pattern:?}: the exchange changed nothing");
+    }
 }
 
 #[test]

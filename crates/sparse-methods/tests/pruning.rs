@@ -10,7 +10,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use common::{Data, Mlp, device, host};
 use sparse_core::method::{GradRequest, GradientOracle};
-use sparse_core::{Distribution, OptimizerConfig, SparseError, Sparsifier, SparsityConfig, SparsitySchedule};
+use sparse_core::{Distribution, Mask, OptimizerConfig, SparseError, Sparsifier, SparsityConfig, SparsitySchedule};
 use sparse_methods::grasp::{hessian_gradient, keep_scores};
 use sparse_methods::lth::{self, LthConfig, Rewind};
 use sparse_methods::{Gmp, GmpConfig, Grasp, GraspConfig, Snip};
@@ -373,67 +373,117 @@ fn gmp_follows_the_cubic_schedule_and_never_revives() {
 
 // ---------- lottery tickets ----------
 
+/// The weights and masks at the start of every training segment that begins at `k`.
+type Starts = Vec<(Vec<Vec<f32>>, Vec<Mask>)>;
+
+/// Runs `rounds` lottery-ticket rounds on a 10-20-4 MLP for 12 steps each and
+/// returns the result with the weights and masks at each segment starting at `k`.
+fn lottery(
+    config: &LthConfig,
+    k: u64,
+    fresh: &mut dyn FnMut() -> Mlp,
+) -> (sparse_methods::lth::LthResult<Mlp>, Starts) {
+    let data = Data::new(64, 10, 4, 0.5, 1);
+    let model = Mlp::new(&[10, 20, 4], true, &device());
+    let mut starts = Vec::new();
+    let result = lth::run(
+        config,
+        SparsityConfig::new(),
+        &OptimizerConfig::sgd(0.9, 0.0),
+        model,
+        12,
+        fresh,
+        |mut m: Mlp, sparse: &mut Sparsifier, steps| {
+            if steps.start == k && steps.end == 12 {
+                assert_eq!(sparse.step_count(), k);
+                starts.push(((0..2).map(|l| m.weight(l)).collect(), sparse.masks().to_vec()));
+            }
+            for _ in steps {
+                let g = m.grads(&data);
+                m = sparse.step(m, g, 0.05)?;
+            }
+            Ok(m)
+        },
+    )
+    .unwrap();
+    (result, starts)
+}
+
+/// `weights ⊙ mask`, layer by layer.
+fn masked(weights: &[Vec<f32>], masks: &[Mask]) -> Vec<Vec<f32>> {
+    weights
+        .iter()
+        .zip(masks)
+        .map(|(w, m)| {
+            w.iter()
+                .enumerate()
+                .map(|(i, &x)| if m.get(i) { x } else { 0.0 })
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn lottery_ticket_rounds_prune_20_percent_and_rewind_exactly() {
-    let data = Data::new(64, 10, 4, 0.5, 1);
     let device = device();
-    let model = Mlp::new(&[10, 20, 4], true, &device);
+    let numel = [200usize, 80];
     for global in [true, false] {
         let config = LthConfig::new()
             .with_rounds(3)
             .with_global(global)
             .with_rewind(Rewind::Step { step: 3 });
-        let mut rewind_weights: Option<Vec<Vec<f32>>> = None;
-        let result = lth::run(
-            &config,
-            SparsityConfig::new(),
-            &OptimizerConfig::sgd(0.9, 0.0),
-            model.clone(),
-            12,
-            || Mlp::new(&[10, 20, 4], true, &device),
-            |mut m: Mlp, sparse: &mut Sparsifier, steps| {
-                if steps.start == 3 {
-                    let now: Vec<Vec<f32>> = (0..2).map(|l| m.weight(l)).collect();
-                    match &rewind_weights {
-                        // round 0 reaches step 3: remember the weights
-                        None => rewind_weights = Some(now),
-                        // later rounds start from θ_3 ⊙ M exactly
-                        Some(theta_k) if sparse.masks()[0].count_ones() < 200 => {
-                            for l in 0..2 {
-                                for i in 0..now[l].len() {
-                                    let expected = if sparse.masks()[l].get(i) { theta_k[l][i] } else { 0.0 };
-                                    assert_eq!(now[l][i], expected, "layer {l} weight {i} after rewind");
-                                }
-                            }
-                        }
-                        Some(_) => {}
-                    }
-                    assert_eq!(sparse.step_count(), 3);
-                }
-                for _ in steps {
-                    let g = m.grads(&data);
-                    m = sparse.step(m, g, 0.05)?;
-                }
-                Ok(m)
-            },
-        )
-        .unwrap();
-        let numel = [200usize, 80];
-        for (r, density) in result.densities.iter().enumerate() {
+        let (result, starts) = lottery(&config, 3, &mut || Mlp::new(&[10, 20, 4], true, &device));
+        // segment 0 starts at θ_3 with dense masks; round r ≥ 1 starts at θ_3 ⊙ M_r exactly
+        assert_eq!(starts.len(), 4);
+        let theta_k = &starts[0].0;
+        for (r, (weights, masks)) in starts.iter().enumerate().skip(1) {
+            assert_eq!(weights, &masked(theta_k, masks), "round {r}: not rewound to θ_3 ⊙ M");
             let expected = 0.8f64.powi(r as i32);
             if global {
+                let total: usize = masks.iter().map(Mask::count_ones).sum();
+                let density = total as f64 / 280.0;
                 assert!(
                     (density - expected).abs() <= 1.0 / 280.0 + 1e-12,
                     "round {r}: {density} vs {expected}"
                 );
+            } else {
+                for l in 0..2 {
+                    let want = (expected * numel[l] as f64).round() as usize;
+                    let got = masks[l].count_ones();
+                    assert!(got.abs_diff(want) <= 1, "round {r} layer {l}: {got} vs {want}");
+                }
             }
+            assert!((result.densities[r] - expected).abs() <= 2.0 / 280.0, "round {r}");
         }
-        if !global {
+        // each round prunes inside the previous mask
+        for r in 2..starts.len() {
             for l in 0..2 {
-                let expected = (0.8f64.powi(3) * numel[l] as f64).round() as usize;
-                assert!(result.masks[l].count_ones().abs_diff(expected) <= 1, "layer {l}");
+                assert_eq!(starts[r].1[l].and_not(&starts[r - 1].1[l]).count_ones(), 0);
             }
         }
+    }
+}
+
+#[test]
+fn the_random_reinitialisation_control_starts_each_round_from_fresh_weights() {
+    let device = device();
+    let mut produced: Vec<Vec<Vec<f32>>> = Vec::new();
+    let config = LthConfig::new().with_rounds(2).with_rewind(Rewind::Reinit);
+    let (_, starts) = lottery(&config, 0, &mut || {
+        let m = Mlp::new(&[10, 20, 4], true, &device);
+        produced.push((0..2).map(|l| m.weight(l)).collect());
+        m
+    });
+    assert_eq!(produced.len(), 2, "one fresh model per round");
+    assert_eq!(starts.len(), 3);
+    for r in 1..3 {
+        let (weights, masks) = &starts[r];
+        assert_eq!(weights, &masked(&produced[r - 1], masks), "round {r}");
+        assert_ne!(
+            weights,
+            &masked(&starts[0].0, masks),
+            "round {r} reused the original init"
+        );
     }
 }
 

@@ -98,14 +98,51 @@ fn every_tensor_lands_in_its_place() {
     assert_eq!(host(m.bn1.beta.val()), values["bn1.bias"]);
     assert_eq!(host(m.bn1.running_mean.value()), values["bn1.running_mean"]);
     assert_eq!(host(m.bn1.running_var.value()), values["bn1.running_var"]);
-    assert_eq!(host(m.layer1[1].conv2.weight.val()), values["layer1.1.conv2.weight"]);
-    assert_eq!(
-        host(m.layer3[1].bn2.running_var.value()),
-        values["layer3.1.bn2.running_var"]
-    );
-    let (ds_conv, ds_bn) = m.layer2[0].downsample.as_ref().unwrap();
-    assert_eq!(host(ds_conv.weight.val()), values["layer2.0.downsample.0.weight"]);
-    assert_eq!(host(ds_bn.gamma.val()), values["layer2.0.downsample.1.weight"]);
+    let mut checked = 5;
+    let bn_ok = |bn: &burn::nn::BatchNorm, p: &str| {
+        assert_eq!(host(bn.gamma.val()), values[&format!("{p}.weight")], "{p}.weight");
+        assert_eq!(host(bn.beta.val()), values[&format!("{p}.bias")], "{p}.bias");
+        assert_eq!(
+            host(bn.running_mean.value()),
+            values[&format!("{p}.running_mean")],
+            "{p}"
+        );
+        assert_eq!(host(bn.running_var.value()), values[&format!("{p}.running_var")], "{p}");
+        4
+    };
+    for (stage, blocks) in [&m.layer1, &m.layer2, &m.layer3, &m.layer4].into_iter().enumerate() {
+        assert_eq!(blocks.len(), 2);
+        for (b, block) in blocks.iter().enumerate() {
+            let p = format!("layer{}.{b}", stage + 1);
+            // conv weights: PyTorch and Burn both [out, in, kh, kw]
+            assert_eq!(
+                host(block.conv1.weight.val()),
+                values[&format!("{p}.conv1.weight")],
+                "{p}"
+            );
+            assert_eq!(
+                host(block.conv2.weight.val()),
+                values[&format!("{p}.conv2.weight")],
+                "{p}"
+            );
+            checked += 2 + bn_ok(&block.bn1, &format!("{p}.bn1")) + bn_ok(&block.bn2, &format!("{p}.bn2"));
+            assert!(block.conv3.is_none() && block.bn3.is_none());
+            match &block.downsample {
+                Some((conv, bn)) => {
+                    assert_eq!(
+                        host(conv.weight.val()),
+                        values[&format!("{p}.downsample.0.weight")],
+                        "{p}"
+                    );
+                    checked += 1 + bn_ok(bn, &format!("{p}.downsample.1"));
+                }
+                None => assert!(b > 0 || stage == 0, "{p} lost its shortcut"),
+            }
+        }
+    }
+    checked += 2; // fc.weight, fc.bias below
+    // every float tensor of the file was compared
+    assert_eq!(checked, values.len());
     assert_eq!(host(m.fc.bias.as_ref().unwrap().val()), values["fc.bias"]);
     // Linear: PyTorch [out, in] -> Burn [in, out]
     let fc = host(m.fc.weight.val());

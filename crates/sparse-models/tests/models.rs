@@ -70,22 +70,42 @@ fn forward_shapes() {
     for input in [[1, 28, 28], [3, 32, 32]] {
         let cnn = SmallCnnConfig::new().with_input(input).init(&d);
         assert_eq!(logits_shape(&cnn, [2, input[0], input[1], input[2]]), [2, 10]);
-        for depth in [ResNetDepth::R18, ResNetDepth::R50] {
-            let r = ResNetConfig::new(depth)
+        for depth in [ResNetDepth::R18, ResNetDepth::R34, ResNetDepth::R50] {
+            for stem in [Stem::Cifar, Stem::ImageNet] {
+                let r = ResNetConfig::new(depth)
+                    .with_classes(10)
+                    .with_in_channels(input[0])
+                    .with_stem(stem)
+                    .init(&d);
+                assert_eq!(
+                    logits_shape(&r, [2, input[0], input[1], input[2]]),
+                    [2, 10],
+                    "{depth:?} {stem:?}"
+                );
+            }
+        }
+        for width in [0.25, 0.5, 0.75, 1.0] {
+            let m = MobileNetV1Config::new()
+                .with_width(width)
                 .with_classes(10)
                 .with_in_channels(input[0])
-                .with_stem(Stem::Cifar)
-                .init(&d);
-            assert_eq!(logits_shape(&r, [2, input[0], input[1], input[2]]), [2, 10]);
+                .with_small_input(true)
+                .init(&d)
+                .unwrap();
+            assert_eq!(
+                logits_shape(&m, [2, input[0], input[1], input[2]]),
+                [2, 10],
+                "width {width}"
+            );
         }
-        let m = MobileNetV1Config::new()
-            .with_width(0.25)
-            .with_classes(10)
-            .with_in_channels(input[0])
-            .with_small_input(true)
-            .init(&d)
-            .unwrap();
-        assert_eq!(logits_shape(&m, [2, input[0], input[1], input[2]]), [2, 10]);
+    }
+    // ImageNet size at batch 1: every model
+    let mlp224 = MlpConfig::new().with_input(3 * 224 * 224).init(&d);
+    assert_eq!(logits_shape(&mlp224, [1, 3, 224, 224]), [1, 10]);
+    let cnn224 = SmallCnnConfig::new().with_input([3, 224, 224]).init(&d);
+    assert_eq!(logits_shape(&cnn224, [1, 3, 224, 224]), [1, 10]);
+    for depth in [ResNetDepth::R18, ResNetDepth::R34] {
+        assert_eq!(logits_shape(&resnet(depth), [1, 3, 224, 224]), [1, 1000], "{depth:?}");
     }
     // ImageNet size: ResNet-50 and MobileNetV1 at batch 1
     assert_eq!(logits_shape(&resnet(ResNetDepth::R50), [1, 3, 224, 224]), [1, 1000]);
