@@ -60,8 +60,11 @@ where
 /// A key below which fewer than `k` candidates can be skipped, or `None` when
 /// pre-filtering does not pay off or would not keep `k` candidates.
 fn prefilter_threshold(iter: impl Iterator<Item = u32> + Clone, k: usize, score: &impl Fn(u32) -> f32) -> Option<u64> {
+    if k == 0 || iter.size_hint().1.is_some_and(|upper| upper < PREFILTER) {
+        return None; // too few candidates to pay for the extra passes
+    }
     let n = iter.clone().count();
-    if n < PREFILTER || k == 0 || k > n / 4 {
+    if n < PREFILTER || k > n / 4 {
         return None;
     }
     let stride = n / 4096;
