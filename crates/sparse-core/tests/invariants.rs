@@ -200,7 +200,7 @@ fn check_pattern(pattern: &Pattern, shape: &[usize], count: usize, on: &dyn Fn(u
             }
         }
         Pattern::ConstantFanIn => {
-            if count % neurons != 0 {
+            if !count.is_multiple_of(neurons) {
                 return Err(format!("{count} nonzeros over {neurons} neurons"));
             }
             for o in 0..neurons {
