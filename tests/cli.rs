@@ -120,6 +120,48 @@ fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
 }
 
 #[test]
+fn ctrl_c_checkpoints_and_the_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let long = |out: &Path| {
+        let mut args = base(out);
+        args[10] = "30".into(); // epochs
+        args
+    };
+    assert!(run(&long(&a)).status.success());
+
+    let child = Command::new(env!("CARGO_BIN_EXE_sparseburn"))
+        .args(long(&b))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // interrupt once the second epoch is written, wherever the run is then
+    let metrics = b.join("metrics.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 3 {
+        assert!(started.elapsed().as_secs() < 120, "the run did not reach epoch 2");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    assert!(
+        metrics_without_timings(&b).len() < 31,
+        "the run finished before the interrupt"
+    );
+
+    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&b));
+    assert_eq!(weights(&a), weights(&b));
+}
+
+#[test]
 fn the_saved_config_repeats_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
@@ -354,6 +396,71 @@ fn cifar_batches_of_the_wrong_size() {
     );
     assert_one_line_error(&o, &["test_batch.bin", "3073-byte records", "replace the file"]);
     assert!(!tmp.path().join("r").exists(), "a failed run left a folder");
+}
+
+#[test]
+fn a_resumed_cifar_run_repeats_the_random_crops_and_flips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut x = 7u32;
+    let mut record = |label: u8| {
+        let mut r = vec![label];
+        r.extend((0..3072).map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 24) as u8 / 2 + label * 12
+        }));
+        r
+    };
+    for name in [
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_3",
+        "data_batch_4",
+        "data_batch_5",
+        "test_batch",
+    ] {
+        let bytes: Vec<u8> = (0..40).flat_map(|i| record((i % 10) as u8)).collect();
+        std::fs::write(dir.join(format!("{name}.bin")), bytes).unwrap();
+    }
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let data = tmp.path().to_str().unwrap();
+    let args = |out: &Path| {
+        let mut v: Vec<String> = [
+            "train",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            data,
+            "--model",
+            "mlp",
+            "--batch-size",
+            "20",
+            "--epochs",
+            "3",
+            "--method",
+            "set",
+            "-m",
+            "delta_t=4",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(out.display().to_string());
+        v
+    };
+    let o = run(&args(&a));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut first = args(&b);
+    first.extend(["--stop-after".into(), "1".into()]);
+    let o = run(&first);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let o = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&b));
+    let state = "checkpoint/sparse.safetensors";
+    assert!(std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap());
 }
 
 fn png(path: &Path, shade: u8) {
