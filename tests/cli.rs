@@ -377,11 +377,17 @@ fn idx_files_plain_gzipped_truncated_and_wrong_magic() {
     assert!(!tmp.path().join("r4").exists(), "a failed run left a folder");
 }
 
+/// The folder CIFAR-10's binary batches unpack to, under `root`.
+fn cifar_dir(root: &Path) -> PathBuf {
+    let dir = root.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[test]
 fn cifar_batches_of_the_wrong_size() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cifar_dir(tmp.path());
     for i in 1..=5 {
         std::fs::write(dir.join(format!("data_batch_{i}.bin")), vec![1u8; 3073 * 20]).unwrap();
     }
@@ -399,8 +405,7 @@ fn cifar_batches_of_the_wrong_size() {
 #[test]
 fn a_resumed_cifar_run_repeats_the_random_crops_and_flips() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cifar-10-batches-bin");
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = cifar_dir(tmp.path());
     let mut x = 7u32;
     let mut record = |label: u8| {
         let mut r = vec![label];
