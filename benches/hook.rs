@@ -7,8 +7,8 @@
 //! 2. One RigL topology update over ResNet-50's 25.5M sparse weights (gradients
 //!    given), i.e. reading weights and gradients, ranking, drop/grow, uploading masks.
 //!
-//! Environment: `SPARSEBURN_DEVICE` (default flex), `BENCH_ROUNDS` (default 15
-//! rounds of 100 + 100 steps for the MLP, a fifth of that for the CNN).
+//! Environment: `SPARSEBURN_DEVICE` (default flex), `BENCH_ROUNDS` (default 60
+//! rounds of 100 + 100 steps for the MLP, a tenth of that for the CNN).
 
 use std::time::Instant;
 
@@ -45,16 +45,26 @@ fn sync(device: &Device) {
     let _ = device.sync();
 }
 
+/// Seconds that `f` takes, the device synchronised before and after.
+fn timed(device: &Device, f: impl FnOnce()) -> f64 {
+    sync(device);
+    let start = Instant::now();
+    f();
+    sync(device);
+    start.elapsed().as_secs_f64()
+}
+
 /// Per-step seconds of the dense (Burn SGD) and sparse (the hook) steps, and the
-/// median over rounds of `sparse/dense − 1`. Each round is 100 dense steps then
-/// 100 sparse steps (one RigL update), so both see the same machine state.
+/// median over rounds of `sparse/dense − 1`. Each round is 100 dense steps and
+/// 100 sparse steps (one RigL update), in alternating order, so both see the
+/// same machine state.
 fn overhead<M: Classifier + Clone>(
     model: M,
     input: [usize; 3],
     device: &Device,
     rounds: usize,
     method: Box<dyn sparseburn::sparse_core::Method>,
-) -> (f64, f64, f64) {
+) -> (f64, f64, [f64; 3]) {
     let (x, y) = batch(device, input);
     let mut dense = model.clone();
     let mut optim = SgdConfig::new()
@@ -78,30 +88,48 @@ fn overhead<M: Classifier + Clone>(
         let g = grads(&model, &x, &y);
         model = sparse.step(model, g, 0.01).expect("step");
     }
+    // in `Option`s so the closures below can move the models through each step
+    let (mut dense, mut model) = (Some(dense), Some(model));
     let (mut t_dense, mut t_sparse, mut ratios) = (0.0, 0.0, Vec::new());
-    for _ in 0..rounds.max(1) {
-        sync(device);
-        let start = Instant::now();
-        for _ in 0..100 {
-            let g = grads(&dense, &x, &y);
-            dense = optim.step(0.01, dense, g);
-        }
-        sync(device);
-        let d = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        for _ in 0..100 {
-            let g = grads(&model, &x, &y);
-            model = sparse.step(model, g, 0.01).expect("step");
-        }
-        sync(device);
-        let s = start.elapsed().as_secs_f64();
+    for round in 0..rounds.max(1) {
+        let mut dense_steps = || {
+            timed(device, || {
+                for _ in 0..100 {
+                    let m = dense.take().expect("model");
+                    let g = grads(&m, &x, &y);
+                    dense = Some(optim.step(0.01, m, g));
+                }
+            })
+        };
+        let mut sparse_steps = || {
+            timed(device, || {
+                for _ in 0..100 {
+                    let m = model.take().expect("model");
+                    let g = grads(&m, &x, &y);
+                    model = Some(sparse.step(m, g, 0.01).expect("step"));
+                }
+            })
+        };
+        // alternate which runs first, so neither always inherits the other's machine state
+        let (d, s) = if round % 2 == 0 {
+            let d = dense_steps();
+            (d, sparse_steps())
+        } else {
+            let s = sparse_steps();
+            (dense_steps(), s)
+        };
         t_dense += d;
         t_sparse += s;
         ratios.push(s / d - 1.0);
     }
     ratios.sort_by(f64::total_cmp);
     let n = (rounds.max(1) * 100) as f64;
-    (t_dense / n, t_sparse / n, ratios[ratios.len() / 2])
+    let quantile = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    (
+        t_dense / n,
+        t_sparse / n,
+        [quantile(0.25), quantile(0.5), quantile(0.75)],
+    )
 }
 
 struct RandomGrads {
@@ -160,10 +188,10 @@ fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+        .unwrap_or(60);
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("backend: {backend}, threads: {threads}\n");
-    println!("| model | method | dense step (ms) | sparse step (ms) | overhead (median of rounds) |");
+    println!("| model | method | dense step (ms) | sparse step (ms) | overhead: median of rounds (quartiles) |");
     println!("|---|---|---|---|---|");
     let rigl = || -> Box<dyn sparseburn::sparse_core::Method> {
         Box::new(RigL::new(RigLConfig::new(
@@ -171,28 +199,31 @@ fn main() {
         )))
     };
     let fixed = || -> Box<dyn sparseburn::sparse_core::Method> { Box::new(StaticRandom) };
-    for (name, method) in [("RigL, ΔT = 100", rigl()), ("static mask", fixed())] {
-        let (d, s, r) = overhead(MlpConfig::new().init(&device), [1, 28, 28], &device, rounds, method);
+    let row = |model: &str, name: &str, (d, s, [q1, q2, q3]): (f64, f64, [f64; 3])| {
         println!(
-            "| MLP 784-300-100-10 | {name} | {:.3} | {:.3} | {:+.1}% |",
+            "| {model} | {name} | {:.3} | {:.3} | {:+.1}% ({:+.1}% … {:+.1}%) |",
             d * 1e3,
             s * 1e3,
-            100.0 * r
+            100.0 * q2,
+            100.0 * q1,
+            100.0 * q3
+        );
+    };
+    for (name, method) in [("RigL, ΔT = 100", rigl()), ("static mask", fixed())] {
+        let mlp = MlpConfig::new().init(&device);
+        row(
+            "MLP 784-300-100-10",
+            name,
+            overhead(mlp, [1, 28, 28], &device, rounds, method),
         );
     }
     for (name, method) in [("RigL, ΔT = 100", rigl()), ("static mask", fixed())] {
-        let (d, s, r) = overhead(
-            SmallCnnConfig::new().init(&device),
-            [1, 28, 28],
-            &device,
-            rounds.div_ceil(5),
-            method,
-        );
-        println!(
-            "| small CNN | {name} | {:.2} | {:.2} | {:+.1}% |",
-            d * 1e3,
-            s * 1e3,
-            100.0 * r
+        let cnn = SmallCnnConfig::new().init(&device);
+        let cnn_rounds = rounds.div_ceil(10);
+        row(
+            "small CNN",
+            name,
+            overhead(cnn, [1, 28, 28], &device, cnn_rounds, method),
         );
     }
     println!();

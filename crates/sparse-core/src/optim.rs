@@ -199,9 +199,9 @@ impl MaskedOptimizer {
     pub fn reset_inactive(&mut self, changed: &[(ParamId, &str, &crate::mask::Mask, Tensor<1>)]) {
         for (id, path, mask, keep) in changed {
             if let Some(state) = self.states.get_mut(id) {
-                for slot in &mut state.slots {
-                    *slot = slot.clone() * keep.clone();
-                }
+                // moved out first, so a backend may multiply in place
+                let slots = std::mem::take(&mut state.slots);
+                state.slots = slots.into_iter().map(|s| s * keep.clone()).collect();
             } else if let Some(saved) = self.pending.get_mut(*path) {
                 for slot in &mut saved.slots {
                     mask.apply(slot);

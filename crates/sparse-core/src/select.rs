@@ -43,15 +43,19 @@ where
     I::IntoIter: Clone,
 {
     let iter = candidates.into_iter();
-    let mut keys: Vec<u64> = match prefilter_threshold(iter.clone(), k, &score) {
-        Some(min_key) => iter
-            .filter_map(|id| {
-                let key = pack(score(id), id);
-                (key >= min_key).then_some(key)
-            })
-            .collect(),
-        None => iter.map(|id| pack(score(id), id)).collect(),
-    };
+    let mut keys: Vec<u64> = Vec::new();
+    match prefilter_threshold(iter.clone(), k, &score) {
+        Some(min_key) => keys.extend(iter.filter_map(|id| {
+            let key = pack(score(id), id);
+            (key >= min_key).then_some(key)
+        })),
+        None => {
+            // one allocation even for a filtered iterator (its lower bound is 0)
+            let (low, high) = iter.size_hint();
+            keys.reserve_exact(high.unwrap_or(low));
+            keys.extend(iter.map(|id| pack(score(id), id)));
+        }
+    }
     top_keys(&mut keys, k);
     keys.truncate(k);
     keys.into_iter().map(unpack_id).collect()
