@@ -405,14 +405,15 @@ pub(crate) fn on_device<const D: usize>(t: Tensor<D>, device: &burn::tensor::Dev
 }
 
 /// Burn 0.22 `Sgd::step` with momentum state in `slots[0]` (a zero dampening
-/// skips its multiplication by 1, which changes no bit).
+/// skips its multiplication by 1, which changes no bit; operand order as Burn's,
+/// so every value is bit-identical).
 fn sgd_update<const D: usize>(
     s: &SgdSettings,
     lr: f64,
     decay: Option<f64>,
     w: Tensor<D>,
     mut g: Tensor<D>,
-    slots: &mut [Tensor<D>],
+    slots: &mut Vec<Tensor<D>>,
     time: u64,
 ) -> Tensor<D> {
     let weight_decay = decay.unwrap_or(s.weight_decay);
@@ -421,19 +422,22 @@ fn sgd_update<const D: usize>(
     }
     if s.momentum != 0.0 {
         let mu = s.momentum as f32;
+        // moved out, not cloned, so the backend may update the buffers in place
+        let previous = std::mem::take(slots).pop().expect("SGD keeps one momentum slot");
+        let original = s.nesterov.then(|| g.clone());
         let velocity = if time == 0 {
-            g.clone()
+            g
+        } else if s.dampening == 0.0 {
+            // g·1 is g bit for bit: skip Burn's pass
+            g.add(previous.mul_scalar(mu))
         } else {
-            g.clone()
-                .mul_scalar(1.0 - s.dampening)
-                .add(slots[0].clone().mul_scalar(mu))
+            g.mul_scalar(1.0 - s.dampening).add(previous.mul_scalar(mu))
         };
-        g = if s.nesterov {
-            velocity.clone().mul_scalar(mu).add(g)
-        } else {
-            velocity.clone()
+        g = match original {
+            Some(original) => velocity.clone().mul_scalar(mu).add(original),
+            None => velocity.clone(),
         };
-        slots[0] = velocity;
+        slots.push(velocity);
     }
     w - g.mul_scalar(lr)
 }
