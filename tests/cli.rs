@@ -493,6 +493,10 @@ fn image_folders_skip_or_stop_at_unreadable_files() {
         &o,
         &["grasp", "10 samples of class `cat`", "has 6", "samples_per_class"],
     );
+    assert!(
+        !tmp.path().join("grasp").exists(),
+        "a run that never started left its folder"
+    );
 
     std::fs::write(root.join("train/cat/broken.png"), b"not a png").unwrap();
     let o = train_on(&root, "folder", &tmp.path().join("skip"), &common);
@@ -588,6 +592,10 @@ fn torchvision_weights_that_do_not_fit_name_the_tensor() {
         tmp.path().join("r").to_str().unwrap(),
     ]);
     assert_one_line_error(&o, &["conv1.weight", "[64, 3, 7, 7]"]);
+    assert!(
+        !tmp.path().join("r").exists(),
+        "a run that never started left its folder"
+    );
     let o = sparseburn(&[
         "train",
         "--dataset",

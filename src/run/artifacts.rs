@@ -102,6 +102,31 @@ impl RunDir {
         })
     }
 
+    /// Removes what a run that failed before its first epoch or checkpoint wrote
+    /// into `path` (its config, early plots), so the same `--out` can be used
+    /// again; the folder itself goes too if the run `created` it. A folder with
+    /// metrics or a checkpoint is kept.
+    pub fn discard_unstarted(path: &Path, created: bool) {
+        let started = ["metrics.csv", "checkpoint", "checkpoint.old"]
+            .iter()
+            .any(|f| path.join(f).exists());
+        if started {
+            return;
+        }
+        if created {
+            let _ = std::fs::remove_dir_all(path);
+            return;
+        }
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            let p = entry.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+
     /// An existing run folder with a checkpoint.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let dir = Self {

@@ -90,6 +90,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
             train.len()
         );
     }
+    let created = !opts.out.exists();
     let dir = if opts.resume {
         RunDir::open(&opts.out)?
     } else {
@@ -108,7 +109,12 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
     };
     device.seed(cfg.training.seed);
     let (input, classes) = (job.train.shape, job.train.num_classes());
-    with_model(&cfg.model, input, classes, &device, job)?
+    let result = with_model(&cfg.model, input, classes, &device, job).and_then(|r| r);
+    if result.is_err() && !opts.resume {
+        // a bad method setting or init-weights file: leave no folder that blocks the retry
+        RunDir::discard_unstarted(&opts.out, created);
+    }
+    result
 }
 
 struct Job<'a> {
