@@ -146,7 +146,7 @@ impl RunDir {
 
     /// Writes `name` atomically.
     pub fn write(&self, name: &str, contents: &[u8]) -> anyhow::Result<()> {
-        sparse_core::state::write_atomic(&self.file(name), contents).map_err(Into::into)
+        write_atomic(&self.file(name), contents)
     }
 
     /// Appends a row to `metrics.csv` (writing the header first if needed).
@@ -187,6 +187,24 @@ impl RunDir {
             .map(|l| parse_row(l).with_context(|| format!("{}: bad row `{l}`", path.display())))
             .collect()
     }
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same folder,
+/// flushed to disk, then renamed over `path` (tempfile's `persist`), so a crash
+/// leaves either the old or the new file, never a torn one.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing into {}", dir.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error))?;
+    Ok(())
 }
 
 fn parse_row(line: &str) -> anyhow::Result<EpochMetrics> {

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -278,7 +278,7 @@ impl<'a> Trainer<'a> {
 
     /// Mean cross-entropy gradients over `indices`, logits divided by `temperature`.
     fn scoring_grads<M: Classifier>(&self, model: &M, indices: &[usize], temperature: f32) -> GradientsParams {
-        let mut total = GradientsParams::new();
+        let mut total = GradientsAccumulator::<M>::new();
         let n = indices.len() as f32;
         for chunk in indices.chunks(self.cfg.training.batch_size.max(1)) {
             let batch = self.batcher.batch_indices(&self.train, chunk, &self.device, None);
@@ -287,9 +287,9 @@ impl<'a> Trainer<'a> {
                 .init(&self.device)
                 .forward(logits, batch.targets);
             let grads = GradientsParams::from_grads(loss.mul_scalar(chunk.len() as f32 / n).backward(), model);
-            total = add_grads(model, total, grads);
+            total.accumulate(model, grads);
         }
-        total
+        total.grads()
     }
 
     fn resume<M: Classifier>(&mut self, model: M, sparse: &mut Sparsifier) -> anyhow::Result<M> {
@@ -325,7 +325,7 @@ impl<'a> Trainer<'a> {
     fn batch(&mut self, step: u64) -> ImageBatch {
         let (epoch, b) = (step / self.steps.per_epoch, step % self.steps.per_epoch);
         let indices = self.batch_indices(epoch, b);
-        let mut rng = Rng::for_layer(self.cfg.training.seed, "augment", step, &self.state.round.to_string());
+        let mut rng = Rng::for_stream(self.cfg.training.seed, "augment", step, &self.state.round.to_string());
         let augment = self.cfg.data.augments().then_some((&mut rng, 4));
         self.batcher.batch_indices(&self.train, &indices, &self.device, augment)
     }
@@ -538,7 +538,7 @@ impl<'a> Trainer<'a> {
             .save_file(tmp.join("model"))
             .map_err(|e| anyhow::anyhow!("saving the model: {e:?}"))?;
         sparse.save(tmp.join("sparse.safetensors"))?;
-        sparse_core::state::write_atomic(
+        super::artifacts::write_atomic(
             &tmp.join("trainer.json"),
             serde_json::to_string_pretty(&self.state)?.as_bytes(),
         )?;
@@ -652,27 +652,4 @@ fn class_balanced(set: &ImageSet, k: usize) -> sparse_core::Result<Vec<usize>> {
         }
     }
     Ok(by_class.into_values().flatten().collect())
-}
-
-struct AddGrads {
-    acc: GradientsParams,
-    new: GradientsParams,
-}
-
-impl ModuleVisitor for AddGrads {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.new.remove::<D>(param.id) {
-            let sum = match self.acc.remove::<D>(param.id) {
-                Some(a) => a + g,
-                None => g,
-            };
-            self.acc.register::<D>(param.id, sum);
-        }
-    }
-}
-
-fn add_grads<M: Module>(model: &M, acc: GradientsParams, new: GradientsParams) -> GradientsParams {
-    let mut v = AddGrads { acc, new };
-    model.visit(&mut v);
-    v.acc
 }

@@ -35,6 +35,7 @@ pub mod sparsifier;
 pub mod state;
 pub mod stats;
 mod traverse;
+pub mod walk;
 
 pub use backend::{BackendKind, device};
 pub use discovery::{LayerFilter, discover};

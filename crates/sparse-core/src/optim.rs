@@ -18,11 +18,12 @@ use std::collections::HashMap;
 
 use burn::config::Config;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{GradientCheckpointingStrategy, Tensor, TensorData};
 
 use crate::error::{Result, SparseError};
+use crate::walk::{self, ParamPath, PathMapper};
 
 /// SGD settings (PyTorch semantics: dampening 0 by default, unlike Burn's 0.1).
 #[derive(Config, Debug, PartialEq)]
@@ -188,9 +189,8 @@ impl MaskedOptimizer {
             lr: lr.into(),
             grads,
             keep,
-            path: Vec::new(),
         };
-        module.map(&mut mapper)
+        walk::map(module, &mut mapper)
     }
 
     /// Zeroes the state of every pruned position of the given weights (call after a
@@ -285,7 +285,6 @@ struct StepMapper<'a> {
     lr: ModuleLearningRate,
     grads: GradientsParams,
     keep: &'a HashMap<ParamId, Tensor<1>>,
-    path: Vec<String>,
 }
 
 /// What a parameter tensor carries besides its value, restored after an update
@@ -330,16 +329,8 @@ pub(crate) fn detached<const D: usize>(t: Tensor<D>) -> Tensor<D> {
     if t.is_autodiff() { t.inner() } else { t }
 }
 
-impl ModuleMapper for StepMapper<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+impl PathMapper for StepMapper<'_> {
+    fn map<const D: usize>(&mut self, path: &ParamPath, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let (id, tensor, mapper) = param.consume();
         let Some(grad) = self.grads.remove::<D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
@@ -349,7 +340,7 @@ impl ModuleMapper for StepMapper<'_> {
         let device = weight.device();
         let dims = weight.dims();
         let grad = on_device(grad, &device);
-        let path = self.path.join(".");
+        let path = path.dotted();
         let lr = self.lr.lr_from_param(id, Some(&path));
         let grad = match self.keep.get(&id) {
             Some(m) => grad * on_device(m.clone(), &device).reshape(dims),

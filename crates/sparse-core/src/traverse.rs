@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 use crate::error::Result;
 use crate::host;
 use crate::optim::{ParamContext, detached, on_device};
+use crate::walk::{self, ParamPath, PathVisitor};
 
 /// Every float parameter: path, id, element count, device (inner).
 #[derive(Clone, Debug)]
@@ -22,20 +23,13 @@ pub(crate) struct ParamInfo {
 
 #[derive(Default)]
 struct ParamLister {
-    stack: Vec<String>,
     out: Vec<ParamInfo>,
 }
 
-impl ModuleVisitor for ParamLister {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+impl PathVisitor for ParamLister {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
         self.out.push(ParamInfo {
-            path: self.stack.join("."),
+            path: path.dotted(),
             id: param.id,
             shape: param.lazy_shape().to_vec(),
             device: param.lazy_device().inner(),
@@ -46,7 +40,7 @@ impl ModuleVisitor for ParamLister {
 /// All float parameters of `model` in visit order.
 pub(crate) fn params<M: Module>(model: &M) -> Vec<ParamInfo> {
     let mut lister = ParamLister::default();
-    model.visit(&mut lister);
+    walk::visit(model, &mut lister);
     lister.out
 }
 
@@ -244,22 +238,14 @@ pub(crate) fn merge_multi<M: Module>(model: &M, multi: burn::optim::MultiGradien
     v.out
 }
 
-#[derive(Default)]
 struct ReadByPattern<'a> {
     patterns: &'a [String],
-    stack: Vec<String>,
     out: std::collections::BTreeMap<String, Result<Vec<f32>>>,
 }
 
-impl ModuleVisitor for ReadByPattern<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.stack.join(".");
+impl PathVisitor for ReadByPattern<'_> {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        let path = path.dotted();
         if self.patterns.iter().any(|p| crate::discovery::glob_match(p, &path)) {
             self.out.insert(path, host::to_vec(detached(param.val())));
         }
@@ -273,9 +259,9 @@ pub(crate) fn read_by_pattern<M: Module>(
 ) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
     let mut v = ReadByPattern {
         patterns,
-        ..Default::default()
+        out: Default::default(),
     };
-    model.visit(&mut v);
+    walk::visit(model, &mut v);
     v.out.into_iter().map(|(k, r)| r.map(|x| (k, x))).collect()
 }
 

@@ -90,28 +90,7 @@ pub fn prune_round(config: &LthConfig, weights: &[Vec<f32>], masks: &[Mask], rou
     if config.global {
         let total: usize = masks.iter().map(Mask::len).sum();
         let keep = ((keep_fraction * total as f64).round() as usize).min(masks.iter().map(Mask::count_ones).sum());
-        let offsets: Vec<usize> = masks
-            .iter()
-            .scan(0, |acc, m| {
-                let o = *acc;
-                *acc += m.len();
-                Some(o)
-            })
-            .collect();
-        let locate = |g: u32| {
-            let l = offsets.partition_point(|&o| o <= g as usize) - 1;
-            (l, g as usize - offsets[l])
-        };
-        let chosen = sparse_core::select::top_k(0..total as u32, keep, |g| {
-            let (l, i) = locate(g);
-            scores[l][i]
-        });
-        let mut out: Vec<Mask> = masks.iter().map(|m| Mask::zeros(m.len())).collect();
-        for g in chosen {
-            let (l, i) = locate(g);
-            out[l].set(i, true);
-        }
-        out
+        sparse_core::select::global_top_k(&scores, keep)
     } else {
         scores
             .iter()

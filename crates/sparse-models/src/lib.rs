@@ -19,9 +19,10 @@ pub mod resnet;
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use sparse_core::LayerFilter;
+use sparse_core::walk::{self, ParamPath, PathVisitor};
 
 pub use cnn::{SmallCnn, SmallCnnConfig};
 pub use error::ModelError;
@@ -44,20 +45,12 @@ pub trait Classifier: Module {
 
 #[derive(Default)]
 struct ParamCounter {
-    leaf: Vec<String>,
     count: usize,
 }
 
-impl ModuleVisitor for ParamCounter {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.leaf.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.leaf.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let leaf = self.leaf.last().map(String::as_str).unwrap_or("");
-        if leaf != "running_mean" && leaf != "running_var" {
+impl PathVisitor for ParamCounter {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        if !matches!(path.leaf(), "running_mean" | "running_var") {
             self.count += param.lazy_shape().num_elements();
         }
     }
@@ -66,7 +59,7 @@ impl ModuleVisitor for ParamCounter {
 /// Trainable parameters (BatchNorm running statistics excluded), as papers count them.
 pub fn count_params<M: Module>(model: &M) -> usize {
     let mut counter = ParamCounter::default();
-    model.visit(&mut counter);
+    walk::visit(model, &mut counter);
     counter.count
 }
 
