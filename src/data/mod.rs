@@ -14,6 +14,7 @@ pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod source;
+pub mod split;
 pub mod synthetic;
 
 pub use batch::{ImageBatch, ImageBatcher};

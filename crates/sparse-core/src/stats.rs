@@ -111,10 +111,17 @@ pub fn forward_macs(
                 }
             } as u64;
             let nnz = active.get(&l.path).copied().unwrap_or(l.numel()) as u64;
+            let overflow = || {
+                SparseError::InvalidConfig(format!(
+                    "the multiply-adds of `{}` ({} weights at {pos} output positions) do not fit in 64 bits; use a smaller input",
+                    l.path,
+                    l.numel()
+                ))
+            };
             Ok(LayerMacs {
                 path: l.path.clone(),
-                dense: l.numel() as u64 * pos,
-                sparse: nnz * pos,
+                dense: (l.numel() as u64).checked_mul(pos).ok_or_else(overflow)?,
+                sparse: nnz.checked_mul(pos).ok_or_else(overflow)?,
             })
         })
         .collect()

@@ -51,6 +51,12 @@ impl ParamPath {
 pub trait PathVisitor {
     /// Called for every float parameter, in the module's declaration order.
     fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>);
+
+    /// Called when the walk enters a field (a module, a parameter or a
+    /// reparameterization), with the path ending at that field.
+    fn enter(&mut self, path: &ParamPath) {
+        let _ = path;
+    }
 }
 
 /// Replaces every float parameter, knowing its path.
@@ -67,6 +73,7 @@ struct Visiting<'a, V> {
 impl<V: PathVisitor> ModuleVisitor for Visiting<'_, V> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
+        self.inner.enter(&self.path);
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {

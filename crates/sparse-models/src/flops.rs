@@ -14,7 +14,8 @@ fn pads(padding: &PaddingConfig2d, kernel: [usize; 2]) -> Option<[usize; 4]> {
     }
 }
 
-/// Output `[H, W]` of a 2-D window op (conv or pool).
+/// Output `[H, W]` of a 2-D window op (conv or pool); 0 along a side the window
+/// does not fit in (the input is too small for the op).
 pub fn window_out(
     input: [usize; 2],
     kernel: [usize; 2],
@@ -24,7 +25,13 @@ pub fn window_out(
 ) -> [usize; 2] {
     match pads(padding, kernel) {
         Some([t, l, b, r]) => {
-            let dim = |x: usize, p: usize, k: usize, s: usize, d: usize| (x + p - d * (k - 1) - 1) / s + 1;
+            let dim = |x: usize, p: usize, k: usize, s: usize, d: usize| {
+                let span = d.saturating_mul(k.saturating_sub(1)).saturating_add(1);
+                match x.saturating_add(p).checked_sub(span) {
+                    Some(rest) => rest / s.max(1) + 1,
+                    None => 0,
+                }
+            };
             [
                 dim(input[0], t + b, kernel[0], stride[0], dilation[0]),
                 dim(input[1], l + r, kernel[1], stride[1], dilation[1]),
