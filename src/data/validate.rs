@@ -13,7 +13,7 @@ pub fn check_pair(train: &ImageSet, test: &ImageSet, dir: &Path) -> Result<(), D
     for set in [train, test] {
         if set.is_empty() {
             return Err(DataError::Invalid(format!(
-                "the {} set has no images (in {d}); a run needs images to train on and to measure accuracy: check its files, and use --train-limit / --test-limit 0 (all images) or more",
+                "the {} set has no images (in {d}); a run needs images to train on and to measure accuracy: replace its files with ones that hold images",
                 set.name
             )));
         }
