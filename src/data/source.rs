@@ -58,9 +58,11 @@ pub struct DataConfig {
     pub channels: usize,
     /// Image folders: stop at an unreadable image instead of skipping it.
     pub strict_images: bool,
-    /// Use only the first N training images (0 = all).
+    /// Use only the first N training images (0 = all); image folders take
+    /// them from every class in turn.
     pub train_limit: usize,
-    /// Use only the first N test images (0 = all).
+    /// Use only the first N test images (0 = all); image folders take them
+    /// from every class in turn.
     pub test_limit: usize,
     /// Random crop (4 px padding) and horizontal flip (default on for CIFAR-10).
     pub augment: Option<bool>,
