@@ -7,8 +7,9 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, TensorData};
 
+use super::shape::conv_shape;
 use crate::activation::Activation;
-use crate::cpu::{self, conv::ConvShape};
+use crate::cpu;
 use crate::ops::{SparseOps, fallback_conv2d, fallback_linear};
 use crate::plan::SparsePlan;
 
@@ -84,32 +85,5 @@ impl SparseOps for Flex {
             out,
             [shape.n, shape.o, shape.out_hw[0], shape.out_hw[1]],
         ))
-    }
-}
-
-/// The call's shapes; panics with a clear message on a channel mismatch.
-pub(crate) fn conv_shape(x: &[usize], plan: &SparsePlan, options: &ConvOptions<2>) -> ConvShape {
-    let crate::plan::OpKind::Conv { cin_g, kernel, groups } = plan.op else {
-        panic!("sparse_conv2d needs a conv plan, got {plan:?}");
-    };
-    assert!(
-        x.len() == 4 && x[1] == cin_g * groups && options.groups == groups,
-        "sparse_conv2d: input {x:?} with {} groups does not fit the weight ({cin_g} channels x {groups} groups)",
-        options.groups
-    );
-    let out = |i: usize| {
-        let span = options.dilation[i] * (kernel[i] - 1) + 1;
-        (x[2 + i] + options.padding[i].0 + options.padding[i].1).saturating_sub(span) / options.stride[i] + 1
-    };
-    ConvShape {
-        n: x[0],
-        c: x[1],
-        hw: [x[2], x[3]],
-        o: plan.rows,
-        out_hw: [out(0), out(1)],
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-        kernel,
     }
 }

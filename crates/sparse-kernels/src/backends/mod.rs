@@ -7,3 +7,4 @@ pub mod cube;
 pub mod flex;
 #[cfg(feature = "ndarray")]
 pub mod ndarray;
+pub mod shape;

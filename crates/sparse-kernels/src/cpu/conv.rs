@@ -87,6 +87,16 @@ impl ConvShape {
     }
 }
 
+/// Whether the input can be read in place (1×1, stride 1, no padding): no copy.
+fn in_place(s: &ConvShape) -> bool {
+    s.kernel == [1, 1] && s.stride == [1, 1] && s.padding == [(0, 0), (0, 0)]
+}
+
+thread_local! {
+    /// The padded input buffer, reused across calls (no page faults per call).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// `out: [n, o, ho, wo]` from `x: [n, c, h, w]` (both contiguous NCHW).
 pub fn forward(
     plan: &PlanData,
@@ -97,7 +107,11 @@ pub fn forward(
     act: Activation,
     out: &mut [f32],
 ) {
-    let g = s.geometry();
+    let direct = in_place(&s);
+    let mut g = s.geometry();
+    if direct {
+        (g.hq, g.wq, g.plane) = (s.hw[0], s.hw[1], s.hw[0] * s.hw[1]);
+    }
     let csr = plan.csr();
     let Some(ci) = plan.conv_index() else {
         return;
@@ -110,49 +124,95 @@ pub fn forward(
         .map(|(&c, &p)| (c as usize * g.plane + kofs[p as usize]) as u32)
         .collect();
     let vals: Vec<f32> = (0..csr.nnz()).map(|e| values[csr.value_of(e)]).collect();
-    let qmap = output_map(&s, &g);
+    let segments = strip_segments(&s, &g);
+    let q_end = (s.out_hw[0].saturating_sub(1)) * g.wq + s.out_hw[1];
     let out_area = s.out_hw[0] * s.out_hw[1];
     let threads = rayon::current_num_threads().max(1);
     let per_strip = (4 * threads).div_ceil(g.strips).max(1);
     let ochunk = s.o.div_ceil(per_strip).max(1);
     let tasks = s.o.div_ceil(ochunk) * g.strips;
-    let mut buf = vec![0.0f32; g.buf_len];
-    for n in 0..s.n {
-        fill_buffer(
-            &x[n * s.c * s.hw[0] * s.hw[1]..(n + 1) * s.c * s.hw[0] * s.hw[1]],
-            &s,
-            &g,
-            &mut buf,
-        );
+    let relu = act == Activation::Relu;
+    let image = s.c * s.hw[0] * s.hw[1];
+    let mut run = |buf: &[f32], n: usize| {
         let on = SharedOut(out[n * s.o * out_area..(n + 1) * s.o * out_area].as_mut_ptr());
         (0..tasks).into_par_iter().for_each(|t| {
             let (oc, strip) = (t / g.strips, t % g.strips);
             let q0 = strip * STRIP;
+            let width = if direct { STRIP.min(q_end - q0) } else { STRIP };
             for o in oc * ochunk..((oc + 1) * ochunk).min(s.o) {
                 let (a, b) = (csr.row_ptr[o] as usize, csr.row_ptr[o + 1] as usize);
                 let mut acc = [bias[o]; STRIP];
-                strip_kernel(&offs[a..b], &vals[a..b], &buf, q0, &mut acc);
-                let map = &qmap[q0..q0 + STRIP];
-                for (m, v) in map.iter().zip(acc) {
-                    if *m != u32::MAX {
-                        // SAFETY: (o, m) is written by this task only; m < out_area.
-                        unsafe { on.write(o * out_area + *m as usize, act.apply(v)) };
-                    }
+                if width == STRIP {
+                    strip_kernel(&offs[a..b], &vals[a..b], buf, q0, &mut acc);
+                } else {
+                    tail_kernel(&offs[a..b], &vals[a..b], buf, q0, width, &mut acc);
+                }
+                for &(from, to, len) in &segments[strip] {
+                    // SAFETY: (o, pixels to..to+len) belong to this task only and lie inside `out`.
+                    let dst = unsafe { on.slice(o * out_area + to, len) };
+                    store(dst, &acc[from..from + len], relu);
                 }
             }
         });
+    };
+    if direct {
+        for n in 0..s.n {
+            run(&x[n * image..(n + 1) * image], n);
+        }
+        return;
+    }
+    SCRATCH.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let buf = match guard.as_mut() {
+            Ok(b) => &mut **b,
+            Err(_) => &mut fresh,
+        };
+        if buf.len() < g.buf_len {
+            buf.resize(g.buf_len, 0.0);
+        }
+        let buf = &mut buf[..g.buf_len];
+        for n in 0..s.n {
+            fill_buffer(&x[n * image..(n + 1) * image], &s, &g, buf);
+            run(buf, n);
+        }
+    });
+}
+
+/// Copies `act(src)` into `dst`.
+#[inline(always)]
+fn store(dst: &mut [f32], src: &[f32], relu: bool) {
+    if relu {
+        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v.max(0.0));
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
-/// For every flat position of the strips, its output pixel (or `u32::MAX`).
-fn output_map(s: &ConvShape, g: &Geometry) -> Vec<u32> {
-    let mut map = vec![u32::MAX; g.strips * STRIP];
-    for oy in 0..s.out_hw[0] {
-        for ox in 0..s.out_hw[1] {
-            map[oy * g.wq + ox] = (oy * s.out_hw[1] + ox) as u32;
-        }
-    }
-    map
+/// For every strip, the runs `(offset in strip, output pixel, length)` of real output pixels.
+fn strip_segments(s: &ConvShape, g: &Geometry) -> Vec<Vec<(usize, usize, usize)>> {
+    let [ho, wo] = s.out_hw;
+    (0..g.strips)
+        .map(|strip| {
+            let (q0, q1) = (
+                strip * STRIP,
+                ((strip + 1) * STRIP).min(ho.saturating_sub(1) * g.wq + wo),
+            );
+            let mut runs = Vec::new();
+            let mut q = q0;
+            while q < q1 {
+                let (oy, ox) = (q / g.wq, q % g.wq);
+                if ox >= wo {
+                    q = (oy + 1) * g.wq;
+                    continue;
+                }
+                let len = (wo - ox).min(q1 - q);
+                runs.push((q - q0, oy * wo + ox, len));
+                q += len;
+            }
+            runs
+        })
+        .collect()
 }
 
 /// Copies one image into the padded phase planes.
@@ -189,6 +249,17 @@ fn fill_buffer(x: &[f32], s: &ConvShape, g: &Geometry, buf: &mut [f32]) {
                 }
             }
         });
+}
+
+/// A partial strip of `width < STRIP` pixels (the end of an unpadded 1×1 input).
+#[macerator::with_simd]
+fn tail_kernel<S: Simd>(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, width: usize, acc: &mut [f32; STRIP]) {
+    for (&off, &w) in offs.iter().zip(vals) {
+        let start = off as usize + q0;
+        for (a, x) in acc[..width].iter_mut().zip(&buf[start..start + width]) {
+            *a = w.mul_add(*x, *a);
+        }
+    }
 }
 
 #[macerator::with_simd]

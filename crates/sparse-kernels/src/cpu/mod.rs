@@ -28,6 +28,15 @@ impl SharedOut {
     pub unsafe fn write(self, i: usize, v: f32) {
         unsafe { *self.0.add(i) = v }
     }
+
+    /// The `len` values from `start` as a slice.
+    ///
+    /// # Safety
+    /// The range must be in bounds and touched by no other task while the slice lives.
+    #[inline(always)]
+    pub unsafe fn slice<'a>(self, start: usize, len: usize) -> &'a mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
 }
 
 /// Splits `0..n` rows into `parts` ranges with about equal `prefix` weight

@@ -5,12 +5,14 @@ pub mod choice;
 pub mod conv;
 pub mod fold;
 pub mod linear;
+pub mod store;
 pub mod weight;
 
 pub use choice::{Choice, choose};
 pub use conv::SparseConv2d;
 pub use fold::fold_batch_norm;
 pub use linear::SparseLinear;
+pub use store::TensorMap;
 pub use weight::SparseWeight;
 
 use burn::tensor::Tensor;
