@@ -170,8 +170,8 @@ pub struct PlanData {
     csc: OnceLock<CscView>,
     conv: OnceLock<ConvIndex>,
     dense_pos: OnceLock<Vec<i32>>,
-    #[cfg(any(feature = "wgpu", feature = "cuda"))]
-    pub(crate) cube_cache: std::sync::Mutex<Option<crate::backends::cube::CubeIndex>>,
+    #[cfg(feature = "cube-kernels")]
+    pub(crate) cube_cache: std::sync::Mutex<Option<crate::backends::cube_kernels::CubeIndex>>,
 }
 
 /// A shared, cheaply cloned [`PlanData`].
@@ -224,7 +224,7 @@ impl SparsePlan {
             csc: OnceLock::new(),
             conv: OnceLock::new(),
             dense_pos: OnceLock::new(),
-            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            #[cfg(feature = "cube-kernels")]
             cube_cache: std::sync::Mutex::new(None),
         }))
     }

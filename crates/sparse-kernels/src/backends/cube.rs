@@ -1,7 +1,6 @@
-//! CubeCL (wgpu, cuda): placeholder until the kernels land; uses the primitive bodies.
+//! CubeCL (wgpu, cuda): the primitive default bodies of [`crate::ops::SparseOps`]
+//! (values scattered into a dense weight, then Burn's matmul / conv2d). The
+//! gather-form GPU kernels live in `cube_kernels.rs` behind the
+//! `cube-kernels` feature.
 
-/// Device-side index cache (filled by the CubeCL kernels).
-#[derive(Debug, Clone)]
-pub struct CubeIndex;
-
-impl crate::ops::SparseOps for burn_cubecl::CubeBackend {}
+impl crate::ops::SparseOps for burn::backend::Cube {}

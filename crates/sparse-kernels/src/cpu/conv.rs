@@ -139,20 +139,20 @@ pub fn forward(
             let (oc, strip) = (t / g.strips, t % g.strips);
             let q0 = strip * STRIP;
             let width = if direct { STRIP.min(q_end - q0) } else { STRIP };
-            for o in oc * ochunk..((oc + 1) * ochunk).min(s.o) {
-                let (a, b) = (csr.row_ptr[o] as usize, csr.row_ptr[o + 1] as usize);
-                let mut acc = [bias[o]; STRIP];
-                if width == STRIP {
-                    strip_kernel(&offs[a..b], &vals[a..b], buf, q0, &mut acc);
-                } else {
-                    tail_kernel(&offs[a..b], &vals[a..b], buf, q0, width, &mut acc);
-                }
-                for &(from, to, len) in &segments[strip] {
-                    // SAFETY: (o, pixels to..to+len) belong to this task only and lie inside `out`.
-                    let dst = unsafe { on.slice(o * out_area + to, len) };
-                    store(dst, &acc[from..from + len], relu);
-                }
-            }
+            let job = StripJob {
+                row_ptr: &csr.row_ptr,
+                offs: &offs,
+                vals: &vals,
+                bias,
+                buf,
+                q0,
+                width,
+                segments: &segments[strip],
+                out: on,
+                out_area,
+                relu,
+            };
+            strip_rows(&job, oc * ochunk..((oc + 1) * ochunk).min(s.o));
         });
     };
     if direct {
@@ -251,9 +251,44 @@ fn fill_buffer(x: &[f32], s: &ConvShape, g: &Geometry, buf: &mut [f32]) {
         });
 }
 
-/// A partial strip of `width < STRIP` pixels (the end of an unpadded 1×1 input).
+/// One strip of output pixels for a range of output channels.
+struct StripJob<'a> {
+    row_ptr: &'a [u32],
+    offs: &'a [u32],
+    vals: &'a [f32],
+    bias: &'a [f32],
+    buf: &'a [f32],
+    q0: usize,
+    width: usize,
+    segments: &'a [(usize, usize, usize)],
+    out: SharedOut,
+    out_area: usize,
+    relu: bool,
+}
+
+/// Every channel of `rows` on one strip, in one dispatched call (the per-call
+/// cost would otherwise dominate rows with few nonzeros).
 #[macerator::with_simd]
-fn tail_kernel<S: Simd>(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, width: usize, acc: &mut [f32; STRIP]) {
+fn strip_rows<'a, S: Simd>(job: &StripJob<'a>, rows: std::ops::Range<usize>) {
+    for o in rows {
+        let (a, b) = (job.row_ptr[o] as usize, job.row_ptr[o + 1] as usize);
+        let mut acc = [job.bias[o]; STRIP];
+        if job.width == STRIP {
+            strip_body(&job.offs[a..b], &job.vals[a..b], job.buf, job.q0, &mut acc);
+        } else {
+            tail_body(&job.offs[a..b], &job.vals[a..b], job.buf, job.q0, job.width, &mut acc);
+        }
+        for &(from, to, len) in job.segments {
+            // SAFETY: (o, pixels to..to+len) belong to this task only and lie inside the output.
+            let dst = unsafe { job.out.slice(o * job.out_area + to, len) };
+            store(dst, &acc[from..from + len], job.relu);
+        }
+    }
+}
+
+/// A partial strip of `width < STRIP` pixels (the end of an unpadded 1×1 input).
+#[inline(always)]
+fn tail_body(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, width: usize, acc: &mut [f32; STRIP]) {
     for (&off, &w) in offs.iter().zip(vals) {
         let start = off as usize + q0;
         for (a, x) in acc[..width].iter_mut().zip(&buf[start..start + width]) {
@@ -262,8 +297,8 @@ fn tail_kernel<S: Simd>(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, widt
     }
 }
 
-#[macerator::with_simd]
-fn strip_kernel<S: Simd>(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, acc: &mut [f32; STRIP]) {
+#[inline(always)]
+fn strip_body(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, acc: &mut [f32; STRIP]) {
     let mut a = *acc;
     for (&off, &w) in offs.iter().zip(vals) {
         let start = off as usize + q0;

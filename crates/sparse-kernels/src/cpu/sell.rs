@@ -41,15 +41,7 @@ pub fn forward(
         kept_out
             .par_chunks_mut(per_task * L)
             .enumerate()
-            .for_each(|(t, chunk)| {
-                let g0 = t * per_task;
-                for (i, acc) in chunk.chunks_exact_mut(L).enumerate() {
-                    let g = g0 + i;
-                    let vals = &values[g * s.k * L..(g + 1) * s.k * L];
-                    let acc: &mut [f32; L] = acc.try_into().expect("16 lanes");
-                    group(s, g, vals, xb, acc);
-                }
-            });
+            .for_each(|(t, chunk)| run_groups(s, values, xb, t * per_task, chunk));
         let ob = &mut out[b * rows..(b + 1) * rows];
         for (r, o) in ob.iter_mut().enumerate() {
             *o = act.apply(bias[r]);
@@ -60,18 +52,48 @@ pub fn forward(
     }
 }
 
-fn group(s: &Sell, g: usize, vals: &[f32], x: &[f32], acc: &mut [f32; L]) {
-    let range = g * s.k * L..(g + 1) * s.k * L;
+/// Groups `g0..` into `chunk` (16 accumulators per group), one dispatched call per chunk.
+fn run_groups(s: &Sell, values: &[f32], x: &[f32], g0: usize, chunk: &mut [f32]) {
+    let span = g0 * s.k * L..(g0 * L + chunk.len()) * s.k;
+    let vals = &values[span.clone()];
     match &s.idx {
-        SellIndex::Abs(crate::indices::Indices::U16(ix)) => abs_group(vals, &ix[range], x, acc),
-        SellIndex::Abs(crate::indices::Indices::U32(ix)) => abs_group(vals, &ix[range], x, acc),
-        SellIndex::Nm { n, m, idx } => nm_group(vals, &idx[range], *n, *m, x, acc),
+        SellIndex::Abs(crate::indices::Indices::U16(ix)) => abs_groups(vals, &ix[span], x, s.k, chunk),
+        SellIndex::Abs(crate::indices::Indices::U32(ix)) => abs_groups(vals, &ix[span], x, s.k, chunk),
+        SellIndex::Nm { n, m, idx } => nm_groups(vals, &idx[span], *n, *m, x, s.k, chunk),
+    }
+}
+
+#[macerator::with_simd]
+fn abs_groups<S: Simd, I: Index>(vals: &[f32], idx: &[I], x: &[f32], k: usize, out: &mut [f32]) {
+    for (g, acc) in out.chunks_exact_mut(L).enumerate() {
+        let acc: &mut [f32; L] = acc.try_into().expect("16 lanes");
+        abs_group(
+            &vals[g * k * L..(g + 1) * k * L],
+            &idx[g * k * L..(g + 1) * k * L],
+            x,
+            acc,
+        );
+    }
+}
+
+#[macerator::with_simd]
+fn nm_groups<S: Simd>(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32], k: usize, out: &mut [f32]) {
+    for (g, acc) in out.chunks_exact_mut(L).enumerate() {
+        let acc: &mut [f32; L] = acc.try_into().expect("16 lanes");
+        nm_group(
+            &vals[g * k * L..(g + 1) * k * L],
+            &idx[g * k * L..(g + 1) * k * L],
+            n,
+            m,
+            x,
+            acc,
+        );
     }
 }
 
 /// One group with absolute indices.
-#[macerator::with_simd]
-fn abs_group<S: Simd, I: Index>(vals: &[f32], idx: &[I], x: &[f32], acc: &mut [f32; L]) {
+#[inline(always)]
+fn abs_group<I: Index>(vals: &[f32], idx: &[I], x: &[f32], acc: &mut [f32; L]) {
     let k = vals.len() / L;
     assert!(idx.len() == vals.len());
     debug_assert!(idx.iter().all(|i| i.at() < x.len()));
@@ -92,8 +114,8 @@ fn abs_group<S: Simd, I: Index>(vals: &[f32], idx: &[I], x: &[f32], acc: &mut [f
 }
 
 /// One group with N:M in-group offsets.
-#[macerator::with_simd]
-fn nm_group<S: Simd>(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32], acc: &mut [f32; L]) {
+#[inline(always)]
+fn nm_group(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32], acc: &mut [f32; L]) {
     let k = vals.len() / L;
     assert!(idx.len() == vals.len() && k / n * m <= x.len());
     let mut a = [0.0f32; L];

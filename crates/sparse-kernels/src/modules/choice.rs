@@ -6,12 +6,16 @@ use sparse_core::{Mask, SparseLayer};
 use crate::formats::{FormatKind, condensed, nm};
 use crate::plan::OpKind;
 
-/// Linear layers above this density stay dense (measured crossover).
-pub const LINEAR_DENSE_FROM: f64 = 0.35;
-/// Convolutions above this density stay dense (measured crossover).
+/// Linear layers at or above this density stay dense: the batch-1 crossover
+/// measured on 1024×1024 (CSR tied dense at 80% sparsity; at batch 64 it
+/// still won at 70% and lost at 60%).
+pub const LINEAR_DENSE_FROM: f64 = 0.2;
+/// k×k convolutions at or above this density stay dense (3×3, 128 channels,
+/// 28×28: sparse 1.8x at 80% sparsity, tied at 70%).
 pub const CONV_DENSE_FROM: f64 = 0.3;
-/// N:M linear layers up to this density run sparse (2:4 measured faster than dense).
-pub const NM_SPARSE_UP_TO: f64 = 0.5;
+/// 1×1 convolutions at or above this density stay dense (the pixel-strip
+/// kernel only about tied flex's GEMM at 90% sparsity on several shapes).
+pub const POINTWISE_DENSE_FROM: f64 = 0.1;
 
 /// The format `auto` resolves to, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,9 +28,10 @@ pub struct Choice {
 
 /// Picks a format for `layer` under `mask`.
 ///
-/// Depthwise convolutions and layers denser than the crossover stay dense;
+/// Depthwise convolutions and layers at or above the crossover density stay
+/// dense (2:4 at 50% therefore stays dense: it measured slower than dense);
 /// whole-neuron masks become smaller dense layers; constant fan-in becomes
-/// condensed, N:M masks N:M; everything else CSR.
+/// condensed, sparser N:M masks N:M; everything else CSR.
 pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
     let density = mask.density();
     let pick = |format, reason: String| Choice { format, reason };
@@ -37,6 +42,7 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
     }
     let crossover = match op {
         OpKind::Linear => LINEAR_DENSE_FROM,
+        OpKind::Conv { kernel: [1, 1], .. } => POINTWISE_DENSE_FROM,
         OpKind::Conv { .. } => CONV_DENSE_FROM,
     };
     let neurons_whole = (0..layer.neurons()).all(|o| {
@@ -48,13 +54,6 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
             FormatKind::Channel,
             format!("whole neurons pruned (density {density:.3})"),
         );
-    }
-    if let Ok((n, m)) = nm::detect(layer, mask)
-        && (n as f64 / m as f64 - density).abs() < 1e-9
-        && density <= NM_SPARSE_UP_TO
-        && op == OpKind::Linear
-    {
-        return pick(FormatKind::Nm, format!("{n}:{m} pattern"));
     }
     if density >= crossover {
         return pick(
@@ -68,6 +67,12 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
             FormatKind::Condensed,
             format!("constant fan-in at density {density:.3}"),
         );
+    }
+    if let Ok((n, m)) = nm::detect(layer, mask)
+        && (n as f64 / m as f64 - density).abs() < 1e-9
+        && op == OpKind::Linear
+    {
+        return pick(FormatKind::Nm, format!("{n}:{m} pattern"));
     }
     pick(FormatKind::Csr, format!("unstructured at density {density:.3}"))
 }
