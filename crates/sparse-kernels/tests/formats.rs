@@ -20,7 +20,7 @@ fn round_trip(layer: &SparseLayer, op: OpKind, pattern: Pattern, kind: FormatKin
         return;
     };
     let w = rand(&mut rng, layer.numel());
-    let built = formats::build(layer, op, &m, &w, kind, [2, 4]).expect("the mask fits its own format");
+    let built = formats::build(layer, op, &m, &w, kind, Some([2, 4])).expect("the mask fits its own format");
     assert_eq!(formats::to_dense(layer, &built), masked(&w, &m), "{kind:?} {pattern:?}");
     assert_eq!(built.values.len(), built.plan.n_values);
 }
@@ -54,11 +54,11 @@ proptest! {
 fn u16_indices_up_to_65536_columns_then_u32() {
     let small = SparseLayer::linear("a", 65536, 1);
     let m = Mask::from_indices(65536, [0, 65535]);
-    let b = formats::build(&small, OpKind::Linear, &m, &vec![1.0; 65536], FormatKind::Csr, [1, 1]).unwrap();
+    let b = formats::build(&small, OpKind::Linear, &m, &vec![1.0; 65536], FormatKind::Csr, None).unwrap();
     assert_eq!(b.plan.csr().col.width(), 2);
     let big = SparseLayer::linear("b", 65537, 1);
     let m = Mask::from_indices(65537, [65536]);
-    let b = formats::build(&big, OpKind::Linear, &m, &vec![1.0; 65537], FormatKind::Csr, [1, 1]).unwrap();
+    let b = formats::build(&big, OpKind::Linear, &m, &vec![1.0; 65537], FormatKind::Csr, None).unwrap();
     assert_eq!((b.plan.csr().col.width(), b.plan.csr().col.get(0)), (4, 65536));
 }
 
@@ -68,7 +68,7 @@ fn condensed_drops_ablated_neurons_and_stores_k_per_neuron() {
     let layer = SparseLayer::linear("fc.weight", 4, 3);
     let m = Mask::from_indices(12, [3, 9, 5, 11]);
     let w: Vec<f32> = (0..12).map(|v| v as f32).collect();
-    let b = formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Condensed, [1, 1]).unwrap();
+    let b = formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Condensed, None).unwrap();
     let sparse_kernels::plan::Storage::Sell(s) = &b.plan.storage else {
         panic!("SELL storage")
     };
@@ -96,19 +96,28 @@ fn unstructured_masks_are_refused_by_structured_formats_with_the_fix() {
     // neuron 0 has inputs 0,1,2 (3 in the first group of 4), neuron 1 one input
     let m = Mask::from_indices(32, [0, 4, 8, 1]);
     mismatch(
-        formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Nm, [1, 1]),
+        formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Nm, None),
         "N:M",
     );
     mismatch(
-        formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Condensed, [1, 1]),
+        formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Condensed, None),
         "constant fan-in",
     );
     mismatch(
-        formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Bsr, [2, 4]),
+        formats::build(&layer, OpKind::Linear, &m, &w, FormatKind::Bsr, Some([2, 4])),
         "BSR",
     );
     let err = channel::build(&layer, &m, &w).unwrap_err().to_string();
     assert!(err.contains("fc.weight") && err.contains("channel"), "{err}");
+}
+
+#[test]
+fn bsr_detects_the_largest_whole_block() {
+    let layer = SparseLayer::linear("fc.weight", 16, 8);
+    let mut rng = Rng::new(4);
+    let m = mask(&layer, &Pattern::Block { rows: 4, cols: 8 }, 0.3, &mut rng).unwrap();
+    assert_eq!(formats::bsr::detect(&layer, &m), [4, 8]);
+    assert_eq!(formats::bsr::detect(&layer, &Mask::from_indices(128, [0])), [1, 1]);
 }
 
 #[test]
@@ -130,7 +139,7 @@ fn wrong_mask_length_is_a_shape_error() {
         &Mask::ones(15),
         &[0.0; 16],
         FormatKind::Csr,
-        [1, 1],
+        None,
     )
     .unwrap_err();
     assert!(matches!(err, KernelError::Shape { .. }), "{err}");

@@ -7,6 +7,28 @@ use super::Built;
 use crate::error::{KernelError, Result};
 use crate::plan::{Bsr, OpKind, SparsePlan, Storage};
 
+/// The largest block (from 16×16 down to 1×1) that tiles the layer and that
+/// the mask holds whole (every block all active or all inactive).
+pub fn detect(layer: &SparseLayer, mask: &Mask) -> [usize; 2] {
+    const CANDIDATES: [[usize; 2]; 9] = [[16, 16], [8, 8], [4, 8], [8, 4], [4, 4], [2, 4], [4, 2], [2, 2], [1, 4]];
+    let (rows, cols) = (layer.neurons(), layer.fan_in());
+    CANDIDATES
+        .into_iter()
+        .filter(|&[br, bc]| rows.is_multiple_of(br) && cols.is_multiple_of(bc))
+        .find(|&[br, bc]| {
+            (0..rows / br).all(|i| {
+                (0..cols / bc).all(|j| {
+                    let on = (0..br)
+                        .flat_map(|r| (0..bc).map(move |c| (i * br + r, j * bc + c)))
+                        .filter(|&(o, k)| mask.get(layer.flat(o, k)))
+                        .count();
+                    on == 0 || on == br * bc
+                })
+            })
+        })
+        .unwrap_or([1, 1])
+}
+
 /// Builds BSR with `[br, bc]` blocks; errors on a partly active block.
 pub fn build(layer: &SparseLayer, op: OpKind, mask: &Mask, weights: &[f32], block: [usize; 2]) -> Result<Built> {
     let [br, bc] = block;

@@ -146,14 +146,15 @@ pub fn to_dense(layer: &SparseLayer, built: &Built) -> Vec<f32> {
     out
 }
 
-/// Builds `kind` (not `Auto`, `Channel` or `Dense`) for `layer`.
+/// Builds `kind` (not `Auto`, `Channel` or `Dense`) for `layer`; `block` is the
+/// BSR block (`None`: the largest that the mask holds whole, see [`bsr::detect`]).
 pub fn build(
     layer: &SparseLayer,
     op: OpKind,
     mask: &Mask,
     weights: &[f32],
     kind: FormatKind,
-    block: [usize; 2],
+    block: Option<[usize; 2]>,
 ) -> Result<Built> {
     check_inputs(layer, op, mask, weights)?;
     let conv = matches!(op, OpKind::Conv { .. });
@@ -177,6 +178,7 @@ pub fn build(
             })
         }
         FormatKind::Bsr => {
+            let block = block.unwrap_or_else(|| bsr::detect(layer, mask));
             let built = bsr::build(layer, op, mask, weights, block)?;
             Ok(if conv {
                 csr::build(layer, op, mask, weights)

@@ -157,7 +157,7 @@ impl SparseConv2d {
                 )));
             }
             f => ConvWeight::Sparse(SparseWeight::new(
-                formats::build(&layer, op, mask, &weights, f, [1, 1])?,
+                formats::build(&layer, op, mask, &weights, f, None)?,
                 device,
             )),
         };

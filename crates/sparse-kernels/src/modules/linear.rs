@@ -124,7 +124,7 @@ impl SparseLinear {
                 })
             }
             f => LinearWeight::Sparse(SparseWeight::new(
-                formats::build(&layer, OpKind::Linear, mask, &weights, f, [1, 1])?,
+                formats::build(&layer, OpKind::Linear, mask, &weights, f, None)?,
                 device,
             )),
         };
