@@ -16,6 +16,12 @@ pub mod import;
 pub mod mlp;
 pub mod mobilenet;
 pub mod resnet;
+pub mod sparse_cnn;
+pub mod sparse_mlp;
+pub mod sparse_mobilenet;
+pub mod sparse_resnet;
+pub mod sparse_store;
+pub mod to_sparse;
 
 use std::collections::BTreeMap;
 
