@@ -14,8 +14,13 @@
 pub mod acrobot;
 pub mod breakout;
 pub mod cartpole;
+#[cfg(feature = "agent")]
+pub mod dqn;
 pub mod env;
 pub mod error;
+#[cfg(feature = "agent")]
+pub mod qnet;
+pub mod replay;
 pub mod rng;
 
 pub use acrobot::Acrobot;
@@ -23,4 +28,10 @@ pub use breakout::Breakout;
 pub use cartpole::CartPole;
 pub use env::{EnvId, EnvSnapshot, Environment, Step};
 pub use error::{Result, RlError};
+pub use replay::{ReplayBuffer, Transition};
 pub use rng::{EnvRng, RngState};
+
+#[cfg(feature = "agent")]
+pub use dqn::{Dqn, DqnConfig, EpisodeRecord, Evaluation, TdLoss, eval_seeds, evaluate};
+#[cfg(feature = "agent")]
+pub use qnet::{MinAtarQ, MinAtarQConfig, MlpQ, MlpQConfig, QNetwork};
