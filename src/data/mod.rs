@@ -15,6 +15,7 @@ pub mod idx;
 pub mod loader;
 pub mod source;
 pub mod synthetic;
+pub mod text;
 
 pub use batch::{ImageBatch, ImageBatcher};
 pub use error::DataError;
