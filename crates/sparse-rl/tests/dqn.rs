@@ -75,9 +75,9 @@ impl Method for RandomSwap {
             let inactive: Vec<usize> = (0..mask.len()).filter(|&i| !mask.get(i)).collect();
             let k = (active.len() / 4).min(inactive.len());
             let mut next = mask.clone();
-            for i in 0..k {
+            for &grow in inactive.iter().take(k) {
                 next.set(active[rng.below(active.len() as u64) as usize], false);
-                next.set(inactive[i], true);
+                next.set(grow, true);
             }
             let (ones, want) = (next.count_ones(), mask.count_ones());
             if ones == want {
