@@ -17,6 +17,7 @@ pub mod limits;
 pub mod loader;
 pub mod source;
 pub mod synthetic;
+pub mod text;
 pub mod validate;
 
 pub use batch::{ImageBatch, ImageBatcher};
