@@ -34,10 +34,7 @@ fn fetch(url: &str, to: &Path) -> Result<(), DataError> {
     for (tool, args) in attempts {
         match Command::new(tool).args(&args).status() {
             Ok(s) if s.success() => {
-                return std::fs::rename(&tmp, to).map_err(|e| DataError::Io {
-                    path: to.to_path_buf(),
-                    source: e,
-                });
+                return std::fs::rename(&tmp, to).map_err(|e| DataError::io(to.to_path_buf(), e));
             }
             Ok(_) => {
                 let _ = std::fs::remove_file(&tmp);
@@ -51,10 +48,7 @@ fn fetch(url: &str, to: &Path) -> Result<(), DataError> {
 
 /// Downloads the four IDX files from `base` into `dir` (skipping present ones).
 pub fn idx(base: &str, dir: &Path) -> Result<(), DataError> {
-    std::fs::create_dir_all(dir).map_err(|e| DataError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir.to_path_buf(), e))?;
     for f in IDX_FILES {
         let to = dir.join(f);
         if !to.exists() {
@@ -67,10 +61,7 @@ pub fn idx(base: &str, dir: &Path) -> Result<(), DataError> {
 
 /// Downloads and unpacks CIFAR-10 (binary) into `dir`.
 pub fn cifar10(dir: &Path) -> Result<(), DataError> {
-    std::fs::create_dir_all(dir).map_err(|e| DataError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir.to_path_buf(), e))?;
     let archive = dir.join("cifar-10-binary.tar.gz");
     if !archive.exists() {
         tracing::info!(url = CIFAR10, "downloading");

@@ -12,10 +12,14 @@ pub mod download;
 pub mod error;
 pub mod folder;
 pub mod idx;
+pub mod input;
+pub mod limits;
 pub mod loader;
 pub mod source;
 pub mod split;
 pub mod synthetic;
+pub mod text;
+pub mod validate;
 
 pub use batch::{ImageBatch, ImageBatcher};
 pub use error::DataError;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{DataError, ImageSet, cifar, download, folder, idx, synthetic};
+use super::{DataError, ImageSet, cifar, download, folder, idx, synthetic, validate};
 
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -58,9 +58,11 @@ pub struct DataConfig {
     pub channels: usize,
     /// Image folders: stop at an unreadable image instead of skipping it.
     pub strict_images: bool,
-    /// Use only the first N training images (0 = all).
+    /// Use only the first N training images (0 = all); image folders take
+    /// them from every class in turn.
     pub train_limit: usize,
-    /// Use only the first N test images (0 = all).
+    /// Use only the first N test images (0 = all); image folders take them
+    /// from every class in turn.
     pub test_limit: usize,
     /// Random crop (4 px padding) and horizontal flip (default on for CIFAR-10).
     pub augment: Option<bool>,
@@ -136,8 +138,19 @@ impl DataConfig {
         self.augment.unwrap_or(self.dataset == DatasetKind::Cifar10)
     }
 
-    /// Loads `(train, test)`.
+    /// Checks the settings that size memory, before anything is read: for
+    /// image folders the side (1 to 1024) and the channels (1 or 3).
+    pub fn check(&self) -> Result<(), DataError> {
+        if self.dataset == DatasetKind::Folder {
+            folder::check_settings(self.image_size, self.channels)?;
+        }
+        Ok(())
+    }
+
+    /// Loads `(train, test)`: checks the settings first, and the pair after
+    /// loading (images in both, one shape, one class list, at least 2 classes).
     pub fn load(&self) -> Result<(ImageSet, ImageSet), DataError> {
+        self.check()?;
         let dir = self.dir();
         if self.download {
             match self.dataset {
@@ -167,33 +180,38 @@ impl DataConfig {
             DatasetKind::Mnist => idx::load_split(&dir, "train", "mnist/train", &DIGITS, 0.1307, 0.3081)
                 .and_then(|t| Ok((t, idx::load_split(&dir, "t10k", "mnist/test", &DIGITS, 0.1307, 0.3081)?))),
             DatasetKind::Cifar10 => cifar::load(&dir, true).and_then(|t| Ok((t, cifar::load(&dir, false)?))),
-            DatasetKind::Folder => {
-                if self.channels != 1 && self.channels != 3 {
-                    return Err(DataError::Missing(format!(
-                        "image folders need 1 or 3 channels, not {}",
-                        self.channels
-                    )));
-                }
-                folder::load(&dir, true, self.image_size, self.channels, self.strict_images, None).and_then(|train| {
-                    let mut test = folder::load(
-                        &dir,
-                        false,
-                        self.image_size,
-                        self.channels,
-                        self.strict_images,
-                        Some(&train.classes),
-                    )?;
-                    test.mean = train.mean.clone();
-                    test.std = train.std.clone();
-                    Ok((train, test))
-                })
-            }
+            DatasetKind::Folder => self.load_folder(&dir),
         };
         let (train, test) = sets.map_err(|e| match e {
             DataError::Missing(m) => DataError::Missing(format!("{m}; {}", how_to_get(self.dataset, &dir))),
             other => other,
         })?;
-        let limit = |set: ImageSet, n: usize| if n == 0 { set } else { set.take(n) };
-        Ok((limit(train, self.train_limit), limit(test, self.test_limit)))
+        let (train, test) = if self.dataset == DatasetKind::Folder {
+            (train, test) // limited while loading, from every class in turn
+        } else {
+            let limit = |set: ImageSet, n: usize| if n == 0 { set } else { set.take(n) };
+            (limit(train, self.train_limit), limit(test, self.test_limit))
+        };
+        validate::check_pair(&train, &test, &dir)?;
+        Ok((train, test))
+    }
+
+    /// Image folders, with the limits applied while loading and the test set
+    /// normalised with the train set's statistics.
+    fn load_folder(&self, dir: &Path) -> Result<(ImageSet, ImageSet), DataError> {
+        let (size, channels, strict) = (self.image_size, self.channels, self.strict_images);
+        let train = folder::load_limited(dir, true, size, channels, strict, None, self.train_limit)?;
+        let mut test = folder::load_limited(
+            dir,
+            false,
+            size,
+            channels,
+            strict,
+            Some(&train.classes),
+            self.test_limit,
+        )?;
+        test.mean = train.mean.clone();
+        test.std = train.std.clone();
+        Ok((train, test))
     }
 }

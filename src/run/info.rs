@@ -134,5 +134,6 @@ impl WithModel for Info<'_> {
 
 /// The `info` table for `cfg`'s model on images `input` with `classes` classes.
 pub fn info(cfg: &RunConfig, input: [usize; 3], classes: usize, device: &Device) -> anyhow::Result<String> {
+    sparse_models::flops::check_input(input, classes)?; // before any size is multiplied
     with_model(&cfg.model, input, classes, device, Info { cfg, input, classes })?
 }

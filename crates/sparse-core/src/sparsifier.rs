@@ -441,6 +441,13 @@ impl Sparsifier {
         Ok(self.masked(model))
     }
 
+    /// Sets the step counter that drives the schedules, e.g. to the number of
+    /// environment steps in deep RL, where topology updates count environment
+    /// steps rather than optimizer steps (Graesser et al. 2022).
+    pub fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
     /// The optimizer, mutably (e.g. to exclude parameters from weight decay).
     pub fn optimizer_mut(&mut self) -> &mut MaskedOptimizer {
         &mut self.optim

@@ -91,40 +91,52 @@ pub struct LayerMacs {
 /// output positions` sparse (RigL's FLOP accounting; the "FLOPs" of the
 /// ResNet/MobileNet papers are these MACs). `active[path]` is a layer's nonzero
 /// count (absent: dense); `positions[path]` its output positions (`H_out·W_out`
-/// for a 2-D conv; absent for a linear layer: 1). A conv without an entry is an error.
+/// for a 2-D conv; absent for a linear layer: 1). A conv without an entry, a
+/// conv with no output positions (an input smaller than its window), and counts
+/// whose products or whose sum over the layers overflow 64 bits are errors, so
+/// the totals of the returned layers always fit in a `u64`.
 pub fn forward_macs(
     layers: &[SparseLayer],
     active: &BTreeMap<String, usize>,
     positions: &BTreeMap<String, usize>,
 ) -> Result<Vec<LayerMacs>> {
-    layers
-        .iter()
-        .map(|l| {
-            let pos = match (positions.get(&l.path), l.kind) {
-                (Some(p), _) => *p,
-                (None, LayerKind::Linear) => 1,
-                (None, LayerKind::Conv) => {
-                    return Err(SparseError::InvalidConfig(format!(
-                        "no output size known for conv `{}`; pass its H_out*W_out in `positions`",
-                        l.path
-                    )));
-                }
-            } as u64;
-            let nnz = active.get(&l.path).copied().unwrap_or(l.numel()) as u64;
-            let overflow = || {
-                SparseError::InvalidConfig(format!(
-                    "the multiply-adds of `{}` ({} weights at {pos} output positions) do not fit in 64 bits; use a smaller input",
-                    l.path,
-                    l.numel()
-                ))
-            };
-            Ok(LayerMacs {
-                path: l.path.clone(),
-                dense: (l.numel() as u64).checked_mul(pos).ok_or_else(overflow)?,
-                sparse: nnz.checked_mul(pos).ok_or_else(overflow)?,
-            })
-        })
-        .collect()
+    let mut total = 0u64;
+    let mut out = Vec::with_capacity(layers.len());
+    for l in layers {
+        let pos = match (positions.get(&l.path), l.kind) {
+            (Some(0), LayerKind::Conv) => {
+                return Err(SparseError::InvalidConfig(format!(
+                    "conv `{}` has no output for this input: the input is smaller than its window; use a larger input",
+                    l.path
+                )));
+            }
+            (Some(p), _) => *p,
+            (None, LayerKind::Linear) => 1,
+            (None, LayerKind::Conv) => {
+                return Err(SparseError::InvalidConfig(format!(
+                    "no output size known for conv `{}`; pass its H_out*W_out in `positions`",
+                    l.path
+                )));
+            }
+        } as u64;
+        let nnz = active.get(&l.path).copied().unwrap_or(l.numel()) as u64;
+        let overflow = || {
+            SparseError::InvalidConfig(format!(
+                "layer `{}`: {} weights x {pos} output positions overflow the 64-bit count of multiply-adds; use a smaller input",
+                l.path,
+                l.numel()
+            ))
+        };
+        let dense = (l.numel() as u64).checked_mul(pos).ok_or_else(overflow)?;
+        let sparse = nnz.checked_mul(pos).ok_or_else(overflow)?;
+        total = total.checked_add(dense.max(sparse)).ok_or_else(overflow)?;
+        out.push(LayerMacs {
+            path: l.path.clone(),
+            dense,
+            sparse,
+        });
+    }
+    Ok(out)
 }
 
 /// In-time over-parameterisation rate `R_s = |∪_τ M_τ| / N` (Liu et al. 2021):
@@ -168,4 +180,34 @@ pub fn mask_overlap(a: &[Mask], b: &[Mask]) -> Overlap {
             union: acc.union + x.or(y).count_ones(),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_are_weights_times_positions_and_overflow_is_an_error() {
+        let conv = SparseLayer::conv("c.weight", &[8, 4, 3, 3]);
+        let fc = SparseLayer::linear("fc.weight", 10, 5);
+        let positions = BTreeMap::from([("c.weight".to_string(), 16)]);
+        let active = BTreeMap::from([("c.weight".to_string(), 30)]);
+        let macs = forward_macs(&[conv.clone(), fc.clone()], &active, &positions).unwrap();
+        assert_eq!((macs[0].dense, macs[0].sparse), (8 * 4 * 9 * 16, 30 * 16));
+        assert_eq!((macs[1].dense, macs[1].sparse), (50, 50));
+
+        let zero = BTreeMap::from([("c.weight".to_string(), 0)]);
+        let err = forward_macs(std::slice::from_ref(&conv), &active, &zero).unwrap_err();
+        assert!(err.to_string().contains("smaller than its window"), "{err}");
+
+        // 288 weights x 2^60 positions > 2^64
+        let huge = BTreeMap::from([("c.weight".to_string(), 1usize << 60)]);
+        let err = forward_macs(std::slice::from_ref(&conv), &BTreeMap::new(), &huge).unwrap_err();
+        assert!(err.to_string().contains("overflow"), "{err}");
+        // 288·2^55 = 9·2^60 fits in 64 bits, twice that does not
+        let half = BTreeMap::from([("c.weight".to_string(), 1usize << 55)]);
+        let one = forward_macs(std::slice::from_ref(&conv), &BTreeMap::new(), &half).unwrap();
+        assert_eq!(one[0].dense, 9u64 << 60);
+        assert!(forward_macs(&[conv.clone(), conv], &BTreeMap::new(), &half).is_err());
+    }
 }

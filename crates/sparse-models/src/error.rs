@@ -8,6 +8,14 @@ pub enum ModelError {
     /// A configuration that cannot work.
     #[error("invalid model configuration: {0}")]
     InvalidConfig(String),
+    /// An input shape or class count too large (or zero) to build and count a model for.
+    #[error("input {input}: {detail}")]
+    Input {
+        /// The input, `CxHxW`.
+        input: String,
+        /// What is wrong, the limit and the fix.
+        detail: String,
+    },
     /// A weight file that cannot be read.
     #[error("{path}: {detail}")]
     File {

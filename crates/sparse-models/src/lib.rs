@@ -3,12 +3,14 @@
 //! Reference models for sparseburn, written for Burn 0.22:
 //! * [`ResNet`] 18/34/50 (torchvision v1.5: stride on the 3×3 conv), ImageNet or CIFAR stem;
 //! * [`MobileNetV1`] with width multiplier α, optional small-image stem;
-//! * [`Mlp`] (LeNet-300-100) and [`SmallCnn`] baselines for fast CPU work.
+//! * [`Mlp`] (LeNet-300-100) and [`SmallCnn`] baselines for fast CPU work;
+//! * [`CharTransformer`], a decoder-only character/byte-level language model.
 //!
-//! Every model implements [`Classifier`]: a forward pass from images to logits,
+//! Every image model implements [`Classifier`]: a forward pass from images to logits,
 //! the RigL reference code's default sparsity policy, and the output size of each
 //! conv for FLOP accounting.
 
+pub mod char_transformer;
 pub mod cnn;
 pub mod error;
 pub mod flops;
@@ -16,6 +18,12 @@ pub mod import;
 pub mod mlp;
 pub mod mobilenet;
 pub mod resnet;
+pub mod sparse_cnn;
+pub mod sparse_mlp;
+pub mod sparse_mobilenet;
+pub mod sparse_resnet;
+pub mod sparse_store;
+pub mod to_sparse;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +32,7 @@ use burn::tensor::Tensor;
 use sparse_core::LayerFilter;
 use sparse_core::walk::{self, ParamPath, PathVisitor};
 
+pub use char_transformer::{CharTransformer, CharTransformerConfig};
 pub use cnn::{SmallCnn, SmallCnnConfig};
 pub use error::ModelError;
 pub use mlp::{Mlp, MlpConfig};
