@@ -393,9 +393,7 @@ fn resolve_data(mut d: DataSection) -> anyhow::Result<DataSection> {
         d.image_size.get_or_insert(32);
         d.channels.get_or_insert(3);
         d.strict_images.get_or_insert(false);
-        if d.image_size == Some(0) || !matches!(d.channels, Some(1 | 3)) {
-            bail!("[data] image folders need an image_size above 0 and 1 or 3 channels");
-        }
+        crate::data::folder::check_settings(d.image_size.unwrap_or(32), d.channels.unwrap_or(3))?;
     }
     if downloadable {
         d.download.get_or_insert(false);
