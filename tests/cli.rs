@@ -642,6 +642,8 @@ fn each_subcommand_shows_only_its_options_with_choices_and_defaults() {
         assert!(!info.contains(absent), "info --help lists {absent}");
     }
     assert!(info.contains("--input") && info.contains("--sparsity"), "{info}");
+    // without --dataset, info takes the model's natural input, not a dataset's
+    assert!(!info.contains("[default: fashion-mnist]"), "{info}");
     let train = help(&["train", "--help"]);
     for present in [
         "[default: 0.1]",

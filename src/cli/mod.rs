@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use sparse_methods::MethodConfig;
+use sparse_core::OptimizerConfig;
+use sparse_methods::{MethodConfig, Penalty, RegularizationConfig};
+use sparse_models::MobileNetV1Config;
 
 use self::args::{
     ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs,
@@ -20,6 +22,7 @@ use self::args::{
 };
 use self::choices::MethodName;
 use crate::data::DatasetKind;
+use crate::run::config::{STEP_GAMMA, SparsitySection};
 use crate::run::sweep::{SweepSpec, sweep};
 use crate::run::{Interrupted, RunConfig, Summary, TrainOptions, info::info, train};
 
@@ -129,34 +132,51 @@ struct MethodsArgs {
     markdown: bool,
 }
 
+/// The name clap shows for a choice.
+fn choice_name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// `[default: ...]` texts appended to the help of options whose default lives in
-/// the library's configs.
+/// the configs (the run's and the library's), so the help cannot drift from them.
 fn defaults() -> Vec<(&'static str, String)> {
     let d = RunConfig::default();
     let t = &d.training;
+    let data = crate::data::DataConfig::default();
+    let sparsity = d.sparsity.clone().unwrap_or_else(SparsitySection::new);
+    let (optimizer, momentum, weight_decay) = match &d.optimizer {
+        OptimizerConfig::Sgd(s) => ("sgd", s.momentum, s.weight_decay),
+        OptimizerConfig::Adam(a) => (if a.decoupled { "adamw" } else { "adam" }, 0.0, a.weight_decay),
+    };
     vec![
         ("model", d.model.name.name().into()),
-        ("width", "1.0".into()),
-        ("dataset", "fashion-mnist".into()),
+        ("width", format!("{:?}", MobileNetV1Config::new().width)),
+        ("dataset", choice_name(&d.data.dataset)),
         (
             "validation",
             "min(5000, 10% of the training set); none below 1000 images".into(),
         ),
-        ("image_size", "32".into()),
-        ("channels", "3".into()),
+        ("image_size", data.image_size.to_string()),
+        ("channels", data.channels.to_string()),
         ("sparsity", d.target_sparsity().to_string()),
-        ("distribution", "erk".into()),
+        ("distribution", sparsity.distribution.to_string()),
         ("method", d.method.name().into()),
-        ("penalty_strength", "0.0001".into()),
+        (
+            "penalty_strength",
+            RegularizationConfig::new(Penalty::L1).strength.to_string(),
+        ),
         ("epochs", t.epochs.to_string()),
         ("batch_size", t.batch_size.to_string()),
         ("eval_batch_size", t.eval_batch_size.to_string()),
-        ("optimizer", "sgd".into()),
+        ("optimizer", optimizer.into()),
         ("lr", t.lr.to_string()),
-        ("momentum", "0.9".into()),
-        ("weight_decay", "5e-4".into()),
-        ("schedule", "cosine".into()),
-        ("gamma", "0.1".into()),
+        ("momentum", momentum.to_string()),
+        ("weight_decay", weight_decay.to_string()),
+        ("schedule", choice_name(&t.schedule)),
+        ("gamma", STEP_GAMMA.to_string()),
         ("warmup_epochs", t.warmup_epochs.to_string()),
         ("label_smoothing", t.label_smoothing.to_string()),
         ("augment", "true for cifar10, else false".into()),
@@ -172,7 +192,9 @@ pub fn command() -> clap::Command {
     for sub in ["train", "sweep", "info"] {
         cmd = cmd.mut_subcommand(sub, |mut c| {
             for (id, text) in &defaults {
-                if c.get_arguments().any(|a| a.get_id() == id) {
+                // `info` without --dataset takes the model's natural input
+                let no_default = sub == "info" && *id == "dataset";
+                if !no_default && c.get_arguments().any(|a| a.get_id() == id) {
                     c = c.mut_arg(id, |a| {
                         let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
                         a.help(format!("{help} [default: {text}]"))

@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use sparse_core::{BackendKind, Distribution, LayerFilter, OptimizerConfig, Pattern, SparsityConfig};
 use sparse_methods::registry::fill_defaults;
 use sparse_methods::{DenseConfig, MethodConfig, RegularizationConfig, RigLConfig};
+use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
 use super::lr::LrSchedule;
 use super::models::ModelKind;
@@ -88,13 +89,14 @@ pub struct DataSection {
 impl DataSection {
     /// The loader's settings (the training limit is applied after the split).
     pub fn loader(&self) -> DataConfig {
+        let d = DataConfig::default();
         DataConfig {
             dataset: self.dataset,
             data_dir: self.data_dir.clone(),
-            download: self.download.unwrap_or(false),
-            image_size: self.image_size.unwrap_or(32),
-            channels: self.channels.unwrap_or(3),
-            strict_images: self.strict_images.unwrap_or(false),
+            download: self.download.unwrap_or(d.download),
+            image_size: self.image_size.unwrap_or(d.image_size),
+            channels: self.channels.unwrap_or(d.channels),
+            strict_images: self.strict_images.unwrap_or(d.strict_images),
             train_limit: 0,
             test_limit: self.test_limit,
             augment: self.augment,
@@ -361,13 +363,14 @@ fn resolve_model(mut m: ModelSection) -> anyhow::Result<ModelSection> {
         );
     }
     if mobilenet {
-        let width = *m.width.get_or_insert(1.0);
+        let width = *m.width.get_or_insert(MobileNetV1Config::new().width);
         if !(width > 0.0 && width.is_finite()) {
             bail!("[model] width {width} must be a positive number (1.0, 0.75, 0.5, 0.25)");
         }
     }
     if resnet {
-        m.zero_init_residual.get_or_insert(false);
+        m.zero_init_residual
+            .get_or_insert(ResNetConfig::new(ResNetDepth::R18).zero_init_residual);
     }
     Ok(m)
 }
@@ -389,14 +392,15 @@ fn resolve_data(mut d: DataSection) -> anyhow::Result<DataSection> {
     if d.download.is_some() && !downloadable {
         bail!("[data] download applies to fashion-mnist, mnist and cifar10 only");
     }
+    let defaults = DataConfig::default();
     if folder {
-        d.image_size.get_or_insert(32);
-        d.channels.get_or_insert(3);
-        d.strict_images.get_or_insert(false);
-        crate::data::folder::check_settings(d.image_size.unwrap_or(32), d.channels.unwrap_or(3))?;
+        let size = *d.image_size.get_or_insert(defaults.image_size);
+        let channels = *d.channels.get_or_insert(defaults.channels);
+        d.strict_images.get_or_insert(defaults.strict_images);
+        crate::data::folder::check_settings(size, channels)?;
     }
     if downloadable {
-        d.download.get_or_insert(false);
+        d.download.get_or_insert(defaults.download);
     }
     d.augment.get_or_insert(d.dataset == DatasetKind::Cifar10);
     Ok(d)
@@ -433,6 +437,12 @@ fn resolve_sparsity(
 /// here, PyTorch's dampening 0; Adam: PyTorch's betas and ε).
 pub const WEIGHT_DECAY: f64 = 5e-4;
 
+/// The run's default SGD momentum (the library's is 0).
+pub const MOMENTUM: f64 = 0.9;
+
+/// The step schedule's default factor γ.
+pub const STEP_GAMMA: f64 = 0.1;
+
 fn resolve_optimizer(mut user: Map<String, Value>) -> anyhow::Result<OptimizerConfig> {
     let name = match user.remove("name") {
         None => "sgd".to_string(),
@@ -442,7 +452,7 @@ fn resolve_optimizer(mut user: Map<String, Value>) -> anyhow::Result<OptimizerCo
     let config = match name.as_str() {
         "sgd" => OptimizerConfig::Sgd(fill_defaults(
             &sparse_core::SgdSettings::new()
-                .with_momentum(0.9)
+                .with_momentum(MOMENTUM)
                 .with_weight_decay(WEIGHT_DECAY),
             user,
             "optimizer",
@@ -467,7 +477,7 @@ fn resolve_training(mut t: TrainingSection) -> anyhow::Result<TrainingSection> {
     }
     if step {
         t.milestones.get_or_insert_with(Vec::new);
-        t.gamma.get_or_insert(0.1);
+        t.gamma.get_or_insert(STEP_GAMMA);
     }
     if t.epochs == 0 || t.batch_size == 0 || t.eval_batch_size == 0 {
         bail!("[training] epochs, batch_size and eval_batch_size must be at least 1");

@@ -72,7 +72,7 @@ impl Lr {
             }
             LrSchedule::Constant => schedulers.push(LrSchedulerConfig::Constant(t.lr)),
             LrSchedule::Step => {
-                let gamma = t.gamma.unwrap_or(0.1);
+                let gamma = t.gamma.unwrap_or(super::config::STEP_GAMMA);
                 if !(gamma > 0.0 && gamma.is_finite()) {
                     bail!("the step schedule's gamma {gamma} must be a positive number (e.g. 0.1)");
                 }

@@ -99,11 +99,14 @@ pub fn with_model<F: WithModel>(
     }
     let small = h <= 64 && w <= 64;
     let resnet = |depth| {
-        ResNetConfig::new(depth)
+        let cfg = ResNetConfig::new(depth)
             .with_classes(classes)
             .with_in_channels(c)
-            .with_stem(if small { Stem::Cifar } else { Stem::ImageNet })
-            .with_zero_init_residual(settings.zero_init_residual.unwrap_or(false))
+            .with_stem(if small { Stem::Cifar } else { Stem::ImageNet });
+        match settings.zero_init_residual {
+            Some(zero) => cfg.with_zero_init_residual(zero),
+            None => cfg,
+        }
     };
     Ok(match settings.name {
         ModelKind::Mlp => {
@@ -130,11 +133,13 @@ pub fn with_model<F: WithModel>(
             f.run(&|| cfg.init(device))
         }
         ModelKind::MobilenetV1 => {
-            let cfg = MobileNetV1Config::new()
-                .with_width(settings.width.unwrap_or(1.0))
+            let mut cfg = MobileNetV1Config::new()
                 .with_classes(classes)
                 .with_in_channels(c)
                 .with_small_input(small);
+            if let Some(width) = settings.width {
+                cfg.width = width;
+            }
             cfg.init(device)?; // validates the width
             f.run(&|| cfg.init(device).expect("validated above"))
         }
