@@ -29,15 +29,21 @@ fn type_text(v: &Value) -> &'static str {
 
 /// Every method with its switches, for the terminal.
 pub fn listing() -> String {
+    let setting = |key: &str, default: &Value| format!("{key}={}", value_text(default));
+    let width = registry::methods()
+        .iter()
+        .flat_map(|m| m.defaults())
+        .map(|(switch, default)| setting(switch.key, &default).chars().count())
+        .max()
+        .unwrap_or(0);
     let mut s = String::new();
     for m in registry::methods() {
         let _ = writeln!(s, "{:<11} {}", m.name, m.summary);
         for (switch, default) in m.defaults() {
             let _ = writeln!(
                 s,
-                "    -m {}={:<14} {} ({})",
-                switch.key,
-                value_text(&default),
+                "    -m {:<width$} {} ({})",
+                setting(switch.key, &default),
                 switch.doc,
                 type_text(&default)
             );
@@ -83,4 +89,27 @@ pub fn markdown() -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listing_aligns_every_switch_s_meaning_in_one_column() {
+        let text = listing();
+        let switch_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("    -m ")).collect();
+        assert!(switch_lines.len() > 10, "{text}");
+        // the meaning starts after the padded `key=value` and its separating space
+        let column = |line: &str| {
+            let after = &line["    -m ".len()..];
+            let setting_end = after.find(' ').expect("a space after key=value");
+            let pad = after[setting_end..].chars().take_while(|c| *c == ' ').count();
+            "    -m ".len() + after[..setting_end].chars().count() + pad
+        };
+        let first = column(switch_lines[0]);
+        for line in &switch_lines {
+            assert_eq!(column(line), first, "misaligned: {line}");
+        }
+    }
 }
