@@ -21,7 +21,7 @@ use self::args::{
     TrainingArgs, flag_name, merge, switches,
 };
 use self::choices::MethodName;
-use crate::data::DatasetKind;
+use crate::data::{DatasetKind, split};
 use crate::run::config::{STEP_GAMMA, SparsitySection};
 use crate::run::sweep::{SweepSpec, sweep};
 use crate::run::{Interrupted, RunConfig, Summary, TrainOptions, info::info, train};
@@ -157,7 +157,11 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("dataset", choice_name(&d.data.dataset)),
         (
             "validation",
-            "min(5000, 10% of the training set); none below 1000 images".into(),
+            format!(
+                "min({}, 10% of the training set); none below {} images",
+                split::DEFAULT_MAX,
+                split::DEFAULT_MIN_SET
+            ),
         ),
         ("image_size", data.image_size.to_string()),
         ("channels", data.channels.to_string()),

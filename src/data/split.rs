@@ -15,9 +15,19 @@ use sparse_core::Rng;
 
 use super::{DataError, ImageSet};
 
+/// The most images held out by default.
+pub const DEFAULT_MAX: usize = 5_000;
+
+/// Training sets below this many images hold none out by default.
+pub const DEFAULT_MIN_SET: usize = 1_000;
+
 /// Images held out by default from a training set of `n` images.
 pub fn default_size(n: usize) -> usize {
-    if n < 1_000 { 0 } else { (n / 10).min(5_000) }
+    if n < DEFAULT_MIN_SET {
+        0
+    } else {
+        (n / 10).min(DEFAULT_MAX)
+    }
 }
 
 /// Splits `set` into `(train, validation)` with `size` validation images.
