@@ -165,7 +165,10 @@ impl RunDir {
             return Ok(Vec::new());
         }
         let text = std::fs::read_to_string(&path)?;
-        text.lines()
+        // a row cut short by a kill has no line end: it was never written
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        complete
+            .lines()
             .skip(1)
             .filter(|l| !l.is_empty())
             .map(|l| parse_row(l).with_context(|| format!("{}: bad row `{l}`", path.display())))

@@ -58,7 +58,8 @@ pub fn folder_state(path: &Path) -> FolderState {
         .collect();
     if names.is_empty() {
         FolderState::Empty
-    } else if names.iter().all(|n| is_early(n)) && names.iter().any(|n| n == "config.toml") {
+    } else if names.iter().all(|n| is_early(n)) && names.iter().any(|n| n == "config.toml" || n.starts_with(".tmp")) {
+        // (only `.tmp*` files: killed while writing config.toml)
         FolderState::Unstarted
     } else {
         FolderState::Other
@@ -195,6 +196,8 @@ mod tests {
         std::fs::create_dir(&p).unwrap();
         std::fs::write(p.join(LOCK_FILE), "1").unwrap();
         assert_eq!(folder_state(&p), FolderState::Empty);
+        std::fs::write(p.join(".tmpAbC123"), "").unwrap();
+        assert_eq!(folder_state(&p), FolderState::Unstarted);
         std::fs::write(p.join("config.toml"), "").unwrap();
         std::fs::write(p.join("metrics.csv"), "").unwrap();
         std::fs::create_dir(p.join("checkpoint.tmp")).unwrap();
