@@ -17,30 +17,34 @@ bin="${SPARSEBURN:-target/debug/sparseburn}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-args=(train --dataset synthetic --model mlp --method rigl --sparsity 0.8 --epochs 6
-      --batch-size 64 --train-limit 640 --test-limit 100 -m delta_t=5)
+args=(train --dataset synthetic --model mlp --method rigl --sparsity 0.8 --epochs 12
+      --batch-size 64 --train-limit 1280 --test-limit 100 -m delta_t=5)
 strip() { cut -d, -f1-14 "$1/metrics.csv"; }
+# whether this process is writing a checkpoint (a checkpoint.tmp newer than its start)
+writing() { [ -n "$(find "$out" -maxdepth 1 -name checkpoint.tmp -newer "$work/stamp" 2>/dev/null)" ]; }
 
 "$bin" "${args[@]}" --out "$work/ref" >/dev/null 2>&1
-restarts=0 resumes=0 killed=0
+restarts=0 resumes=0 killed=0 during=0
 for t in $(seq 1 "$trials"); do
   out="$work/t$t"
   for k in $(seq 1 "$kills"); do
     [ -f "$out/summary.json" ] && break
     if [ -f "$out/config.toml" ]; then cmd=("$bin" train --resume "$out"); else cmd=("$bin" "${args[@]}" --out "$out"); fi
+    touch "$work/stamp"; sleep 0.01 # checkpoint.tmp newer than this was written by this process
     "${cmd[@]}" >"$work/log" 2>&1 &
     pid=$!
     if (( k % 2 )); then
-      # a random moment: 0 to 1.5 s
-      sleep "0.$(( RANDOM % 10 ))$(( RANDOM % 10 ))"; (( RANDOM % 2 )) && sleep 0.5 || true
+      # a random moment in the first second (the whole run takes a few)
+      sleep "0.$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
     else
       # while the next checkpoint is being written (checkpoint.tmp exists)
-      for _ in $(seq 1 20000); do [ -d "$out/checkpoint.tmp" ] && break; kill -0 "$pid" 2>/dev/null || break; done
+      until writing; do kill -0 "$pid" 2>/dev/null || break; done
     fi
     kill -9 "$pid" 2>/dev/null && killed=$((killed + 1)) || true
-    rc=0; wait "$pid" || rc=$?
+    rc=0; { wait "$pid"; } 2>/dev/null || rc=$?
+    [ "$rc" = 137 ] && writing && during=$((during + 1))
     if [ "$rc" != 0 ] && [ "$rc" != 137 ]; then
-      echo "trial $t, kill $k: dead end (exit $rc):"; cat "$work/log"; exit 1
+      echo "trial $t, kill $k: dead end (exit $rc):"; cat "$work/log"; ls -la "$out"; exit 1
     fi
     grep -q "from the beginning" "$work/log" && restarts=$((restarts + 1))
     [ "${cmd[2]}" = --resume ] && resumes=$((resumes + 1))
@@ -48,7 +52,7 @@ for t in $(seq 1 "$trials"); do
   # finish without kills
   while [ ! -f "$out/summary.json" ]; do
     if [ -f "$out/config.toml" ]; then cmd=("$bin" train --resume "$out"); else cmd=("$bin" "${args[@]}" --out "$out"); fi
-    if ! "${cmd[@]}" >"$work/log" 2>&1; then echo "trial $t: the last continuation failed:"; cat "$work/log"; exit 1; fi
+    if ! "${cmd[@]}" >"$work/log" 2>&1; then echo "trial $t: the last continuation failed:"; cat "$work/log"; ls -la "$out"; exit 1; fi
     grep -q "from the beginning" "$work/log" && restarts=$((restarts + 1))
   done
   if ! diff <(strip "$work/ref") <(strip "$out") >/dev/null; then
@@ -57,4 +61,4 @@ for t in $(seq 1 "$trials"); do
   cmp -s "$work/ref/checkpoint/sparse.safetensors" "$out/checkpoint/sparse.safetensors" \
     || { echo "trial $t: the sparse state differs from the uninterrupted run"; exit 1; }
 done
-echo "kill test: $trials trials, $killed kills, $resumes resumes, $restarts restarts from the beginning (with a message); every finished run equals the uninterrupted one"
+echo "kill test: $trials trials, $killed kills ($during while a checkpoint was being written), $resumes resumes, $restarts restarts from the beginning (with a message); every finished run equals the uninterrupted one"

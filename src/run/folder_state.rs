@@ -66,14 +66,18 @@ pub fn folder_state(path: &Path) -> FolderState {
     }
 }
 
-/// Removes what an unstarted run wrote (never anything else).
-fn clear_unstarted(path: &Path) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(path)?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_early(&name) {
-            continue;
-        }
-        let p = entry.path();
+/// Removes what an unstarted run wrote (never anything else); `config.toml`
+/// last (or not at all, with `keep_config`: a resume keeps the run's settings),
+/// so a kill in the middle leaves a folder that is still unstarted.
+fn clear_unstarted(path: &Path, keep_config: bool) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(path)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_early(n) && !(keep_config && n == "config.toml"))
+        .collect();
+    entries.sort_by_key(|n| n == "config.toml");
+    for name in entries {
+        let p = path.join(&name);
         if p.is_dir() {
             std::fs::remove_dir_all(&p)
         } else {
@@ -137,7 +141,7 @@ pub fn open_new(path: &Path) -> anyhow::Result<Opened> {
         FolderState::Empty => None,
         FolderState::Unstarted => {
             let note = restart_note(&dir);
-            clear_unstarted(path)?;
+            clear_unstarted(path, false)?;
             Some(note)
         }
         FolderState::Other => return Err(refuse()),
@@ -175,7 +179,7 @@ pub fn open_resume(path: &Path) -> anyhow::Result<Opened> {
         );
     }
     let note = restart_note(&dir);
-    clear_unstarted(path)?;
+    clear_unstarted(path, true)?;
     Ok(Opened {
         dir,
         lock,

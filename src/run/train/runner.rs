@@ -106,8 +106,8 @@ impl<T> Runner<T> {
         if let Some(d) = e.downcast_mut::<Diverged>() {
             let dir = self.checkpointer.dir().path.display();
             d.kept = match (self.checkpoints, self.saved_step) {
-                (false, _) => "runs in rounds keep no checkpoint; nothing was written after it".into(),
-                (true, None) => format!("no checkpoint was written; {dir} keeps the metrics of the epochs before it"),
+                (false, _) => "runs in rounds keep no checkpoint".into(),
+                (true, None) => "it had written no checkpoint yet".into(),
                 (true, Some(s)) => format!(
                     "nothing was written after it: the last good checkpoint (epoch {}, step {s}) stays in {dir}",
                     s / self.steps_per_epoch
