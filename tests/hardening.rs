@@ -337,6 +337,19 @@ fn an_interrupted_run_in_rounds_exits_130_and_starts_again() {
     let o = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(metrics(&full), metrics(&out));
+    // a finished run is not trained again
+    let o = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
+    assert_one_line_error(&o, &["finished"]);
+    // killed after its final checkpoint, before its summary: it starts again
+    std::fs::remove_file(out.join("summary.json")).unwrap();
+    let o = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("keeps no checkpoint to continue from"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(metrics(&full), metrics(&out));
 }
 
 #[test]

@@ -188,6 +188,32 @@ pub fn open_resume(path: &Path) -> anyhow::Result<Opened> {
     })
 }
 
+/// Prepares a run that trains in rounds, opened for `--resume`, to start again:
+/// such runs keep no checkpoint to continue from (their only checkpoint is
+/// written after the last round, and one without `summary.json` was stopped
+/// before the summary). Removes the checkpoint and the early files but
+/// `config.toml`; refuses a finished run. Returns the note for the user.
+pub fn restart_rounds(dir: &RunDir) -> anyhow::Result<String> {
+    if dir.file("summary.json").is_file() {
+        bail!(
+            "{} is finished (it has summary.json): nothing to resume",
+            dir.path.display()
+        );
+    }
+    let note = format!(
+        "{} trains in rounds and keeps no checkpoint to continue from; starting it again from the beginning",
+        dir.path.display()
+    );
+    for name in ["checkpoint", "checkpoint.old"] {
+        let p = dir.file(name);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    clear_unstarted(&dir.path, true)?;
+    Ok(note)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -238,10 +238,16 @@ impl WithModel for Job<'_> {
         );
         let model = if sparse.method().rounds().is_some() {
             if resume {
-                bail!(
-                    "a run that trains in rounds ({}) cannot be resumed; start it again",
-                    cfg.method.name()
-                );
+                let note = folder_state::restart_rounds(&dir)?;
+                if opts.verbose {
+                    eprintln!("{note}");
+                } else {
+                    tracing::warn!("{note}");
+                }
+                if let Some(path) = &cfg.model.init_weights {
+                    // `init` binds the sparsifier to the loaded weights by path
+                    model = sparse_models::import::load_torchvision(model, path)?;
+                }
             }
             runner.checkpoints = false;
             runner.rounds = true;
