@@ -229,6 +229,11 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     let _ = ctrlc::set_handler(move || {
+        if !crate::run::train::interrupt::in_training_loop() {
+            // nothing to checkpoint (loading, scoring, plotting, between runs): stop now
+            eprintln!("\ninterrupted");
+            std::process::exit(130);
+        }
         if f.swap(true, Ordering::SeqCst) {
             std::process::exit(130); // second Ctrl-C: stop now
         }

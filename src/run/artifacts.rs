@@ -103,21 +103,6 @@ impl RunDir {
         current
     }
 
-    /// Creates a fresh run folder; refuses to touch an existing non-empty one.
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
-        if path.exists() && path.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-            anyhow::bail!(
-                "{} already exists; choose another --out, or continue it with --resume {}",
-                path.display(),
-                path.display()
-            );
-        }
-        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-        })
-    }
-
     /// Removes what a run that failed before its first epoch or checkpoint wrote
     /// into `path` (its config, early plots), so the same `--out` can be used
     /// again; the folder itself goes too if the run `created` it. A folder with
@@ -141,23 +126,6 @@ impl RunDir {
                 std::fs::remove_file(&p)
             };
         }
-    }
-
-    /// An existing run folder with a checkpoint.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let dir = Self {
-            path: path.to_path_buf(),
-        };
-        if !dir.file("config.toml").is_file() {
-            anyhow::bail!("{} is not a sparseburn run folder (no config.toml)", path.display());
-        }
-        if !dir.checkpoint().join("trainer.json").is_file() {
-            anyhow::bail!(
-                "{} has no checkpoint to resume from (it stopped before its first epoch ended); start it again",
-                path.display()
-            );
-        }
-        Ok(dir)
     }
 
     /// Writes `name` atomically.
@@ -197,7 +165,10 @@ impl RunDir {
             return Ok(Vec::new());
         }
         let text = std::fs::read_to_string(&path)?;
-        text.lines()
+        // a row cut short by a kill has no line end: it was never written
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        complete
+            .lines()
             .skip(1)
             .filter(|l| !l.is_empty())
             .map(|l| parse_row(l).with_context(|| format!("{}: bad row `{l}`", path.display())))

@@ -212,6 +212,7 @@ impl RunConfig {
     /// Reads, checks and resolves a config table (a file's, with any command-line
     /// options laid over it).
     pub fn from_table(mut table: toml::Table) -> anyhow::Result<Self> {
+        super::finite::check_finite_numbers(&table)?;
         if let Some(key) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
             bail!("unknown setting `{key}`; a config file has {}", SECTIONS.join(", "));
         }
@@ -232,7 +233,13 @@ impl RunConfig {
         )?)?;
         let method = match section(&mut table, "method")? {
             None => RigLConfig::new().into(),
-            Some(map) => MethodConfig::from_value(Value::Object(map))?,
+            Some(mut map) => {
+                // switches without a method name are the default method's
+                let default: MethodConfig = RigLConfig::new().into();
+                map.entry("name")
+                    .or_insert_with(|| Value::String(default.name().into()));
+                MethodConfig::from_value(Value::Object(map))?
+            }
         };
         let sparsity = resolve_sparsity(&method, section(&mut table, "sparsity")?)?;
         let penalty = section(&mut table, "penalty")?

@@ -3,7 +3,10 @@
 
 pub mod artifacts;
 pub mod config;
+pub mod finite;
+pub mod folder_state;
 pub mod info;
+pub mod lock;
 pub mod lr;
 pub mod models;
 pub mod plots;

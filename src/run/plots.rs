@@ -49,7 +49,14 @@ fn finite_range(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
         return (0.0, 1.0);
     }
     let pad = ((hi - lo) * 0.08).max(min_pad);
-    (lo - pad, hi + pad)
+    let (lo, hi) = (lo - pad, hi + pad);
+    if lo.is_finite() && hi.is_finite() && hi - lo < f64::MAX / 4.0 {
+        (lo, hi)
+    } else {
+        // values near f64::MAX (a run about to diverge): a range that overflows
+        // cannot be drawn; clamp it to where the axis arithmetic stays finite
+        (lo.max(-f64::MAX / 16.0), hi.min(f64::MAX / 16.0))
+    }
 }
 
 /// One curve of a panel: name, colour, points.

@@ -64,6 +64,14 @@ pub(crate) fn human(n: u64) -> String {
     }
 }
 
+/// A plot that cannot be drawn is skipped with a warning: no artifact may stop
+/// (or fail) a run whose numbers are already saved.
+pub fn or_warn(plot: &str, result: anyhow::Result<()>) {
+    if let Err(e) = result {
+        tracing::warn!("skipped the plot {plot}: {e:#}");
+    }
+}
+
 /// Writes the plots and `report.md`.
 pub fn write(
     dir: &RunDir,
@@ -75,8 +83,14 @@ pub fn write(
     let rounds = sparse.method().rounds().is_some();
     std::fs::create_dir_all(dir.file("plots"))?;
     let rows = dir.read_metrics()?;
-    plots::learning_curves(&dir.file("plots/learning_curves.png"), &rows)?;
-    plots::layer_density(&dir.file("plots/layer_density.png"), sparse.layers(), sparse.masks())?;
+    or_warn(
+        "learning_curves.png",
+        plots::learning_curves(&dir.file("plots/learning_curves.png"), &rows),
+    );
+    or_warn(
+        "layer_density.png",
+        plots::layer_density(&dir.file("plots/layer_density.png"), sparse.layers(), sparse.masks()),
+    );
     let mut mask_plot = String::new();
     if let Some(l) = tracked_layer(sparse, chosen)? {
         let layer = &sparse.layers()[l];
@@ -101,7 +115,10 @@ pub fn write(
                 Some((label, Mask::from_bytes(layer.numel(), &bytes)?))
             })
             .collect();
-        plots::mask_history(&dir.file("plots/mask_history.png"), layer, &snapshots)?;
+        or_warn(
+            "mask_history.png",
+            plots::mask_history(&dir.file("plots/mask_history.png"), layer, &snapshots),
+        );
         mask_plot = format!(
             "\n## Mask of `{}` over time\n\nRows are output neurons, columns fan-in weights; black: active, green: grown and red: dropped since the panel before (a layer larger than {} cells a side is shown in blocks whose colour mixes their weights'). The snapshots are in `masks/` (one bit per weight, row-major in the weight's own layout).\n\n![mask](plots/mask_history.png)\n",
             layer.path,

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use sparse_methods::MethodConfig;
 
 use super::artifacts::{RunDir, Summary};
 use super::config::RunConfig;
+use super::lock::FolderLock;
 use super::plots;
-use super::train::{TrainOptions, train};
+use super::train::{Interrupted, TrainOptions, train};
 
 /// What to sweep.
 #[derive(Clone, Debug)]
@@ -43,6 +44,12 @@ fn run_name(method: &str, sparsity: f64, seed: u64) -> String {
     }
 }
 
+/// The key a sparsity's results are grouped under: two sparsities with the same
+/// key are one entry (and listing both is refused).
+fn sparsity_key(sparsity: f64) -> u64 {
+    (sparsity * 1e6).round() as u64
+}
+
 /// Mean and sample standard deviation (none for a single value).
 fn mean_std(v: &[f64]) -> (f64, Option<f64>) {
     let n = v.len().max(1) as f64;
@@ -64,8 +71,11 @@ impl SweepSpec {
         }
         for (i, s) in self.sparsities.iter().enumerate() {
             sparse_core::error::check_sparsity(*s)?;
-            if self.sparsities[..i].iter().any(|o| (o - s).abs() < 1e-9) {
-                bail!("sparsity {s} is listed twice in --sparsities");
+            if let Some(o) = self.sparsities[..i]
+                .iter()
+                .find(|o| sparsity_key(**o) == sparsity_key(*s))
+            {
+                bail!("sparsity {s} is listed twice in --sparsities (as {o}; sparsities are told apart to 1e-6)");
             }
         }
         Ok(())
@@ -97,7 +107,8 @@ impl SweepSpec {
 /// Runs the sweep and writes `results.md`, `results.csv` and `accuracy_vs_sparsity.png`.
 pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
     spec.check()?;
-    std::fs::create_dir_all(&spec.out)?;
+    std::fs::create_dir_all(&spec.out).with_context(|| format!("creating {}", spec.out.display()))?;
+    let _lock = FolderLock::acquire(&spec.out)?; // one sweep per folder, held to the end
     let mut results: BTreeMap<(String, u64), Vec<Summary>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for method in &spec.methods {
@@ -111,9 +122,14 @@ pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
             for &seed in &spec.seeds {
                 let dir = spec.out.join(run_name(method.name(), sparsity, seed));
                 let cfg = spec.run_config(method, sparsity, seed)?;
-                let summary = run_one(&cfg, &dir, opts)?;
+                let summary = run_one(&cfg, &dir, opts).map_err(|mut e| {
+                    if let Some(i) = e.downcast_mut::<Interrupted>() {
+                        i.sweep = Some(spec.out.clone());
+                    }
+                    e
+                })?;
                 results
-                    .entry((method.name().to_string(), (sparsity * 1e6).round() as u64))
+                    .entry((method.name().to_string(), sparsity_key(sparsity)))
                     .or_default()
                     .push(summary);
             }
@@ -146,10 +162,13 @@ fn run_one(cfg: &RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow::Result<S
         let text = std::fs::read_to_string(&summary_file)?;
         return Ok(serde_json::from_str(&text)?);
     }
-    let resume = RunDir::open(dir).is_ok();
-    if !resume && dir.exists() {
-        std::fs::remove_dir_all(dir)?; // a run that never reached its first checkpoint
+    // a run without a checkpoint starts again in its folder (see `folder_state`)
+    let resume = RunDir {
+        path: dir.to_path_buf(),
     }
+    .checkpoint()
+    .join("trainer.json")
+    .is_file();
     if opts.verbose {
         println!("== {name} ({}) ==", if resume { "resuming" } else { "new" });
     }
@@ -200,13 +219,36 @@ fn write_results(
     }
     std::fs::write(out.join("results.md"), &md)?;
     std::fs::write(out.join("results.csv"), csv)?;
-    plots::accuracy_vs_sparsity(&out.join("accuracy_vs_sparsity.png"), &series)?;
+    super::report::or_warn(
+        "accuracy_vs_sparsity.png",
+        plots::accuracy_vs_sparsity(&out.join("accuracy_vs_sparsity.png"), &series),
+    );
     Ok(md)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(sparsities: Vec<f64>) -> SweepSpec {
+        SweepSpec {
+            base: toml::Table::new(),
+            methods: vec![sparse_methods::RigLConfig::new().into()],
+            sparsities,
+            seeds: vec![1],
+            out: PathBuf::from("unused"),
+        }
+    }
+
+    #[test]
+    fn sparsities_equal_within_float_noise_are_one_entry_and_refused() {
+        spec(vec![0.9, 0.95]).check().unwrap();
+        // 0.1 + 0.8 is 0.9000000000000001 in binary floating point
+        for twice in [vec![0.9, 0.9], vec![0.9, 0.1 + 0.8], vec![0.9, 0.900_000_1]] {
+            let e = spec(twice).check().unwrap_err().to_string();
+            assert!(e.contains("listed twice"), "{e}");
+        }
+    }
 
     #[test]
     fn one_seed_has_no_spread() {

@@ -74,17 +74,23 @@ impl std::str::FromStr for Pattern {
             t => match t.strip_prefix("block:") {
                 Some(dims) => {
                     let (r, c) = dims.split_once('x').ok_or_else(bad)?;
-                    Self::Block {
-                        rows: number(r)?,
-                        cols: number(c)?,
+                    let (rows, cols) = (number(r)?, number(c)?);
+                    if rows == 0 || cols == 0 {
+                        return Err(SparseError::InvalidConfig(format!(
+                            "pattern `{s}`: blocks need at least 1 row and 1 column (e.g. block:4x4)"
+                        )));
                     }
+                    Self::Block { rows, cols }
                 }
                 None => {
                     let (n, m) = t.split_once(':').ok_or_else(bad)?;
-                    Self::NM {
-                        n: number(n)?,
-                        m: number(m)?,
+                    let (n, m) = (number(n)?, number(m)?);
+                    if n == 0 || n > m {
+                        return Err(SparseError::InvalidConfig(format!(
+                            "pattern `{s}` keeps {n} of every {m} weights: N must be between 1 and M (e.g. 2:4 keeps half)"
+                        )));
                     }
+                    Self::NM { n, m }
                 }
             },
         })
@@ -475,6 +481,15 @@ impl<'a> BlockGrid<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn n_above_m_zero_n_and_empty_blocks_are_refused_by_name() {
+        assert_eq!("2:4".parse::<Pattern>().unwrap(), Pattern::NM { n: 2, m: 4 });
+        for bad in ["5:4", "0:4", "0:0", "block:0x4"] {
+            let e = bad.parse::<Pattern>().unwrap_err().to_string();
+            assert!(e.contains(bad) && !e.contains("sparsity"), "{bad}: {e}");
+        }
+    }
 
     fn linear(i: usize, o: usize) -> SparseLayer {
         SparseLayer::linear("fc.weight", i, o)

@@ -55,6 +55,14 @@ impl GmpConfig {
                 self.initial_sparsity
             )));
         }
+        for (name, f) in [
+            ("prune_begin_fraction", self.prune_begin_fraction),
+            ("prune_end_fraction", self.prune_end_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(bad(format!("{name} {f} must be in [0, 1] (a fraction of training)")));
+            }
+        }
         let t0 = (self.prune_begin_fraction.max(0.0) * total_steps as f64) as u64;
         let end = ((self.prune_end_fraction.max(0.0) * total_steps as f64) as u64).min(total_steps.saturating_sub(1));
         if end <= t0 {

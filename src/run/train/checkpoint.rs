@@ -5,11 +5,13 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use burn::module::Module;
 use serde::{Deserialize, Serialize};
 use sparse_core::Sparsifier;
 
+use super::checksum;
+use super::divergence::check_finite;
 use super::metrics::EpochSums;
 use crate::run::artifacts::{EpochMetrics, RunDir, write_atomic};
 
@@ -53,6 +55,96 @@ pub struct TrainerState {
     pub last: Option<EpochMetrics>,
 }
 
+impl TrainerState {
+    /// The floating-point counters, named (JSON cannot hold a NaN or an infinity).
+    fn floats(&self) -> Vec<(&'static str, f64)> {
+        let mut v = vec![
+            ("sums.loss_sum", self.sums.loss_sum),
+            ("epoch_seconds", self.epoch_seconds),
+            ("train_seconds", self.train_seconds),
+            ("eval_seconds", self.eval_seconds),
+            ("wall_seconds", self.wall_seconds),
+        ];
+        if let Some(b) = &self.best {
+            v.extend([
+                ("best.test_acc", b.test_acc),
+                ("best.val_acc", b.val_acc.unwrap_or(0.0)),
+            ]);
+        }
+        if let Some(l) = &self.last {
+            v.extend([
+                ("last.train_loss", l.train_loss),
+                ("last.test_loss", l.test_loss),
+                ("last.val_loss", l.val_loss.unwrap_or(0.0)),
+                ("last.test_acc", l.test_acc),
+            ]);
+        }
+        v
+    }
+
+    /// Checks every restored counter against the run's schedule: a checkpoint
+    /// whose step lies beyond the schedule, or whose sums and epochs do not fit
+    /// its step, is refused (it would "finish" silently or report wrong numbers).
+    pub fn validate(&self, total_steps: u64, steps_per_epoch: u64, batch_size: u64) -> anyhow::Result<()> {
+        let bad = |what: String| anyhow::anyhow!("trainer.json: {what}; the checkpoint does not belong to this run");
+        if let Err((name, v)) = check_finite(self.floats()) {
+            bail!(bad(format!("{name} is {v}")));
+        }
+        if self.round != 0 {
+            bail!(bad(format!(
+                "round {} in a run that does not train in rounds",
+                self.round
+            )));
+        }
+        if self.step > total_steps {
+            bail!(bad(format!(
+                "step {} is beyond the schedule's {total_steps} steps",
+                self.step
+            )));
+        }
+        let epochs = self.step / steps_per_epoch;
+        let in_epoch = match self.step % steps_per_epoch {
+            0 if self.step > 0 => steps_per_epoch,
+            b => b,
+        };
+        let sums = &self.sums;
+        if sums.seen > in_epoch * batch_size || sums.correct > sums.seen {
+            bail!(bad(format!(
+                "{} samples ({} correct) counted in the {in_epoch} steps of the current epoch",
+                sums.seen, sums.correct
+            )));
+        }
+        if self.trained_samples > self.step * batch_size {
+            bail!(bad(format!(
+                "{} samples trained in {} steps",
+                self.trained_samples, self.step
+            )));
+        }
+        let last_epoch = self.last.as_ref().map_or(0, |l| l.epoch);
+        if last_epoch != epochs {
+            bail!(bad(format!(
+                "the last epoch is {last_epoch} at step {} (epoch {epochs})",
+                self.step
+            )));
+        }
+        if self.best.as_ref().is_some_and(|b| b.epoch > epochs) || (self.best.is_none() && epochs > 0) {
+            bail!(bad(format!("the best epoch does not fit epoch {epochs}")));
+        }
+        Ok(())
+    }
+}
+
+/// The schedule a restored checkpoint must fit.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    /// Steps of the whole run.
+    pub total_steps: u64,
+    /// Steps per epoch.
+    pub steps_per_epoch: u64,
+    /// Training batch size.
+    pub batch_size: u64,
+}
+
 /// Writes and reads `checkpoint/` of a run folder.
 pub struct Checkpointer {
     dir: RunDir,
@@ -82,6 +174,9 @@ impl Checkpointer {
     /// Writes `checkpoint/` atomically (a new folder swapped in by renames).
     pub fn save<M: Module>(&mut self, model: &M, sparse: &Sparsifier, state: &mut TrainerState) -> anyhow::Result<()> {
         self.account_wall_time(state);
+        if let Err((name, value)) = check_finite(state.floats()) {
+            bail!("not writing a checkpoint: {name} is {value}, which would not read back");
+        }
         let tmp = self.dir.file("checkpoint.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp)?;
@@ -94,6 +189,7 @@ impl Checkpointer {
             &tmp.join("trainer.json"),
             serde_json::to_string_pretty(state)?.as_bytes(),
         )?;
+        checksum::record(&tmp)?;
         let (current, old) = (self.dir.file("checkpoint"), self.dir.file("checkpoint.old"));
         let _ = std::fs::remove_dir_all(&old);
         if current.exists() {
@@ -111,12 +207,17 @@ impl Checkpointer {
         model: M,
         sparse: &mut Sparsifier,
         model_name: &str,
-        steps_per_epoch: u64,
+        schedule: Schedule,
     ) -> anyhow::Result<(M, TrainerState)> {
         let ckpt = self.dir.checkpoint();
+        checksum::verify(&ckpt)?;
         let text = std::fs::read_to_string(ckpt.join("trainer.json")).context("reading trainer.json")?;
         let state: TrainerState =
             serde_json::from_str(&text).with_context(|| format!("{}: corrupt trainer state", ckpt.display()))?;
+        state
+            .validate(schedule.total_steps, schedule.steps_per_epoch, schedule.batch_size)
+            .with_context(|| ckpt.display().to_string())?;
+        let steps_per_epoch = schedule.steps_per_epoch;
         // the method's reparameterization must be in the model before its weights load
         let model = sparse.attach(model)?;
         let model = model.try_load_file(ckpt.join("model")).map_err(|e| {
@@ -126,9 +227,24 @@ impl Checkpointer {
             )
         })?;
         sparse.load(ckpt.join("sparse.safetensors"), &model)?;
+        if sparse.step_count() != state.step {
+            bail!(
+                "{}: the sparse state is at step {} but trainer.json at step {}; the checkpoint is inconsistent",
+                ckpt.display(),
+                sparse.step_count(),
+                state.step
+            );
+        }
         let model = sparse.apply_masks(model)?;
         let epoch = state.step / steps_per_epoch;
         self.dir.truncate_metrics(state.round, epoch)?;
+        let rows = self.dir.read_metrics()?.len() as u64;
+        if rows != epoch {
+            bail!(
+                "{}: metrics.csv has {rows} epoch(s) but the checkpoint is at epoch {epoch}; the run folder was changed",
+                self.dir.path.display()
+            );
+        }
         tracing::info!(step = state.step, epoch, "resumed");
         Ok((model, state))
     }

@@ -7,11 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A run stopped by Ctrl-C or `--stop-after` (after writing its checkpoint, when it can resume).
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted at step {step}; {}", if *resumable {
-    format!("checkpoint written, continue with `sparseburn train --resume {}`", dir.display())
-} else {
-    "a run that trains in rounds cannot be resumed, start it again".to_string()
-})]
+#[error("interrupted at step {step} of {}; {}", dir.display(), self.advice())]
 pub struct Interrupted {
     /// The next step.
     pub step: u64,
@@ -19,6 +15,59 @@ pub struct Interrupted {
     pub dir: PathBuf,
     /// Whether a checkpoint was written.
     pub resumable: bool,
+    /// The sweep folder, when the run is part of a sweep.
+    pub sweep: Option<PathBuf>,
+}
+
+impl Interrupted {
+    /// How to continue.
+    fn advice(&self) -> String {
+        match (&self.sweep, self.resumable) {
+            (Some(sweep), true) => format!(
+                "checkpoint written; run the same `sparseburn sweep` command again to continue the sweep in {}",
+                sweep.display()
+            ),
+            (Some(sweep), false) => format!(
+                "a run that trains in rounds keeps no checkpoint; run the same `sparseburn sweep` command again to continue the sweep in {} (this run starts from the beginning)",
+                sweep.display()
+            ),
+            (None, true) => format!(
+                "checkpoint written, continue with `sparseburn train --resume {}`",
+                self.dir.display()
+            ),
+            (None, false) => format!(
+                "a run that trains in rounds keeps no checkpoint; `sparseburn train --resume {}` (or the same command) starts it again from the beginning",
+                self.dir.display()
+            ),
+        }
+    }
+}
+
+/// Whether a training loop is running (it stops at the next batch with a
+/// checkpoint); outside one (loading data, scoring, plotting, between the runs
+/// of a sweep) a Ctrl-C has nothing to wait for and may stop the process at once.
+static IN_LOOP: AtomicBool = AtomicBool::new(false);
+
+/// Whether a training loop is running now (see [`LoopGuard`]).
+pub fn in_training_loop() -> bool {
+    IN_LOOP.load(Ordering::SeqCst)
+}
+
+/// Marks a training loop as running while it lives.
+pub struct LoopGuard(());
+
+impl LoopGuard {
+    /// Enters the loop.
+    pub fn enter() -> Self {
+        IN_LOOP.store(true, Ordering::SeqCst);
+        Self(())
+    }
+}
+
+impl Drop for LoopGuard {
+    fn drop(&mut self) {
+        IN_LOOP.store(false, Ordering::SeqCst);
+    }
 }
 
 /// When to stop.

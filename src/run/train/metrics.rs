@@ -6,6 +6,7 @@
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::divergence::Diverged;
 use super::task::StepStats;
 
 /// Steps read back at once.
@@ -38,12 +39,14 @@ impl EpochSums {
 #[derive(Default)]
 pub struct Pending {
     unread: Vec<(Tensor<1>, Tensor<1, Int>, u64)>,
+    steps: Vec<u64>,
 }
 
 impl Pending {
-    /// Keeps a step's statistics.
-    pub fn push(&mut self, stats: StepStats) {
+    /// Keeps the statistics of `step` (0-based).
+    pub fn push(&mut self, step: u64, stats: StepStats) {
         self.unread.push((stats.loss, stats.correct, stats.samples));
+        self.steps.push(step);
     }
 
     /// Whether a group is complete.
@@ -59,14 +62,17 @@ impl Pending {
     /// Forgets unread statistics (a new round starting mid-epoch).
     pub fn clear(&mut self) {
         self.unread.clear();
+        self.steps.clear();
     }
 
-    /// Reads the pending statistics (one sync) into `sums`.
+    /// Reads the pending statistics (one sync) into `sums`; a loss that is not
+    /// finite stops the run with [`Diverged`] at its step (leaving `sums` as it was).
     pub fn read_into(&mut self, sums: &mut EpochSums) -> anyhow::Result<()> {
         if self.unread.is_empty() {
             return Ok(());
         }
         let unread = std::mem::take(&mut self.unread);
+        let steps = std::mem::take(&mut self.steps);
         let sizes: Vec<u64> = unread.iter().map(|u| u.2).collect();
         let (losses, corrects): (Vec<_>, Vec<_>) = unread.into_iter().map(|(l, c, _)| (l, c)).unzip();
         let read_err = |e| anyhow::anyhow!("reading the loss back: {e:?}");
@@ -80,6 +86,15 @@ impl Pending {
             .convert::<i64>()
             .try_to_vec::<i64>()
             .map_err(read_err)?;
+        if let Some((step, loss)) = steps.iter().zip(&losses).find(|(_, l)| !l.is_finite()) {
+            return Err(Diverged {
+                step: step + 1,
+                what: "training loss",
+                value: f64::from(*loss),
+                kept: String::new(),
+            }
+            .into());
+        }
         for ((loss, correct), n) in losses.iter().zip(&corrects).zip(sizes) {
             sums.loss_sum += f64::from(*loss) * n as f64;
             sums.correct += *correct as u64;

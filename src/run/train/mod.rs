@@ -8,7 +8,9 @@
 //! | [`runner`] | the loop over steps and epochs, and what happens at an epoch's end |
 //! | [`metrics`] | reading the per-step statistics back from the device in groups |
 //! | [`checkpoint`] | writing checkpoints atomically and resuming from one |
+//! | [`checksum`] | the SHA-256 of every checkpoint file, checked on resume |
 //! | [`console`] | the progress bar and the epoch lines |
+//! | [`divergence`] | stopping at the first loss that is not finite |
 //! | [`scoring`] | the samples a data-driven initialisation scores on |
 //! | [`rounds`] | runs that train in rounds (iterative pruning) |
 //! | [`interrupt`] | stopping cleanly (Ctrl-C, `--stop-after`) |
@@ -18,7 +20,9 @@
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
 
 pub mod checkpoint;
+pub mod checksum;
 pub mod console;
+pub mod divergence;
 pub mod interrupt;
 pub mod metrics;
 pub mod rounds;
@@ -37,9 +41,10 @@ use sparse_core::Sparsifier;
 use sparse_methods::BuildContext;
 use sparse_models::Classifier;
 
+pub use divergence::Diverged;
 pub use interrupt::Interrupted;
 
-use self::checkpoint::Checkpointer;
+use self::checkpoint::{Checkpointer, Schedule};
 use self::console::Console;
 use self::interrupt::Interrupter;
 use self::runner::Runner;
@@ -47,6 +52,7 @@ use self::summary::{RunFacts, finish};
 use self::task::{ImageClassification, Task};
 use super::artifacts::{RunDir, Summary};
 use super::config::RunConfig;
+use super::folder_state;
 use super::lr::Lr;
 use super::models::{WithModel, with_model};
 use crate::data::{ImageSet, split};
@@ -120,28 +126,35 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
     let device = cfg.device.device()?.autodiff();
     let data = load_data(&mut cfg)?;
     let created = !opts.out.exists();
-    let dir = if opts.resume {
-        RunDir::open(&opts.out)?
+    let opened = if opts.resume {
+        folder_state::open_resume(&opts.out)?
     } else {
-        RunDir::create(&opts.out)?
+        folder_state::open_new(&opts.out)?
     };
-    if !opts.resume {
-        dir.write("config.toml", cfg.to_toml().as_bytes())?;
+    let (dir, resume) = (opened.dir, opened.resume);
+    let _lock = opened.lock; // held until the run ends
+    if let Some(note) = &opened.note {
+        if opts.verbose {
+            eprintln!("{note}");
+        } else {
+            tracing::warn!("{note}");
+        }
     }
-    if opts.verbose {
-        println!("run folder: {}", opts.out.display());
+    if !resume {
+        dir.write("config.toml", cfg.to_toml().as_bytes())?;
     }
     device.seed(cfg.training.seed);
     let (input, classes) = (data.train.shape, data.train.num_classes());
     let job = Job {
         cfg: &cfg,
         opts,
+        resume,
         dir,
         data,
         device: device.clone(),
     };
     let result = with_model(&cfg.model, input, classes, &device, job).and_then(|r| r);
-    if result.is_err() && !opts.resume {
+    if result.is_err() && !resume {
         // a bad method setting or init-weights file: leave no folder that blocks the retry
         RunDir::discard_unstarted(&opts.out, created);
     }
@@ -151,6 +164,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
 struct Job<'a> {
     cfg: &'a RunConfig,
     opts: &'a TrainOptions,
+    resume: bool,
     dir: RunDir,
     data: RunData,
     device: Device,
@@ -163,13 +177,14 @@ impl WithModel for Job<'_> {
         let Job {
             cfg,
             opts,
+            resume,
             dir,
             data,
             device,
         } = self;
         let t = &cfg.training;
         let mut model = make();
-        if let (Some(path), false) = (&cfg.model.init_weights, opts.resume) {
+        if let (Some(path), false) = (&cfg.model.init_weights, resume) {
             model = sparse_models::import::load_torchvision(model, path)?;
         }
         let dataset = data.train.name.split('/').next().unwrap_or_default().to_string();
@@ -222,23 +237,40 @@ impl WithModel for Job<'_> {
             cfg.model.mask_layer.clone(),
         );
         let model = if sparse.method().rounds().is_some() {
-            if opts.resume {
-                bail!(
-                    "a run that trains in rounds ({}) cannot be resumed; start it again",
-                    cfg.method.name()
-                );
+            if resume {
+                let note = folder_state::restart_rounds(&dir)?;
+                if opts.verbose {
+                    eprintln!("{note}");
+                } else {
+                    tracing::warn!("{note}");
+                }
+                if let Some(path) = &cfg.model.init_weights {
+                    // `init` binds the sparsifier to the loaded weights by path
+                    model = sparse_models::import::load_torchvision(model, path)?;
+                }
             }
             runner.checkpoints = false;
             runner.rounds = true;
+            if opts.verbose {
+                println!("run folder: {}", dir.path.display());
+            }
             let model = sparse.init(model)?;
             let model = rounds::train_rounds(&mut runner, &mut sparse, model, total, make)?;
             runner.checkpoint(&model, &sparse)?;
             model
         } else {
-            let model = if opts.resume {
-                let (model, state) = runner
-                    .checkpointer
-                    .restore(model, &mut sparse, cfg.model.name.name(), spe)?;
+            let model = if resume {
+                let (model, state) = runner.checkpointer.restore(
+                    model,
+                    &mut sparse,
+                    cfg.model.name.name(),
+                    Schedule {
+                        total_steps: total,
+                        steps_per_epoch: spe,
+                        batch_size: t.batch_size as u64,
+                    },
+                )?;
+                runner.saved_step = Some(state.step);
                 runner.state = state;
                 model
             } else if sparse.method().needs_data_for_init() {
@@ -255,6 +287,9 @@ impl WithModel for Job<'_> {
                 layers = sparse.layers().len(),
                 "masks ready"
             );
+            if opts.verbose {
+                println!("run folder: {}", dir.path.display());
+            }
             let start = runner.state.step;
             runner.train_range(model, &mut sparse, start..total)?
         };

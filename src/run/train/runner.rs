@@ -13,7 +13,8 @@ use sparse_models::Classifier;
 
 use super::checkpoint::{Best, Checkpointer, TrainerState};
 use super::console::{Console, progress_message};
-use super::interrupt::{Interrupted, Interrupter};
+use super::divergence::{Diverged, check_finite};
+use super::interrupt::{Interrupted, Interrupter, LoopGuard};
 use super::metrics::{EpochSums, Pending};
 use super::task::{Split, Task};
 use crate::run::artifacts::EpochMetrics;
@@ -36,6 +37,8 @@ pub struct Runner<T> {
     pub checkpoints: bool,
     /// Show the round in the console (runs in rounds).
     pub rounds: bool,
+    /// The step of the last checkpoint written or resumed from.
+    pub saved_step: Option<u64>,
     epochs: usize,
     steps_per_epoch: u64,
     mask_layer: Option<String>,
@@ -64,6 +67,7 @@ impl<T> Runner<T> {
             interrupter,
             checkpoints: true,
             rounds: false,
+            saved_step: None,
             epochs,
             steps_per_epoch,
             mask_layer,
@@ -90,10 +94,27 @@ impl<T> Runner<T> {
     where
         T: Task<M>,
     {
+        let _loop = LoopGuard::enter();
         for step in range {
-            model = self.step(model, sparse, step)?;
+            model = self.step(model, sparse, step).map_err(|e| self.explain_divergence(e))?;
         }
         Ok(model)
+    }
+
+    /// Says what the run folder keeps after a divergence.
+    fn explain_divergence(&self, mut e: anyhow::Error) -> anyhow::Error {
+        if let Some(d) = e.downcast_mut::<Diverged>() {
+            let dir = self.checkpointer.dir().path.display();
+            d.kept = match (self.checkpoints, self.saved_step) {
+                (false, _) => "runs in rounds keep no checkpoint".into(),
+                (true, None) => "it had written no checkpoint yet".into(),
+                (true, Some(s)) => format!(
+                    "nothing was written after it: the last good checkpoint (epoch {}, step {s}) stays in {dir}",
+                    s / self.steps_per_epoch
+                ),
+            };
+        }
+        e
     }
 
     fn step<M: Classifier>(&mut self, model: M, sparse: &mut Sparsifier, step: u64) -> anyhow::Result<M>
@@ -109,7 +130,7 @@ impl<T> Runner<T> {
         let started = Instant::now();
         let (loss, stats) = self.task.train_step(&model, step, self.state.round);
         let samples = stats.samples;
-        self.pending.push(stats);
+        self.pending.push(step, stats);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = self.lr.at(step);
         let model = sparse.step(model, grads, lr)?;
@@ -146,6 +167,7 @@ impl<T> Runner<T> {
                 step: self.state.step,
                 dir: self.checkpointer.dir().path.clone(),
                 resumable: self.checkpoints,
+                sweep: None,
             }
             .into());
         }
@@ -159,13 +181,24 @@ impl<T> Runner<T> {
         self.console.clear();
         let started = Instant::now();
         let validation = self.task.evaluate(model, Split::Validation);
-        let test = self
-            .task
-            .evaluate(model, Split::Test)
-            .unwrap_or(super::task::Evaluation {
-                loss: f64::NAN,
-                accuracy: f64::NAN,
-            });
+        let test = self.task.evaluate(model, Split::Test);
+        let losses = [
+            ("validation loss", validation.map(|v| v.loss)),
+            ("test loss", test.map(|t| t.loss)),
+        ];
+        if let Err((what, value)) = check_finite(losses.iter().filter_map(|(n, l)| l.map(|l| (*n, l)))) {
+            return Err(Diverged {
+                step: self.state.step,
+                what,
+                value,
+                kept: String::new(),
+            }
+            .into());
+        }
+        let test = test.unwrap_or(super::task::Evaluation {
+            loss: f64::NAN,
+            accuracy: f64::NAN,
+        });
         let eval_seconds = started.elapsed().as_secs_f64();
         self.state.eval_seconds += eval_seconds;
         self.state.evaluated_samples += (self.task.samples(Split::Validation) + self.task.samples(Split::Test)) as u64;
@@ -214,6 +247,8 @@ impl<T> Runner<T> {
     /// Writes the checkpoint (after reading back any pending statistics).
     pub fn checkpoint<M: Classifier>(&mut self, model: &M, sparse: &Sparsifier) -> anyhow::Result<()> {
         self.pending.read_into(&mut self.state.sums)?;
-        self.checkpointer.save(model, sparse, &mut self.state)
+        self.checkpointer.save(model, sparse, &mut self.state)?;
+        self.saved_step = Some(self.state.step);
+        Ok(())
     }
 }
