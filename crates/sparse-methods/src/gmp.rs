@@ -22,7 +22,7 @@ use burn::config::Config;
 use sparse_core::method::{InitContext, Method, Needs, StepContext};
 use sparse_core::{Mask, Result, SparseError, SparsitySchedule};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 use crate::scores::active_magnitudes;
 
 /// GMP settings.
@@ -157,6 +157,16 @@ impl MethodSpec for GmpConfig {
         ),
         Switch::new("delta_t", "steps between pruning steps (ΔT)"),
     ];
+
+    /// Zhu & Gupta's `model_pruning` prunes every layer to the same sparsity.
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            distribution: Some(sparse_core::Distribution::Uniform {
+                dense_first_layer: false,
+            }),
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

@@ -30,7 +30,7 @@ use burn::config::Config;
 use sparse_core::method::{GradRequest, GradientOracle, InitContext, Method};
 use sparse_core::{Mask, Result, SparseError};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 
 /// GraSP settings.
 #[derive(Config, Debug, PartialEq)]
@@ -172,6 +172,14 @@ impl MethodSpec for GraspConfig {
         Switch::new("temperature", "logits are divided by this temperature"),
         Switch::new("fd_epsilon", "finite-difference step relative to ‖θ‖"),
     ];
+
+    /// The paper ranks globally over every conv and linear weight (`GraSP.py`).
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            distribution: Some(sparse_core::Distribution::Global),
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

@@ -19,7 +19,7 @@ use burn::config::Config;
 use sparse_core::method::{GradRequest, InitContext, Method};
 use sparse_core::{Mask, Result};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 
 /// SNIP has no switches: the run's first batch and distribution decide the mask.
 #[derive(Config, Debug, PartialEq)]
@@ -61,6 +61,14 @@ impl MethodSpec for SnipConfig {
     const CHANGES_MASK: &'static str = "no";
     const NEEDS_DATA: &'static str = "one batch";
     const SWITCHES: &'static [Switch] = &[];
+
+    /// The paper ranks globally (snip-public `create_sparse_mask`).
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            distribution: Some(sparse_core::Distribution::Global),
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

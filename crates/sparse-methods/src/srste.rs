@@ -27,7 +27,7 @@ use sparse_core::method::{InitContext, Method, Needs, StepContext};
 use sparse_core::reparam::{ForwardRule, Reparameterize};
 use sparse_core::{GradTerm, LayerKind, Mask, Pattern, Plan, Result, SparseError, SparseLayer};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 use crate::scores::magnitudes;
 
 /// SR-STE settings (N and M come from the run's N:M pattern).
@@ -201,6 +201,15 @@ impl MethodSpec for SrSteConfig {
         Switch::new("lambda", "λ_W of the sparse-refined term (0 = plain STE)"),
         Switch::new("report_interval", "steps between refreshes of the reported masks"),
     ];
+
+    /// The reference's ResNets sparsify every conv (conv1 included) and keep
+    /// the classifier (a plain `nn.Linear`) dense.
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            dense_last_layer: true,
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()
