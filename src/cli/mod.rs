@@ -145,7 +145,10 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("image_size", "32".into()),
         ("channels", "3".into()),
         ("sparsity", d.target_sparsity().to_string()),
-        ("distribution", "erk".into()),
+        (
+            "distribution",
+            "erk; the method's reference where it differs: global for snip and grasp, uniform for gmp and mest".into(),
+        ),
         ("method", d.method.name().into()),
         ("penalty_strength", "0.0001".into()),
         ("epochs", t.epochs.to_string()),
