@@ -7,8 +7,10 @@
 //! ```
 //!
 //! and at each of those steps the weights of smallest magnitude are pruned to
-//! reach `s_t`: per layer (the plan's distribution at `s_t`, e.g. uniform as in the
-//! paper, or ERK) or globally (`Distribution::Global`, GraNet's variant). Pruned
+//! reach `s_t`: per layer (the plan's distribution at `s_t`: uniform as the paper's
+//! `model_pruning`, jaxpruner and state_of_sparsity, the default of a sparseburn run
+//! through the method's [`SparsityDefaults`]; or ERK) or globally
+//! (`Distribution::Global`, GraNet's variant). Pruned
 //! weights are 0 and never return: only active weights compete, and a layer's count
 //! never grows even when rounding would allow one more weight.
 //!
@@ -17,6 +19,12 @@
 //! [`GmpConfig`], its `target` is the run's sparsity and its window the
 //! `[prune_begin_fraction, prune_end_fraction)` part of training, with ΔT no
 //! longer than the window so that the run reaches the target.
+//!
+//! Remaining differences to `model_pruning`: it keeps `round(N·(1 − s_t))` weights
+//! with `|w| ≥` the k-th largest (ties kept) and recomputes the mask from the raw,
+//! unmasked weights at each pruning step; ours uses largest-remainder counts and
+//! never revives a pruned weight. rigl's MNIST script keeps the output layer dense
+//! and the second layer at 0.9·s: an `explicit` distribution.
 
 use burn::config::Config;
 use sparse_core::method::{InitContext, Method, Needs, StepContext};

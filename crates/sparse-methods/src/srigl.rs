@@ -36,8 +36,9 @@
 //! Defaults follow the reference: γ_sal = 0.3, the rules above, the update applied
 //! after the optimizer step (`skip_weight_update = false`), `grad_window = 1`.
 //!
-//! Switches reproducing earlier behaviour of this crate (all three at their
-//! second value = the rule before issue 13):
+//! Switches (the rule this crate used before issue 13 is `ablation_fan_in =
+//! current`, `salient_grow = unkept`, `ablated_budget = discard`, `sparse_init =
+//! none`):
 //! * `ablation_fan_in`: `initial` (reference) | `dense` (`K = F`, the reference's
 //!   `use_sparse_const_fan_in_for_ablation = False`) | `current`
 //!   (`K = ⌊n_active / active neurons⌋`, which rises as neurons die);
