@@ -78,7 +78,7 @@ fn a_switch_the_method_does_not_have_is_refused_with_the_ones_it_has() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("gamma_sal") && err.contains("delta_t") && err.contains("tie_noise"),
+        err.contains("gamma_sal") && err.contains("delta_t") && err.contains("drop_noise"),
         "{err}"
     );
     let err = train_config(&["--method", "rigl", "-m", "delta_t=fast"])

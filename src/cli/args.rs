@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use clap::builder::PossibleValuesParser;
-use sparse_core::{Distribution, Pattern};
+use sparse_core::{Distribution, Pattern, SparseInit};
 use toml::{Table, Value};
 
 use super::choices::{DEVICES, MethodName, OPTIMIZERS, PENALTIES};
@@ -226,12 +226,15 @@ pub struct ShapeArgs {
     /// Mask pattern: unstructured, N:M (e.g. 2:4), constant-fan-in, block:RxC, channel (default: the method's, else unstructured).
     #[arg(long, value_name = "PATTERN")]
     pub pattern: Option<Pattern>,
-    /// Keep the first layer dense.
-    #[arg(long)]
-    pub dense_first_layer: bool,
-    /// Keep the last layer (the classifier) dense.
-    #[arg(long)]
-    pub dense_last_layer: bool,
+    /// Keep the first layer dense (default: the method's reference, e.g. MEST true; `=false` to make it sparse).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dense_first_layer: Option<bool>,
+    /// Keep the last layer (the classifier) dense (default: the method's reference, e.g. MEST, SR-STE true).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub dense_last_layer: Option<bool>,
+    /// Sparse-aware re-initialisation: grad-flow, sparse-kaiming or none (default: the method's reference, grad-flow for srigl).
+    #[arg(long, value_name = "INIT")]
+    pub sparse_init: Option<SparseInit>,
 }
 
 impl ShapeArgs {
@@ -242,11 +245,14 @@ impl ShapeArgs {
         if let Some(p) = &self.pattern {
             set(t, &["sparsity", "pattern"], Value::String(p.to_string()));
         }
-        if self.dense_first_layer {
-            set(t, &["sparsity", "filter", "skip_first"], Value::Boolean(true));
+        if let Some(dense) = self.dense_first_layer {
+            set(t, &["sparsity", "filter", "skip_first"], Value::Boolean(dense));
         }
-        if self.dense_last_layer {
-            set(t, &["sparsity", "filter", "skip_last"], Value::Boolean(true));
+        if let Some(dense) = self.dense_last_layer {
+            set(t, &["sparsity", "filter", "skip_last"], Value::Boolean(dense));
+        }
+        if let Some(init) = self.sparse_init {
+            set(t, &["sparsity", "sparse_init"], Value::String(init.to_string()));
         }
     }
 }

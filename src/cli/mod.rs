@@ -166,7 +166,10 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("image_size", data.image_size.to_string()),
         ("channels", data.channels.to_string()),
         ("sparsity", d.target_sparsity().to_string()),
-        ("distribution", sparsity.distribution.to_string()),
+        (
+            "distribution",
+            "erk; the method's reference where it differs: global for snip and grasp, uniform for gmp and mest".into(),
+        ),
         ("method", d.method.name().into()),
         (
             "penalty_strength",

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use burn::config::Config;
 use serde_json::{Map, Value};
-use sparse_core::{BackendKind, Distribution, LayerFilter, OptimizerConfig, Pattern, SparsityConfig};
+use sparse_core::{BackendKind, Distribution, LayerFilter, OptimizerConfig, Pattern, SparseInit, SparsityConfig};
 use sparse_methods::registry::fill_defaults;
-use sparse_methods::{DenseConfig, MethodConfig, RegularizationConfig, RigLConfig};
+use sparse_methods::{DenseConfig, MethodConfig, OutputLayer, RegularizationConfig, RigLConfig};
 use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
 use super::lr::LrSchedule;
@@ -111,7 +111,8 @@ pub struct SparsitySection {
     /// Target sparsity in `[0, 1)` of the sparse layers (the library's default).
     #[config(default = "SparsityConfig::new().sparsity")]
     pub sparsity: f64,
-    /// Layer-wise distribution (the library's default, ERK).
+    /// Layer-wise distribution (the method's reference where it has one: SNIP,
+    /// GraSP global; GMP, MEST uniform; else the library's default, ERK).
     #[config(default = "SparsityConfig::new().distribution")]
     pub distribution: Distribution,
     /// Mask pattern (the library's default, unstructured).
@@ -120,6 +121,10 @@ pub struct SparsitySection {
     /// Weights kept dense besides the model's policy.
     #[config(default = "LayerFilter::new()")]
     pub filter: LayerFilter,
+    /// Sparse-aware re-initialisation after the first masks (resolved from the
+    /// method's reference when not given: grad-flow for SRigL, none otherwise).
+    #[config(default = "None")]
+    pub sparse_init: Option<SparseInit>,
 }
 
 /// How long and how fast.
@@ -231,16 +236,19 @@ impl RunConfig {
             section(&mut table, "data")?.unwrap_or_default(),
             "data",
         )?)?;
-        let method = match section(&mut table, "method")? {
-            None => RigLConfig::new().into(),
-            Some(mut map) => {
-                // switches without a method name are the default method's
-                let default: MethodConfig = RigLConfig::new().into();
-                map.entry("name")
-                    .or_insert_with(|| Value::String(default.name().into()));
-                MethodConfig::from_value(Value::Object(map))?
-            }
-        };
+        let method = resolve_method(
+            match section(&mut table, "method")? {
+                None => RigLConfig::new().into(),
+                Some(mut map) => {
+                    // switches without a method name are the default method's
+                    let default: MethodConfig = RigLConfig::new().into();
+                    map.entry("name")
+                        .or_insert_with(|| Value::String(default.name().into()));
+                    MethodConfig::from_value(Value::Object(map))?
+                }
+            },
+            &model,
+        );
         let sparsity = resolve_sparsity(&method, section(&mut table, "sparsity")?)?;
         let penalty = section(&mut table, "penalty")?
             .map(|map| -> anyhow::Result<RegularizationConfig> {
@@ -337,6 +345,7 @@ impl RunConfig {
                     .with_distribution(s.distribution.clone())
                     .with_pattern(s.pattern.clone())
                     .with_filter(filter)
+                    .with_sparse_init(s.sparse_init)
             }
         }
     }
@@ -413,6 +422,22 @@ fn resolve_data(mut d: DataSection) -> anyhow::Result<DataSection> {
     Ok(d)
 }
 
+/// Fills what a method leaves to the model: whether lottery tickets ignore the
+/// output layer (open_lth: LeNet-style models do, ResNets do not).
+fn resolve_method(mut method: MethodConfig, model: &ModelSection) -> MethodConfig {
+    if let MethodConfig::Lth(lth) = &mut method
+        && lth.output_layer == OutputLayer::Auto
+    {
+        let lenet_style = matches!(model.name, ModelKind::Mlp | ModelKind::Cnn);
+        lth.output_layer = if lenet_style {
+            OutputLayer::Ignore
+        } else {
+            OutputLayer::Prune
+        };
+    }
+    method
+}
+
 fn resolve_sparsity(
     method: &MethodConfig,
     user: Option<Map<String, Value>>,
@@ -430,8 +455,20 @@ fn resolve_sparsity(
     if let Some(p) = method.preferred_pattern() {
         default.pattern = p;
     }
+    // the method's reference settings for whatever the run does not set
+    let reference = method.sparsity_defaults();
+    default.filter.skip_first = reference.dense_first_layer;
+    default.filter.skip_last = reference.dense_last_layer;
     let gave_sparsity = user.contains_key("sparsity");
+    let gave_distribution = user.contains_key("distribution");
     let mut s = fill_defaults(&default, user, "sparsity")?;
+    if let (false, Some(d)) = (gave_distribution, reference.distribution) {
+        // a global ranking has no per-group patterns: keep ERK under N:M, blocks, ...
+        if d != Distribution::Global || s.pattern == Pattern::Unstructured {
+            s.distribution = d;
+        }
+    }
+    s.sparse_init.get_or_insert(method.default_sparse_init());
     if let (false, Some(d)) = (gave_sparsity, s.pattern.fixed_density()) {
         s.sparsity = 1.0 - d;
     }

@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::mask::Mask;
 use crate::reparam::Reparameterize;
 pub use crate::rounds::{Rewind, Rounds};
+use crate::sparse_init::SparseInit;
 
 /// What a method needs at a step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,6 +105,13 @@ pub trait Method: Send + std::fmt::Debug {
     /// caller must initialise with [`crate::Sparsifier::init_with`] (SNIP, GraSP).
     fn needs_data_for_init(&self) -> bool {
         false
+    }
+
+    /// Property: the sparse-aware initialisation the method's reference uses
+    /// after the first masks (SRigL: grad-flow); the run's
+    /// `SparsityConfig::sparse_init` overrides it.
+    fn default_sparse_init(&self) -> SparseInit {
+        SparseInit::None
     }
 
     /// Property: the dense baseline (no weight is ever pruned).

@@ -10,6 +10,7 @@ use crate::layer::SparseLayer;
 use crate::mask::Mask;
 use crate::pattern::Pattern;
 use crate::select::global_top_k;
+use crate::sparse_init::SparseInit;
 
 /// What to make sparse, how much, and in which shape.
 #[derive(Config, Debug, PartialEq)]
@@ -29,6 +30,10 @@ pub struct SparsityConfig {
     /// Seed of every random choice (masks, regrowth).
     #[config(default = 0)]
     pub seed: u64,
+    /// Sparse-aware re-initialisation after the first masks (`None`: the
+    /// method's default, [`crate::Method::default_sparse_init`]).
+    #[config(default = "None")]
+    pub sparse_init: Option<SparseInit>,
 }
 
 /// A validated [`SparsityConfig`] bound to a model's layers.

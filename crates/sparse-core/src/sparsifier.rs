@@ -186,8 +186,10 @@ impl Sparsifier {
             ctx = ctx.with_oracle(oracle);
         }
         self.method.init(&mut ctx, &mut masks)?;
-        let weights_changed = ctx.weights_changed();
+        let mut weights_changed = ctx.weights_changed();
         self.check_masks(&masks)?;
+        let sparse_init = (self.plan.config().sparse_init).unwrap_or_else(|| self.method.default_sparse_init());
+        weights_changed |= sparse_init.apply(self.plan.layers(), &masks, &mut weights, self.plan.config().seed);
         let model = if weights_changed {
             traverse::write_weights(model, &self.ids, &weights)
         } else {

@@ -11,7 +11,7 @@
 //! the loop over layers and the reported drop fraction.
 
 use sparse_core::method::{InitContext, Method, MethodState, Needs, StepContext};
-use sparse_core::{DropFraction, Mask, Plan, Result, UpdateSchedule};
+use sparse_core::{DropFraction, Mask, Plan, Result, SparseInit, UpdateSchedule};
 
 use crate::registry::Switch;
 use crate::scores::random_masks;
@@ -52,6 +52,11 @@ pub trait DropGrow: Send + std::fmt::Debug {
         false
     }
 
+    /// The sparse-aware initialisation of the method's reference (SRigL: grad-flow).
+    fn sparse_init(&self) -> SparseInit {
+        SparseInit::None
+    }
+
     /// Whether the dense gradient is read at `step`.
     fn needs_grads(&self, step: u64) -> bool {
         let _ = step;
@@ -61,6 +66,11 @@ pub trait DropGrow: Send + std::fmt::Debug {
     /// Whether a topology update runs at `step` (default: the schedule's steps).
     fn is_update_step(&self, step: u64) -> bool {
         self.updates().is_update_step(step)
+    }
+
+    /// The first masks (default: uniformly random under the plan).
+    fn initial_masks(&self, ctx: &InitContext<'_>) -> Result<Vec<Mask>> {
+        random_masks(ctx)
     }
 
     /// Checks the plan and prepares per-layer targets, before the first masks.
@@ -138,8 +148,12 @@ impl<U: DropGrow> Method for DropGrowMethod<U> {
 
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
         self.updater.check(ctx.plan())?;
-        masks.clone_from_slice(&random_masks(ctx)?);
+        masks.clone_from_slice(&self.updater.initial_masks(ctx)?);
         Ok(())
+    }
+
+    fn default_sparse_init(&self) -> SparseInit {
+        self.updater.sparse_init()
     }
 
     fn needs(&self, step: u64) -> Needs {

@@ -7,8 +7,10 @@
 //! ```
 //!
 //! and at each of those steps the weights of smallest magnitude are pruned to
-//! reach `s_t`: per layer (the plan's distribution at `s_t`, e.g. uniform as in the
-//! paper, or ERK) or globally (`Distribution::Global`, GraNet's variant). Pruned
+//! reach `s_t`: per layer (the plan's distribution at `s_t`: uniform as the paper's
+//! `model_pruning`, jaxpruner and state_of_sparsity, the default of a sparseburn run
+//! through the method's [`SparsityDefaults`]; or ERK) or globally
+//! (`Distribution::Global`, GraNet's variant). Pruned
 //! weights are 0 and never return: only active weights compete, and a layer's count
 //! never grows even when rounding would allow one more weight.
 //!
@@ -17,12 +19,18 @@
 //! [`GmpConfig`], its `target` is the run's sparsity and its window the
 //! `[prune_begin_fraction, prune_end_fraction)` part of training, with ΔT no
 //! longer than the window so that the run reaches the target.
+//!
+//! Remaining differences to `model_pruning`: it keeps `round(N·(1 − s_t))` weights
+//! with `|w| ≥` the k-th largest (ties kept) and recomputes the mask from the raw,
+//! unmasked weights at each pruning step; ours uses largest-remainder counts and
+//! never revives a pruned weight. rigl's MNIST script keeps the output layer dense
+//! and the second layer at 0.9·s: an `explicit` distribution.
 
 use burn::config::Config;
 use sparse_core::method::{InitContext, Method, Needs, StepContext};
 use sparse_core::{Mask, Result, SparseError, SparsitySchedule};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 use crate::scores::active_magnitudes;
 
 /// GMP settings.
@@ -165,6 +173,16 @@ impl MethodSpec for GmpConfig {
         ),
         Switch::new("delta_t", "steps between pruning steps (ΔT)"),
     ];
+
+    /// Zhu & Gupta's `model_pruning` prunes every layer to the same sparsity.
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            distribution: Some(sparse_core::Distribution::Uniform {
+                dense_first_layer: false,
+            }),
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

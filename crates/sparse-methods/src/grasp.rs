@@ -9,8 +9,25 @@
 //!
 //! and the weights with the **highest** scores are removed (removing them
 //! preserves the gradient flow best), i.e. the lowest `S` are kept; the mask is fixed.
-//! The reference ranks all conv and linear weights globally: use
-//! `Distribution::Global` (per-layer distributions rank per layer).
+//! The reference ranks all conv and linear weights globally: a sparseburn run
+//! uses `Distribution::Global` unless told otherwise (the method's
+//! `SparsityDefaults`); per-layer distributions rank per layer (rigl's variant).
+//!
+//! **Scoring copy (`reinit_linear`)**: the reference (`pruner/GraSP.py`,
+//! `reinit=True`) scores a deep copy of the network whose `nn.Linear` weights are
+//! redrawn Xavier-normal, `N(0, 2/(fan_in + fan_out))`; `g`, `Hg` and `S` are
+//! computed with those weights, and the mask is applied to the original network.
+//! `all` (default) redraws every Linear sparse layer for scoring, as `GraSP.py`;
+//! `last` only the last one (the classifier), as `GraSP_ImageNet.py`; `none` scores
+//! the model's own weights (this crate before issue 13). The redrawn weights never
+//! reach the model. On the paper's VGG/ResNet nets the classifier is the only
+//! Linear, so `all` and `last` agree; on an MLP `all` redraws every layer. A Linear
+//! that is not a sparse layer of the plan keeps its weights for scoring (the
+//! gradient oracle replaces sparse weights only).
+//!
+//! Remaining differences: the reference splits the samples into two halves (BN
+//! statistics per half); it removes `⌊N·s⌋ − 1` weights (`≤` the threshold is
+//! kept) where we remove exactly `N − round(d·N)`.
 //!
 //! **Deviation (documented switch `fd_epsilon`)**: Burn has no double backward, so
 //! `H g` is a central finite difference of gradients along `ĝ = g/‖g‖`:
@@ -28,9 +45,9 @@
 
 use burn::config::Config;
 use sparse_core::method::{GradRequest, GradientOracle, InitContext, Method};
-use sparse_core::{Mask, Result, SparseError};
+use sparse_core::{LayerKind, Mask, Result, Rng, SparseError, SparseLayer};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 
 /// GraSP settings.
 #[derive(Config, Debug, PartialEq)]
@@ -44,6 +61,53 @@ pub struct GraspConfig {
     /// Finite-difference step relative to ‖θ‖.
     #[config(default = 5e-3)]
     pub fd_epsilon: f64,
+    /// Which Linear layers are redrawn in the scoring copy.
+    #[config(default = "ReinitLinear::All")]
+    pub reinit_linear: ReinitLinear,
+}
+
+/// Which Linear layers GraSP redraws (Xavier-normal) in its scoring copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReinitLinear {
+    /// Every Linear sparse layer (`GraSP.py`, the default).
+    All,
+    /// The last Linear sparse layer (`GraSP_ImageNet.py`).
+    Last,
+    /// None: score the model's own weights (this crate before issue 13).
+    None,
+}
+
+/// The scoring copy's weights: `weights` with the Linear layers `which` selects
+/// redrawn from `N(0, 2/(d_in + d_out))` (`Rng::for_layer(seed, path, 0,
+/// "grasp-reinit")`, memory order); `None` when nothing is redrawn.
+pub fn scoring_weights(
+    layers: &[SparseLayer],
+    weights: &[Vec<f32>],
+    which: ReinitLinear,
+    seed: u64,
+) -> Option<Vec<Vec<f32>>> {
+    let linear: Vec<usize> = (0..layers.len())
+        .filter(|&l| layers[l].kind == LayerKind::Linear)
+        .collect();
+    let chosen: Vec<usize> = match which {
+        ReinitLinear::None => return None,
+        ReinitLinear::All => linear,
+        ReinitLinear::Last => linear.last().copied().into_iter().collect(),
+    };
+    if chosen.is_empty() {
+        return None;
+    }
+    let mut out = weights.to_vec();
+    for l in chosen {
+        let layer = &layers[l];
+        let std = (2.0 / (layer.shape[0] + layer.shape[1]) as f64).sqrt();
+        let mut rng = Rng::for_layer(seed, &layer.path, 0, "grasp-reinit");
+        for w in out[l].iter_mut() {
+            *w = (rng.normal() * std) as f32;
+        }
+    }
+    Some(out)
 }
 
 /// GraSP.
@@ -98,7 +162,19 @@ pub fn hessian_gradient(
     request: &GradRequest,
     fd_epsilon: f64,
 ) -> Result<HessianGradient> {
-    let g = oracle.gradients(None, request)?;
+    hessian_gradient_at(oracle, weights, false, request, fd_epsilon)
+}
+
+/// [`hessian_gradient`] at `weights` that are not the model's (`replaced`: the
+/// oracle is given them for `g` too, e.g. GraSP's re-initialised scoring copy).
+pub fn hessian_gradient_at(
+    oracle: &mut dyn GradientOracle,
+    weights: &[Vec<f32>],
+    replaced: bool,
+    request: &GradRequest,
+    fd_epsilon: f64,
+) -> Result<HessianGradient> {
+    let g = oracle.gradients(replaced.then_some(weights), request)?;
     let g_norm = norm(&g);
     if g_norm == 0.0 {
         return Ok((g.clone(), g.iter().map(|l| vec![0.0; l.len()]).collect()));
@@ -150,9 +226,11 @@ impl Method for Grasp {
             temperature: self.config.temperature as f32,
             samples_per_class: Some(self.config.samples_per_class),
         };
+        let copy = scoring_weights(ctx.layers(), ctx.weights(), self.config.reinit_linear, ctx.seed());
         let (oracle, weights) = ctx.oracle_and_weights()?;
-        let (_, hg) = hessian_gradient(oracle, weights, &request, self.config.fd_epsilon)?;
-        let scores = keep_scores(ctx.weights(), &hg);
+        let scored = copy.as_deref().unwrap_or(weights);
+        let (_, hg) = hessian_gradient_at(oracle, scored, copy.is_some(), &request, self.config.fd_epsilon)?;
+        let scores = keep_scores(scored, &hg);
         masks.clone_from_slice(&ctx.plan().select(&scores, ctx.plan().sparsity())?);
         Ok(())
     }
@@ -171,7 +249,19 @@ impl MethodSpec for GraspConfig {
         Switch::new("samples_per_class", "examples of every class in the scoring set"),
         Switch::new("temperature", "logits are divided by this temperature"),
         Switch::new("fd_epsilon", "finite-difference step relative to ‖θ‖"),
+        Switch::new(
+            "reinit_linear",
+            "all, last or none: Linear layers redrawn Xavier-normal for scoring",
+        ),
     ];
+
+    /// The paper ranks globally over every conv and linear weight (`GraSP.py`).
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            distribution: Some(sparse_core::Distribution::Global),
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

@@ -7,9 +7,13 @@
 //! remembering `θ_k` (the weights of every parameter, BatchNorm included, at the
 //! rewind step `k`). Round `r ≥ 1`:
 //!
-//! 1. prune: keep the largest `|θ|` of the trained, unpruned weights so that
-//!    `round((1 − p)^r · N)` remain — globally over all sparse layers (default, as
-//!    open_lth) or per layer;
+//! 1. prune the smallest `|θ|` of the trained, unpruned weights — globally over all
+//!    sparse layers (default, as open_lth's `sparse_global`) or per layer. The count
+//!    (`prune_count`): `open-lth` (default) as open_lth, `n = ⌈p·R⌉` with `R` the
+//!    weights still active in every sparse layer (ignored ones included), and every
+//!    candidate with `|θ| ≤` the `n`-th smallest (0-based) removed, i.e. `n + 1` of
+//!    them when the values are distinct; `target` keeps `round((1 − p)^r · N)`, so
+//!    densities never drift from `(1 − p)^r`;
 //! 2. reset: [`Rewind::Step`] `θ_k ⊙ M` (`k = 0` is the original lottery ticket,
 //!    `k > 0` late rewinding), [`Rewind::FineTune`] keeps the trained weights (Han et
 //!    al.; with one round and `p` = the target sparsity this is one-shot pruning +
@@ -18,9 +22,20 @@
 //! 3. train from step `k` (0 for fine-tuning and re-initialisation) to the end with
 //!    the mask fixed and a fresh optimizer state.
 //!
-//! Deviation: open_lth removes `⌈p·remaining⌉` per round; we target
-//! `round((1 − p)^r·N)` directly so densities never drift from `(1 − p)^r` (the two
-//! differ by at most `r` weights).
+//! The output layer (`output_layer`): open_lth leaves it out of the ranking for its
+//! LeNet and VGG models (`pruning_layers_to_ignore = 'fc.weight'`) and prunes it in
+//! its ResNets. `ignore` keeps the last sparse layer dense (it still counts in `R`
+//! and in the reported density), `prune` ranks it with the others, `auto` is
+//! `prune` in the library and, in a sparseburn run, `ignore` for the MLP and the
+//! small CNN (LeNet-style) and `prune` for the ResNets and MobileNet.
+//!
+//! Levels (`rounds`): open_lth requires `--levels` (its README uses 3); the
+//! default here is 3 in the library and the CLI alike; `rounds = 0` runs the
+//! fewest levels `L` with `(1 − p)^L ≤ 1 − s` for the run's target sparsity `s`
+//! (11 levels for 90%, 14 for 95% at `p = 0.2`).
+//!
+//! Remaining differences: open_lth ranks every prunable tensor that is not
+//! ignored; ours ranks the plan's sparse layers (the same set for the models here).
 
 use std::ops::Range;
 
@@ -67,6 +82,34 @@ pub struct LthConfig {
     /// The rewind step k (with `rewind = "step"`; 0 = the original ticket).
     #[config(default = 0)]
     pub rewind_step: u64,
+    /// How many weights a level removes.
+    #[config(default = "LthCount::OpenLth")]
+    pub prune_count: LthCount,
+    /// Whether the output layer is pruned.
+    #[config(default = "OutputLayer::Auto")]
+    pub output_layer: OutputLayer,
+}
+
+/// How many weights a level of iterative pruning removes (the `prune_count` switch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LthCount {
+    /// open_lth's `sparse_global`: `n = ⌈p·R⌉`, remove `|θ| ≤` the `n`-th smallest.
+    OpenLth,
+    /// Keep `round((1 − p)^r · N)` (this crate before issue 13).
+    Target,
+}
+
+/// Whether the output layer takes part in the pruning (the `output_layer` switch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputLayer {
+    /// The run decides by model (LeNet-style: ignore; else prune); the library prunes.
+    Auto,
+    /// Never pruned (open_lth's LeNet and VGG).
+    Ignore,
+    /// Pruned like the others (open_lth's ResNets).
+    Prune,
 }
 
 /// One-shot magnitude pruning + fine-tuning settings (the prune fraction is the
@@ -86,16 +129,19 @@ pub struct Lth {
     rounds: usize,
     global: bool,
     rewind: Rewind,
+    count: LthCount,
+    ignore_output: bool,
 }
 
 impl Lth {
-    /// Lottery tickets with `config`.
+    /// Lottery tickets with `config` (`rounds = 0` is refused here: use
+    /// [`Lth::for_sparsity`]).
     pub fn new(config: &LthConfig) -> Result<Self> {
         if !(config.prune_fraction > 0.0 && config.prune_fraction < 1.0) || config.rounds == 0 {
             return Err(SparseError::method(
                 "lth",
                 format!(
-                    "prune_fraction {} must be in (0, 1) and rounds {} at least 1",
+                    "prune_fraction {} must be in (0, 1) and rounds {} at least 1 (0 = as many as the target sparsity needs, in a run)",
                     config.prune_fraction, config.rounds
                 ),
             ));
@@ -105,6 +151,8 @@ impl Lth {
             prune_fraction: config.prune_fraction,
             rounds: config.rounds,
             global: config.global,
+            count: config.prune_count,
+            ignore_output: config.output_layer == OutputLayer::Ignore,
             rewind: match config.rewind {
                 RewindKind::Step => Rewind::Step {
                     step: config.rewind_step,
@@ -115,6 +163,23 @@ impl Lth {
         })
     }
 
+    /// Lottery tickets with `config`, where `rounds = 0` means the fewest levels
+    /// `L` with `(1 − p)^L ≤ 1 − sparsity`.
+    pub fn for_sparsity(config: &LthConfig, sparsity: f64) -> Result<Self> {
+        if config.rounds > 0 {
+            return Self::new(config);
+        }
+        let p = config.prune_fraction;
+        if !(sparsity > 0.0 && sparsity < 1.0 && p > 0.0 && p < 1.0) {
+            return Err(SparseError::method(
+                "lth",
+                format!("rounds = 0 needs a target sparsity in (0, 1) (got {sparsity}) and prune_fraction in (0, 1)"),
+            ));
+        }
+        let levels = ((1.0 - sparsity).ln() / (1.0 - p).ln() - 1e-9).ceil().max(1.0) as usize;
+        Self::new(&config.clone().with_rounds(levels))
+    }
+
     /// One-shot pruning to `sparsity` after dense training, then fine-tuning.
     pub fn one_shot(config: &OneShotConfig, sparsity: f64) -> Result<Self> {
         let mut lth = Self::new(
@@ -122,7 +187,9 @@ impl Lth {
                 .with_rounds(1)
                 .with_prune_fraction(sparsity)
                 .with_global(config.global)
-                .with_rewind(RewindKind::FineTune),
+                .with_rewind(RewindKind::FineTune)
+                .with_prune_count(LthCount::Target)
+                .with_output_layer(OutputLayer::Prune),
         )
         .map_err(|_| SparseError::method("one-shot", format!("the target sparsity {sparsity} must be in (0, 1)")))?;
         lth.name = "one-shot";
@@ -154,8 +221,69 @@ impl Rounds for Lth {
         self.rewind
     }
 
-    fn prune(&self, round: usize, _plan: &Plan, weights: &[Vec<f32>], masks: &[Mask]) -> Result<Vec<Mask>> {
-        Ok(prune_round(self.prune_fraction, self.global, weights, masks, round))
+    fn prune(&self, round: usize, plan: &Plan, weights: &[Vec<f32>], masks: &[Mask]) -> Result<Vec<Mask>> {
+        let ignored: Vec<bool> = plan
+            .layers()
+            .iter()
+            .map(|l| self.ignore_output && l.roles.last)
+            .collect();
+        Ok(match self.count {
+            LthCount::Target if !ignored.contains(&true) => {
+                prune_round(self.prune_fraction, self.global, weights, masks, round)
+            }
+            LthCount::Target => {
+                let kept = prune_round(self.prune_fraction, self.global, weights, masks, round);
+                kept.into_iter()
+                    .zip(masks)
+                    .zip(&ignored)
+                    .map(|((k, m), &ign)| if ign { m.clone() } else { k })
+                    .collect()
+            }
+            LthCount::OpenLth => prune_level_open_lth(self.prune_fraction, self.global, weights, masks, &ignored),
+        })
+    }
+}
+
+/// One level of open_lth's `sparse_global.Strategy.prune` (globally, or the same
+/// rule per layer): `n = ⌈p·R⌉` with `R` the active weights of every layer
+/// (ignored ones included); among the active weights of the layers not
+/// `ignored`, every `|θ| ≤` the `n`-th smallest (0-based) is removed.
+pub fn prune_level_open_lth(
+    prune_fraction: f64,
+    global: bool,
+    weights: &[Vec<f32>],
+    masks: &[Mask],
+    ignored: &[bool],
+) -> Vec<Mask> {
+    let candidates = |l: usize| -> Vec<f32> {
+        if ignored[l] {
+            return Vec::new();
+        }
+        masks[l].iter_ones().map(|i| weights[l][i].abs()).collect()
+    };
+    let threshold = |remaining: usize, mut values: Vec<f32>| -> Option<f32> {
+        let n = (prune_fraction * remaining as f64).ceil() as usize;
+        values.sort_unstable_by(f32::total_cmp);
+        values.get(n.min(values.len().saturating_sub(1))).copied()
+    };
+    let prune = |l: usize, t: Option<f32>| -> Mask {
+        match t {
+            Some(t) if !ignored[l] => Mask::from_indices(
+                masks[l].len(),
+                masks[l].iter_ones().filter(|&i| weights[l][i].abs() > t),
+            ),
+            _ => masks[l].clone(),
+        }
+    };
+    if global {
+        let remaining: usize = masks.iter().map(Mask::count_ones).sum();
+        let all: Vec<f32> = (0..masks.len()).flat_map(candidates).collect();
+        let t = threshold(remaining, all);
+        (0..masks.len()).map(|l| prune(l, t)).collect()
+    } else {
+        (0..masks.len())
+            .map(|l| prune(l, threshold(masks[l].count_ones(), candidates(l))))
+            .collect()
     }
 }
 
@@ -238,18 +366,29 @@ impl MethodSpec for LthConfig {
     const CHANGES_MASK: &'static str = "between rounds";
     const SWITCHES: &'static [Switch] = &[
         Switch::new("prune_fraction", "fraction of the remaining weights pruned per round"),
-        Switch::new("rounds", "pruning rounds after the dense round"),
+        Switch::new(
+            "rounds",
+            "pruning rounds after the dense round (0: as many as the target needs)",
+        ),
         Switch::new("global", "rank over all sparse layers (else per layer)"),
         Switch::new("rewind", "step, finetune or reinit: the reset after pruning"),
         Switch::new("rewind_step", "the rewind step k (rewind = step)"),
+        Switch::new(
+            "prune_count",
+            "open-lth (⌈p·R⌉ + 1 per level) or target (keep round((1−p)^r·N))",
+        ),
+        Switch::new(
+            "output_layer",
+            "auto, ignore or prune: whether the output layer is pruned",
+        ),
     ];
 
     fn default_config() -> Self {
         Self::new()
     }
 
-    fn build(&self, _: &BuildContext) -> Result<Box<dyn Method>> {
-        Ok(Box::new(Lth::new(self)?))
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Lth::for_sparsity(self, ctx.sparsity)?))
     }
 }
 

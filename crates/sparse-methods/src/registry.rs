@@ -20,7 +20,7 @@ use std::fmt;
 use burn::config::Config;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
-use sparse_core::{Method, Pattern, Result, SparseError};
+use sparse_core::{Distribution, Method, Pattern, Result, SparseError, SparseInit};
 
 use crate::autosparse::AutoSparseConfig;
 use crate::dense::DenseConfig;
@@ -108,6 +108,30 @@ pub trait MethodSpec: Config + Clone + PartialEq {
     fn is_dense() -> bool {
         false
     }
+
+    /// The sparse-aware initialisation of the method's reference, used when the
+    /// run does not choose one (SRigL: grad-flow).
+    fn default_sparse_init() -> SparseInit {
+        SparseInit::None
+    }
+
+    /// The sparsity settings of the method's paper and reference implementation,
+    /// used for whatever the run does not set (see [`SparsityDefaults`]).
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults::default()
+    }
+}
+
+/// The sparsity settings a method's paper and reference implementation use,
+/// applied by a run for every setting it does not give (an explicit value wins).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SparsityDefaults {
+    /// The layer-wise distribution (`None`: the run's default, ERK).
+    pub distribution: Option<Distribution>,
+    /// Keep the first sparse layer dense.
+    pub dense_first_layer: bool,
+    /// Keep the last sparse layer (the classifier) dense.
+    pub dense_last_layer: bool,
 }
 
 /// A registered method: its name, documentation and switches.
@@ -233,6 +257,20 @@ macro_rules! registry {
             pub fn preferred_pattern(&self) -> Option<Pattern> {
                 match self {
                     $(Self::$variant(_) => <$config as MethodSpec>::preferred_pattern(),)*
+                }
+            }
+
+            /// The sparse-aware initialisation of the method's reference.
+            pub fn default_sparse_init(&self) -> SparseInit {
+                match self {
+                    $(Self::$variant(_) => <$config as MethodSpec>::default_sparse_init(),)*
+                }
+            }
+
+            /// The sparsity settings of the method's reference.
+            pub fn sparsity_defaults(&self) -> SparsityDefaults {
+                match self {
+                    $(Self::$variant(_) => <$config as MethodSpec>::sparsity_defaults(),)*
                 }
             }
 

@@ -24,15 +24,28 @@
 //!   first (sparsimony, condensed-sparsity), the update then sees the new weights;
 //! * `grad_window`: average the dense gradient over the last n steps (rigl
 //!   `grad_accumulation_n`, used to emulate a large batch);
-//! * `tie_noise`: standard deviation of Gaussian noise added to both scores
-//!   (rigl's TF1 code breaks ties with small noise); 0 (default) breaks ties by
-//!   flat index, deterministically.
+//! * `drop_noise` (default `1e-5`, as rigl's TF1 code, the paper's ImageNet
+//!   code: `generic_mask_update(..., noise_std=1e-5)` adds `N(0, 1e-5²)` to the
+//!   drop scores `|θ|` only, re-drawn at every update): breaks ties among
+//!   equal magnitudes at random; 0 breaks them by flat index, as rigl's TF2 code
+//!   and jaxpruner (no noise);
+//! * `grow_noise` (default 0; in no reference, our variant): the same noise on
+//!   the grow scores. `drop_noise = grow_noise = x` is what the former
+//!   `tie_noise = x` did (noise on both scores, same draws).
+//!
+//! Remaining differences to the TF1 code: its drop ranking runs over all
+//! entries, so an inactive entry (score = noise) could in principle outrank an
+//! active weight with `|θ| ≲ 4·10⁻⁵`; ours ranks only active weights for keeping.
+//! Its noise generator is TensorFlow's stateless normal seeded by the layer and
+//! step; ours is the run's counter-based generator for (layer, step), so the draws
+//! differ but have the same distribution.
 
 use burn::config::Config;
 use sparse_core::method::{MethodState, StepContext};
 use sparse_core::{DropFraction, DropSchedule, Result, Rng, SparseError, UpdateSchedule};
 
 use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
+use crate::grad_window::GradWindow;
 use crate::registry::{BuildContext, MethodSpec, Switch};
 use crate::scores::magnitudes;
 
@@ -60,9 +73,12 @@ pub struct RigLConfig {
     /// Steps of dense gradient averaged for the grow score.
     #[config(default = 1)]
     pub grad_window: u64,
-    /// Std of Gaussian tie-break noise on the scores (0 = off).
+    /// Std of Gaussian noise on the drop scores (1e-5: rigl's TF1 code; 0 = off).
+    #[config(default = 1e-5)]
+    pub drop_noise: f64,
+    /// Std of Gaussian noise on the grow scores (0 = off, as every reference).
     #[config(default = 0.0)]
-    pub tie_noise: f64,
+    pub grow_noise: f64,
 }
 
 /// RigL's updater: magnitude drop, dense-gradient grow.
@@ -71,10 +87,9 @@ pub struct RigLUpdate {
     updates: UpdateSchedule,
     drop: DropFraction,
     skip_weight_update: bool,
-    grad_window: u64,
-    tie_noise: f64,
-    accum: Vec<Vec<f32>>,
-    accum_steps: u64,
+    window: GradWindow,
+    drop_noise: f64,
+    grow_noise: f64,
 }
 
 /// RigL.
@@ -90,10 +105,11 @@ impl RigL {
     /// RigL with `config`, updating on `updates` (its ΔT and end fraction unused).
     pub fn with_schedule(config: &RigLConfig, updates: UpdateSchedule) -> Result<Self> {
         updates.validate()?;
-        if config.grad_window == 0 || config.tie_noise.is_nan() || config.tie_noise < 0.0 {
+        let bad_noise = |x: f64| x.is_nan() || x < 0.0;
+        if config.grad_window == 0 || bad_noise(config.drop_noise) || bad_noise(config.grow_noise) {
             return Err(SparseError::method(
                 "rigl",
-                "grad_window must be at least 1 and tie_noise >= 0",
+                "grad_window must be at least 1, drop_noise and grow_noise >= 0",
             ));
         }
         Ok(Self::from_updater(RigLUpdate {
@@ -102,10 +118,9 @@ impl RigL {
                 .drop_schedule
                 .with_alpha(config.drop_fraction, config.drop_exponent)?,
             skip_weight_update: config.skip_weight_update,
-            grad_window: config.grad_window,
-            tie_noise: config.tie_noise,
-            accum: Vec::new(),
-            accum_steps: 0,
+            window: GradWindow::new(config.grad_window),
+            drop_noise: config.drop_noise,
+            grow_noise: config.grow_noise,
         }))
     }
 
@@ -115,10 +130,9 @@ impl RigL {
             updates: UpdateSchedule::rigl(total_steps),
             drop: DropFraction::Cosine { alpha: 0.3 },
             skip_weight_update: true,
-            grad_window: 1,
-            tie_noise: 0.0,
-            accum: Vec::new(),
-            accum_steps: 0,
+            window: GradWindow::new(1),
+            drop_noise: 1e-5,
+            grow_noise: 0.0,
         })
     }
 }
@@ -150,61 +164,32 @@ impl DropGrow for RigLUpdate {
     }
 
     fn needs_grads(&self, step: u64) -> bool {
-        (0..self.grad_window.max(1)).any(|k| self.updates.is_update_step(step + k))
+        self.window.needs(&self.updates, step)
     }
 
     fn observe(&mut self, ctx: &StepContext<'_>) -> Result<()> {
-        let update = self.updates.is_update_step(ctx.step());
-        if update && self.accum.is_empty() {
-            return Ok(()); // a window of one step uses this step's gradient directly
-        }
-        let grads = ctx.grads()?;
-        if self.accum.len() != grads.len() {
-            self.accum = grads.iter().map(|g| vec![0.0; g.len()]).collect();
-            self.accum_steps = 0;
-        }
-        for (acc, g) in self.accum.iter_mut().zip(grads) {
-            for (a, x) in acc.iter_mut().zip(g) {
-                *a += x;
-            }
-        }
-        self.accum_steps += 1;
-        Ok(())
+        self.window.observe(&self.updates, ctx)
     }
 
     fn scores(&self, ctx: &StepContext<'_>, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let mut rng = ctx.rng(l, "rigl-noise");
         let mut drop = magnitudes(&ctx.weights()?[l]);
-        let mut grow: Vec<f32> = if self.accum.is_empty() {
-            ctx.grads()?[l].iter().map(|g| (g * 1.0).abs()).collect()
-        } else {
-            let scale = 1.0 / self.accum_steps as f32;
-            self.accum[l].iter().map(|g| (g * scale).abs()).collect()
-        };
-        add_noise(&mut drop, self.tie_noise, &mut rng);
-        add_noise(&mut grow, self.tie_noise, &mut rng);
+        let mut grow = self.window.grow_scores(ctx, l)?;
+        add_noise(&mut drop, self.drop_noise, &mut rng);
+        add_noise(&mut grow, self.grow_noise, &mut rng);
         Ok((drop, grow))
     }
 
     fn end_update(&mut self) {
-        self.accum.clear();
-        self.accum_steps = 0;
+        self.window.clear();
     }
 
     fn save_state(&self) -> MethodState {
-        let mut state = MethodState::default();
-        state.values.insert("accum_steps".into(), self.accum_steps.into());
-        for (l, a) in self.accum.iter().enumerate() {
-            state.arrays.insert(format!("accum.{l}"), a.clone());
-        }
-        state
+        self.window.save_state()
     }
 
     fn load_state(&mut self, state: MethodState) -> Result<()> {
-        self.accum_steps = state.values.get("accum_steps").and_then(|v| v.as_u64()).unwrap_or(0);
-        self.accum = (0..state.arrays.len())
-            .map(|l| state.arrays.get(&format!("accum.{l}")).cloned().unwrap_or_default())
-            .collect();
+        self.window.load_state(&state);
         Ok(())
     }
 }
@@ -221,7 +206,11 @@ impl MethodSpec for RigLConfig {
         switches::DROP_EXPONENT,
         switches::SKIP_WEIGHT_UPDATE,
         Switch::new("grad_window", "steps of dense gradient averaged for growth"),
-        Switch::new("tie_noise", "std of Gaussian tie-break noise (0 = ties by index)"),
+        Switch::new(
+            "drop_noise",
+            "std of Gaussian noise on the drop scores (rigl TF1: 1e-5)",
+        ),
+        Switch::new("grow_noise", "std of Gaussian noise on the grow scores (ours; 0 = off)"),
     ];
 
     fn default_config() -> Self {

@@ -10,16 +10,24 @@
 //! (the paper normalises by `Σ_k |g_k θ_k|`, which does not change the ranking) and
 //! the highest saliencies are kept; the mask then stays fixed.
 //!
-//! The paper keeps the global top-k: use `Distribution::Global`. rigl's
+//! The paper keeps the global top-k (`snip-public`, `create_sparse_mask`): the
+//! method's [`SparsityDefaults`] make a sparseburn run use `Distribution::Global`
+//! unless it sets another; library users set it in their `SparsityConfig`. rigl's
 //! implementation (`SparseSnipOptimizer`) ranks per layer with the densities of a
 //! distribution (uniform or ERK): use that distribution. Initialise with
 //! `Sparsifier::init_with` so the method can compute gradients.
+//!
+//! Remaining differences to `snip-public`: it ranks every tensor whose name holds
+//! `w` or `b`, so the (zero-initialised) biases are ranked too, score 0 and are
+//! pruned; ours ranks the sparse weights only. It scores one weight draw and trains
+//! an independently drawn copy; ours scores the model's own initial weights. Its
+//! batch is 100 examples; ours is the run's first batch (`batch_size`).
 
 use burn::config::Config;
 use sparse_core::method::{GradRequest, InitContext, Method};
 use sparse_core::{Mask, Result};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 
 /// SNIP has no switches: the run's first batch and distribution decide the mask.
 #[derive(Config, Debug, PartialEq)]
@@ -61,6 +69,14 @@ impl MethodSpec for SnipConfig {
     const CHANGES_MASK: &'static str = "no";
     const NEEDS_DATA: &'static str = "one batch";
     const SWITCHES: &'static [Switch] = &[];
+
+    /// The paper ranks globally (snip-public `create_sparse_mask`).
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            distribution: Some(sparse_core::Distribution::Global),
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

@@ -15,9 +15,22 @@
 //! (forward `W ⊙ M`, gradient identity) and a [`GradTerm`] adds the λ term to the
 //! gradient before the optimizer step; the `Sparsifier` attaches both. N and M
 //! come from the run's pattern, which must be N:M (e.g. `2:4` at sparsity 0.5).
-//! The reported masks (every `report_interval` steps) are `M(W)`. The reference
-//! keeps the first layer and the classifier dense: use the layer filter's
-//! `skip_first` / `skip_last`.
+//! The reported masks (every `report_interval` steps) are `M(W)`.
+//!
+//! Layers: the reference's ResNets make every conv sparse, conv1 and the
+//! downsample convs included, and keep the classifier (a plain `nn.Linear`)
+//! dense; a sparseburn run keeps the last layer dense by default (the method's
+//! [`SparsityDefaults`]; `skip_last = false` makes it N:M too).
+//!
+//! Groups where `M` does not divide a layer's fan-in (remaining difference): the
+//! reference groups `M` consecutive entries of the whole weight flattened in NHWC
+//! order (`[O, kh, kw, I]`), so such groups cross kernel positions and output
+//! neurons (ResNet-50's conv1, fan-in 147: group 36 holds the last 3 weights of
+//! neuron 0 and the first of neuron 1). Ours groups inside one neuron's
+//! channel-last fan-in only (identical to the reference wherever `M` divides the
+//! fan-in) and refuses such a layer when the plan is built
+//! (`SparseError::NmDoesNotDivide`, naming the layer): keep it dense
+//! (`skip_first`, or `exclude` in the layer filter).
 
 use std::sync::Arc;
 
@@ -27,7 +40,7 @@ use sparse_core::method::{InitContext, Method, Needs, StepContext};
 use sparse_core::reparam::{ForwardRule, Reparameterize};
 use sparse_core::{GradTerm, LayerKind, Mask, Pattern, Plan, Result, SparseError, SparseLayer};
 
-use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
 use crate::scores::magnitudes;
 
 /// SR-STE settings (N and M come from the run's N:M pattern).
@@ -201,6 +214,15 @@ impl MethodSpec for SrSteConfig {
         Switch::new("lambda", "λ_W of the sparse-refined term (0 = plain STE)"),
         Switch::new("report_interval", "steps between refreshes of the reported masks"),
     ];
+
+    /// The reference's ResNets sparsify every conv (conv1 included) and keep
+    /// the classifier (a plain `nn.Linear`) dense.
+    fn sparsity_defaults() -> SparsityDefaults {
+        SparsityDefaults {
+            dense_last_layer: true,
+            ..SparsityDefaults::default()
+        }
+    }
 
     fn default_config() -> Self {
         Self::new()

@@ -66,9 +66,15 @@ fn rigl_ties_keep_the_lower_index_and_may_regrow_a_dropped_weight() {
     let w = vec![0.2, 0.2, 0.0, 0.2];
     let g = vec![0.0, 0.0, 0.1, 0.9];
     let mask = Mask::from_indices(4, [0, 1, 3]);
-    // drop 1 of 3 (fraction 0.34): equal magnitudes, the highest index (3) goes;
-    // grow the largest |g| among {2, 3}: weight 3 itself comes straight back
-    let out = one_update(&mut rigl(0.34, 0, 100, 10), &p, 0, w, g, mask);
+    // without drop noise (rigl's TF2 code, jaxpruner): drop 1 of 3 (fraction
+    // 0.34): equal magnitudes, the highest index (3) goes; grow the largest |g|
+    // among {2, 3}: weight 3 itself comes straight back
+    let config = RigLConfig::new()
+        .with_drop_fraction(0.34)
+        .with_drop_schedule(DropSchedule::Constant)
+        .with_drop_noise(0.0);
+    let mut method = RigL::with_schedule(&config, UpdateSchedule::new(100).with_interval(10)).unwrap();
+    let out = one_update(&mut method, &p, 0, w, g, mask);
     assert_eq!(out.iter_ones().collect::<Vec<_>>(), vec![0, 1, 3]);
 }
 

@@ -12,7 +12,7 @@ use common::{Data, Mlp, device, host};
 use sparse_core::method::{GradRequest, GradientOracle};
 use sparse_core::{Distribution, Mask, OptimizerConfig, SparseError, Sparsifier, SparsityConfig, SparsitySchedule};
 use sparse_methods::grasp::{hessian_gradient, keep_scores};
-use sparse_methods::lth::{self, LthConfig, RewindKind};
+use sparse_methods::lth::{self, LthConfig, LthCount, RewindKind};
 use sparse_methods::{Gmp, Grasp, GraspConfig, Snip};
 
 fn grads_fn(data: Data) -> impl FnMut(&Mlp, &GradRequest) -> sparse_core::Result<GradientsParams> {
@@ -423,7 +423,9 @@ fn lottery_ticket_rounds_prune_20_percent_and_rewind_exactly() {
     let device = device();
     let numel = [200usize, 80];
     for global in [true, false] {
+        // the `target` count: densities (1 − p)^r exactly (open_lth's count is tested in lth_open_lth.rs)
         let config = LthConfig::new()
+            .with_prune_count(LthCount::Target)
             .with_rounds(3)
             .with_global(global)
             .with_rewind(RewindKind::Step)
@@ -488,6 +490,7 @@ fn one_shot_pruning_with_fine_tuning_keeps_the_trained_weights() {
     let data = Data::new(64, 10, 4, 0.5, 1);
     let device = device();
     let config = LthConfig::new()
+        .with_prune_count(LthCount::Target)
         .with_rounds(1)
         .with_prune_fraction(0.9)
         .with_rewind(RewindKind::FineTune);

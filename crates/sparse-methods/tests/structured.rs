@@ -9,7 +9,7 @@ use sparse_core::{
     Distribution, Mask, OptimizerConfig, Pattern, SparseError, SparseLayer, Sparsifier, SparsityConfig, UpdateSchedule,
     discover,
 };
-use sparse_methods::srigl::update_layer;
+use sparse_methods::srigl::{AblationRules, update_layer};
 use sparse_methods::{Mest, MestConfig, SRigL, SRigLConfig, SrSte, SrSteConfig};
 
 fn linear(i: usize, o: usize) -> SparseLayer {
@@ -29,7 +29,7 @@ fn srigl_ablates_a_neuron_without_salient_weights_and_keeps_k_elsewhere() {
     let mut rng = sparse_core::Rng::new(3);
     let mut mask = Mask::zeros(48);
     let mut w = vec![0.0f32; 48];
-    let mut g = vec![0.0f32; 48];
+    let mut g = [0.0f32; 48];
     for o in 0..6 {
         for (j, f) in layer.neuron_indices(o).enumerate() {
             let scale = if o == 5 { 1e-4 } else { 1.0 };
@@ -40,12 +40,20 @@ fn srigl_ablates_a_neuron_without_salient_weights_and_keeps_k_elsewhere() {
             g[f] = scale * (rng.next_f32() - 0.5);
         }
     }
-    let out = update_layer(&layer, &mask, &w, &g, 0.3, 24, 0.3, true, true).unwrap();
+    let grow: Vec<f32> = g.iter().map(|x| x.abs()).collect();
+    let rules = AblationRules::of(&SRigLConfig::new());
+    let out = update_layer(&layer, &mask, &w, &grow, 0.3, 24, &rules).unwrap().mask;
     let counts = neuron_counts(&layer, &out);
     assert_eq!(counts[5], 0, "neuron 5 ablated: {counts:?}");
     assert!(counts[..5].iter().all(|&c| c == 4), "{counts:?}");
     // without ablation (the last layer) every neuron keeps k
-    let out = update_layer(&layer, &mask, &w, &g, 0.3, 24, 0.3, false, true).unwrap();
+    let no_ablation = AblationRules {
+        ablation: false,
+        ..rules
+    };
+    let out = update_layer(&layer, &mask, &w, &grow, 0.3, 24, &no_ablation)
+        .unwrap()
+        .mask;
     assert!(neuron_counts(&layer, &out).iter().all(|&c| c == 4));
 }
 
