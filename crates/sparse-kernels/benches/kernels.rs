@@ -1,6 +1,13 @@
 //! Sparse vs dense flex, side by side in one run, alternating order each round.
 //!
-//! `cargo bench -p sparse-kernels --bench kernels -- [--quick] [--out FILE] [FILTER]`
+//! `cargo bench -p sparse-kernels --bench kernels -- [--quick] [--out FILE] [--sparse-only N] [--portable] [FILTER]`
+//!
+//! `--portable` runs the portable kernels even where the x86 AVX2 ones would
+//! (`cpu::force_portable`), to measure what the AVX2 path gains.
+//!
+//! `--sparse-only N` runs only the sparse side of each case, `N` times, with no
+//! timing: for instruction counts (run it under `valgrind --tool=callgrind`
+//! with `N` and with 0; the difference over `N` is the cost of one call).
 //!
 //! For every case the dense Burn flex layer (masked weights, same bias) and the
 //! sparse layer run in turns; each sample is the mean over `inner` calls; the
@@ -20,6 +27,8 @@ struct Args {
     quick: bool,
     out: String,
     filter: Option<String>,
+    sparse_only: Option<usize>,
+    portable: bool,
 }
 
 fn args() -> Args {
@@ -27,6 +36,8 @@ fn args() -> Args {
         quick: false,
         out: "target/bench-kernels.json".into(),
         filter: None,
+        sparse_only: None,
+        portable: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
@@ -34,6 +45,8 @@ fn args() -> Args {
             "--quick" => a.quick = true,
             "--out" => a.out = it.next().unwrap_or(a.out),
             "--bench" => {}
+            "--portable" => a.portable = true,
+            "--sparse-only" => a.sparse_only = it.next().and_then(|n| n.parse().ok()),
             f if !f.starts_with('-') => a.filter = Some(f.to_string()),
             _ => {}
         }
@@ -45,6 +58,18 @@ fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
     v.sort_by(f64::total_cmp);
     let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
     [q(0.25), q(0.5), q(0.75)]
+}
+
+/// Runs the sparse side `n` times without timing (`--sparse-only`); true if it did.
+fn sparse_only(a: &Args, sparse: impl FnMut()) -> bool {
+    let Some(n) = a.sparse_only else {
+        return false;
+    };
+    let mut sparse = sparse;
+    for _ in 0..n {
+        sparse();
+    }
+    true
 }
 
 /// Times `dense` and `sparse` alternately; returns per-call milliseconds samples.
@@ -131,6 +156,9 @@ fn linear_case(
         let sparse = SparseLinear::from_parts(d_in, d_out, w.clone(), bias.clone(), &m, name, f, Activation::None, dev)
             .expect("sparse layer");
         let fmt = sparse.format();
+        if sparse_only(a, || drop(sparse.forward(x.clone()))) {
+            continue;
+        }
         let r = race(
             rounds,
             inner,
@@ -176,6 +204,9 @@ fn conv_case(
     let sparse =
         SparseConv2d::from_conv(&dense, None, &m, name, FormatKind::Csr, Activation::None).expect("sparse conv");
     let x: Tensor<4> = Tensor::from_data(TensorData::new(rand(&mut rng, c_in * hw * hw), [1, c_in, hw, hw]), dev);
+    if sparse_only(a, || drop(sparse.forward(x.clone()))) {
+        return;
+    }
     let work = c_in * c_out * k * k * (hw / stride) * (hw / stride);
     let inner = (50_000_000 / work).clamp(1, 100);
     let rounds = if a.quick { 11 } else { 31 };
@@ -188,19 +219,76 @@ fn conv_case(
     report(name, sparse.format(), r, json);
 }
 
+/// The cost of the backend-extension path itself: the raw slice kernel
+/// (`cpu::linear_forward`) against the same product called on `Tensor`s
+/// (`SparseLinear::forward`: Dispatch, the flex primitives, the output tensor).
+fn overhead_case(a: &Args, json: &mut Vec<String>, dev: &Device, name: &str, d_in: usize, d_out: usize) {
+    if a.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        return;
+    }
+    let mut rng = Rng::new(42);
+    let layer = SparseLayer::linear(name, d_in, d_out);
+    let m = mask(&layer, &Pattern::ConstantFanIn, 0.1, &mut rng);
+    let (w, bias) = (rand(&mut rng, d_in * d_out), rand(&mut rng, d_out));
+    let sparse = SparseLinear::from_parts(
+        d_in,
+        d_out,
+        w,
+        bias.clone(),
+        &m,
+        name,
+        FormatKind::Condensed,
+        Activation::None,
+        dev,
+    )
+    .expect("sparse layer");
+    let sparse_kernels::modules::linear::LinearWeight::Sparse(sw) = &sparse.weight else {
+        panic!("condensed expected")
+    };
+    let values: Vec<f32> = sw.values.val().into_data().try_to_vec::<f32>().expect("f32 values");
+    let xh = rand(&mut rng, d_in);
+    let x: Tensor<2> = Tensor::from_data(TensorData::new(xh.clone(), [1, d_in]), dev);
+    let mut out = vec![0.0f32; d_out];
+    let plan = sw.plan.clone();
+    let mut raw = || sparse_kernels::cpu::linear_forward(&plan, &values, &xh, 1, &bias, Activation::None, &mut out);
+    if sparse_only(a, &mut raw) {
+        return;
+    }
+    let rounds = if a.quick { 15 } else { 41 };
+    let (r, t) = race(rounds, 200, raw, || drop(sparse.forward(x.clone())));
+    let (qr, qt) = (quartiles(r), quartiles(t));
+    println!(
+        "{name:<44} raw kernel {:.4} ms [{:.4}, {:.4}]  through Tensor/Dispatch {:.4} ms [{:.4}, {:.4}]  overhead {:.1} us",
+        qr[1],
+        qr[0],
+        qr[2],
+        qt[1],
+        qt[0],
+        qt[2],
+        (qt[1] - qr[1]) * 1e3
+    );
+    json.push(format!(
+        "{{\"case\":\"{name}\",\"raw_ms\":[{:.5},{:.5},{:.5}],\"tensor_ms\":[{:.5},{:.5},{:.5}]}}",
+        qr[0], qr[1], qr[2], qt[0], qt[1], qt[2]
+    ));
+}
+
 fn main() {
     let a = args();
     let dev = Device::flex();
+    sparse_kernels::cpu::force_portable(a.portable);
     println!(
-        "sparse-kernels bench: flex, {} rayon threads, {}",
+        "sparse-kernels bench: flex, {} rayon threads, {}, {} kernels",
         rayon::current_num_threads(),
-        if a.quick { "quick" } else { "full" }
+        if a.quick { "quick" } else { "full" },
+        if a.portable { "portable" } else { "fastest available" }
     );
     let mut json = Vec::new();
     let cfi = Pattern::ConstantFanIn;
     let uns = Pattern::Unstructured;
     let nm = Pattern::NM { n: 2, m: 4 };
     use FormatKind::{Condensed, Csr, Nm};
+    overhead_case(&a, &mut json, &dev, "overhead-3072x768-cfi90-b1", 3072, 768);
     linear_case(
         &a,
         &mut json,

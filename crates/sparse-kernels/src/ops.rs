@@ -1,8 +1,8 @@
 //! The sparse operators as a Burn backend extension, and `Tensor` wrappers.
 //!
 //! [`SparseOps`] has one implementation per backend (see [`crate::backends`]):
-//! flex runs the host kernels of [`crate::cpu`], CubeCL (wgpu, cuda) runs
-//! gather-form GPU kernels, NdArray (and any backend without its own kernels)
+//! flex runs the host kernels of [`crate::cpu`], CubeCL (wgpu, cuda) runs the
+//! gather-form GPU kernels of `backends/cube.rs`, NdArray (and any backend without its own kernels)
 //! runs the default bodies below, built from Burn primitives (the values are
 //! scattered into a dense matrix, then a dense matmul / conv2d). Under
 //! `Autodiff` the linear product has a handwritten backward (`dX` through the
@@ -42,18 +42,12 @@ pub trait SparseOps: Backend {
 
     /// `dY·W`: `dy: [batch, rows]` to `[batch, cols]` (the input gradient).
     fn sparse_linear_t(dy: FloatTensor<Self>, values: FloatTensor<Self>, plan: SparsePlan) -> FloatTensor<Self> {
-        let dense = densify::<Self>(&plan, values);
-        Self::float_matmul(dy, dense)
+        fallback_linear_t::<Self>(dy, values, &plan)
     }
 
     /// Gradient of every stored value: `Σ_b dy[b, r]·x[b, c]` at each stored `(r, c)`, 0 at padding.
     fn sparse_sddmm(dy: FloatTensor<Self>, x: FloatTensor<Self>, plan: SparsePlan) -> FloatTensor<Self> {
-        let device = x.device();
-        let full = Self::float_matmul(Self::float_transpose(dy), x);
-        let flat = Self::float_reshape(full, [plan.rows * plan.cols].into());
-        let zero = Self::float_zeros([1].into(), &device, FloatDType::from(flat.dtype()));
-        let flat = Self::float_cat(vec![flat, zero], 0);
-        Self::float_select(flat, 0, positions::<Self>(&plan, &device))
+        fallback_sddmm::<Self>(dy, x, &plan)
     }
 
     /// `act(conv2d(x, W) + bias)` for `x: [n, c, h, w]` with the plan's conv
@@ -74,6 +68,22 @@ pub trait SparseOps: Backend {
 fn positions<B: Backend>(plan: &SparsePlan, device: &B::Device) -> burn::backend::tensor::IntTensor<B> {
     let pos = plan.dense_positions().to_vec();
     B::int_from_data(TensorData::new(pos, [plan.n_values]), device)
+}
+
+/// The primitive body of [`SparseOps::sparse_linear_t`]: `dY·W` with `W` densified.
+pub fn fallback_linear_t<B: Backend>(dy: FloatTensor<B>, values: FloatTensor<B>, plan: &SparsePlan) -> FloatTensor<B> {
+    let dense = densify::<B>(plan, values);
+    B::float_matmul(dy, dense)
+}
+
+/// The primitive body of [`SparseOps::sparse_sddmm`]: the dense `dYᵀ·X`, sampled at the stored positions.
+pub fn fallback_sddmm<B: Backend>(dy: FloatTensor<B>, x: FloatTensor<B>, plan: &SparsePlan) -> FloatTensor<B> {
+    let device = x.device();
+    let full = B::float_matmul(B::float_transpose(dy), x);
+    let flat = B::float_reshape(full, [plan.rows * plan.cols].into());
+    let zero = B::float_zeros([1].into(), &device, FloatDType::from(flat.dtype()));
+    let flat = B::float_cat(vec![flat, zero], 0);
+    B::float_select(flat, 0, positions::<B>(plan, &device))
 }
 
 /// The dense `[rows, cols]` matrix of `values` (differentiable through `select_assign`).

@@ -170,8 +170,11 @@ pub struct PlanData {
     csc: OnceLock<CscView>,
     conv: OnceLock<ConvIndex>,
     dense_pos: OnceLock<Vec<i32>>,
-    #[cfg(feature = "cube-kernels")]
-    pub(crate) cube_cache: std::sync::Mutex<Option<crate::backends::cube_kernels::CubeIndex>>,
+    nm4: OnceLock<Vec<u32>>,
+    /// The convolution kernel's offsets and chunks for the last input shape seen.
+    pub(crate) conv_prep: std::sync::Mutex<Option<Arc<crate::cpu::conv::ConvPrep>>>,
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    pub(crate) cube_cache: std::sync::Mutex<crate::backends::cube::CubeCache>,
 }
 
 /// A shared, cheaply cloned [`PlanData`].
@@ -224,8 +227,10 @@ impl SparsePlan {
             csc: OnceLock::new(),
             conv: OnceLock::new(),
             dense_pos: OnceLock::new(),
-            #[cfg(feature = "cube-kernels")]
-            cube_cache: std::sync::Mutex::new(None),
+            nm4: OnceLock::new(),
+            conv_prep: std::sync::Mutex::new(None),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            cube_cache: std::sync::Mutex::new(Default::default()),
         }))
     }
 }
@@ -324,6 +329,19 @@ impl PlanData {
                 value,
             }
         })
+    }
+
+    /// N:4 SELL storage only: the in-group offsets packed two bits per lane,
+    /// one word per 16-lane entry (the x86 kernel's view, built on first use).
+    #[cfg(target_arch = "x86_64")]
+    pub fn nm4_packed(&self) -> Option<&[u32]> {
+        match &self.storage {
+            Storage::Sell(Sell {
+                idx: SellIndex::Nm { m: 4, idx, .. },
+                ..
+            }) => Some(self.nm4.get_or_init(|| crate::cpu::avx2::pack_n4(idx))),
+            _ => None,
+        }
     }
 
     /// Per-entry channel and kernel position (conv plans only).

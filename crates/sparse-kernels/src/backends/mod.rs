@@ -1,10 +1,8 @@
 //! [`crate::ops::SparseOps`] for each backend.
 
 pub mod autodiff;
-#[cfg(all(any(feature = "wgpu", feature = "cuda"), not(feature = "cube-kernels")))]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub mod cube;
-#[cfg(feature = "cube-kernels")]
-pub mod cube_kernels;
 #[cfg(feature = "flex")]
 pub mod flex;
 #[cfg(feature = "ndarray")]

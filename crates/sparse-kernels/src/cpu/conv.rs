@@ -7,30 +7,42 @@
 //! `(channel c, kernel row ky, kernel column kx)` the input it multiplies is a
 //! contiguous run starting at one offset:
 //! `out[o][oy·Wq + ox] += w · buf[off(c, ky, kx) + oy·Wq + ox]`.
+//! A 1×1 stride-1 unpadded convolution (a `[Cout sparse] × [Cin, HW]` matrix
+//! product) reads the input in place: `off = c·HW`.
+//!
 //! Output positions are walked as one flat range `q = oy·Wq + ox` (the
-//! `Wq − Wo` positions past each row's end are computed and dropped), in strips
-//! of 64: per output channel, 64 accumulators in registers start at the bias,
-//! each nonzero adds a broadcast weight times 64 contiguous inputs, and the
-//! activation is applied when the strip is stored. Groups are folded into the
-//! channel index; 1×1 convolutions are the same kernel with one offset per
-//! channel (a pixel-strip SpMM).
+//! `Wq − Wo` positions past each row's end are computed and dropped), in
+//! chunks of `8·V` pixels (`V` ≤ 12 vector registers of accumulators, chosen
+//! per call from the image size so small 7×7 and 14×14 layers are not padded
+//! to a fixed strip): per output channel the accumulators start at the bias,
+//! each nonzero adds a broadcast weight times `8·V` contiguous inputs, and the
+//! activation is applied when the chunk is stored. When reading in place, the
+//! last chunk is moved back to end exactly at the last pixel (it overlaps the
+//! chunk before it and stores only its new pixels), so no read passes the
+//! input's end. Groups are folded into the channel index.
+//!
+//! The per-nonzero input offsets and the chunk layout depend only on the
+//! input's shape; they are computed once per plan and shape and cached.
 
 // `S` picks the instruction set a `with_simd` body is compiled for; the
 // fixed-width index loops are what LLVM vectorises.
 #![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use macerator::Simd;
 use rayon::prelude::*;
 
-use super::SharedOut;
+use super::{SharedOut, balanced_ranges, even_ranges, for_ranges};
 use crate::activation::Activation;
 use crate::plan::PlanData;
 
-/// Output pixels per register strip.
-const STRIP: usize = 64;
+/// Most accumulator vectors (8 floats each) per chunk.
+const MAX_V: usize = 12;
 
 /// Shapes and options of one convolution call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
     /// Images.
     pub n: usize,
@@ -52,44 +64,155 @@ pub struct ConvShape {
     pub kernel: [usize; 2],
 }
 
-struct Geometry {
+/// One chunk of output positions: `[q0, q0 + 8·v)`, and where its real pixels go.
+#[derive(Debug)]
+struct Chunk {
+    q0: usize,
+    v: usize,
+    /// `(offset in chunk, output pixel, length)` runs to store.
+    runs: Vec<(usize, usize, usize)>,
+}
+
+/// What one input shape needs, cached per plan.
+#[derive(Debug)]
+pub struct ConvPrep {
+    /// The shape it was made for (ignoring the batch size).
+    key: ConvShape,
+    /// Input read in place (1×1, stride 1, no padding, at least 8 pixels).
+    direct: bool,
     hq: usize,
     wq: usize,
     plane: usize,
-    strips: usize,
     buf_len: usize,
+    /// Input offset of every CSR entry.
+    offs: Vec<u32>,
+    /// The largest offset.
+    max_off: usize,
+    chunks: Vec<Chunk>,
 }
 
 impl ConvShape {
-    fn geometry(&self) -> Geometry {
+    fn key(&self) -> ConvShape {
+        ConvShape { n: 0, ..*self }
+    }
+
+    /// Whether the input can be read in place (1×1, stride 1, no padding).
+    fn in_place(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.padding == [(0, 0), (0, 0)]
+            && self.hw[0] * self.hw[1] >= 8
+    }
+
+    fn prepare(&self, plan: &PlanData) -> ConvPrep {
         let [sy, sx] = self.stride;
-        let hp = self.hw[0] + self.padding[0].0 + self.padding[0].1;
-        let wp = self.hw[1] + self.padding[1].0 + self.padding[1].1;
-        let (hq, wq) = (hp.div_ceil(sy), wp.div_ceil(sx));
-        let plane = sy * sx * hq * wq;
-        let q = (self.out_hw[0].saturating_sub(1)) * wq + self.out_hw[1];
-        let strips = q.div_ceil(STRIP);
-        Geometry {
+        let direct = self.in_place();
+        let (hq, wq) = if direct {
+            (self.hw[0], self.hw[1])
+        } else {
+            let hp = self.hw[0] + self.padding[0].0 + self.padding[0].1;
+            let wp = self.hw[1] + self.padding[1].0 + self.padding[1].1;
+            (hp.div_ceil(sy), wp.div_ceil(sx))
+        };
+        let plane = if direct { hq * wq } else { sy * sx * hq * wq };
+        let q_end = self.out_hw[0].saturating_sub(1) * wq + self.out_hw[1];
+        let chunks = if direct {
+            direct_chunks(q_end)
+        } else {
+            padded_chunks(q_end, wq, self.out_hw[1])
+        };
+        let reach = chunks.iter().map(|c| c.q0 + 8 * c.v).max().unwrap_or(0);
+        let kofs: Vec<usize> = (0..self.kernel[0] * self.kernel[1])
+            .map(|p| {
+                let (ky, kx) = (p / self.kernel[1], p % self.kernel[1]);
+                let (y, x) = (ky * self.dilation[0], kx * self.dilation[1]);
+                ((y % sy) * sx + x % sx) * hq * wq + (y / sy) * wq + x / sx
+            })
+            .collect();
+        let offs = plan.conv_index().map_or_else(Vec::new, |ci| {
+            ci.chan
+                .iter()
+                .zip(&ci.kpos)
+                .map(|(&c, &p)| (c as usize * plane + kofs[p as usize]) as u32)
+                .collect()
+        });
+        ConvPrep {
+            key: self.key(),
+            max_off: offs.iter().copied().max().unwrap_or(0) as usize,
+            direct,
             hq,
             wq,
             plane,
-            strips,
-            buf_len: self.c * plane + strips * STRIP + wq,
+            buf_len: self.c * plane + reach + wq,
+            offs,
+            chunks,
         }
-    }
-
-    /// Offset of kernel position `p` inside a channel's planes.
-    fn kernel_offset(&self, g: &Geometry, p: usize) -> usize {
-        let [sy, sx] = self.stride;
-        let (ky, kx) = (p / self.kernel[1], p % self.kernel[1]);
-        let (y, x) = (ky * self.dilation[0], kx * self.dilation[1]);
-        ((y % sy) * sx + x % sx) * g.hq * g.wq + (y / sy) * g.wq + x / sx
     }
 }
 
-/// Whether the input can be read in place (1×1, stride 1, no padding): no copy.
-fn in_place(s: &ConvShape) -> bool {
-    s.kernel == [1, 1] && s.stride == [1, 1] && s.padding == [(0, 0), (0, 0)]
+/// Chunks over an unpadded `q_end`-pixel image read in place: equal chunks of
+/// up to 12 vectors, then one chunk moved back to end at `q_end` (`q_end >= 8`).
+fn direct_chunks(q_end: usize) -> Vec<Chunk> {
+    let v = (q_end / 8).clamp(1, MAX_V);
+    let w = 8 * v;
+    let full = q_end / w;
+    let mut chunks: Vec<Chunk> = (0..full)
+        .map(|i| Chunk {
+            q0: i * w,
+            v,
+            runs: vec![(0, i * w, w)],
+        })
+        .collect();
+    let rest = q_end - full * w;
+    if rest > 0 {
+        let vt = rest.div_ceil(8);
+        let q0 = q_end - 8 * vt;
+        let new = full * w;
+        chunks.push(Chunk {
+            q0,
+            v: vt,
+            runs: vec![(new - q0, new, rest)],
+        });
+    }
+    chunks
+}
+
+/// Chunks over a padded buffer (reads may pass `q_end`: the buffer has slack):
+/// as few chunks as 12-vector chunks need, each as narrow as that allows.
+fn padded_chunks(q_end: usize, wq: usize, wo: usize) -> Vec<Chunk> {
+    let count = q_end.div_ceil(8 * MAX_V).max(1);
+    let v = q_end.div_ceil(count).div_ceil(8).max(1);
+    (0..q_end.div_ceil(8 * v))
+        .map(|i| {
+            let (q0, q1) = (i * 8 * v, ((i + 1) * 8 * v).min(q_end));
+            let mut runs = Vec::new();
+            let mut q = q0;
+            while q < q1 {
+                let (oy, ox) = (q / wq, q % wq);
+                if ox >= wo {
+                    q = (oy + 1) * wq;
+                    continue;
+                }
+                let len = (wo - ox).min(q1 - q);
+                runs.push((q - q0, oy * wo + ox, len));
+                q += len;
+            }
+            Chunk { q0, v, runs }
+        })
+        .collect()
+}
+
+/// The cached preparation of `plan` for shape `s`.
+fn prepared(plan: &PlanData, s: &ConvShape) -> Arc<ConvPrep> {
+    let mut cache = plan.conv_prep.lock().unwrap_or_else(|p| p.into_inner());
+    match cache.as_ref() {
+        Some(p) if p.key == s.key() => p.clone(),
+        _ => {
+            let p = Arc::new(s.prepare(plan));
+            *cache = Some(p.clone());
+            p
+        }
+    }
 }
 
 thread_local! {
@@ -107,55 +230,61 @@ pub fn forward(
     act: Activation,
     out: &mut [f32],
 ) {
-    let direct = in_place(&s);
-    let mut g = s.geometry();
-    if direct {
-        (g.hq, g.wq, g.plane) = (s.hw[0], s.hw[1], s.hw[0] * s.hw[1]);
-    }
     let csr = plan.csr();
-    let Some(ci) = plan.conv_index() else {
-        return;
-    };
-    let kofs: Vec<usize> = (0..s.kernel[0] * s.kernel[1]).map(|p| s.kernel_offset(&g, p)).collect();
-    let offs: Vec<u32> = ci
-        .chan
-        .iter()
-        .zip(&ci.kpos)
-        .map(|(&c, &p)| (c as usize * g.plane + kofs[p as usize]) as u32)
-        .collect();
-    let vals: Vec<f32> = (0..csr.nnz()).map(|e| values[csr.value_of(e)]).collect();
-    let segments = strip_segments(&s, &g);
-    let q_end = (s.out_hw[0].saturating_sub(1)) * g.wq + s.out_hw[1];
     let out_area = s.out_hw[0] * s.out_hw[1];
-    let threads = rayon::current_num_threads().max(1);
-    let per_strip = (4 * threads).div_ceil(g.strips).max(1);
-    let ochunk = s.o.div_ceil(per_strip).max(1);
-    let tasks = s.o.div_ceil(ochunk) * g.strips;
-    let relu = act == Activation::Relu;
     let image = s.c * s.hw[0] * s.hw[1];
-    let mut run = |buf: &[f32], n: usize| {
-        let on = SharedOut(out[n * s.o * out_area..(n + 1) * s.o * out_area].as_mut_ptr());
-        (0..tasks).into_par_iter().for_each(|t| {
-            let (oc, strip) = (t / g.strips, t % g.strips);
-            let q0 = strip * STRIP;
-            let width = if direct { STRIP.min(q_end - q0) } else { STRIP };
-            let job = StripJob {
-                row_ptr: &csr.row_ptr,
-                offs: &offs,
-                vals: &vals,
-                bias,
-                buf,
-                q0,
-                width,
-                segments: &segments[strip],
-                out: on,
-                out_area,
-                relu,
-            };
-            strip_rows(&job, oc * ochunk..((oc + 1) * ochunk).min(s.o));
+    assert!(
+        x.len() >= s.n * image && out.len() >= s.n * s.o * out_area && bias.len() >= s.o && plan.rows == s.o,
+        "conv::forward: buffers do not fit the shape {s:?}"
+    );
+    let prep = prepared(plan, &s);
+    let vals: Cow<[f32]> = match &csr.perm {
+        None => Cow::Borrowed(&values[..csr.nnz()]),
+        Some(_) => Cow::Owned((0..csr.nnz()).map(|e| values[csr.value_of(e)]).collect()),
+    };
+    let relu = act == Activation::Relu;
+    let threads = rayon::current_num_threads().max(1);
+    let work = csr.nnz() * 8 * prep.chunks.iter().map(|c| c.v).sum::<usize>();
+    let threads = if work < 1 << 16 { 1 } else { threads };
+    // Many chunks: split them (each task streams all channels over its chunks,
+    // the chunk's input strip stays in cache); few: split the channels by nnz.
+    let (chunk_ranges, chan_ranges) = if prep.chunks.len() >= 4 * threads {
+        (
+            even_ranges(prep.chunks.len(), 4 * threads),
+            std::iter::once(0..s.o).collect(),
+        )
+    } else {
+        (
+            std::iter::once(0..prep.chunks.len()).collect(),
+            balanced_ranges(&csr.row_ptr, threads),
+        )
+    };
+    let tasks: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = chunk_ranges
+        .iter()
+        .flat_map(|q| chan_ranges.iter().map(move |o| (q.clone(), o.clone())))
+        .collect();
+    let out_all = SharedOut(out.as_mut_ptr());
+    let run = |buf: &[f32], n: usize| {
+        let job = Job {
+            row_ptr: &csr.row_ptr,
+            offs: &prep.offs,
+            vals: &vals,
+            bias,
+            buf,
+            max_off: prep.max_off,
+            out: out_all.offset(n * s.o * out_area),
+            out_area,
+            relu,
+        };
+        let task_ranges: Vec<_> = (0..tasks.len()).map(|t| t..t + 1).collect();
+        for_ranges(&task_ranges, |t| {
+            let (chunks, chans) = tasks[t.start].clone();
+            for c in &prep.chunks[chunks] {
+                run_chunk(&job, c, chans.clone());
+            }
         });
     };
-    if direct {
+    if prep.direct {
         for n in 0..s.n {
             run(&x[n * image..(n + 1) * image], n);
         }
@@ -168,144 +297,145 @@ pub fn forward(
             Ok(b) => &mut **b,
             Err(_) => &mut fresh,
         };
-        if buf.len() < g.buf_len {
-            buf.resize(g.buf_len, 0.0);
+        if buf.len() < prep.buf_len {
+            buf.resize(prep.buf_len, 0.0);
         }
-        let buf = &mut buf[..g.buf_len];
+        let buf = &mut buf[..prep.buf_len];
         for n in 0..s.n {
-            fill_buffer(&x[n * image..(n + 1) * image], &s, &g, buf);
+            fill_buffer(&x[n * image..(n + 1) * image], &s, &prep, buf);
             run(buf, n);
         }
     });
 }
 
-/// Copies `act(src)` into `dst`.
-#[inline(always)]
-fn store(dst: &mut [f32], src: &[f32], relu: bool) {
-    if relu {
-        dst.iter_mut().zip(src).for_each(|(d, v)| *d = v.max(0.0));
-    } else {
-        dst.copy_from_slice(src);
-    }
-}
-
-/// For every strip, the runs `(offset in strip, output pixel, length)` of real output pixels.
-fn strip_segments(s: &ConvShape, g: &Geometry) -> Vec<Vec<(usize, usize, usize)>> {
-    let [ho, wo] = s.out_hw;
-    (0..g.strips)
-        .map(|strip| {
-            let (q0, q1) = (
-                strip * STRIP,
-                ((strip + 1) * STRIP).min(ho.saturating_sub(1) * g.wq + wo),
-            );
-            let mut runs = Vec::new();
-            let mut q = q0;
-            while q < q1 {
-                let (oy, ox) = (q / g.wq, q % g.wq);
-                if ox >= wo {
-                    q = (oy + 1) * g.wq;
-                    continue;
-                }
-                let len = (wo - ox).min(q1 - q);
-                runs.push((q - q0, oy * wo + ox, len));
-                q += len;
-            }
-            runs
-        })
-        .collect()
-}
-
-/// Copies one image into the padded phase planes.
-fn fill_buffer(x: &[f32], s: &ConvShape, g: &Geometry, buf: &mut [f32]) {
+/// Copies one image into the padded phase planes (zeros around it and in the slack).
+fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32]) {
     let [h, w] = s.hw;
     let [sy, sx] = s.stride;
     let (pt, pl) = (s.padding[0].0, s.padding[1].0);
-    buf[s.c * g.plane..].iter_mut().for_each(|v| *v = 0.0);
-    buf[..s.c * g.plane]
-        .par_chunks_mut(g.plane)
-        .enumerate()
-        .for_each(|(c, planes)| {
-            let xc = &x[c * h * w..(c + 1) * h * w];
-            for py in 0..sy {
-                for px in 0..sx {
-                    let p = &mut planes[(py * sx + px) * g.hq * g.wq..(py * sx + px + 1) * g.hq * g.wq];
-                    for iy in 0..g.hq {
-                        let row = &mut p[iy * g.wq..(iy + 1) * g.wq];
-                        let y = (iy * sy + py) as isize - pt as isize;
-                        if y < 0 || y >= h as isize {
-                            row.iter_mut().for_each(|v| *v = 0.0);
-                            continue;
-                        }
-                        let xr = &xc[y as usize * w..(y as usize + 1) * w];
-                        for (ix, v) in row.iter_mut().enumerate() {
-                            let xx = (ix * sx + px) as isize - pl as isize;
-                            *v = if xx >= 0 && xx < w as isize {
-                                xr[xx as usize]
-                            } else {
-                                0.0
-                            };
-                        }
+    let (hq, wq) = (p.hq, p.wq);
+    buf[s.c * p.plane..].iter_mut().for_each(|v| *v = 0.0);
+    let fill = |c: usize, planes: &mut [f32]| {
+        let xc = &x[c * h * w..(c + 1) * h * w];
+        for py in 0..sy {
+            for px in 0..sx {
+                let ph = &mut planes[(py * sx + px) * hq * wq..(py * sx + px + 1) * hq * wq];
+                for iy in 0..hq {
+                    let row = &mut ph[iy * wq..(iy + 1) * wq];
+                    let y = (iy * sy + py) as isize - pt as isize;
+                    if y < 0 || y >= h as isize {
+                        row.iter_mut().for_each(|v| *v = 0.0);
+                        continue;
+                    }
+                    let xr = &xc[y as usize * w..(y as usize + 1) * w];
+                    for (ix, v) in row.iter_mut().enumerate() {
+                        let xx = (ix * sx + px) as isize - pl as isize;
+                        *v = if xx >= 0 && xx < w as isize {
+                            xr[xx as usize]
+                        } else {
+                            0.0
+                        };
                     }
                 }
             }
-        });
+        }
+    };
+    let planes = &mut buf[..s.c * p.plane];
+    if planes.len() >= 1 << 16 {
+        planes
+            .par_chunks_mut(p.plane)
+            .enumerate()
+            .for_each(|(c, pl)| fill(c, pl));
+    } else {
+        planes.chunks_mut(p.plane).enumerate().for_each(|(c, pl)| fill(c, pl));
+    }
 }
 
-/// One strip of output pixels for a range of output channels.
-struct StripJob<'a> {
+/// Everything a chunk task reads, and where it writes.
+struct Job<'a> {
     row_ptr: &'a [u32],
     offs: &'a [u32],
     vals: &'a [f32],
     bias: &'a [f32],
     buf: &'a [f32],
-    q0: usize,
-    width: usize,
-    segments: &'a [(usize, usize, usize)],
+    /// The largest entry of `offs`.
+    max_off: usize,
     out: SharedOut,
     out_area: usize,
     relu: bool,
 }
 
-/// Every channel of `rows` on one strip, in one dispatched call (the per-call
-/// cost would otherwise dominate rows with few nonzeros).
+/// Output channels `chans` on one chunk, with the accumulator width the chunk needs.
+fn run_chunk(job: &Job<'_>, c: &Chunk, chans: std::ops::Range<usize>) {
+    match c.v {
+        1 => rows::<1>(job, c, chans),
+        2 => rows::<2>(job, c, chans),
+        3 => rows::<3>(job, c, chans),
+        4 => rows::<4>(job, c, chans),
+        5 => rows::<5>(job, c, chans),
+        6 => rows::<6>(job, c, chans),
+        7 => rows::<7>(job, c, chans),
+        8 => rows::<8>(job, c, chans),
+        9 => rows::<9>(job, c, chans),
+        10 => rows::<10>(job, c, chans),
+        11 => rows::<11>(job, c, chans),
+        _ => rows::<12>(job, c, chans),
+    }
+}
+
+/// Every channel of `chans` on one chunk of `8·V` pixels, in one dispatched call.
 #[macerator::with_simd]
-fn strip_rows<'a, S: Simd>(job: &StripJob<'a>, rows: std::ops::Range<usize>) {
-    for o in rows {
+fn rows<'a, S: Simd, const V: usize>(job: &Job<'a>, c: &Chunk, chans: std::ops::Range<usize>) {
+    assert!(
+        job.max_off + c.q0 + 8 * V <= job.buf.len(),
+        "conv chunk would read past the input"
+    );
+    for o in chans {
         let (a, b) = (job.row_ptr[o] as usize, job.row_ptr[o + 1] as usize);
-        let mut acc = [job.bias[o]; STRIP];
-        if job.width == STRIP {
-            strip_body(&job.offs[a..b], &job.vals[a..b], job.buf, job.q0, &mut acc);
-        } else {
-            tail_body(&job.offs[a..b], &job.vals[a..b], job.buf, job.q0, job.width, &mut acc);
-        }
-        for &(from, to, len) in job.segments {
+        let acc = strip::<V>(&job.offs[a..b], &job.vals[a..b], job.buf, c.q0, job.bias[o]);
+        for &(from, to, len) in &c.runs {
             // SAFETY: (o, pixels to..to+len) belong to this task only and lie inside the output.
             let dst = unsafe { job.out.slice(o * job.out_area + to, len) };
-            store(dst, &acc[from..from + len], job.relu);
+            let src = &acc[from..from + len];
+            if job.relu {
+                dst.iter_mut().zip(src).for_each(|(d, v)| *d = v.max(0.0));
+            } else {
+                dst.copy_from_slice(src);
+            }
         }
     }
 }
 
-/// A partial strip of `width < STRIP` pixels (the end of an unpadded 1×1 input).
+/// `bias + Σ_e vals[e]·buf[offs[e] + q0 ..][..8·V]` (the accumulators stay in registers).
+/// The caller checks that every read is inside `buf`.
 #[inline(always)]
-fn tail_body(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, width: usize, acc: &mut [f32; STRIP]) {
+fn strip<const V: usize>(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, bias: f32) -> Vec8s<V> {
+    let mut a = Vec8s::<V>::splat(bias);
     for (&off, &w) in offs.iter().zip(vals) {
         let start = off as usize + q0;
-        for (a, x) in acc[..width].iter_mut().zip(&buf[start..start + width]) {
-            *a = w.mul_add(*x, *a);
+        for i in 0..V {
+            // SAFETY: off <= max_off and max_off + q0 + 8·V <= buf.len() (checked by the caller).
+            let src: &[f32; 8] = unsafe { &*(buf.as_ptr().add(start + 8 * i) as *const [f32; 8]) };
+            for t in 0..8 {
+                a.0[i][t] = w.mul_add(src[t], a.0[i][t]);
+            }
         }
+    }
+    a
+}
+
+/// `V` vectors of 8 accumulators, readable as one slice of `8·V`.
+struct Vec8s<const V: usize>([[f32; 8]; V]);
+
+impl<const V: usize> Vec8s<V> {
+    fn splat(v: f32) -> Self {
+        Self([[v; 8]; V])
     }
 }
 
-#[inline(always)]
-fn strip_body(offs: &[u32], vals: &[f32], buf: &[f32], q0: usize, acc: &mut [f32; STRIP]) {
-    let mut a = *acc;
-    for (&off, &w) in offs.iter().zip(vals) {
-        let start = off as usize + q0;
-        let src: &[f32; STRIP] = buf[start..start + STRIP].try_into().expect("strip");
-        for t in 0..STRIP {
-            a[t] = w.mul_add(src[t], a[t]);
-        }
+impl<const V: usize> std::ops::Index<std::ops::Range<usize>> for Vec8s<V> {
+    type Output = [f32];
+    fn index(&self, r: std::ops::Range<usize>) -> &[f32] {
+        &self.0.as_flattened()[r]
     }
-    *acc = a;
 }

@@ -14,7 +14,7 @@
 use macerator::Simd;
 use rayon::prelude::*;
 
-use super::{SharedOut, balanced_ranges, threads_for};
+use super::{SharedOut, balanced_ranges, for_ranges, threads_for};
 use crate::activation::Activation;
 use crate::indices::{Index, Indices};
 use crate::plan::CsrView;
@@ -51,15 +51,49 @@ pub fn forward(
         return;
     }
     let rows = bias.len();
+    assert!(
+        x.len() >= batch * cols && out.len() >= batch * rows && vals.len() >= csr.nnz(),
+        "csr::forward: buffers shorter than the plan"
+    );
     let ranges = balanced_ranges(&csr.row_ptr, threads_for(csr.nnz() * batch));
-    for b in 0..batch {
-        let xb = &x[b * cols..(b + 1) * cols];
-        let ob = SharedOut(out[b * rows..(b + 1) * rows].as_mut_ptr());
-        ranges.par_iter().for_each(|range| match &csr.col {
-            Indices::U16(c) => gemv_rows(&csr.row_ptr, c, vals, xb, bias, act, range.clone(), ob),
-            Indices::U32(c) => gemv_rows(&csr.row_ptr, c, vals, xb, bias, act, range.clone(), ob),
-        });
+    let o = SharedOut(out.as_mut_ptr());
+    for_ranges(&ranges, |range| {
+        for b in 0..batch {
+            let xb = &x[b * cols..(b + 1) * cols];
+            // each task owns rows `range` of every output row `b`
+            let ob = o.offset(b * rows);
+            match &csr.col {
+                Indices::U16(c) => u16_rows(&csr.row_ptr, c, vals, xb, bias, act, range.clone(), ob),
+                Indices::U32(c) => gemv_rows(&csr.row_ptr, c, vals, xb, bias, act, range.clone(), ob),
+            }
+        }
+    });
+}
+
+/// Rows with `u16` columns: the AVX2 row kernel when the CPU has it.
+#[allow(clippy::too_many_arguments)]
+fn u16_rows(
+    row_ptr: &[u32],
+    col: &[u16],
+    vals: &[f32],
+    x: &[f32],
+    bias: &[f32],
+    act: Activation,
+    rows: std::ops::Range<usize>,
+    out: SharedOut,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        for r in rows {
+            let (a, b) = (row_ptr[r] as usize, row_ptr[r + 1] as usize);
+            // SAFETY: AVX2 checked; the plan's columns are < cols == x.len() (checked when built).
+            let s = unsafe { super::avx2::csr_row_u16(&col[a..b], &vals[a..b], x) };
+            // SAFETY: row r of this output row belongs to this task only.
+            unsafe { out.write(r, act.apply(s + bias[r])) };
+        }
+        return;
     }
+    gemv_rows(row_ptr, col, vals, x, bias, act, rows, out)
 }
 
 #[macerator::with_simd]
@@ -74,7 +108,7 @@ fn gemv_rows<S: Simd, I: Index>(
     rows: std::ops::Range<usize>,
     out: SharedOut,
 ) {
-    assert!(col.len() == vals.len() && rows.end < row_ptr.len());
+    assert!(col.len() <= vals.len() && rows.end < row_ptr.len());
     for r in rows {
         let (a, b) = (row_ptr[r] as usize, row_ptr[r + 1] as usize);
         let (c, v) = (&col[a..b], &vals[a..b]);
@@ -90,7 +124,7 @@ fn gemv_rows<S: Simd, I: Index>(
         for e in quads * 4..c.len() {
             s[0] = v[e].mul_add(unsafe { *x.get_unchecked(c[e].at()) }, s[0]);
         }
-        // SAFETY: each task owns its rows.
+        // SAFETY: row r of this output row belongs to this task only.
         unsafe { out.write(r, act.apply((s[0] + s[1]) + (s[2] + s[3]) + bias[r])) };
     }
 }

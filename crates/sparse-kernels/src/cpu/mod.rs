@@ -6,11 +6,26 @@
 //! `macerator::with_simd`, with the inner loops written as fixed-width arrays
 //! that LLVM turns into vector FMAs.
 
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
 pub mod backward;
 pub mod bsr;
 pub mod conv;
 pub mod csr;
 pub mod sell;
+
+static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs the portable kernels even where the x86 AVX2 ones would run (for tests
+/// and benchmarks that compare the two paths); process-wide.
+pub fn force_portable(on: bool) {
+    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`force_portable`] is on.
+pub fn portable_forced() -> bool {
+    PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// A raw output pointer shared by tasks that write disjoint ranges.
 #[derive(Clone, Copy)]
@@ -27,6 +42,12 @@ impl SharedOut {
     #[inline(always)]
     pub unsafe fn write(self, i: usize, v: f32) {
         unsafe { *self.0.add(i) = v }
+    }
+
+    /// The pointer moved forward by `n` elements (the caller keeps it in bounds when used).
+    #[inline(always)]
+    pub fn offset(self, n: usize) -> SharedOut {
+        SharedOut(self.0.wrapping_add(n))
     }
 
     /// The `len` values from `start` as a slice.
@@ -63,6 +84,33 @@ pub(crate) fn threads_for(work: usize) -> usize {
     }
 }
 
+/// Runs `f` on every range: inline for one, `rayon::join` for two (one task
+/// to steal instead of a parallel iterator: these kernels last tens of µs at
+/// batch 1, where the pool's per-task cost shows), a parallel iterator beyond.
+pub(crate) fn for_ranges<F>(ranges: &[std::ops::Range<usize>], f: F)
+where
+    F: Fn(std::ops::Range<usize>) + Sync,
+{
+    use rayon::prelude::*;
+    match ranges {
+        [] => {}
+        [one] => f(one.clone()),
+        [a, b] => {
+            rayon::join(|| f(a.clone()), || f(b.clone()));
+        }
+        many => many.par_iter().for_each(|r| f(r.clone())),
+    }
+}
+
+/// Splits `0..n` into `parts` contiguous ranges of (almost) equal length.
+pub(crate) fn even_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    (0..parts)
+        .map(|p| n * p / parts..n * (p + 1) / parts)
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
 /// Transposes a row-major `[rows, cols]` matrix into `[cols, rows]`.
 pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; rows * cols];
@@ -79,6 +127,16 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// The packed N:4 offsets the x86 kernel reads, when it applies.
+fn packed_n4(plan: &crate::plan::PlanData) -> Option<&[u32]> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        return plan.nm4_packed();
+    }
+    let _ = plan;
+    None
+}
+
 /// `out[b, r] = act(bias[r] + Σ W[r, c]·x[b, c])`, choosing the kernel from the
 /// plan's storage and the batch size.
 pub fn linear_forward(
@@ -93,7 +151,7 @@ pub fn linear_forward(
     use crate::plan::Storage;
     let small = batch < csr::TILED_FROM_BATCH;
     match &plan.storage {
-        Storage::Sell(s) if small => sell::forward(s, values, x, plan.cols, batch, bias, act, out),
+        Storage::Sell(s) if small => sell::forward(s, packed_n4(plan), values, x, plan.cols, batch, bias, act, out),
         Storage::Bsr(b) if small => bsr::forward(b, values, x, plan.cols, batch, bias, act, out),
         _ => csr::forward(plan.csr(), values, x, plan.cols, batch, bias, act, out),
     }

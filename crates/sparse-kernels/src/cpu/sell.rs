@@ -1,28 +1,32 @@
 //! SELL-16 sparse × dense for small batches (constant fan-in and N:M): for
-//! each group of 16 kept rows, 16 accumulators walk the `k` entries together;
-//! one vector of values and 16 scalar loads of `x` per entry (the hardware
-//! gather was slower than scalar loads on AVX-512 Zen 5, see
-//! `docs/sparse-execution.md`). Groups are split statically over threads,
-//! which is exact because every group has the same work.
+//! each group of 16 kept rows, 16 accumulators walk the `k` entries together,
+//! one vector of values per entry. `x` is read with scalar loads (the hardware
+//! gather was slower on both the Zen 5 of `shared/notes/sparse-kernels.md` and
+//! this Zen 3, see [`super::avx2`]); N:4 groups are looked up in registers.
+//! Groups are split statically over threads (exact: every group has the same
+//! work) and each task writes its rows of the output directly, bias and
+//! activation fused, with no temporary buffer.
 
 // `S` picks the instruction set a `with_simd` body is compiled for; the
 // fixed-width index loops are what LLVM vectorises.
 #![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
 
 use macerator::Simd;
-use rayon::prelude::*;
 
-use super::threads_for;
+use super::{SharedOut, even_ranges, for_ranges, threads_for};
 use crate::activation::Activation;
-use crate::indices::Index;
+use crate::indices::{Index, Indices};
 use crate::plan::{Sell, SellIndex};
 
 const L: usize = Sell::LANES;
 
 /// `out[b, r] = act(bias[r] + Σ W[r, c]·x[b, c])` for `x: [batch, cols]`, `out: [batch, rows]`.
+/// `packed`: the N:4 offsets packed by [`super::avx2::pack_n4`], when the
+/// caller has checked that the AVX2 kernel runs.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     s: &Sell,
+    packed: Option<&[u32]>,
     values: &[f32],
     x: &[f32],
     cols: usize,
@@ -32,68 +36,63 @@ pub fn forward(
     out: &mut [f32],
 ) {
     let rows = bias.len();
-    let groups = s.groups();
-    let mut kept_out = vec![0.0f32; groups * L];
-    let threads = threads_for(groups * L * s.k);
-    let per_task = groups.div_ceil(threads).max(1);
-    for b in 0..batch {
-        let xb = &x[b * cols..(b + 1) * cols];
-        kept_out
-            .par_chunks_mut(per_task * L)
-            .enumerate()
-            .for_each(|(t, chunk)| run_groups(s, values, xb, t * per_task, chunk));
-        let ob = &mut out[b * rows..(b + 1) * rows];
-        for (r, o) in ob.iter_mut().enumerate() {
-            *o = act.apply(bias[r]);
-        }
-        for (i, &r) in s.kept.iter().enumerate() {
-            ob[r as usize] = act.apply(kept_out[i] + bias[r as usize]);
+    assert!(
+        values.len() >= s.groups() * s.k * L && x.len() >= batch * cols && out.len() >= batch * rows,
+        "sell::forward: buffers shorter than the plan"
+    );
+    if s.kept.len() < rows {
+        // ablated rows: the bias alone (kept rows are overwritten below)
+        for ob in out.chunks_exact_mut(rows).take(batch) {
+            ob.iter_mut().zip(bias).for_each(|(o, &b)| *o = act.apply(b));
         }
     }
+    let ranges = even_ranges(s.groups(), threads_for(s.groups() * L * s.k * batch));
+    let o = SharedOut(out.as_mut_ptr());
+    for_ranges(&ranges, |groups| {
+        for b in 0..batch {
+            let xb = &x[b * cols..(b + 1) * cols];
+            for g in groups.clone() {
+                let acc = group(s, packed, values, xb, g);
+                for (l, &a) in acc.iter().enumerate() {
+                    if let Some(&r) = s.kept.get(g * L + l) {
+                        let r = r as usize;
+                        // SAFETY: kept rows are distinct and each group belongs to one task.
+                        unsafe { o.write(b * rows + r, act.apply(a + bias[r])) };
+                    }
+                }
+            }
+        }
+    });
 }
 
-/// Groups `g0..` into `chunk` (16 accumulators per group), one dispatched call per chunk.
-fn run_groups(s: &Sell, values: &[f32], x: &[f32], g0: usize, chunk: &mut [f32]) {
-    let span = g0 * s.k * L..(g0 * L + chunk.len()) * s.k;
+/// The 16 accumulators of group `g`.
+fn group(s: &Sell, packed: Option<&[u32]>, values: &[f32], x: &[f32], g: usize) -> [f32; L] {
+    let span = g * s.k * L..(g + 1) * s.k * L;
     let vals = &values[span.clone()];
     match &s.idx {
-        SellIndex::Abs(crate::indices::Indices::U16(ix)) => abs_groups(vals, &ix[span], x, s.k, chunk),
-        SellIndex::Abs(crate::indices::Indices::U32(ix)) => abs_groups(vals, &ix[span], x, s.k, chunk),
-        SellIndex::Nm { n, m, idx } => nm_groups(vals, &idx[span], *n, *m, x, s.k, chunk),
+        SellIndex::Abs(Indices::U16(ix)) => {
+            #[cfg(target_arch = "x86_64")]
+            if super::avx2::available() {
+                // SAFETY: AVX2 checked; `span` holds k·16 entries; plan indices are < cols == x.len().
+                return unsafe { super::avx2::sell_group_u16(vals, &ix[span], x, s.k) };
+            }
+            abs_group(vals, &ix[span], x)
+        }
+        SellIndex::Abs(Indices::U32(ix)) => abs_group(vals, &ix[span], x),
+        SellIndex::Nm { n, m, idx } => {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(p) = packed.filter(|p| *m == 4 && p.len() * L == idx.len()) {
+                // SAFETY: the caller checked AVX2; `p` has k words per group; 4·k/n == cols == x.len().
+                return unsafe { super::avx2::sell_group_n4(vals, &p[g * s.k..(g + 1) * s.k], x, s.k, *n) };
+            }
+            let _ = packed;
+            nm_group(vals, &idx[span], *n, *m, x)
+        }
     }
 }
 
 #[macerator::with_simd]
-fn abs_groups<S: Simd, I: Index>(vals: &[f32], idx: &[I], x: &[f32], k: usize, out: &mut [f32]) {
-    for (g, acc) in out.chunks_exact_mut(L).enumerate() {
-        let acc: &mut [f32; L] = acc.try_into().expect("16 lanes");
-        abs_group(
-            &vals[g * k * L..(g + 1) * k * L],
-            &idx[g * k * L..(g + 1) * k * L],
-            x,
-            acc,
-        );
-    }
-}
-
-#[macerator::with_simd]
-fn nm_groups<S: Simd>(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32], k: usize, out: &mut [f32]) {
-    for (g, acc) in out.chunks_exact_mut(L).enumerate() {
-        let acc: &mut [f32; L] = acc.try_into().expect("16 lanes");
-        nm_group(
-            &vals[g * k * L..(g + 1) * k * L],
-            &idx[g * k * L..(g + 1) * k * L],
-            n,
-            m,
-            x,
-            acc,
-        );
-    }
-}
-
-/// One group with absolute indices.
-#[inline(always)]
-fn abs_group<I: Index>(vals: &[f32], idx: &[I], x: &[f32], acc: &mut [f32; L]) {
+fn abs_group<S: Simd, I: Index>(vals: &[f32], idx: &[I], x: &[f32]) -> [f32; L] {
     let k = vals.len() / L;
     assert!(idx.len() == vals.len());
     debug_assert!(idx.iter().all(|i| i.at() < x.len()));
@@ -110,12 +109,12 @@ fn abs_group<I: Index>(vals: &[f32], idx: &[I], x: &[f32], acc: &mut [f32; L]) {
             a[l] = v[l].mul_add(xv[l], a[l]);
         }
     }
-    *acc = a;
+    a
 }
 
-/// One group with N:M in-group offsets.
-#[inline(always)]
-fn nm_group(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32], acc: &mut [f32; L]) {
+/// One group with N:M in-group offsets (any `m`).
+#[macerator::with_simd]
+fn nm_group<S: Simd>(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32]) -> [f32; L] {
     let k = vals.len() / L;
     assert!(idx.len() == vals.len() && k / n * m <= x.len());
     let mut a = [0.0f32; L];
@@ -133,5 +132,5 @@ fn nm_group(vals: &[f32], idx: &[u8], n: usize, m: usize, x: &[f32], acc: &mut [
             a[l] = v[l].mul_add(xv[l], a[l]);
         }
     }
-    *acc = a;
+    a
 }
