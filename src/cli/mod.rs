@@ -168,7 +168,10 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("sparsity", d.target_sparsity().to_string()),
         (
             "distribution",
-            "erk; the method's reference where it differs: global for snip and grasp, uniform for gmp and mest".into(),
+            format!(
+                "{}; the method's reference where it differs: global for snip and grasp, uniform for gmp and mest",
+                sparsity.distribution
+            ),
         ),
         ("method", d.method.name().into()),
         (
