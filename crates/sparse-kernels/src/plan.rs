@@ -203,7 +203,11 @@ impl std::ops::Deref for SparsePlan {
 
 impl SparsePlan {
     /// A plan over `storage`; `csr` must be given for [`Storage::Csr`].
-    pub fn new(
+    ///
+    /// Crate-private: the fast kernels index the input by the stored column
+    /// indices without bounds checks, so plans come only from the format
+    /// builders ([`crate::formats`]) and the checked store loader.
+    pub(crate) fn new(
         rows: usize,
         cols: usize,
         n_values: usize,
