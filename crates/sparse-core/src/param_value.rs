@@ -18,7 +18,8 @@ impl ParamContext {
         Self {
             autodiff: t.is_autodiff(),
             require_grad: t.is_require_grad(),
-            distributed: t.is_distributed(),
+            // Burn 0.22.1 panics when asked about a tensor outside autodiff
+            distributed: t.is_autodiff() && t.is_distributed(),
             checkpointing: t.gradient_checkpointing_strategy(),
         }
     }
