@@ -16,6 +16,7 @@
 //! to each weight; every decision is deterministic per (seed, weight path, step).
 
 pub mod backend;
+pub mod capture;
 pub mod discovery;
 pub mod distribution;
 pub mod error;

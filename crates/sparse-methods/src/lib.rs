@@ -25,6 +25,7 @@ pub mod grasp;
 pub mod init;
 pub mod lth;
 pub mod mest;
+pub mod oneshot;
 pub mod regularization;
 pub mod rigl;
 pub mod set;
