@@ -147,12 +147,13 @@ impl ModuleVisitor for RandomGrads {
 /// Seconds of one topology update over ResNet-50's sparse weights.
 fn resnet50_update(device: &Device) -> (usize, f64) {
     let model = ResNetConfig::new(ResNetDepth::R50).init(device);
-    let mut config = RigLConfig::new(UpdateSchedule::new(1_000).with_interval(100));
-    config.skip_weight_update = true; // the update step runs no optimizer step: pure update cost
+    // the update step runs no optimizer step: pure update cost
+    let config = RigLConfig::new().with_skip_weight_update(true);
+    let rigl = RigL::with_schedule(&config, UpdateSchedule::new(1_000).with_interval(100)).expect("rigl");
     let mut sparse = Sparsifier::new(
         &model,
         SparsityConfig::new().with_sparsity(0.9),
-        RigL::new(config),
+        rigl,
         &OptimizerConfig::sgd(0.9, 0.0),
     )
     .expect("sparsifier");
@@ -194,9 +195,9 @@ fn main() {
     println!("| model | method | dense step (ms) | sparse step (ms) | overhead: median of rounds (quartiles) |");
     println!("|---|---|---|---|---|");
     let rigl = || -> Box<dyn sparseburn::sparse_core::Method> {
-        Box::new(RigL::new(RigLConfig::new(
-            UpdateSchedule::new(u64::MAX).with_interval(100),
-        )))
+        Box::new(
+            RigL::with_schedule(&RigLConfig::new(), UpdateSchedule::new(u64::MAX).with_interval(100)).expect("rigl"),
+        )
     };
     let fixed = || -> Box<dyn sparseburn::sparse_core::Method> { Box::new(StaticRandom) };
     let row = |model: &str, name: &str, (d, s, [q1, q2, q3]): (f64, f64, [f64; 3])| {

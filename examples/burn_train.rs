@@ -78,9 +78,7 @@ fn main() -> Result<(), SparseError> {
     let total_steps = (epochs * train.len() / batch_size) as u64;
 
     let net = MlpConfig::new().init(&device.clone().autodiff());
-    let rigl = RigL::new(RigLConfig::new(
-        UpdateSchedule::new(total_steps * 3 / 4).with_interval(25),
-    ));
+    let rigl = RigL::new(&RigLConfig::new().with_delta_t(25), total_steps)?;
     let sparse = Sparsifier::new(
         &net,
         SparsityConfig::new().with_sparsity(0.9),

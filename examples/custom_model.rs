@@ -68,9 +68,7 @@ fn main() -> Result<(), SparseError> {
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
     let model = Mlp::new(&device);
-    let rigl = RigL::new(RigLConfig::new(
-        UpdateSchedule::new(total_steps * 3 / 4).with_interval(25),
-    )); // +sparse
+    let rigl = RigL::new(&RigLConfig::new().with_delta_t(25), total_steps)?; // +sparse
     let config = SparsityConfig::new().with_sparsity(0.9); // +sparse: 90% sparse, ERK
     let mut sparse = Sparsifier::new(&model, config, rigl, &OptimizerConfig::sgd(0.9, 5e-4))?; // +sparse
     let mut model = sparse.init(model)?; // +sparse

@@ -10,26 +10,40 @@
 //!
 //! Inputs up to 64 px use the small-image stem (stride 1).
 
-#![allow(clippy::field_reassign_with_default)] // the settings read best one per line
-
 #[path = "resnet50.rs"]
 #[allow(dead_code)]
 mod shared;
 
 use sparseburn::run::RunConfig;
 
+const CONFIG: &str = r#"
+[model]
+name = "mobilenet-v1"
+width = 1.0
+
+[data]
+dataset = "cifar10"
+
+[sparsity]
+sparsity = 0.75
+
+[method]
+name = "rigl"
+
+[optimizer]
+name = "sgd"
+momentum = 0.9
+weight_decay = 4e-5
+
+[training]
+epochs = 30
+lr = 0.1
+label_smoothing = 0.1
+warmup_epochs = 1.0
+"#;
+
 fn main() -> anyhow::Result<()> {
-    let mut cfg = RunConfig::default();
-    cfg.model.name = "mobilenet-v1".into();
-    cfg.model.width = 1.0;
-    cfg.data.dataset = sparseburn::data::DatasetKind::Cifar10;
-    cfg.method.name = "rigl".into();
-    cfg.sparsity.sparsity = 0.75;
-    cfg.training.epochs = 30;
-    cfg.training.lr = 0.1;
-    cfg.training.weight_decay = 4e-5;
-    cfg.training.label_smoothing = 0.1;
-    cfg.training.warmup_epochs = 1.0;
-    shared::apply_args(&mut cfg, std::env::args().skip(1).collect())?;
-    shared::run(&cfg)
+    let mut table: toml::Table = toml::from_str(CONFIG)?;
+    shared::apply_args(&mut table, std::env::args().skip(1).collect())?;
+    shared::run(&RunConfig::from_table(table)?)
 }

@@ -7,40 +7,55 @@
 //! cargo run --release --example resnet50 -- --dataset folder --data-dir my-images --image-size 64
 //! ```
 //!
-//! 32-pixel inputs use the CIFAR stem (3×3/1, no max-pool), larger ones the
-//! ImageNet stem. The run folder (`runs/resnet50-...`) gets metrics, plots, a
-//! report and a checkpoint; resume it with `sparseburn train --resume <folder>`.
+//! The run is described by a config table, the same a `config.toml` holds, and
+//! resolved exactly as the CLI resolves it. 32-pixel inputs use the CIFAR stem
+//! (3×3/1, no max-pool), larger ones the ImageNet stem. The run folder
+//! (`runs/resnet50-...`) gets metrics, plots, a report and a checkpoint; resume
+//! it with `sparseburn train --resume <folder>`.
 
-#![allow(clippy::field_reassign_with_default)] // the settings read best one per line
-
+use sparseburn::cli::args::set;
 use sparseburn::run::{RunConfig, TrainOptions, train};
 
+const CONFIG: &str = r#"
+[model]
+name = "resnet50"
+
+[data]
+dataset = "cifar10"
+
+[sparsity]
+sparsity = 0.9
+
+[method]
+name = "rigl"
+
+[optimizer]
+name = "sgd"
+momentum = 0.9
+weight_decay = 1e-4
+
+[training]
+epochs = 30
+batch_size = 128
+lr = 0.1
+label_smoothing = 0.1
+warmup_epochs = 1.0
+"#;
+
 fn main() -> anyhow::Result<()> {
-    let mut cfg = RunConfig::default();
-    cfg.model.name = "resnet50".into();
-    cfg.data.dataset = sparseburn::data::DatasetKind::Cifar10;
-    cfg.method.name = "rigl".into();
-    cfg.sparsity.sparsity = 0.9;
-    cfg.training.epochs = 30;
-    cfg.training.batch_size = 128;
-    cfg.training.lr = 0.1;
-    cfg.training.weight_decay = 1e-4;
-    cfg.training.label_smoothing = 0.1;
-    cfg.training.warmup_epochs = 1.0;
-    apply_args(&mut cfg, std::env::args().skip(1).collect())?;
-    run(&cfg)
+    let mut table: toml::Table = toml::from_str(CONFIG)?;
+    apply_args(&mut table, std::env::args().skip(1).collect())?;
+    run(&RunConfig::from_table(table)?)
 }
 
 /// Trains `cfg` into a new run folder and prints the result.
 pub fn run(cfg: &RunConfig) -> anyhow::Result<()> {
     let out = cfg.default_out();
     println!(
-        "training {} (width {}) with {} at {:.0}% into {}",
-        cfg.model.name,
-        cfg.model.width,
-        cfg.method.name,
-        100.0 * cfg.sparsity.sparsity,
-        out.display()
+        "training {} with {} at {:.0}%",
+        cfg.model.name.name(),
+        cfg.method.name(),
+        100.0 * cfg.target_sparsity(),
     );
     let opts = TrainOptions {
         out,
@@ -58,26 +73,35 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--key value` pairs shared by the model examples.
-pub fn apply_args(cfg: &mut RunConfig, args: Vec<String>) -> anyhow::Result<()> {
+/// `--key value` pairs shared by the model examples, laid over the config table.
+pub fn apply_args(table: &mut toml::Table, args: Vec<String>) -> anyhow::Result<()> {
+    use toml::Value;
     let mut it = args.into_iter();
     while let Some(flag) = it.next() {
         if flag == "--download" {
-            cfg.data.download = true;
+            set(table, &["data", "download"], Value::Boolean(true));
             continue;
         }
         let value = it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+        let number = |v: &str| -> anyhow::Result<Value> {
+            Ok(match v.parse::<i64>() {
+                Ok(i) => Value::Integer(i),
+                Err(_) => Value::Float(v.parse()?),
+            })
+        };
         match flag.as_str() {
-            "--data-dir" => cfg.data.data_dir = Some(value.into()),
-            "--dataset" => cfg.data.dataset = value.parse().map_err(anyhow::Error::msg)?,
-            "--image-size" => cfg.data.image_size = value.parse()?,
-            "--device" => cfg.device = value,
-            "--epochs" => cfg.training.epochs = value.parse()?,
-            "--batch-size" => cfg.training.batch_size = value.parse()?,
-            "--sparsity" => cfg.sparsity.sparsity = value.parse()?,
-            "--method" => cfg.method.name = value,
-            "--width" => cfg.model.width = value.parse()?,
-            "--train-limit" => cfg.data.train_limit = value.parse()?,
+            "--data-dir" => set(table, &["data", "data_dir"], Value::String(value)),
+            "--dataset" => set(table, &["data", "dataset"], Value::String(value)),
+            "--image-size" => set(table, &["data", "image_size"], number(&value)?),
+            "--device" => {
+                table.insert("device".into(), Value::String(value));
+            }
+            "--epochs" => set(table, &["training", "epochs"], number(&value)?),
+            "--batch-size" => set(table, &["training", "batch_size"], number(&value)?),
+            "--sparsity" => set(table, &["sparsity", "sparsity"], Value::Float(value.parse()?)),
+            "--method" => set(table, &["method"], toml::from_str(&format!("name = \"{value}\""))?),
+            "--width" => set(table, &["model", "width"], Value::Float(value.parse()?)),
+            "--train-limit" => set(table, &["data", "train_limit"], number(&value)?),
             other => anyhow::bail!("unknown option {other}; see the example's doc comment"),
         }
     }

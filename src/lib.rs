@@ -11,6 +11,7 @@
 //!
 //! and holds the datasets shared by the `sparseburn` CLI and the examples.
 
+pub mod cli;
 pub mod data;
 pub mod run;
 
@@ -24,5 +25,5 @@ pub mod prelude {
         BackendKind, Distribution, DropFraction, LayerFilter, Mask, OptimizerConfig, Pattern, SharedSparsifier,
         SparseError, Sparsifier, SparsityConfig, SparsitySchedule, UpdateSchedule,
     };
-    pub use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
+    pub use sparse_methods::{BuildContext, MethodConfig, RigL, RigLConfig, Set, SetConfig, StaticRandom};
 }

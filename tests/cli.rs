@@ -73,38 +73,45 @@ fn weights(dir: &Path) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// `metrics.csv` without the two timing columns.
+/// `metrics.csv` without the two timing columns (the last two).
 fn metrics_without_timings(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("metrics.csv"))
         .unwrap()
         .lines()
-        .map(|l| l.split(',').take(12).collect::<Vec<_>>().join(","))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[..cells.len() - 2].join(",")
+        })
         .collect()
+}
+
+/// Trains `args` once in full into `a` and once stopped after `stop` epochs and
+/// resumed into `b`; the metrics (timings aside) and the sparse state (masks,
+/// optimizer moments, method state, step) must agree byte for byte.
+fn assert_resumes_exactly(args: &dyn Fn(&Path) -> Vec<String>, stop: &str, a: &Path, b: &Path) {
+    let full = run(&args(a));
+    assert!(full.status.success(), "{}", stderr(&full));
+    let mut first = args(b);
+    first.extend(["--stop-after".into(), stop.into()]);
+    let stopped = run(&first);
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    assert!(stderr(&stopped).contains("--resume"), "{}", stderr(&stopped));
+    assert_eq!(metrics_without_timings(b).len(), 1 + stop.parse::<usize>().unwrap());
+    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(metrics_without_timings(a), metrics_without_timings(b));
+    let state = "checkpoint/sparse.safetensors";
+    assert!(
+        std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap(),
+        "sparse state differs"
+    );
 }
 
 #[test]
 fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let full = run(&base(&a));
-    assert!(full.status.success(), "{}", stderr(&full));
-
-    let mut first = base(&b);
-    first.extend(["--stop-after".into(), "2".into()]);
-    let stopped = run(&first);
-    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
-    assert!(stderr(&stopped).contains("--resume"), "{}", stderr(&stopped));
-    assert_eq!(metrics_without_timings(&b).len(), 1 + 2);
-    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-
-    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&b));
-    // masks, optimizer moments, method state and step counter, byte for byte
-    let state = "checkpoint/sparse.safetensors";
-    assert!(
-        std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap(),
-        "sparse state differs"
-    );
+    assert_resumes_exactly(&base, "2", &a, &b);
     // every weight and bias, bit for bit (parameter ids differ between processes)
     assert_eq!(weights(&a), weights(&b));
     for f in [
@@ -114,6 +121,7 @@ fn an_interrupted_and_resumed_run_equals_an_uninterrupted_one() {
         "plots/learning_curves.png",
         "plots/layer_density.png",
         "plots/mask_history.png",
+        "masks/00-0004.bits",
     ] {
         assert!(b.join(f).is_file(), "missing {f}");
     }
@@ -217,20 +225,34 @@ fn assert_one_line_error(o: &Output, needles: &[&str]) {
     }
 }
 
+/// A choice the command line does not know: rejected by the argument parser
+/// (exit code 2) before anything is printed or created, naming the valid ones.
+fn assert_rejected_choice(o: &Output, out: &Path, needles: &[&str]) {
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+    assert!(o.stdout.is_empty(), "printed: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(!out.exists(), "created {}", out.display());
+    let err = stderr(o);
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+}
+
 #[test]
 fn unknown_method_model_and_bad_sparsity() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("x");
-    let o = sparseburn(&[
-        "train",
-        "--dataset",
-        "synthetic",
-        "--method",
-        "rigel",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_one_line_error(&o, &["unknown method `rigel`", "rigl"]);
+    for method in ["rigel", "RigL"] {
+        let o = sparseburn(&[
+            "train",
+            "--dataset",
+            "synthetic",
+            "--method",
+            method,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_rejected_choice(&o, &out, &[method, "rigl", "srste"]);
+    }
     let o = sparseburn(&[
         "train",
         "--dataset",
@@ -240,7 +262,7 @@ fn unknown_method_model_and_bad_sparsity() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_one_line_error(&o, &["unknown model `vgg`", "resnet50"]);
+    assert_rejected_choice(&o, &out, &["vgg", "resnet50"]);
     for s in ["1", "1.5", "-0.2"] {
         let o = sparseburn(&[
             "train",
@@ -606,4 +628,258 @@ fn torchvision_weights_that_do_not_fit_name_the_tensor() {
         tmp.path().join("m").to_str().unwrap(),
     ]);
     assert_one_line_error(&o, &["layers.9.weight", "layers.0.weight"]);
+}
+
+#[test]
+fn each_subcommand_shows_only_its_options_with_choices_and_defaults() {
+    let help = |args: &[&str]| {
+        let o = sparseburn(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let info = help(&["info", "--help"]);
+    for absent in ["--lr", "--epochs", "--download", "--out", "--optimizer"] {
+        assert!(!info.contains(absent), "info --help lists {absent}");
+    }
+    assert!(info.contains("--input") && info.contains("--sparsity"), "{info}");
+    // without --dataset, info takes the model's natural input, not a dataset's
+    assert!(!info.contains("[default: fashion-mnist]"), "{info}");
+    let train = help(&["train", "--help"]);
+    for present in [
+        "[default: 0.1]",
+        "[default: rigl]",
+        "[default: mlp]",
+        "possible values",
+        "mobilenet-v1",
+        "fashion-mnist",
+        // the methods' switches follow the options
+        "-m delta_t=100",
+        "-m gamma_sal=0.3",
+    ] {
+        assert!(train.contains(present), "train --help lacks {present}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s");
+    for wrong in [["--method", "rigl"], ["--sparsity", "0.9"]] {
+        let mut args = vec!["sweep", "--out", out.to_str().unwrap()];
+        args.extend(wrong);
+        let o = sparseburn(&args);
+        assert_rejected_choice(&o, &out, &[wrong[0]]);
+    }
+}
+
+#[test]
+fn a_switch_the_method_does_not_have_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x");
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--method",
+        "set",
+        "-m",
+        "grad_window=2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["grad_window", "delta_t", "drop_fraction"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn info_uses_the_models_natural_input_and_explains_its_table() {
+    let run = |args: &[&str]| {
+        let o = sparseburn(args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let text = run(&["info", "--model", "resnet50"]);
+    assert!(text.contains("3x224x224 inputs, 1000 classes"), "{text}");
+    assert!(text.contains("out × in"), "no shape legend: {text}");
+    assert!(text.contains("(dense): kept dense"), "(dense) unexplained: {text}");
+    // one convention: the classifier is out × in (1000 × 2048), like the convs (out × in × k × k)
+    assert!(text.contains("1000×2048") && text.contains("64×3×7×7"), "{text}");
+    for name in ["mobilenet_v1", "mobilenet-v1"] {
+        let text = run(&["info", "--model", name]);
+        assert!(text.contains("mobilenet-v1 on 3x224x224"), "{text}");
+        assert!(text.contains("(dense)"), "depthwise convs are dense: {text}");
+    }
+    let mlp = run(&["info", "--model", "mlp", "--dataset", "cifar10"]);
+    assert!(mlp.contains("3x32x32 inputs, 10 classes"), "{mlp}");
+    for input in ["18446744073709551615x2x2", "3x2000000x2", "0x2x2"] {
+        let o = sparseburn(&["info", "--model", "mlp", "--input", input]);
+        assert_one_line_error(&o, &["input"]);
+    }
+}
+
+/// A synthetic MLP run into `out` with `extra` options; its standard output.
+fn synthetic_run(out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--dataset",
+        "synthetic",
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.8",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--train-limit",
+        "640",
+        "--test-limit",
+        "200",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let o = sparseburn(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_best_epoch_is_chosen_on_the_validation_split_never_on_the_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let stdout = synthetic_run(&a, &["--validation", "300"]);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["validation_images"], 300);
+    let metrics = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+    let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<String>> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let value = |r: &Vec<String>, name: &str| r[col(name)].parse::<f64>().unwrap();
+    // the first epoch with the highest validation accuracy, whatever the test set says
+    let best = rows
+        .iter()
+        .fold(None::<&Vec<String>>, |b, r| match b {
+            Some(b) if value(b, "val_acc") >= value(r, "val_acc") => Some(b),
+            _ => Some(r),
+        })
+        .unwrap();
+    assert_eq!(summary["best_epoch"].as_f64().unwrap(), value(best, "epoch"));
+    assert_eq!(
+        summary["best_validation_accuracy"].as_f64().unwrap(),
+        value(best, "val_acc")
+    );
+    assert_eq!(
+        summary["test_accuracy_at_best"].as_f64().unwrap(),
+        value(best, "test_acc")
+    );
+    // epochs count from 1 in metrics.csv as on the console, and every line fits 80 columns
+    let epoch_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("ep ") && !l.starts_with("ep ="))
+        .collect();
+    assert_eq!(epoch_lines.len(), 3, "{stdout}");
+    for (line, row) in epoch_lines.iter().zip(&rows) {
+        assert!(line.starts_with(&format!("ep {}/3 ", row[col("epoch")])), "{line}");
+        assert!(line.chars().count() <= 80, "{line}");
+    }
+    for line in stdout.lines().filter(|l| !l.contains(tmp.path().to_str().unwrap())) {
+        assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+    }
+    // the rate of the last step keeps its digits (cosine decay ends near 0)
+    let last_lr = epoch_lines[2].split(" lr ").nth(1).unwrap().split(' ').next().unwrap();
+    assert!(last_lr.parse::<f64>().unwrap() > 0.0, "{last_lr}");
+
+    // without a validation split, "best" is the last epoch: nothing is selected
+    let b = tmp.path().join("b");
+    synthetic_run(&b, &["--validation", "0"]);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["best_epoch"], 3);
+    assert!(summary["best_validation_accuracy"].is_null());
+    assert_eq!(summary["test_accuracy_at_best"], summary["test_accuracy"]);
+    let report = std::fs::read_to_string(b.join("report.md")).unwrap();
+    assert!(report.contains("no validation split: the last epoch"), "{report}");
+    assert!(report.contains("ITOP rate (in-time over-parameterisation"), "{report}");
+}
+
+#[test]
+fn a_reparameterising_method_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let args = |out: &Path| -> Vec<String> {
+        let mut v = base(out);
+        // AutoSparse instead of RigL: a learnable threshold in the model, α annealed per step
+        v[6] = "autosparse".into();
+        v[18] = "report_interval=5".into();
+        v
+    };
+    assert_resumes_exactly(&args, "2", &a, &b);
+}
+
+#[test]
+fn every_option_given_with_resume_is_applied_or_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let mut args = base(&a);
+    args[10] = "1".into();
+    assert!(run(&args).status.success());
+    let before = files(&a);
+    let resume = a.to_str().unwrap();
+    for (extra, named) in [
+        (vec!["--nesterov"], "--nesterov"),
+        (vec!["--dense-first-layer"], "--dense-first-layer"),
+        (vec!["--lr", "0.5"], "--lr"),
+        (vec!["-m", "delta_t=7"], "-m delta_t"),
+        (vec!["--out", "elsewhere"], "--out"),
+        (vec!["--config", "c.toml"], "--config"),
+    ] {
+        let mut args = vec!["train", "--resume", resume];
+        args.extend(extra);
+        assert_one_line_error(&sparseburn(&args), &[named]);
+    }
+    assert_eq!(before, files(&a));
+    // a value equal to the run's own is applied (it changes nothing)
+    let o = sparseburn(&["train", "--resume", resume, "--epochs", "1", "--dataset", "synthetic"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_sweep_with_one_seed_shows_no_spread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let o = sparseburn(&[
+        "sweep",
+        "--dataset",
+        "synthetic",
+        "--methods",
+        "dense,static",
+        "--sparsities",
+        "0.9",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--train-limit",
+        "320",
+        "--test-limit",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("± —") && !md.contains("± 0.00"), "{md}");
+    assert!(out.join("accuracy_vs_sparsity.png").is_file());
+    let o = sparseburn(&[
+        "sweep",
+        "--dataset",
+        "synthetic",
+        "--methods",
+        "rigl,rigl",
+        "--out",
+        tmp.path().join("twice").to_str().unwrap(),
+    ]);
+    assert_one_line_error(&o, &["rigl", "twice"]);
 }

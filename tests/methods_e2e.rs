@@ -1,28 +1,33 @@
-//! End to end: every method trains the MLP on the synthetic set through the
-#![allow(clippy::field_reassign_with_default)] // the settings read best one per line
-//! same trainer the CLI uses, reaches its target sparsity and beats chance
-//! (10%) clearly.
+//! End to end: every registered method trains the MLP on the synthetic set
+//! through the same trainer the CLI uses, reaches its target sparsity and beats
+//! chance (10%) clearly.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use sparseburn::data::DatasetKind;
 use sparseburn::run::{RunConfig, TrainOptions, train};
 
-fn config(method: &str, sparsity: f64) -> RunConfig {
-    let mut c = RunConfig::default();
-    c.device = std::env::var("SPARSEBURN_DEVICE").unwrap_or_else(|_| "flex".into());
-    c.data.dataset = DatasetKind::Synthetic;
-    c.data.train_limit = 2560;
-    c.data.test_limit = 500;
-    c.model.name = "mlp".into();
-    c.method.name = method.into();
-    c.method.delta_t = 10;
-    c.sparsity.sparsity = sparsity;
-    c.training.epochs = 4;
-    c.training.batch_size = 64;
-    c.training.lr = 0.05;
-    c
+/// A run of `method` at `sparsity`, with extra config text (TOML) laid over it.
+fn config(method: &str, sparsity: f64, extra: &str) -> RunConfig {
+    let device = std::env::var("SPARSEBURN_DEVICE").unwrap_or_else(|_| "flex".into());
+    let sparsity_section = if method == "dense" {
+        String::new()
+    } else {
+        format!("[sparsity]\nsparsity = {sparsity}\n")
+    };
+    let text = format!(
+        "device = \"{device}\"\n[model]\nname = \"mlp\"\n[data]\ndataset = \"synthetic\"\ntrain_limit = 2560\ntest_limit = 500\n{sparsity_section}[training]\nepochs = 4\nbatch_size = 64\nlr = 0.05\n"
+    );
+    let mut table: toml::Table = toml::from_str(&text).unwrap();
+    let mut method_table: toml::Table = toml::from_str(&format!("name = \"{method}\"")).unwrap();
+    let registered = sparseburn::sparse_methods::registry::find(method).unwrap();
+    if registered.switches.iter().any(|s| s.key == "delta_t") {
+        method_table.insert("delta_t".into(), toml::Value::Integer(10));
+    }
+    table.insert("method".into(), toml::Value::Table(method_table));
+    let extra: toml::Table = toml::from_str(extra).unwrap();
+    sparseburn::cli::args::merge(&mut table, extra);
+    RunConfig::from_table(table).unwrap_or_else(|e| panic!("{method}: {e:#}"))
 }
 
 fn check(cfg: RunConfig, expected_sparsity: f64) {
@@ -34,7 +39,7 @@ fn check(cfg: RunConfig, expected_sparsity: f64) {
         verbose: false,
         stop_after_epochs: None,
     };
-    let method = cfg.method.name.clone();
+    let method = cfg.method.name();
     let s = train(&cfg, &opts).unwrap_or_else(|e| panic!("{method}: {e:#}"));
     assert!(
         (s.sparsity - expected_sparsity).abs() < 0.01,
@@ -59,45 +64,41 @@ fn unstructured_methods_reach_their_target() {
         "one-shot",
     ] {
         let target = if method == "dense" { 0.0 } else { 0.9 };
-        let mut c = config(method, 0.9);
-        if method == "grasp" {
-            c.method.samples_per_class = 5;
-        }
-        check(c, target);
+        let extra = if method == "grasp" {
+            "[method]\nsamples_per_class = 5"
+        } else {
+            ""
+        };
+        check(config(method, 0.9, extra), target);
     }
 }
 
 #[test]
 fn structured_and_iterative_methods_reach_their_target() {
-    let mut srigl = config("srigl", 0.8);
-    srigl.sparsity.pattern = "constant-fan-in".into();
-    check(srigl, 0.8);
-    let mut srste = config("srste", 0.5);
-    srste.sparsity.pattern = "2:4".into();
-    check(srste, 0.5);
-    let mut nm_rigl = config("rigl", 0.5);
-    nm_rigl.sparsity.pattern = "2:4".into();
-    check(nm_rigl, 0.5);
-    let mut lth = config("lth", 0.75);
-    lth.method.rounds = 2;
-    lth.method.prune_fraction = 0.5;
-    lth.training.epochs = 2;
-    check(lth, 0.75);
-    let mut reinit = config("lth", 0.5);
-    reinit.method.rounds = 1;
-    reinit.method.prune_fraction = 0.5;
-    reinit.method.rewind = "reinit".into();
-    reinit.training.epochs = 2;
-    check(reinit, 0.5);
-    let mut l1 = config("gmp", 0.9);
-    l1.method.penalty = Some("l1".into());
-    check(l1, 0.9);
-    let mut soft = config("mest", 0.9);
-    soft.method.soft_bound = true;
-    check(soft, 0.9);
+    check(config("srigl", 0.8, "[sparsity]\npattern = \"constant-fan-in\""), 0.8);
+    check(config("srste", 0.5, "[sparsity]\npattern = \"2:4\""), 0.5);
+    check(config("rigl", 0.5, "[sparsity]\npattern = \"2:4\""), 0.5);
+    check(
+        config(
+            "lth",
+            0.75,
+            "[method]\nrounds = 2\nprune_fraction = 0.5\n[training]\nepochs = 2",
+        ),
+        0.75,
+    );
+    check(
+        config(
+            "lth",
+            0.5,
+            "[method]\nrounds = 1\nprune_fraction = 0.5\nrewind = \"reinit\"\n[training]\nepochs = 2",
+        ),
+        0.5,
+    );
+    check(config("gmp", 0.9, "[penalty]\nkind = \"l1\""), 0.9);
+    check(config("mest", 0.9, "[method]\nsoft_bound = true"), 0.9);
     // a penalty alone, on a dense model
-    let mut lasso = config("dense", 0.0);
-    lasso.method.penalty = Some("group-lasso".into());
-    lasso.method.penalty_strength = 1e-3;
-    check(lasso, 0.0);
+    check(
+        config("dense", 0.0, "[penalty]\nkind = \"group-lasso\"\nstrength = 1e-3"),
+        0.0,
+    );
 }

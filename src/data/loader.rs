@@ -23,7 +23,7 @@ impl BatchOrder {
     /// The image order of `epoch` (a Fisher–Yates shuffle).
     pub fn epoch(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len).collect();
-        let mut rng = Rng::for_layer(self.seed, "data", epoch, "shuffle");
+        let mut rng = Rng::for_stream(self.seed, "data", epoch, "shuffle");
         for i in (1..order.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;
             order.swap(i, j);

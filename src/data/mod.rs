@@ -16,7 +16,9 @@ pub mod input;
 pub mod limits;
 pub mod loader;
 pub mod source;
+pub mod split;
 pub mod synthetic;
+pub mod text;
 pub mod validate;
 
 pub use batch::{ImageBatch, ImageBatcher};

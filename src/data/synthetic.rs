@@ -15,11 +15,11 @@ pub fn synthetic(n: usize, shape: [usize; 3], classes: usize, seed: u64, split: 
     let size: usize = shape.iter().product();
     let prototypes: Vec<Vec<f32>> = (0..classes)
         .map(|c| {
-            let mut rng = Rng::for_layer(seed, "synthetic-prototype", c as u64, "");
+            let mut rng = Rng::for_stream(seed, "synthetic-prototype", c as u64, "");
             (0..size).map(|_| rng.next_f32()).collect()
         })
         .collect();
-    let mut rng = Rng::for_layer(seed, "synthetic-samples", 0, split);
+    let mut rng = Rng::for_stream(seed, "synthetic-samples", 0, split);
     let mut pixels = Vec::with_capacity(n * size);
     let mut labels = Vec::with_capacity(n);
     for i in 0..n {

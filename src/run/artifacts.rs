@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-/// One row of `metrics.csv` (per epoch).
+/// One row of `metrics.csv` (per epoch). Accuracies, sparsity, the drop
+/// fraction and the ITOP rate are fractions in `[0, 1]`; losses are the mean
+/// cross-entropy in nats; times are seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
-    /// Lottery-ticket round (0 for other methods).
+    /// Round of iterative pruning (0 for other methods).
     pub round: usize,
-    /// Epoch (0-based).
+    /// Epochs completed in this round (1 after the first epoch, as the console counts).
     pub epoch: u64,
     /// Optimizer steps so far in this round.
     pub step: u64,
@@ -20,6 +22,10 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Training accuracy of the epoch.
     pub train_acc: f64,
+    /// Validation loss (none without a validation split).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy (none without a validation split).
+    pub val_acc: Option<f64>,
     /// Test loss.
     pub test_loss: f64,
     /// Test accuracy.
@@ -32,7 +38,8 @@ pub struct EpochMetrics {
     pub lr: f64,
     /// Drop fraction at the last step (empty for methods without one).
     pub drop_fraction: Option<f64>,
-    /// In-time over-parameterisation rate.
+    /// In-time over-parameterisation rate: the fraction of the sparse layers'
+    /// weights that have been active at some point of training.
     pub itop: f64,
     /// Seconds of training in this epoch (timing: differs between runs).
     pub train_seconds: f64,
@@ -40,23 +47,32 @@ pub struct EpochMetrics {
     pub eval_seconds: f64,
 }
 
-const HEADER: &str = "round,epoch,step,train_loss,train_acc,test_loss,test_acc,sparsity,nonzeros,lr,drop_fraction,itop,train_seconds,eval_seconds";
+const HEADER: &str = "round,epoch,step,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,sparsity,nonzeros,lr,drop_fraction,itop,train_seconds,eval_seconds";
+
+/// Columns of `metrics.csv`.
+pub const COLUMNS: usize = 16;
+
+fn optional(x: Option<f64>) -> String {
+    x.map(|d| d.to_string()).unwrap_or_default()
+}
 
 impl EpochMetrics {
     fn csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3}",
             self.round,
             self.epoch,
             self.step,
             self.train_loss,
             self.train_acc,
+            optional(self.val_loss),
+            optional(self.val_acc),
             self.test_loss,
             self.test_acc,
             self.sparsity,
             self.nonzeros,
             self.lr,
-            self.drop_fraction.map(|d| d.to_string()).unwrap_or_default(),
+            optional(self.drop_fraction),
             self.itop,
             self.train_seconds,
             self.eval_seconds
@@ -146,7 +162,7 @@ impl RunDir {
 
     /// Writes `name` atomically.
     pub fn write(&self, name: &str, contents: &[u8]) -> anyhow::Result<()> {
-        sparse_core::state::write_atomic(&self.file(name), contents).map_err(Into::into)
+        write_atomic(&self.file(name), contents)
     }
 
     /// Appends a row to `metrics.csv` (writing the header first if needed).
@@ -161,13 +177,13 @@ impl RunDir {
         Ok(())
     }
 
-    /// Keeps only the rows before `(round, epoch)` (on resume).
+    /// Keeps only the rows up to `(round, epoch)` (on resume: the epochs the checkpoint has).
     pub fn truncate_metrics(&self, round: usize, epoch: u64) -> anyhow::Result<()> {
         let rows = self.read_metrics()?;
         let kept: Vec<String> = std::iter::once(HEADER.to_string())
             .chain(
                 rows.iter()
-                    .filter(|r| (r.round, r.epoch) < (round, epoch))
+                    .filter(|r| (r.round, r.epoch) <= (round, epoch))
                     .map(EpochMetrics::csv),
             )
             .collect();
@@ -189,28 +205,49 @@ impl RunDir {
     }
 }
 
+/// Writes `contents` to `path` atomically: a temporary file in the same folder,
+/// flushed to disk, then renamed over `path` (tempfile's `persist`), so a crash
+/// leaves either the old or the new file, never a torn one.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing into {}", dir.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.persist(path)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
 fn parse_row(line: &str) -> anyhow::Result<EpochMetrics> {
     let f: Vec<&str> = line.split(',').collect();
-    anyhow::ensure!(f.len() == 14, "expected 14 columns");
+    anyhow::ensure!(f.len() == COLUMNS, "expected {COLUMNS} columns");
+    let optional = |s: &str| -> anyhow::Result<Option<f64>> { Ok(if s.is_empty() { None } else { Some(s.parse()?) }) };
     Ok(EpochMetrics {
         round: f[0].parse()?,
         epoch: f[1].parse()?,
         step: f[2].parse()?,
         train_loss: f[3].parse()?,
         train_acc: f[4].parse()?,
-        test_loss: f[5].parse()?,
-        test_acc: f[6].parse()?,
-        sparsity: f[7].parse()?,
-        nonzeros: f[8].parse()?,
-        lr: f[9].parse()?,
-        drop_fraction: if f[10].is_empty() { None } else { Some(f[10].parse()?) },
-        itop: f[11].parse()?,
-        train_seconds: f[12].parse()?,
-        eval_seconds: f[13].parse()?,
+        val_loss: optional(f[5])?,
+        val_acc: optional(f[6])?,
+        test_loss: f[7].parse()?,
+        test_acc: f[8].parse()?,
+        sparsity: f[9].parse()?,
+        nonzeros: f[10].parse()?,
+        lr: f[11].parse()?,
+        drop_fraction: optional(f[12])?,
+        itop: f[13].parse()?,
+        train_seconds: f[14].parse()?,
+        eval_seconds: f[15].parse()?,
     })
 }
 
-/// `summary.json`.
+/// `summary.json`. Accuracies and sparsities are fractions in `[0, 1]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Model name.
@@ -223,16 +260,23 @@ pub struct Summary {
     pub device: String,
     /// Seed.
     pub seed: u64,
-    /// Target sparsity.
+    /// Target sparsity (0 for the dense baseline).
     pub target_sparsity: f64,
-    /// Final test accuracy.
+    /// Test accuracy after the last epoch.
     pub test_accuracy: f64,
-    /// Final test loss.
+    /// Test loss after the last epoch.
     pub test_loss: f64,
-    /// Best test accuracy over epochs.
-    pub best_test_accuracy: f64,
-    /// Final training accuracy.
+    /// Training accuracy of the last epoch.
     pub train_accuracy: f64,
+    /// Images held out of the training set for validation (0: none).
+    pub validation_images: usize,
+    /// The epoch with the best validation accuracy (of the last round), 1-based;
+    /// without a validation split, the last epoch (no selection on the test set).
+    pub best_epoch: u64,
+    /// The best validation accuracy (none without a validation split).
+    pub best_validation_accuracy: Option<f64>,
+    /// Test accuracy at the best epoch (reported, never used for the choice).
+    pub test_accuracy_at_best: f64,
     /// Global sparsity of the sparse layers.
     pub sparsity: f64,
     /// Active weights of the sparse layers.
@@ -245,11 +289,11 @@ pub struct Summary {
     pub dense_macs: u64,
     /// Forward multiply-adds per sample with the masks.
     pub sparse_macs: u64,
-    /// In-time over-parameterisation rate.
+    /// ITOP rate: the fraction of the sparse layers' weights active at some point.
     pub itop: f64,
-    /// Epochs trained.
+    /// Epochs trained (per round).
     pub epochs: u64,
-    /// Optimizer steps.
+    /// Optimizer steps (of the last round).
     pub steps: u64,
     /// Wall time of the run, seconds (all sessions).
     pub wall_seconds: f64,

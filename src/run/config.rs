@@ -1,285 +1,337 @@
-//! The fully resolved configuration of a run, written to `config.toml` so that
-//! `sparseburn train --config runs/X/config.toml` repeats the run. Every section
-//! rejects unknown keys, so a typo is an error that names the key.
+//! The configuration of a run, written to `config.toml` so that
+//! `sparseburn train --config runs/X/config.toml` repeats the run.
+//!
+//! It is a tree of typed configs, most of them the library's own: the method is
+//! a [`MethodConfig`] (each method's config, tagged by `name`), the sparsity a
+//! [`Distribution`] and a [`Pattern`], the optimizer an [`OptimizerConfig`], the
+//! penalty a [`RegularizationConfig`]. Reading a file goes through one path,
+//! [`RunConfig::from_table`], which is also how command-line options are applied
+//! (as a table laid over the file): every key is checked (a typo is an error
+//! naming the key and listing the known ones), missing keys take their defaults,
+//! and the result is *resolved*: what does not apply to this run is dropped
+//! (a RigL run has no GMP switches, an MLP no width multiplier, only image
+//! folders have an image size; the dense baseline has no `[sparsity]`), and what
+//! the method implies is filled in (SRigL's constant fan-in, SR-STE's 2:4 at 50%).
+//! Writing the resolved config and reading it again gives the same config and
+//! the same text.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, bail};
+use burn::config::Config;
+use serde_json::{Map, Value};
+use sparse_core::{BackendKind, Distribution, LayerFilter, OptimizerConfig, Pattern, SparsityConfig};
+use sparse_methods::registry::fill_defaults;
+use sparse_methods::{DenseConfig, MethodConfig, RegularizationConfig, RigLConfig};
+use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
-use crate::data::DataConfig;
+use super::lr::LrSchedule;
+use super::models::ModelKind;
+use crate::data::{DataConfig, DatasetKind};
 
 /// Which model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ModelSettings {
-    /// `mlp`, `cnn`, `resnet18`, `resnet34`, `resnet50` or `mobilenet-v1`.
-    pub name: String,
-    /// MobileNetV1 width multiplier α.
-    pub width: f64,
-    /// ResNet: γ = 0 in the last BN of each block.
-    pub zero_init_residual: bool,
+#[derive(Config, Debug, PartialEq)]
+pub struct ModelSection {
+    /// The architecture.
+    #[config(default = "ModelKind::Mlp")]
+    pub name: ModelKind,
+    /// MobileNetV1 only: width multiplier α.
+    #[config(default = "None")]
+    pub width: Option<f64>,
+    /// ResNets only: γ = 0 in the last BN of each block.
+    #[config(default = "None")]
+    pub zero_init_residual: Option<bool>,
     /// Start from these weights: a safetensors file with torchvision key names
     /// (dense-to-sparse fine-tuning, e.g. GMP from a pretrained ResNet).
+    #[config(default = "None")]
     pub init_weights: Option<PathBuf>,
     /// The sparse layer whose mask is plotted over time (default: the largest).
+    #[config(default = "None")]
     pub mask_layer: Option<String>,
 }
 
-impl Default for ModelSettings {
-    fn default() -> Self {
-        Self {
-            name: "mlp".into(),
-            width: 1.0,
-            zero_init_residual: false,
-            init_weights: None,
-            mask_layer: None,
+/// Which data.
+#[derive(Config, Debug, PartialEq)]
+pub struct DataSection {
+    /// The dataset.
+    #[config(default = "DatasetKind::FashionMnist")]
+    pub dataset: DatasetKind,
+    /// Folder with the files (default: the dataset's usual place).
+    #[config(default = "None")]
+    pub data_dir: Option<PathBuf>,
+    /// (Fashion-)MNIST and CIFAR-10: download the dataset if it is missing.
+    #[config(default = "None")]
+    pub download: Option<bool>,
+    /// Image folders only: side of the resized square images.
+    #[config(default = "None")]
+    pub image_size: Option<usize>,
+    /// Image folders only: 1 (grayscale) or 3 (RGB) channels.
+    #[config(default = "None")]
+    pub channels: Option<usize>,
+    /// Image folders only: stop at an unreadable image instead of skipping it.
+    #[config(default = "None")]
+    pub strict_images: Option<bool>,
+    /// Images held out of the training set for validation (default: the
+    /// dataset's, see `sparseburn::data::split`; 0 = none).
+    #[config(default = "None")]
+    pub validation: Option<usize>,
+    /// Use only the first N training images after the split (0 = all).
+    #[config(default = 0)]
+    pub train_limit: usize,
+    /// Use only the first N test images (0 = all).
+    #[config(default = 0)]
+    pub test_limit: usize,
+    /// Random crop (4 px padding) and horizontal flip (default: on for CIFAR-10).
+    #[config(default = "None")]
+    pub augment: Option<bool>,
+}
+
+impl DataSection {
+    /// The loader's settings (the training limit is applied after the split).
+    pub fn loader(&self) -> DataConfig {
+        let d = DataConfig::default();
+        DataConfig {
+            dataset: self.dataset,
+            data_dir: self.data_dir.clone(),
+            download: self.download.unwrap_or(d.download),
+            image_size: self.image_size.unwrap_or(d.image_size),
+            channels: self.channels.unwrap_or(d.channels),
+            strict_images: self.strict_images.unwrap_or(d.strict_images),
+            train_limit: 0,
+            test_limit: self.test_limit,
+            augment: self.augment,
         }
     }
 }
 
-/// How sparse and in which shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SparsitySettings {
-    /// Target sparsity in `[0, 1)`.
+/// How sparse and in which shape (the model's own policy, e.g. MobileNet's dense
+/// depthwise convolutions, is added to `filter`).
+#[derive(Config, Debug, PartialEq)]
+pub struct SparsitySection {
+    /// Target sparsity in `[0, 1)` of the sparse layers (the library's default).
+    #[config(default = "SparsityConfig::new().sparsity")]
     pub sparsity: f64,
-    /// `erk`, `er`, `uniform`, `uniform-dense-first` or `global`.
-    pub distribution: String,
-    /// ERK power scale.
-    pub erk_power: f64,
-    /// `unstructured`, `N:M` (e.g. `2:4`), `constant-fan-in`, `block:RxC` or `channel`.
-    pub pattern: String,
-    /// Keep the first layer dense (off the sparse set), whatever the model's policy.
-    pub dense_first_layer: bool,
-    /// Keep the classifier dense.
-    pub dense_last_layer: bool,
-    /// Extra glob patterns of weights to keep dense.
-    pub exclude: Vec<String>,
+    /// Layer-wise distribution (the library's default, ERK).
+    #[config(default = "SparsityConfig::new().distribution")]
+    pub distribution: Distribution,
+    /// Mask pattern (the library's default, unstructured).
+    #[config(default = "SparsityConfig::new().pattern")]
+    pub pattern: Pattern,
+    /// Weights kept dense besides the model's policy.
+    #[config(default = "LayerFilter::new()")]
+    pub filter: LayerFilter,
 }
 
-impl Default for SparsitySettings {
-    fn default() -> Self {
-        Self {
-            sparsity: 0.9,
-            distribution: "erk".into(),
-            erk_power: 1.0,
-            pattern: "unstructured".into(),
-            dense_first_layer: false,
-            dense_last_layer: false,
-            exclude: Vec::new(),
-        }
-    }
-}
-
-/// The method and all its switches (each method reads the ones it documents).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MethodSettings {
-    /// `dense`, `static`, `snip`, `grasp`, `lth`, `one-shot`, `gmp`, `set`, `rigl`,
-    /// `srigl`, `autosparse`, `mest`, `srste`.
-    pub name: String,
-    /// Steps between topology updates (ΔT).
-    pub delta_t: u64,
-    /// Updates stop at this fraction of training (RigL: 0.75).
-    pub end_fraction: f64,
-    /// Drop fraction α (RigL 0.3; SET ζ).
-    pub drop_fraction: f64,
-    /// `cosine`, `constant` or `exponential` (with `drop_exponent`).
-    pub drop_schedule: String,
-    /// Exponent k of the exponential drop-fraction decay.
-    pub drop_exponent: f64,
-    /// Skip the optimizer step on update steps (RigL default true, SRigL false).
-    pub skip_weight_update: Option<bool>,
-    /// RigL: steps of dense gradient averaged for growth.
-    pub grad_window: u64,
-    /// RigL: std of tie-break noise.
-    pub tie_noise: f64,
-    /// SRigL: γ_sal.
-    pub gamma_sal: f64,
-    /// SRigL: dynamic neuron ablation.
-    pub ablation: bool,
-    /// GMP: initial sparsity s_i.
-    pub initial_sparsity: f64,
-    /// GMP: pruning starts at this fraction of training (t0).
-    pub prune_begin_fraction: f64,
-    /// GMP: pruning ends at this fraction of training (t0 + nΔT).
-    pub prune_end_fraction: f64,
-    /// LTH: pruning rounds after the dense round.
-    pub rounds: usize,
-    /// LTH: fraction of remaining weights pruned per round.
-    pub prune_fraction: f64,
-    /// LTH: `step` (rewind to `rewind_step`), `finetune` or `reinit`.
-    pub rewind: String,
-    /// LTH: rewind step k.
-    pub rewind_step: u64,
-    /// LTH: global ranking (else per layer).
-    pub global: bool,
-    /// GraSP: samples per class.
-    pub samples_per_class: usize,
-    /// GraSP: logit temperature.
-    pub temperature: f32,
-    /// GraSP: finite-difference step relative to ‖θ‖.
-    pub fd_epsilon: f64,
-    /// AutoSparse: α_0.
-    pub alpha0: f64,
-    /// AutoSparse: initial threshold logit.
-    pub threshold_init: f32,
-    /// AutoSparse: weight decay of the thresholds.
-    pub threshold_decay: f64,
-    /// AutoSparse: freeze the mask at the target when α reaches 0.
-    pub freeze_at_target: bool,
-    /// MEST: initial mutation ratio.
-    pub mutation: f64,
-    /// MEST: fractions of training where the mutation ratio steps down.
-    pub mutation_decay: Vec<f64>,
-    /// MEST: λ of `|w| + λ|g|`.
-    pub mest_lambda: f64,
-    /// MEST: soft memory bound (EM&S).
-    pub soft_bound: bool,
-    /// SR-STE: λ_W.
-    pub srste_lambda: f32,
-    /// Optional penalty on the sparse weights: `l1` or `group-lasso`.
-    pub penalty: Option<String>,
-    /// Penalty strength λ.
-    pub penalty_strength: f64,
-}
-
-impl Default for MethodSettings {
-    fn default() -> Self {
-        Self {
-            name: "rigl".into(),
-            delta_t: 100,
-            end_fraction: 0.75,
-            drop_fraction: 0.3,
-            drop_schedule: "cosine".into(),
-            drop_exponent: 3.0,
-            skip_weight_update: None,
-            grad_window: 1,
-            tie_noise: 0.0,
-            gamma_sal: 0.3,
-            ablation: true,
-            initial_sparsity: 0.0,
-            prune_begin_fraction: 0.0,
-            prune_end_fraction: 0.75,
-            rounds: 3,
-            prune_fraction: 0.2,
-            rewind: "step".into(),
-            rewind_step: 0,
-            global: true,
-            samples_per_class: 10,
-            temperature: 200.0,
-            fd_epsilon: 5e-3,
-            alpha0: 0.5,
-            threshold_init: -5.0,
-            threshold_decay: 0.0,
-            freeze_at_target: true,
-            mutation: 0.02,
-            mutation_decay: vec![0.5625, 0.75],
-            mest_lambda: 0.0,
-            soft_bound: false,
-            srste_lambda: 2e-4,
-            penalty: None,
-            penalty_strength: 1e-4,
-        }
-    }
-}
-
-/// Optimisation settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingSettings {
-    /// Epochs (per round for lottery tickets).
+/// How long and how fast.
+#[derive(Config, Debug, PartialEq)]
+pub struct TrainingSection {
+    /// Epochs (per round for iterative pruning).
+    #[config(default = 30)]
     pub epochs: usize,
     /// Training batch size.
+    #[config(default = 128)]
     pub batch_size: usize,
     /// Evaluation batch size.
+    #[config(default = 1000)]
     pub eval_batch_size: usize,
-    /// `sgd`, `adam` or `adamw`.
-    pub optimizer: String,
     /// Base learning rate.
+    #[config(default = 0.1)]
     pub lr: f64,
-    /// SGD momentum.
-    pub momentum: f64,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-    /// Weight decay (L2 for SGD/Adam, decoupled for AdamW).
-    pub weight_decay: f64,
-    /// `cosine`, `step` or `constant`.
-    pub schedule: String,
-    /// Step schedule: epochs where the rate is multiplied by `gamma`.
-    pub milestones: Vec<usize>,
-    /// Step schedule factor.
-    pub gamma: f64,
+    /// Learning-rate schedule after the warm-up.
+    #[config(default = "LrSchedule::Cosine")]
+    pub schedule: LrSchedule,
+    /// Step schedule only: epochs where the rate is multiplied by `gamma`.
+    #[config(default = "None")]
+    pub milestones: Option<Vec<usize>>,
+    /// Step schedule only: the factor.
+    #[config(default = "None")]
+    pub gamma: Option<f64>,
     /// Linear warm-up epochs.
+    #[config(default = 0.0)]
     pub warmup_epochs: f64,
     /// Label smoothing ε.
-    pub label_smoothing: f32,
+    #[config(default = 0.0)]
+    pub label_smoothing: f64,
     /// Seed of initialisation, data order, augmentation and masks.
+    #[config(default = 1)]
     pub seed: u64,
 }
 
-impl Default for TrainingSettings {
-    fn default() -> Self {
-        Self {
-            epochs: 30,
-            batch_size: 128,
-            eval_batch_size: 1000,
-            optimizer: "sgd".into(),
-            lr: 0.1,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 5e-4,
-            schedule: "cosine".into(),
-            milestones: Vec::new(),
-            gamma: 0.1,
-            warmup_epochs: 0.0,
-            label_smoothing: 0.0,
-            seed: 1,
-        }
-    }
+/// Everything a run needs (the default: RigL at 90% on the MLP over Fashion-MNIST).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunConfig {
+    /// The backend.
+    pub device: BackendKind,
+    /// The model.
+    pub model: ModelSection,
+    /// The data.
+    pub data: DataSection,
+    /// Sparsity (none for the dense baseline).
+    pub sparsity: Option<SparsitySection>,
+    /// The method and its switches.
+    pub method: MethodConfig,
+    /// An optional penalty on the sparse weights (L1, group lasso).
+    pub penalty: Option<RegularizationConfig>,
+    /// The optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Training.
+    pub training: TrainingSection,
 }
 
-/// Everything a run needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RunConfig {
-    /// `flex`, `ndarray`, `wgpu` or `cuda`.
-    pub device: String,
-    /// Model.
-    pub model: ModelSettings,
-    /// Data.
-    pub data: DataConfig,
-    /// Sparsity.
-    pub sparsity: SparsitySettings,
-    /// Method.
-    pub method: MethodSettings,
-    /// Training.
-    pub training: TrainingSettings,
-}
+/// The sections of a config file, in the order they are written.
+pub const SECTIONS: [&str; 8] = [
+    "device",
+    "model",
+    "data",
+    "sparsity",
+    "method",
+    "penalty",
+    "optimizer",
+    "training",
+];
 
 impl Default for RunConfig {
     fn default() -> Self {
-        Self {
-            device: "flex".into(),
-            model: ModelSettings::default(),
-            data: DataConfig::default(),
-            sparsity: SparsitySettings::default(),
-            method: MethodSettings::default(),
-            training: TrainingSettings::default(),
-        }
+        Self::from_table(toml::Table::new()).expect("the defaults resolve")
+    }
+}
+
+/// The section `name` of `table` as a JSON object (empty when absent).
+fn section(table: &mut toml::Table, name: &str) -> anyhow::Result<Option<Map<String, Value>>> {
+    match table.remove(name) {
+        None => Ok(None),
+        Some(toml::Value::Table(t)) => match serde_json::to_value(t)? {
+            Value::Object(map) => Ok(Some(map)),
+            _ => unreachable!("a table converts to an object"),
+        },
+        Some(other) => bail!("`{name}` must be a table ([{name}]), not `{other}`"),
     }
 }
 
 impl RunConfig {
-    /// Reads a TOML config file.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))
+    /// Reads, checks and resolves a config table (a file's, with any command-line
+    /// options laid over it).
+    pub fn from_table(mut table: toml::Table) -> anyhow::Result<Self> {
+        if let Some(key) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            bail!("unknown setting `{key}`; a config file has {}", SECTIONS.join(", "));
+        }
+        let device = match table.remove("device") {
+            None => BackendKind::Flex,
+            Some(toml::Value::String(s)) => s.parse()?,
+            Some(other) => bail!("device must be text (flex, ndarray, wgpu, cuda), not {other}"),
+        };
+        let model = resolve_model(fill_defaults(
+            &ModelSection::new(),
+            section(&mut table, "model")?.unwrap_or_default(),
+            "model",
+        )?)?;
+        let data = resolve_data(fill_defaults(
+            &DataSection::new(),
+            section(&mut table, "data")?.unwrap_or_default(),
+            "data",
+        )?)?;
+        let method = match section(&mut table, "method")? {
+            None => RigLConfig::new().into(),
+            Some(map) => MethodConfig::from_value(Value::Object(map))?,
+        };
+        let sparsity = resolve_sparsity(&method, section(&mut table, "sparsity")?)?;
+        let penalty = section(&mut table, "penalty")?
+            .map(|map| -> anyhow::Result<RegularizationConfig> {
+                let kind = map
+                    .get("kind")
+                    .cloned()
+                    .context("[penalty] needs `kind = \"l1\"` or `kind = \"group-lasso\"`")?;
+                let default = RegularizationConfig::new(serde_json::from_value(kind)?);
+                Ok(fill_defaults(&default, map, "penalty")?)
+            })
+            .transpose()?;
+        let optimizer = resolve_optimizer(section(&mut table, "optimizer")?.unwrap_or_default())?;
+        let training = resolve_training(fill_defaults(
+            &TrainingSection::new(),
+            section(&mut table, "training")?.unwrap_or_default(),
+            "training",
+        )?)?;
+        Ok(Self {
+            device,
+            model,
+            data,
+            sparsity,
+            method,
+            penalty,
+            optimizer,
+            training,
+        })
     }
 
-    /// The TOML text.
+    /// Reads a TOML config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        Self::from_table(table).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))
+    }
+
+    /// The config as a table (what `to_toml` writes).
+    pub fn to_table(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        t.insert("device".into(), toml::Value::String(self.device.name().into()));
+        let mut put = |name: &str, value: Result<toml::Value, toml::ser::Error>| {
+            if let Ok(v) = value {
+                t.insert(name.into(), v);
+            }
+        };
+        put("model", toml::Value::try_from(&self.model));
+        put("data", toml::Value::try_from(&self.data));
+        if let Some(s) = &self.sparsity {
+            put("sparsity", toml::Value::try_from(s));
+        }
+        put("method", toml::Value::try_from(&self.method));
+        if let Some(p) = &self.penalty {
+            put("penalty", toml::Value::try_from(p));
+        }
+        put("optimizer", toml::Value::try_from(&self.optimizer));
+        put("training", toml::Value::try_from(&self.training));
+        t
+    }
+
+    /// The TOML text of the resolved config.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        toml::to_string_pretty(&self.to_table()).unwrap_or_default()
+    }
+
+    /// The same run with the dense baseline as its method.
+    pub fn dense_twin(&self) -> anyhow::Result<Self> {
+        let mut table = self.to_table();
+        table.remove("sparsity");
+        let dense: MethodConfig = DenseConfig::new().into();
+        table.insert("method".into(), toml::Value::try_from(&dense)?);
+        Self::from_table(table)
+    }
+
+    /// The target sparsity (0 for the dense baseline).
+    pub fn target_sparsity(&self) -> f64 {
+        self.sparsity.as_ref().map_or(0.0, |s| s.sparsity)
+    }
+
+    /// The library's sparsity config for a model whose own policy is `policy`.
+    pub fn sparsity_config(&self, policy: LayerFilter) -> SparsityConfig {
+        let config = SparsityConfig::new().with_seed(self.training.seed);
+        match &self.sparsity {
+            None => config.with_sparsity(0.0).with_filter(policy),
+            Some(s) => {
+                let mut filter = policy;
+                filter.include.extend(s.filter.include.iter().cloned());
+                filter.exclude.extend(s.filter.exclude.iter().cloned());
+                filter.skip_first |= s.filter.skip_first;
+                filter.skip_last |= s.filter.skip_last;
+                filter.skip_depthwise |= s.filter.skip_depthwise;
+                config
+                    .with_sparsity(s.sparsity)
+                    .with_distribution(s.distribution.clone())
+                    .with_pattern(s.pattern.clone())
+                    .with_filter(filter)
+            }
+        }
     }
 
     /// A default folder name for the run.
@@ -290,16 +342,163 @@ impl RunConfig {
             .unwrap_or(0);
         PathBuf::from("runs").join(format!(
             "{}-{}-{}-s{}-{stamp}",
-            self.model.name,
-            self.method.name,
-            (self.sparsity.sparsity * 100.0).round(),
+            self.model.name.name(),
+            self.method.name(),
+            (self.target_sparsity() * 100.0).round(),
             self.training.seed
         ))
     }
 }
 
+fn resolve_model(mut m: ModelSection) -> anyhow::Result<ModelSection> {
+    let mobilenet = m.name == ModelKind::MobilenetV1;
+    let resnet = m.name.is_resnet();
+    if !mobilenet && m.width.is_some() {
+        bail!("[model] width applies to mobilenet-v1 only, not {}", m.name.name());
+    }
+    if !resnet && m.zero_init_residual.is_some() {
+        bail!(
+            "[model] zero_init_residual applies to the ResNets only, not {}",
+            m.name.name()
+        );
+    }
+    if mobilenet {
+        let width = *m.width.get_or_insert(MobileNetV1Config::new().width);
+        if !(width > 0.0 && width.is_finite()) {
+            bail!("[model] width {width} must be a positive number (1.0, 0.75, 0.5, 0.25)");
+        }
+    }
+    if resnet {
+        m.zero_init_residual
+            .get_or_insert(ResNetConfig::new(ResNetDepth::R18).zero_init_residual);
+    }
+    Ok(m)
+}
+
+fn resolve_data(mut d: DataSection) -> anyhow::Result<DataSection> {
+    let folder = d.dataset == DatasetKind::Folder;
+    let downloadable = matches!(
+        d.dataset,
+        DatasetKind::FashionMnist | DatasetKind::Mnist | DatasetKind::Cifar10
+    );
+    let only_folders = [
+        ("image_size", d.image_size.is_some()),
+        ("channels", d.channels.is_some()),
+        ("strict_images", d.strict_images.is_some()),
+    ];
+    if let Some((key, _)) = only_folders.iter().find(|(_, given)| *given && !folder) {
+        bail!("[data] {key} applies to image folders (dataset = \"folder\") only");
+    }
+    if d.download.is_some() && !downloadable {
+        bail!("[data] download applies to fashion-mnist, mnist and cifar10 only");
+    }
+    let defaults = DataConfig::default();
+    if folder {
+        let size = *d.image_size.get_or_insert(defaults.image_size);
+        let channels = *d.channels.get_or_insert(defaults.channels);
+        d.strict_images.get_or_insert(defaults.strict_images);
+        crate::data::folder::check_settings(size, channels)?;
+    }
+    if downloadable {
+        d.download.get_or_insert(defaults.download);
+    }
+    d.augment.get_or_insert(d.dataset == DatasetKind::Cifar10);
+    Ok(d)
+}
+
+fn resolve_sparsity(
+    method: &MethodConfig,
+    user: Option<Map<String, Value>>,
+) -> anyhow::Result<Option<SparsitySection>> {
+    if method.is_dense() {
+        if user.as_ref().is_some_and(|u| !u.is_empty()) {
+            bail!(
+                "the dense baseline trains without sparsity: drop [sparsity] (and --sparsity, --pattern, --distribution)"
+            );
+        }
+        return Ok(None);
+    }
+    let user = user.unwrap_or_default();
+    let mut default = SparsitySection::new();
+    if let Some(p) = method.preferred_pattern() {
+        default.pattern = p;
+    }
+    let gave_sparsity = user.contains_key("sparsity");
+    let mut s = fill_defaults(&default, user, "sparsity")?;
+    if let (false, Some(d)) = (gave_sparsity, s.pattern.fixed_density()) {
+        s.sparsity = 1.0 - d;
+    }
+    sparse_core::error::check_sparsity(s.sparsity)?;
+    Ok(Some(s))
+}
+
+/// The run's default weight decay, for every optimizer (L2 for SGD and Adam,
+/// decoupled for AdamW); the other defaults are the library's (SGD: momentum 0.9
+/// here, PyTorch's dampening 0; Adam: PyTorch's betas and ε).
+pub const WEIGHT_DECAY: f64 = 5e-4;
+
+/// The run's default SGD momentum (the library's is 0).
+pub const MOMENTUM: f64 = 0.9;
+
+/// The step schedule's default factor γ.
+pub const STEP_GAMMA: f64 = 0.1;
+
+fn resolve_optimizer(mut user: Map<String, Value>) -> anyhow::Result<OptimizerConfig> {
+    let name = match user.remove("name") {
+        None => "sgd".to_string(),
+        Some(Value::String(s)) => s,
+        Some(other) => bail!("[optimizer] name must be text (sgd, adam, adamw), not {other}"),
+    };
+    let config = match name.as_str() {
+        "sgd" => OptimizerConfig::Sgd(fill_defaults(
+            &sparse_core::SgdSettings::new()
+                .with_momentum(MOMENTUM)
+                .with_weight_decay(WEIGHT_DECAY),
+            user,
+            "optimizer",
+        )?),
+        "adam" | "adamw" => OptimizerConfig::Adam(fill_defaults(
+            &sparse_core::AdamSettings::new()
+                .with_weight_decay(WEIGHT_DECAY)
+                .with_decoupled(name == "adamw"),
+            user,
+            "optimizer",
+        )?),
+        other => bail!("unknown optimizer `{other}`; use sgd, adam or adamw"),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn resolve_training(mut t: TrainingSection) -> anyhow::Result<TrainingSection> {
+    let step = t.schedule == LrSchedule::Step;
+    if !step && (t.milestones.is_some() || t.gamma.is_some()) {
+        bail!("[training] milestones and gamma apply to the step schedule only (schedule = \"step\")");
+    }
+    if step {
+        t.milestones.get_or_insert_with(Vec::new);
+        t.gamma.get_or_insert(STEP_GAMMA);
+    }
+    if t.epochs == 0 || t.batch_size == 0 || t.eval_batch_size == 0 {
+        bail!("[training] epochs, batch_size and eval_batch_size must be at least 1");
+    }
+    if !(t.lr > 0.0 && t.lr <= 1.0) {
+        bail!(
+            "[training] lr {} must be in (0, 1] (Burn's learning-rate schedulers take rates up to 1)",
+            t.lr
+        );
+    }
+    if !(t.warmup_epochs >= 0.0 && t.warmup_epochs.is_finite()) {
+        bail!("[training] warmup_epochs {} must be a number >= 0", t.warmup_epochs);
+    }
+    if !(0.0..1.0).contains(&t.label_smoothing) {
+        bail!("[training] label_smoothing {} must be in [0, 1)", t.label_smoothing);
+    }
+    Ok(t)
+}
+
 /// A TOML error message on one line.
-fn one_line(msg: &str) -> String {
+pub(crate) fn one_line(msg: &str) -> String {
     msg.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('|'))

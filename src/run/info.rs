@@ -1,21 +1,23 @@
 //! `sparseburn info`: per-layer shapes, densities, nonzeros and multiply-adds of
-//! a model at a sparsity, without training.
+//! a model at a sparsity, without training (the model's weights are never
+//! allocated: shapes come from its lazy parameters).
 
 use std::fmt::Write as _;
 
+use anyhow::Context;
 use burn::tensor::Device;
 use sparse_core::discovery::all_weights;
 use sparse_core::{Plan, discover};
 use sparse_models::{Classifier, count_params, model_macs};
 
-use super::build;
 use super::config::RunConfig;
 use super::models::{WithModel, with_model};
-use super::report::human;
+use super::report::{SHAPE_LEGEND, human, shape_text};
 
 struct Info<'a> {
     cfg: &'a RunConfig,
     input: [usize; 3],
+    classes: usize,
 }
 
 impl WithModel for Info<'_> {
@@ -23,10 +25,11 @@ impl WithModel for Info<'_> {
 
     fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> anyhow::Result<String> {
         let model = make();
-        let sparsity = build::sparsity_config(self.cfg, model.sparsity_filter())?;
+        let sparsity = self.cfg.sparsity_config(model.sparsity_filter());
         let layers = discover(&model, &sparsity.filter)?;
         let target = sparsity.sparsity;
         let global = sparsity.distribution == sparse_core::Distribution::Global;
+        let (distribution, pattern) = (sparsity.distribution.to_string(), sparsity.pattern.to_string());
         let plan = Plan::new(layers, sparsity)?;
         let counts = plan.counts(target)?;
         let active = plan
@@ -35,23 +38,39 @@ impl WithModel for Info<'_> {
             .zip(&counts)
             .map(|(l, c)| (l.path.clone(), *c))
             .collect();
+        let positions = model.output_positions(self.input);
+        if let Some((path, _)) = positions.iter().find(|(_, p)| **p == 0) {
+            anyhow::bail!(
+                "the input {}x{}x{} is too small for {}: `{path}` has no output position; use a larger --input",
+                self.input[0],
+                self.input[1],
+                self.input[2],
+                self.cfg.model.name.name()
+            );
+        }
         let macs = model_macs(&model, self.input, &active)?;
         let all = all_weights(&model);
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{} on {}x{}x{}, sparsity {:.1}% ({}, {})",
-            self.cfg.model.name,
+            "{} on {}x{}x{} inputs, {} classes; method {}, sparsity {:.1}% ({distribution}, {pattern})",
+            self.cfg.model.name.name(),
             self.input[0],
             self.input[1],
             self.input[2],
+            self.classes,
+            self.cfg.method.name(),
             100.0 * target,
-            self.cfg.sparsity.distribution,
-            self.cfg.sparsity.pattern
         );
+        let _ = writeln!(out, "shape: {SHAPE_LEGEND}");
         let _ = writeln!(
             out,
-            "{:<34} {:>18} {:>8} {:>11} {:>11} {:>11}",
+            "(dense): kept dense, outside the sparse set, by the model's policy or --dense-first-layer/--dense-last-layer"
+        );
+        let _ = writeln!(out, "MACs: multiply-adds per input image (dense: every weight)\n");
+        let _ = writeln!(
+            out,
+            "{:<36} {:>16} {:>8} {:>11} {:>11} {:>11}",
             "layer", "shape", "density", "nonzeros", "MACs", "dense MACs"
         );
         for (l, m) in all.iter().zip(&macs) {
@@ -59,10 +78,10 @@ impl WithModel for Info<'_> {
             let mark = if active.contains_key(&l.path) { "" } else { " (dense)" };
             let _ = writeln!(
                 out,
-                "{:<34} {:>18} {:>8.4} {:>11} {:>11} {:>11}",
+                "{:<36} {:>16} {:>7.2}% {:>11} {:>11} {:>11}",
                 format!("{}{mark}", l.path),
-                format!("{:?}", l.shape),
-                nnz as f64 / l.numel() as f64,
+                shape_text(l.kind, &l.shape),
+                100.0 * nnz as f64 / l.numel().max(1) as f64,
                 nnz,
                 human(m.sparse),
                 human(m.dense)
@@ -71,23 +90,30 @@ impl WithModel for Info<'_> {
         let params = count_params(&model);
         let sparse_weights: usize = plan.layers().iter().map(|l| l.numel()).sum();
         let kept: usize = counts.iter().sum();
-        let (dense_macs, sparse_macs): (u64, u64) = macs.iter().fold((0, 0), |(d, s), m| (d + m.dense, s + m.sparse));
+        let nonzeros = params
+            .checked_sub(sparse_weights)
+            .and_then(|dense| dense.checked_add(kept))
+            .context("parameter counts do not add up")?;
+        let sum = |f: fn(&sparse_core::stats::LayerMacs) -> u64| -> anyhow::Result<u64> {
+            macs.iter()
+                .try_fold(0u64, |acc, m| acc.checked_add(f(m)))
+                .context("the multiply-adds do not fit in 64 bits; use a smaller input")
+        };
+        let (dense_macs, sparse_macs) = (sum(|m| m.dense)?, sum(|m| m.sparse)?);
         let _ = writeln!(
             out,
-            "\nparameters          {params} ({} in {} sparse layers)",
-            sparse_weights,
+            "\nparameters          {params} ({sparse_weights} in {} sparse layers)",
             plan.layers().len()
         );
         let _ = writeln!(
             out,
-            "nonzeros            {} ({:.2}% of all parameters)",
-            params - sparse_weights + kept,
-            100.0 * (params - sparse_weights + kept) as f64 / params as f64
+            "nonzeros            {nonzeros} ({:.2}% of all parameters)",
+            100.0 * nonzeros as f64 / params.max(1) as f64
         );
         let _ = writeln!(
             out,
             "sparse-layer sparsity {:.2}%",
-            100.0 * (1.0 - kept as f64 / sparse_weights as f64)
+            100.0 * (1.0 - kept as f64 / sparse_weights.max(1) as f64)
         );
         let _ = writeln!(
             out,
@@ -109,5 +135,5 @@ impl WithModel for Info<'_> {
 /// The `info` table for `cfg`'s model on images `input` with `classes` classes.
 pub fn info(cfg: &RunConfig, input: [usize; 3], classes: usize, device: &Device) -> anyhow::Result<String> {
     sparse_models::flops::check_input(input, classes)?; // before any size is multiplied
-    with_model(&cfg.model, input, classes, device, Info { cfg, input })?
+    with_model(&cfg.model, input, classes, device, Info { cfg, input, classes })?
 }

@@ -2,7 +2,6 @@
 //! CLI binary and the examples.
 
 pub mod artifacts;
-pub mod build;
 pub mod config;
 pub mod info;
 pub mod lr;

@@ -1,4 +1,6 @@
 //! PNG plots of a run and of a sweep (plotters, bitmap backend, DejaVu Sans).
+//! Accuracies, sparsities and densities are drawn in percent; non-finite values
+//! (a diverged run) are left out rather than drawn.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -6,6 +8,7 @@ use std::sync::OnceLock;
 use anyhow::anyhow;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use sparse_core::{Mask, SparseLayer};
 
 use super::artifacts::EpochMetrics;
@@ -23,139 +26,6 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting: {e:?}")
 }
 
-/// Loss and accuracy per epoch, train and test.
-pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()> {
-    font();
-    let root = BitMapBackend::new(path, (1000, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let (left, right) = root.split_horizontally(500);
-    let x: Vec<f64> = (0..rows.len()).map(|i| (i + 1) as f64).collect();
-    let n = rows.len().max(2) as f64;
-    let panels: [(&DrawingArea<_, _>, &str, [Vec<f64>; 2]); 2] = [
-        (
-            &left,
-            "loss",
-            [
-                rows.iter().map(|r| r.train_loss).collect(),
-                rows.iter().map(|r| r.test_loss).collect(),
-            ],
-        ),
-        (
-            &right,
-            "accuracy",
-            [
-                rows.iter().map(|r| r.train_acc).collect(),
-                rows.iter().map(|r| r.test_acc).collect(),
-            ],
-        ),
-    ];
-    for (area, name, [train, test]) in panels {
-        let lo = train.iter().chain(&test).cloned().fold(f64::INFINITY, f64::min);
-        let hi = train.iter().chain(&test).cloned().fold(f64::NEG_INFINITY, f64::max);
-        let pad = ((hi - lo) * 0.05).max(1e-3);
-        let mut chart = ChartBuilder::on(area)
-            .caption(name, ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(1f64..n, (lo - pad)..(hi + pad))
-            .map_err(err)?;
-        chart.configure_mesh().x_desc("epoch").draw().map_err(err)?;
-        for (series, color, label) in [(&train, BLUE, "train"), (&test, RED, "test")] {
-            chart
-                .draw_series(LineSeries::new(
-                    x.iter().cloned().zip(series.iter().cloned()),
-                    color.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-    }
-    root.present().map_err(err)
-}
-
-/// Density of every sparse layer.
-pub fn layer_density(path: &Path, layers: &[SparseLayer], masks: &[Mask]) -> anyhow::Result<()> {
-    font();
-    let h = (60 + 22 * layers.len()) as u32;
-    let root = BitMapBackend::new(path, (900, h.max(200))).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let n = layers.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption("density per layer", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(260)
-        .build_cartesian_2d(0f64..1f64, (0..n).into_segmented())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .y_labels(n)
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => layers.get(*i).map(|l| l.path.clone()).unwrap_or_default(),
-            _ => String::new(),
-        })
-        .x_desc("kept fraction")
-        .draw()
-        .map_err(err)?;
-    chart
-        .draw_series(masks.iter().enumerate().map(|(i, m)| {
-            Rectangle::new(
-                [(0.0, SegmentValue::Exact(i)), (m.density(), SegmentValue::Exact(i + 1))],
-                BLUE.mix(0.7).filled(),
-            )
-        }))
-        .map_err(err)?;
-    root.present().map_err(err)
-}
-
-/// Snapshots of one layer's mask (neurons × fan-in) over time, side by side.
-pub fn mask_history(path: &Path, layer: &SparseLayer, snapshots: &[(String, Mask)]) -> anyhow::Result<()> {
-    font();
-    let (rows, cols) = (layer.neurons(), layer.fan_in());
-    let cell = (240 / rows.max(cols).max(1)).clamp(1, 8);
-    let (w, h) = ((cols * cell).max(1), (rows * cell).max(1));
-    let shown: Vec<&(String, Mask)> = if snapshots.len() <= 6 {
-        snapshots.iter().collect()
-    } else {
-        (0..6).map(|i| &snapshots[i * (snapshots.len() - 1) / 5]).collect()
-    };
-    let width = (shown.len().max(1) * (w.max(120) + 20)) as u32;
-    let root = BitMapBackend::new(path, (width, (h + 60) as u32)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    for (k, (label, mask)) in shown.iter().enumerate() {
-        let x0 = (k * (w.max(120) + 20)) as i32;
-        root.draw(&Text::new(label.clone(), (x0, 5), ("sans-serif", 14)))
-            .map_err(err)?;
-        // sample the mask down to the cell grid
-        let step_r = rows.div_ceil(h / cell.max(1)).max(1);
-        let step_c = cols.div_ceil(w / cell.max(1)).max(1);
-        for (gi, r) in (0..rows).step_by(step_r).enumerate() {
-            for (gj, c) in (0..cols).step_by(step_c).enumerate() {
-                if mask.get(layer.flat(r, c)) {
-                    let (x, y) = (x0 + (gj * cell) as i32, 30 + (gi * cell) as i32);
-                    root.draw(&Rectangle::new(
-                        [(x, y), (x + cell as i32, y + cell as i32)],
-                        BLACK.filled(),
-                    ))
-                    .map_err(err)?;
-                }
-            }
-        }
-    }
-    root.present().map_err(err)
-}
-
-/// One method's `(sparsity, mean accuracy, std)` points.
-pub type Series = (String, Vec<(f64, f64, f64)>);
-
 /// Ten distinguishable colours (Tableau 10).
 const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
@@ -170,41 +40,378 @@ const COLORS: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Mean test accuracy (± std) against sparsity, one line per method; a method
-/// with a single point at sparsity 0 (dense) is drawn as a dashed reference.
+/// `(lo, hi)` of the finite values, padded; `(0, 1)` when there are none.
+fn finite_range(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.08).max(min_pad);
+    (lo - pad, hi + pad)
+}
+
+/// One curve of a panel: name, colour, points.
+type Curve = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// How a panel's y axis is drawn.
+#[derive(Clone, Copy)]
+enum Axis {
+    /// Linear, with at least this much padding, labels with these decimals.
+    Linear { min_pad: f64, decimals: usize },
+    /// Logarithmic (base 10), labels like `1e-3`.
+    Log,
+}
+
+/// Draws one panel of lines with a circle at every point (so a one-epoch run shows its point).
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    epochs: usize,
+    curves: &[Curve],
+    axis: Axis,
+) -> anyhow::Result<()> {
+    let log = matches!(axis, Axis::Log);
+    let transform = |v: f64| if log { v.log10() } else { v };
+    let min_pad = match axis {
+        Axis::Linear { min_pad, .. } => min_pad,
+        Axis::Log => 0.1,
+    };
+    let (lo, hi) = finite_range(
+        curves.iter().flat_map(|(_, _, p)| p.iter().map(|(_, y)| transform(*y))),
+        min_pad,
+    );
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5f64..epochs.max(1) as f64 + 0.5, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .x_labels(epochs.clamp(1, 10) + 1)
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-6 && *x >= 1.0 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .y_label_formatter(&|v| match axis {
+            Axis::Log => format!("{:.0e}", 10f64.powf(*v)),
+            Axis::Linear { decimals, .. } => format!("{v:.decimals$}"),
+        })
+        .draw()
+        .map_err(err)?;
+    for (name, color, points) in curves {
+        let points: Vec<(f64, f64)> = points
+            .iter()
+            .map(|(x, y)| (*x, transform(*y)))
+            .filter(|(_, y)| y.is_finite())
+            .collect();
+        if points.is_empty() {
+            continue;
+        }
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(err)?;
+    }
+    if curves.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Loss, accuracy (%), learning rate and sparsity (%) per epoch, in four panels.
+/// Epochs count on across rounds of iterative pruning.
+pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (1000, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let x: Vec<f64> = (1..=rows.len()).map(|i| i as f64).collect();
+    let epochs = rows.len();
+    let percent = Axis::Linear {
+        min_pad: 0.5,
+        decimals: 1,
+    };
+    let series = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
+        x.iter().zip(rows).filter_map(|(x, r)| f(r).map(|y| (*x, y))).collect()
+    };
+    let panels = root.split_evenly((2, 2));
+    let (blue, orange, red) = (COLORS[0], COLORS[1], COLORS[3]);
+    panel(
+        &panels[0],
+        "loss",
+        "cross-entropy",
+        epochs,
+        &[
+            ("train", blue, series(&|r| Some(r.train_loss))),
+            ("validation", orange, series(&|r| r.val_loss)),
+            ("test", red, series(&|r| Some(r.test_loss))),
+        ],
+        Axis::Linear {
+            min_pad: 1e-3,
+            decimals: 3,
+        },
+    )?;
+    panel(
+        &panels[1],
+        "accuracy",
+        "%",
+        epochs,
+        &[
+            ("train", blue, series(&|r| Some(100.0 * r.train_acc))),
+            ("validation", orange, series(&|r| r.val_acc.map(|v| 100.0 * v))),
+            ("test", red, series(&|r| Some(100.0 * r.test_acc))),
+        ],
+        percent,
+    )?;
+    panel(
+        &panels[2],
+        "learning rate (last step of the epoch)",
+        "lr",
+        epochs,
+        &[("lr", blue, series(&|r| (r.lr > 0.0).then_some(r.lr)))],
+        Axis::Log,
+    )?;
+    panel(
+        &panels[3],
+        "sparsity of the sparse layers",
+        "%",
+        epochs,
+        &[("sparsity", blue, series(&|r| Some(100.0 * r.sparsity)))],
+        percent,
+    )?;
+    root.present().map_err(err)
+}
+
+/// Density (%) of every sparse layer, one bar per layer, top to bottom in model order.
+pub fn layer_density(path: &Path, layers: &[SparseLayer], masks: &[Mask]) -> anyhow::Result<()> {
+    font();
+    let n = layers.len().max(1);
+    let h = (90 + 26 * n) as u32;
+    let root = BitMapBackend::new(path, (900, h.max(200))).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    // layer i (from the top) is the row [n − 1 − i, n − i]
+    let mut chart = ChartBuilder::on(&root)
+        .caption("density per sparse layer", ("sans-serif", 20))
+        .margin(10)
+        .margin_right(30)
+        .x_label_area_size(35)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0f64..100f64, 0f64..n as f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc("density (kept weights, %)")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(masks.iter().enumerate().map(|(i, m)| {
+            let top = (n - i) as f64;
+            Rectangle::new(
+                [(0.0, top - 0.15), (100.0 * m.density(), top - 0.85)],
+                COLORS[0].mix(0.8).filled(),
+            )
+        }))
+        .map_err(err)?;
+    let style = TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    for (i, layer) in layers.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(0.0, (n - i) as f64 - 0.5));
+        root.draw(&Text::new(layer.path.clone(), (x - 8, y), style.clone()))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Cells of the mask picture per side at most (larger layers are downsampled).
+pub const MAX_CELLS: usize = 150;
+
+/// How a cell of the mask picture is coloured. Among its weights that are
+/// active now or were before: kept (black), grown since the panel before
+/// (green) and dropped since it (red) mix by their shares; the colour is as
+/// strong as the cell's share of such weights relative to `densest` (the
+/// largest share of any cell), so a sparse layer stays legible.
+fn cell_color(kept: usize, grown: usize, dropped: usize, total: usize, densest: f64) -> RGBColor {
+    let touched = kept + grown + dropped;
+    if touched == 0 {
+        return RGBColor(255, 255, 255);
+    }
+    let t = touched as f64;
+    let (g, d) = (grown as f64 / t, dropped as f64 / t);
+    let strength = (t / total.max(1) as f64 / densest.max(1e-12)).min(1.0);
+    // black (0,0,0), green (44,160,44), red (214,39,40), blended with white by strength
+    let channel = |green: f64, red: f64| -> u8 {
+        let colour = g * green + d * red; // black contributes 0
+        (255.0 * (1.0 - strength) + colour * strength).round() as u8
+    };
+    RGBColor(channel(44.0, 214.0), channel(160.0, 39.0), channel(44.0, 40.0))
+}
+
+/// `(kept, grown, dropped, total)` of every cell of a `grid_r × grid_c` picture
+/// of blocks `br × bc` over a layer, comparing `mask` with `before`.
+#[allow(clippy::too_many_arguments)]
+fn cell_counts(
+    layer: &SparseLayer,
+    before: &Mask,
+    mask: &Mask,
+    (grid_r, grid_c): (usize, usize),
+    (br, bc): (usize, usize),
+) -> Vec<[usize; 4]> {
+    let (rows, cols) = (layer.neurons(), layer.fan_in());
+    let mut cells = Vec::with_capacity(grid_r * grid_c);
+    for gi in 0..grid_r {
+        for gj in 0..grid_c {
+            let mut c = [0usize; 4];
+            for r in gi * br..((gi + 1) * br).min(rows) {
+                for col in gj * bc..((gj + 1) * bc).min(cols) {
+                    let f = layer.flat(r, col);
+                    match (before.get(f), mask.get(f)) {
+                        (true, true) => c[0] += 1,
+                        (false, true) => c[1] += 1,
+                        (true, false) => c[2] += 1,
+                        (false, false) => {}
+                    }
+                    c[3] += 1;
+                }
+            }
+            cells.push(c);
+        }
+    }
+    cells
+}
+
+/// Snapshots of one layer's mask (rows: output neurons, columns: fan-in) over
+/// time, side by side (at most six, evenly spread). Each panel colours what
+/// changed since the panel before it; a layer larger than 150 cells a side is
+/// shown in blocks, each cell mixing the colours of its weights.
+pub fn mask_history(path: &Path, layer: &SparseLayer, snapshots: &[(String, Mask)]) -> anyhow::Result<()> {
+    font();
+    let (rows, cols) = (layer.neurons(), layer.fan_in());
+    let (br, bc) = (rows.div_ceil(MAX_CELLS).max(1), cols.div_ceil(MAX_CELLS).max(1));
+    let (grid_r, grid_c) = (rows.div_ceil(br), cols.div_ceil(bc));
+    let cell = (300 / grid_r.max(grid_c).max(1)).clamp(1, 8);
+    let (w, h) = (grid_c * cell, grid_r * cell);
+    let shown: Vec<&(String, Mask)> = if snapshots.len() <= 6 {
+        snapshots.iter().collect()
+    } else {
+        (0..6).map(|i| &snapshots[i * (snapshots.len() - 1) / 5]).collect()
+    };
+    let panel_w = w.max(150) + 20;
+    let width = (shown.len().max(1) * panel_w).max(560) as u32;
+    let root = BitMapBackend::new(path, (width, (h + 90) as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let block = if br * bc > 1 {
+        format!("; a cell is {br}×{bc} weights")
+    } else {
+        String::new()
+    };
+    root.draw(&Text::new(
+        format!("black: active, green: grown, red: dropped since the panel before{block}"),
+        (5, (h + 65) as i32),
+        ("sans-serif", 13),
+    ))
+    .map_err(err)?;
+    let mut previous: Option<&Mask> = None;
+    for (k, (label, mask)) in shown.iter().enumerate() {
+        let x0 = (k * panel_w) as i32;
+        root.draw(&Text::new(label.clone(), (x0, 5), ("sans-serif", 14)))
+            .map_err(err)?;
+        let cells = cell_counts(layer, previous.unwrap_or(mask), mask, (grid_r, grid_c), (br, bc));
+        let densest = cells
+            .iter()
+            .map(|c| (c[0] + c[1] + c[2]) as f64 / c[3].max(1) as f64)
+            .fold(0.0, f64::max);
+        for (i, c) in cells.iter().enumerate() {
+            if c[0] + c[1] + c[2] == 0 {
+                continue;
+            }
+            let (gi, gj) = (i / grid_c, i % grid_c);
+            let (x, y) = (x0 + (gj * cell) as i32, 30 + (gi * cell) as i32);
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell as i32, y + cell as i32)],
+                cell_color(c[0], c[1], c[2], c[3], densest).filled(),
+            ))
+            .map_err(err)?;
+        }
+        previous = Some(mask);
+    }
+    root.present().map_err(err)
+}
+
+/// One method's `(sparsity, mean accuracy, std)` points (no std for one seed).
+pub type Series = (String, Vec<(f64, f64, Option<f64>)>);
+
+/// Mean test accuracy (%, ± std as error bars with caps) against sparsity (%),
+/// one line per method; a method with a single point at sparsity 0 (dense) is
+/// drawn as a dashed reference line.
 pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()> {
     font();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    let pct = |v: f64| 100.0 * v;
     let sparse_x: Vec<f64> = series
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|(s, _, _)| *s))
+        .flat_map(|(_, p)| p.iter().map(|(s, _, _)| pct(*s)))
         .filter(|s| *s > 0.0)
         .collect();
-    let x_lo = sparse_x.iter().cloned().fold(1.0, f64::min);
-    let x_hi = sparse_x.iter().cloned().fold(0.0, f64::max);
-    let pad = ((x_hi - x_lo) * 0.15).max(0.02);
-    let (x_lo, x_hi) = ((x_lo - pad).max(0.0), (x_hi + pad).min(1.0));
-    let points = series.iter().flat_map(|(_, p)| p.iter());
-    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, m, s)| {
-        (lo.min(m - s), hi.max(m + s))
-    });
-    let ypad = ((hi - lo) * 0.1).max(0.002);
+    let (x_lo, x_hi) = if sparse_x.is_empty() {
+        (0.0, 100.0)
+    } else {
+        let lo = sparse_x.iter().cloned().fold(100.0, f64::min);
+        let hi = sparse_x.iter().cloned().fold(0.0, f64::max);
+        let pad = ((hi - lo) * 0.15).max(2.0);
+        ((lo - pad).max(0.0), (hi + pad).min(100.0))
+    };
+    let (lo, hi) = finite_range(
+        series.iter().flat_map(|(_, p)| {
+            p.iter()
+                .flat_map(|(_, m, s)| [pct(m - s.unwrap_or(0.0)), pct(m + s.unwrap_or(0.0))])
+        }),
+        0.2,
+    );
     let mut chart = ChartBuilder::on(&root)
-        .caption("test accuracy vs sparsity (mean ± std over seeds)", ("sans-serif", 20))
+        .caption(
+            "final test accuracy vs sparsity (mean ± std over seeds)",
+            ("sans-serif", 20),
+        )
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(60)
-        .build_cartesian_2d(x_lo..x_hi, (lo - ypad)..(hi + ypad))
+        .build_cartesian_2d(x_lo..x_hi, lo..hi)
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("sparsity")
-        .y_desc("test accuracy")
+        .x_desc("sparsity of the sparse layers, %")
+        .y_desc("test accuracy, %")
         .draw()
         .map_err(err)?;
+    let cap = (x_hi - x_lo) / 120.0;
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let pts: Vec<(f64, f64, Option<f64>)> = pts
+            .iter()
+            .filter(|(_, m, _)| m.is_finite())
+            .map(|(s, m, sd)| (pct(*s), pct(*m), sd.filter(|v| v.is_finite()).map(pct)))
+            .collect();
         if let [(s, mean, _)] = pts.as_slice()
             && *s == 0.0
         {
@@ -229,14 +436,19 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
             .map_err(err)?
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+        for (s, m, sd) in &pts {
+            let Some(sd) = sd else { continue };
+            let (top, bottom) = (m + sd, m - sd);
+            chart
+                .draw_series([
+                    PathElement::new(vec![(*s, bottom), (*s, top)], color.stroke_width(2)),
+                    PathElement::new(vec![(s - cap, top), (s + cap, top)], color.stroke_width(2)),
+                    PathElement::new(vec![(s - cap, bottom), (s + cap, bottom)], color.stroke_width(2)),
+                ])
+                .map_err(err)?;
+        }
         chart
-            .draw_series(
-                pts.iter()
-                    .map(|(s, m, sd)| PathElement::new(vec![(*s, m - sd), (*s, m + sd)], color.stroke_width(1))),
-            )
-            .map_err(err)?;
-        chart
-            .draw_series(pts.iter().map(|(s, m, _)| Circle::new((*s, *m), 4, color.filled())))
+            .draw_series(pts.iter().map(|(s, m, _)| Circle::new((*s, *m), 5, color.filled())))
             .map_err(err)?;
     }
     chart
@@ -247,4 +459,54 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_colours_mix_by_share_and_stretch_to_the_densest_cell() {
+        assert_eq!(cell_color(0, 0, 0, 4, 0.5), RGBColor(255, 255, 255));
+        assert_eq!(cell_color(4, 0, 0, 4, 1.0), RGBColor(0, 0, 0));
+        // all grown: the green; all dropped: the red
+        assert_eq!(cell_color(0, 2, 0, 2, 1.0), RGBColor(44, 160, 44));
+        assert_eq!(cell_color(0, 0, 1, 1, 1.0), RGBColor(214, 39, 40));
+        // a cell 10% active in a layer whose densest cell is 10% active: full strength
+        assert_eq!(cell_color(1, 0, 0, 10, 0.1), RGBColor(0, 0, 0));
+        // half as dense as the densest: mid grey
+        assert_eq!(cell_color(1, 0, 0, 20, 0.1), RGBColor(128, 128, 128));
+        // half kept, half grown: half the green
+        assert_eq!(cell_color(1, 1, 0, 2, 1.0), RGBColor(22, 80, 22));
+    }
+
+    #[test]
+    fn the_mask_history_shows_grown_and_dropped_weights_in_colour() {
+        // a layer larger than the picture: 400 neurons × 300 fan-in, drawn in blocks
+        let layer = SparseLayer::linear("fc.weight", 300, 400);
+        let n = layer.numel();
+        let rows = |r: std::ops::Range<usize>| r.flat_map(|o| (0..300).map(move |j| (o, j)));
+        let at = |cells: Vec<(usize, usize)>| Mask::from_indices(n, cells.into_iter().map(|(o, j)| layer.flat(o, j)));
+        // neurons 0..100 stay, 100..200 are dropped, 200..300 are grown
+        let before = at(rows(0..200).collect());
+        let after = at(rows(0..100).chain(rows(200..300)).collect());
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("mask.png");
+        let snapshots = vec![("epoch 1".to_string(), before), ("epoch 2".to_string(), after)];
+        mask_history(&path, &layer, &snapshots).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        let count = |rgb: [u8; 3]| img.pixels().filter(|p| p.0 == rgb).count();
+        assert!(count([44, 160, 44]) > 0, "no grown (green) cell");
+        assert!(count([214, 39, 40]) > 0, "no dropped (red) cell");
+        assert!(count([0, 0, 0]) > 0, "no kept (black) cell");
+        // downsampled: the picture is at most 150 cells a side, not 400
+        assert!(img.height() < 400, "{}", img.height());
+    }
+
+    #[test]
+    fn ranges_ignore_non_finite_values() {
+        let (lo, hi) = finite_range([1.0, f64::NAN, 3.0, f64::INFINITY].into_iter(), 0.0);
+        assert!(lo < 1.0 && hi > 3.0 && hi < 4.0, "{lo} {hi}");
+        assert_eq!(finite_range([f64::NAN].into_iter(), 0.1), (0.0, 1.0));
+    }
 }

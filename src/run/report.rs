@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use sparse_core::stats::LayerMacs;
-use sparse_core::{Mask, Sparsifier};
+use sparse_core::{LayerKind, Mask, Sparsifier};
 
 use super::artifacts::{RunDir, Summary};
 use super::plots;
@@ -41,6 +41,19 @@ pub fn save_mask_snapshot(
     )
 }
 
+/// How weight shapes are written in tables (one convention for every layer).
+pub const SHAPE_LEGEND: &str =
+    "out × in (× kernel), PyTorch's order for every layer (Burn stores a Linear weight as in × out)";
+
+/// A weight shape as `out×in` (Linear) or `out×in×kh×kw` (conv), whatever Burn's storage order.
+pub fn shape_text(kind: LayerKind, shape: &[usize]) -> String {
+    let dims: Vec<usize> = match (kind, shape) {
+        (LayerKind::Linear, [i, o]) => vec![*o, *i],
+        _ => shape.to_vec(),
+    };
+    dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×")
+}
+
 /// A count with a K/M/G suffix (multiply-adds in tables).
 pub(crate) fn human(n: u64) -> String {
     match n {
@@ -59,6 +72,7 @@ pub fn write(
     chosen: Option<&str>,
     macs: &[LayerMacs],
 ) -> anyhow::Result<()> {
+    let rounds = sparse.method().rounds().is_some();
     std::fs::create_dir_all(dir.file("plots"))?;
     let rows = dir.read_metrics()?;
     plots::learning_curves(&dir.file("plots/learning_curves.png"), &rows)?;
@@ -77,18 +91,21 @@ pub fn write(
                 let bytes = std::fs::read(p).ok()?;
                 let stem = p.file_stem()?.to_string_lossy().into_owned();
                 let (round, epoch) = stem.split_once('-')?;
-                let label = format!(
-                    "r{} epoch {}",
-                    round.trim_start_matches('0').parse::<u64>().unwrap_or(0),
-                    epoch.parse::<u64>().ok()? + 1
-                );
+                let round: u64 = round.parse().ok()?;
+                let epoch: u64 = epoch.parse().ok()?;
+                let label = if rounds {
+                    format!("round {round}, epoch {epoch}")
+                } else {
+                    format!("epoch {epoch}")
+                };
                 Some((label, Mask::from_bytes(layer.numel(), &bytes)?))
             })
             .collect();
         plots::mask_history(&dir.file("plots/mask_history.png"), layer, &snapshots)?;
         mask_plot = format!(
-            "\n## Mask of `{}` over time\n\nRows are output neurons, columns fan-in weights (black = active).\n\n![mask](plots/mask_history.png)\n",
-            layer.path
+            "\n## Mask of `{}` over time\n\nRows are output neurons, columns fan-in weights; black: active, green: grown and red: dropped since the panel before (a layer larger than {} cells a side is shown in blocks whose colour mixes their weights'). The snapshots are in `masks/` (one bit per weight, row-major in the weight's own layout).\n\n![mask](plots/mask_history.png)\n",
+            layer.path,
+            plots::MAX_CELLS
         );
     }
     let mut r = String::new();
@@ -97,15 +114,27 @@ pub fn write(
         "# {} with {} on {}\n",
         summary.model, summary.method, summary.dataset
     );
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let best = match summary.best_validation_accuracy {
+        Some(v) => format!(
+            "epoch {}: validation {}, test {}",
+            summary.best_epoch,
+            pct(v),
+            pct(summary.test_accuracy_at_best)
+        ),
+        None => format!(
+            "no validation split: the last epoch ({}), test {}",
+            summary.best_epoch,
+            pct(summary.test_accuracy_at_best)
+        ),
+    };
     let _ = writeln!(r, "| | |\n|---|---|");
     for (k, v) in [
+        ("test accuracy (last epoch)", pct(summary.test_accuracy)),
+        ("best epoch (by validation accuracy)", best),
         (
-            "test accuracy (final)",
-            format!("{:.2}%", 100.0 * summary.test_accuracy),
-        ),
-        (
-            "test accuracy (best epoch)",
-            format!("{:.2}%", 100.0 * summary.best_test_accuracy),
+            "validation images",
+            format!("{} held out of the training set", summary.validation_images),
         ),
         (
             "sparsity (sparse layers)",
@@ -144,24 +173,29 @@ pub fn write(
     ] {
         let _ = writeln!(r, "| {k} | {v} |");
     }
+    let _ = writeln!(
+        r,
+        "\nThe ITOP rate (in-time over-parameterisation, Liu et al. 2021) is the fraction of the sparse layers' weights that were active at some point of training: 1 − sparsity for a fixed mask, more for a method that explores. The test set is reported only; the best epoch is chosen on the validation split."
+    );
     let _ = writeln!(r, "\n## Learning curves\n\n![curves](plots/learning_curves.png)\n");
     let _ = writeln!(r, "## Layers\n\n![density](plots/layer_density.png)\n");
+    let _ = writeln!(r, "Shapes are {SHAPE_LEGEND}.\n");
     let _ = writeln!(
         r,
         "| layer | shape | density | nonzeros | MACs (sparse / dense) |\n|---|---|---|---|---|"
     );
-    for (stats, m) in sparse
-        .report()
-        .layers
+    for ((layer, stats), m) in sparse
+        .layers()
         .iter()
+        .zip(&sparse.report().layers)
         .zip(macs.iter().filter(|m| sparse.layers().iter().any(|l| l.path == m.path)))
     {
         let _ = writeln!(
             r,
-            "| `{}` | {:?} | {:.3} | {} | {} / {} |",
+            "| `{}` | {} | {:.2}% | {} | {} / {} |",
             stats.path,
-            stats.shape,
-            stats.density(),
+            shape_text(layer.kind, &layer.shape),
+            100.0 * stats.density(),
             stats.nonzeros,
             human(m.sparse),
             human(m.dense)

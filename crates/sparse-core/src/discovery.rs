@@ -6,11 +6,12 @@
 //! role (first layer, last layer, depthwise conv).
 
 use burn::config::Config;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 
 use crate::error::{Result, SparseError};
 use crate::layer::{LayerKind, Roles, SparseLayer};
+use crate::walk::{self, ParamPath, PathVisitor};
 
 /// Which weights are sparse.
 #[derive(Config, Debug, PartialEq)]
@@ -64,31 +65,18 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 #[derive(Default)]
 struct Lister {
-    stack: Vec<(String, String)>,
     found: Vec<SparseLayer>,
 }
 
-impl ModuleVisitor for Lister {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.to_string(), container_type.to_string()));
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.stack.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let Some((leaf, container)) = self.stack.last() else {
-            return;
-        };
-        let kind = match (leaf.as_str(), container.as_str()) {
+impl PathVisitor for Lister {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        let kind = match (path.leaf(), path.container()) {
             ("weight", "Struct:Linear") if D == 2 => LayerKind::Linear,
             ("weight", "Struct:Conv1d" | "Struct:Conv2d" | "Struct:Conv3d") if D >= 3 => LayerKind::Conv,
             _ => return,
         };
-        let path = self.stack.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(".");
         self.found.push(SparseLayer {
-            path,
+            path: path.dotted(),
             param_id: param.id,
             shape: param.lazy_shape().to_vec(),
             kind,
@@ -100,7 +88,7 @@ impl ModuleVisitor for Lister {
 /// Every conv/linear weight of `model`, in declaration order, with roles set.
 pub fn all_weights<M: Module>(model: &M) -> Vec<SparseLayer> {
     let mut lister = Lister::default();
-    model.visit(&mut lister);
+    walk::visit(model, &mut lister);
     let mut layers = lister.found;
     let n = layers.len();
     for (i, l) in layers.iter_mut().enumerate() {

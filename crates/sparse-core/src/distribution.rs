@@ -19,14 +19,14 @@
 //! one weight per layer. Patterns may round a layer's count further down to their grid
 //! (see [`crate::pattern`]).
 
-use burn::config::Config;
-
 use crate::discovery::{glob_match, known_paths};
 use crate::error::{Result, SparseError, check_density, check_sparsity};
 use crate::layer::SparseLayer;
 
-/// How the target sparsity is spread over layers.
-#[derive(Config, Debug, PartialEq)]
+/// How the target sparsity is spread over layers. Written as text on the
+/// command line and in config files: `erk` (or `erk:P` for power scale P), `er`,
+/// `uniform`, `uniform-dense-first`, `global`, `explicit:GLOB=D,GLOB=D,...`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Distribution {
     /// The same density in every layer.
     Uniform {
@@ -55,6 +55,75 @@ impl Default for Distribution {
         Self::Erk { power_scale: 1.0 }
     }
 }
+
+impl std::fmt::Display for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Uniform {
+                dense_first_layer: false,
+            } => f.write_str("uniform"),
+            Self::Uniform {
+                dense_first_layer: true,
+            } => f.write_str("uniform-dense-first"),
+            Self::Er => f.write_str("er"),
+            Self::Erk { power_scale } if *power_scale == 1.0 => f.write_str("erk"),
+            Self::Erk { power_scale } => write!(f, "erk:{power_scale}"),
+            Self::Global => f.write_str("global"),
+            Self::Explicit { densities } => {
+                let pairs: Vec<String> = densities.iter().map(|(p, d)| format!("{p}={d}")).collect();
+                write!(f, "explicit:{}", pairs.join(","))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Distribution {
+    type Err = SparseError;
+
+    /// Parses `erk`, `erk:P`, `er`, `uniform`, `uniform-dense-first`, `global` or
+    /// `explicit:GLOB=D,GLOB=D,...`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            SparseError::InvalidConfig(format!(
+                "distribution `{s}`{why}; use erk, erk:P (power scale P, e.g. erk:0.5), er, uniform, uniform-dense-first, global or explicit:GLOB=DENSITY,..."
+            ))
+        };
+        let s = s.trim();
+        Ok(match s {
+            "erk" => Self::Erk { power_scale: 1.0 },
+            "er" => Self::Er,
+            "uniform" => Self::Uniform {
+                dense_first_layer: false,
+            },
+            "uniform-dense-first" => Self::Uniform {
+                dense_first_layer: true,
+            },
+            "global" => Self::Global,
+            _ => {
+                if let Some(p) = s.strip_prefix("erk:") {
+                    let power_scale: f64 = p.trim().parse().map_err(|_| bad(": the power scale is not a number"))?;
+                    Self::Erk { power_scale }
+                } else if let Some(list) = s.strip_prefix("explicit:") {
+                    let densities = list
+                        .split(',')
+                        .map(|pair| {
+                            let (glob, d) = pair
+                                .split_once('=')
+                                .ok_or_else(|| bad(": expected GLOB=DENSITY pairs"))?;
+                            let d: f64 = d.trim().parse().map_err(|_| bad(": a density is not a number"))?;
+                            Ok((glob.trim().to_string(), d))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Self::Explicit { densities }
+                } else {
+                    return Err(bad(" is unknown"));
+                }
+            }
+        })
+    }
+}
+
+crate::config_text::text_config!(Distribution);
 
 /// What a distribution decides.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -117,6 +117,21 @@ pub enum SparseError {
     /// Reading a tensor back from its device failed.
     #[error("reading a tensor from its device failed: {0}")]
     TensorRead(String),
+    /// A data-driven method initialised without data.
+    #[error(
+        "this method scores weights with gradients on data: initialise with `Sparsifier::init_with(model, |model, request| ...)`"
+    )]
+    NeedsData,
+    /// A method read data at a step where its `needs` did not ask for it.
+    #[error("the method read {what} at step {step} without asking for them; set `{flag}` in its `needs` for that step")]
+    NotRequested {
+        /// What was read.
+        what: &'static str,
+        /// The step.
+        step: u64,
+        /// The flag that asks for it.
+        flag: &'static str,
+    },
     /// A method-specific error.
     #[error("{method}: {detail}")]
     Method {

@@ -10,18 +10,17 @@
 //! weight's flat index; for blocks and channels the unit index), see
 //! [`crate::select`].
 
-use burn::config::Config;
-
 use crate::error::{Result, SparseError};
-use crate::layer::{LayerKind, SparseLayer};
+use crate::layer::SparseLayer;
 use crate::mask::Mask;
 use crate::select::{score_key, top_k};
-use burn::tensor::{IndexingUpdateOp, Tensor};
 
-/// The shape a layer's mask may take.
-#[derive(Config, Debug, PartialEq)]
+/// The shape a layer's mask may take. Written as text (`unstructured`, `2:4`,
+/// `constant-fan-in`, `block:4x4`, `channel`) on the command line and in config files.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Pattern {
     /// Any subset of weights.
+    #[default]
     Unstructured,
     /// Exactly `n` active in every group of `m` consecutive fan-in weights
     /// (channel-last order, see [`SparseLayer::flat`]); density is `n/m`.
@@ -45,13 +44,54 @@ pub enum Pattern {
     Channel,
 }
 
-// `#[derive(Default)]` cannot be used: `Config` copies the enum without its `#[default]`.
-#[allow(clippy::derivable_impls)]
-impl Default for Pattern {
-    fn default() -> Self {
-        Self::Unstructured
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unstructured => f.write_str("unstructured"),
+            Self::NM { n, m } => write!(f, "{n}:{m}"),
+            Self::ConstantFanIn => f.write_str("constant-fan-in"),
+            Self::Block { rows, cols } => write!(f, "block:{rows}x{cols}"),
+            Self::Channel => f.write_str("channel"),
+        }
     }
 }
+
+impl std::str::FromStr for Pattern {
+    type Err = SparseError;
+
+    /// Parses `unstructured`, `N:M` (e.g. `2:4`), `constant-fan-in`, `block:RxC` or `channel`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            SparseError::InvalidConfig(format!(
+                "unknown pattern `{s}`; use unstructured, N:M (e.g. 2:4), constant-fan-in, block:RxC (e.g. block:4x4) or channel"
+            ))
+        };
+        let number = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+        Ok(match s.trim() {
+            "unstructured" => Self::Unstructured,
+            "constant-fan-in" => Self::ConstantFanIn,
+            "channel" => Self::Channel,
+            t => match t.strip_prefix("block:") {
+                Some(dims) => {
+                    let (r, c) = dims.split_once('x').ok_or_else(bad)?;
+                    Self::Block {
+                        rows: number(r)?,
+                        cols: number(c)?,
+                    }
+                }
+                None => {
+                    let (n, m) = t.split_once(':').ok_or_else(bad)?;
+                    Self::NM {
+                        n: number(n)?,
+                        m: number(m)?,
+                    }
+                }
+            },
+        })
+    }
+}
+
+crate::config_text::text_config!(Pattern);
 
 /// Which units form a layer and how they are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -429,58 +469,6 @@ impl<'a> BlockGrid<'a> {
             }
         }
         Ok(())
-    }
-}
-
-/// The N:M mask of a weight tensor computed on its device: `true` at the `n`
-/// largest `|w|` of every group of `m` consecutive fan-in weights (channel-last
-/// order, as [`SparseLayer::flat`]). Used inside the forward pass (SR-STE), where
-/// a host round trip per step would be too slow. Ties follow the backend's `topk`.
-pub fn nm_keep_tensor<const D: usize>(
-    layer: &SparseLayer,
-    weight: Tensor<D>,
-    n: usize,
-    m: usize,
-) -> Tensor<D, burn::tensor::Bool> {
-    let dims = weight.dims();
-    let (neurons, fan_in) = (layer.neurons(), layer.fan_in());
-    let (cin, kpos) = (layer.in_channels(), layer.kernel_positions());
-    let rows: Tensor<2> = match layer.kind {
-        LayerKind::Linear => weight.reshape([fan_in, neurons]).transpose(),
-        LayerKind::Conv => weight
-            .reshape([neurons, cin, kpos])
-            .swap_dims(1, 2)
-            .reshape([neurons, fan_in]),
-    };
-    let groups = rows.abs().reshape([neurons * fan_in / m, m]);
-    let (_, idx) = groups.clone().topk_with_indices(n, 1);
-    let ones = Tensor::<2>::ones([neurons * fan_in / m, n], &groups.device());
-    let keep = groups
-        .zeros_like()
-        .scatter(1, idx, ones, IndexingUpdateOp::Assign)
-        .reshape([neurons, fan_in]);
-    let keep: Tensor<D> = match layer.kind {
-        LayerKind::Linear => keep.transpose().reshape(dims),
-        LayerKind::Conv => keep.reshape([neurons, kpos, cin]).swap_dims(1, 2).reshape(dims),
-    };
-    keep.equal_elem(1.0)
-}
-
-/// `W_i/‖W_i‖₂` for every output neuron `i` (0 where a neuron is all zero): the
-/// gradient of the group-lasso penalty `Σ_i ‖W_i‖₂`.
-pub fn neuron_unit_directions<const D: usize>(layer: &SparseLayer, weight: Tensor<D>) -> Tensor<D> {
-    let dims = weight.dims();
-    let (neurons, fan_in) = (layer.neurons(), layer.fan_in());
-    let rows: Tensor<2> = match layer.kind {
-        LayerKind::Linear => weight.reshape([fan_in, neurons]).transpose(),
-        LayerKind::Conv => weight.reshape([neurons, fan_in]),
-    };
-    let norms = rows.clone().square().sum_dim(1).sqrt();
-    let safe = norms.clone().mask_fill(norms.equal_elem(0.0), 1.0);
-    let unit = rows / safe;
-    match layer.kind {
-        LayerKind::Linear => unit.transpose().reshape(dims),
-        LayerKind::Conv => unit.reshape(dims),
     }
 }
 

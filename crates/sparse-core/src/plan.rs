@@ -9,7 +9,7 @@ use crate::error::{Result, SparseError, check_sparsity};
 use crate::layer::SparseLayer;
 use crate::mask::Mask;
 use crate::pattern::Pattern;
-use crate::select::top_k;
+use crate::select::global_top_k;
 
 /// What to make sparse, how much, and in which shape.
 #[derive(Config, Debug, PartialEq)]
@@ -130,7 +130,7 @@ impl Plan {
     pub fn select(&self, scores: &[Vec<f32>], sparsity: f64) -> Result<Vec<Mask>> {
         assert_eq!(scores.len(), self.layers.len(), "one score vector per layer");
         if let Allocation::Global(total) = self.config.distribution.allocate(&self.layers, sparsity)? {
-            return Ok(self.select_global(scores, total));
+            return Ok(global_top_k(scores, total));
         }
         let counts = self.counts(sparsity)?;
         Ok(self
@@ -140,33 +140,6 @@ impl Plan {
             .zip(counts)
             .map(|((l, s), c)| self.config.pattern.select(l, s, c))
             .collect())
-    }
-
-    fn select_global(&self, scores: &[Vec<f32>], total: usize) -> Vec<Mask> {
-        let offsets: Vec<usize> = self
-            .layers
-            .iter()
-            .scan(0, |acc, l| {
-                let o = *acc;
-                *acc += l.numel();
-                Some(o)
-            })
-            .collect();
-        let n: usize = self.layers.iter().map(SparseLayer::numel).sum();
-        let locate = |g: usize| {
-            let l = offsets.partition_point(|&o| o <= g) - 1;
-            (l, g - offsets[l])
-        };
-        let chosen = top_k(0..n as u32, total, |g| {
-            let (l, i) = locate(g as usize);
-            scores[l][i]
-        });
-        let mut masks: Vec<Mask> = self.layers.iter().map(|l| Mask::zeros(l.numel())).collect();
-        for g in chosen {
-            let (l, i) = locate(g as usize);
-            masks[l].set(i, true);
-        }
-        masks
     }
 }
 

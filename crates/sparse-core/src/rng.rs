@@ -31,10 +31,17 @@ impl Rng {
         Self { state: mix(seed) }
     }
 
-    /// The generator for one weight, step and purpose (e.g. `"grow"`).
-    pub fn for_layer(seed: u64, path: &str, step: u64, purpose: &str) -> Self {
-        let key = mix(seed) ^ mix(hash_str(path).wrapping_add(1)) ^ mix(step.wrapping_add(2));
+    /// The generator of a named stream at a counter, for a purpose: a pure
+    /// function of its four keys (e.g. `("data", epoch, "shuffle")` for the order
+    /// of an epoch's batches).
+    pub fn for_stream(seed: u64, stream: &str, counter: u64, purpose: &str) -> Self {
+        let key = mix(seed) ^ mix(hash_str(stream).wrapping_add(1)) ^ mix(counter.wrapping_add(2));
         Self::new(key ^ hash_str(purpose))
+    }
+
+    /// The generator for one weight (by path), step and purpose (e.g. `"grow"`).
+    pub fn for_layer(seed: u64, path: &str, step: u64, purpose: &str) -> Self {
+        Self::for_stream(seed, path, step, purpose)
     }
 
     /// Next 64 random bits.

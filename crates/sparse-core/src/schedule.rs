@@ -128,6 +128,23 @@ pub struct UpdateSchedule {
 }
 
 impl UpdateSchedule {
+    /// Every `delta_t` steps from step 0 until `end_fraction` of `total_steps`
+    /// (`end = ⌊end_fraction·total_steps⌋`), checked: `delta_t >= 1` and
+    /// `0 < end_fraction <= 1`.
+    pub fn until_fraction(total_steps: u64, end_fraction: f64, delta_t: u64) -> Result<Self> {
+        if delta_t == 0 {
+            return Err(SparseError::InvalidConfig(
+                "delta_t (steps between updates) must be at least 1 (RigL uses 100)".into(),
+            ));
+        }
+        if !(end_fraction > 0.0 && end_fraction <= 1.0) {
+            return Err(SparseError::InvalidConfig(format!(
+                "end_fraction {end_fraction} must be in (0, 1] (RigL stops updating at 0.75 of training)"
+            )));
+        }
+        Ok(Self::new((end_fraction * total_steps as f64) as u64).with_interval(delta_t))
+    }
+
     /// RigL's default: every 100 steps until 75% of `total_steps`.
     pub fn rigl(total_steps: u64) -> Self {
         Self::new(total_steps * 3 / 4)
@@ -160,6 +177,32 @@ impl UpdateSchedule {
             return 1.0;
         }
         (t.saturating_sub(self.begin) as f64 / (self.end - self.begin) as f64).clamp(0.0, 1.0)
+    }
+}
+
+/// How the drop fraction changes over the updates (with α and, for the
+/// exponential decay, the exponent k, it makes a [`DropFraction`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DropSchedule {
+    /// RigL's cosine decay from α to 0.
+    Cosine,
+    /// α throughout (SET).
+    Constant,
+    /// `α·(1 − p)^k` (rigl `exponential_k`).
+    Exponential,
+}
+
+impl DropSchedule {
+    /// The drop fraction with initial value `alpha` (and exponent `k` for the exponential decay), checked.
+    pub fn with_alpha(self, alpha: f64, k: f64) -> Result<DropFraction> {
+        let f = match self {
+            Self::Cosine => DropFraction::Cosine { alpha },
+            Self::Constant => DropFraction::Constant { alpha },
+            Self::Exponential => DropFraction::ExponentialK { alpha, k },
+        };
+        f.validate()?;
+        Ok(f)
     }
 }
 

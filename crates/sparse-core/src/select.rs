@@ -5,6 +5,8 @@
 //! same scores always give the same set on every device. `NaN` ranks below
 //! every number and `-0.0` equals `+0.0`.
 
+use crate::mask::Mask;
+
 /// An order-preserving 32-bit key of a score (higher score, higher key).
 pub fn score_key(score: f32) -> u32 {
     if score.is_nan() {
@@ -26,6 +28,35 @@ fn pack(score: f32, id: u32) -> u64 {
 
 fn unpack_id(key: u64) -> u32 {
     u32::MAX - (key as u32)
+}
+
+/// The `total` best-ranked weights over several layers at once (one global
+/// ranking): masks with the chosen weights active. Ties go to the earlier layer,
+/// then to the lower flat index (ids count through the layers in order).
+pub fn global_top_k(scores: &[Vec<f32>], total: usize) -> Vec<Mask> {
+    let offsets: Vec<usize> = scores
+        .iter()
+        .scan(0, |acc, s| {
+            let o = *acc;
+            *acc += s.len();
+            Some(o)
+        })
+        .collect();
+    let n: usize = scores.iter().map(Vec::len).sum();
+    let locate = |g: usize| {
+        let l = offsets.partition_point(|&o| o <= g) - 1;
+        (l, g - offsets[l])
+    };
+    let chosen = top_k(0..n as u32, total, |g| {
+        let (l, i) = locate(g as usize);
+        scores[l][i]
+    });
+    let mut masks: Vec<Mask> = scores.iter().map(|s| Mask::zeros(s.len())).collect();
+    for g in chosen {
+        let (l, i) = locate(g as usize);
+        masks[l].set(i, true);
+    }
+    masks
 }
 
 /// Candidates above which a sampled threshold pre-filters the selection.

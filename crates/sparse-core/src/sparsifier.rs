@@ -16,6 +16,7 @@
 //! cleared, grown weights start at 0 with zero state, and the ITOP record grows.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ParamId};
@@ -24,11 +25,13 @@ use burn::tensor::{Device, Tensor};
 
 use crate::discovery::{all_weights, discover};
 use crate::error::{Result, SparseError};
+use crate::grad_term::GradTerm;
 use crate::layer::SparseLayer;
 use crate::mask::Mask;
-use crate::method::{GradRequest, GradientOracle, InitContext, Method, StepContext};
+use crate::method::{GradRequest, GradientOracle, InitContext, IntoMethod, Method, StepContext};
 use crate::optim::{MaskedOptimizer, OptimizerConfig};
 use crate::plan::{Plan, SparsityConfig};
+use crate::reparam::{self, ForwardRule};
 use crate::stats::{SparsityReport, itop_rate};
 use crate::traverse;
 
@@ -40,6 +43,10 @@ pub struct Sparsifier {
     pub(crate) masks: Vec<Mask>,
     pub(crate) explored: Vec<Mask>,
     pub(crate) step: u64,
+    /// Terms added to the sparse weights' gradients (the method's, then the caller's).
+    terms: Vec<Arc<dyn GradTerm>>,
+    /// The method's forward rule, attached to the model by `attach`.
+    rule: Option<Arc<dyn ForwardRule>>,
     ids: HashMap<ParamId, usize>,
     devices: Vec<Device>,
     /// Device copies of the masks (f32 1.0 = active), one per sparse weight.
@@ -59,29 +66,38 @@ impl std::fmt::Debug for Sparsifier {
 
 impl Sparsifier {
     /// Discovers the sparse weights of `model`, validates `config` against them
-    /// and prepares `method` and a mask-aware optimizer. Masks start all-active
-    /// until [`Sparsifier::init`].
+    /// and prepares `method` (any [`Method`], or a boxed one) and a mask-aware
+    /// optimizer. Masks start all-active until [`Sparsifier::init`], which also
+    /// attaches the method's reparameterization to the model, if it has one.
     pub fn new<M: Module>(
         model: &M,
         config: SparsityConfig,
-        method: impl Method + 'static,
+        method: impl IntoMethod,
         optimizer: &OptimizerConfig,
     ) -> Result<Self> {
         optimizer.validate()?;
+        let method = method.into_method();
         let layers = discover(model, &config.filter)?;
         let plan = Plan::new(layers, config)?;
         let masks: Vec<Mask> = plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
         let mut optim = optimizer.init();
-        for (pattern, decay) in method.decay_overrides() {
-            optim.override_decay(pattern, decay);
+        let (mut rule, mut terms) = (None, Vec::new());
+        if let Some(r) = method.reparameterization() {
+            rule = r.forward_rule(&plan)?;
+            terms = r.grad_terms(&plan)?;
+            if let Some(decay) = r.extra_decay() {
+                optim.override_decay(reparam::EXTRA_GLOB, decay);
+            }
         }
         let mut sparsifier = Self {
             explored: masks.clone(),
             masks,
             plan,
-            method: Box::new(method),
+            method,
             optim,
             step: 0,
+            terms,
+            rule,
             ids: HashMap::new(),
             devices: Vec::new(),
             keep: HashMap::new(),
@@ -90,9 +106,50 @@ impl Sparsifier {
         Ok(sparsifier)
     }
 
-    /// Sets the initial masks with the method (random, magnitude, ...) and zeroes
-    /// the pruned weights.
+    /// Adds a term to the sparse weights' gradients at every step (e.g. an L1 or
+    /// group-lasso penalty), after the method's own terms.
+    pub fn with_grad_term(mut self, term: impl GradTerm + 'static) -> Self {
+        self.terms.push(Arc::new(term));
+        self
+    }
+
+    /// Attaches the method's forward rule (and its extra parameters) to every
+    /// sparse weight of `model`, if the method has one and `model` does not carry
+    /// it yet. [`Sparsifier::init`] calls it; call it yourself before loading saved
+    /// weights into a fresh model that [`Sparsifier::load`] will continue.
+    pub fn attach<M: Module>(&mut self, model: M) -> Result<M> {
+        let Some(rule) = self.rule.clone() else {
+            return Ok(model);
+        };
+        let n = self.plan.layers().len();
+        let model = match reparam::attached_count(&model, self.plan.layers()) {
+            0 => reparam::attach(model, self.plan.layers(), rule),
+            c if c == n => model,
+            c => {
+                return Err(SparseError::InvalidConfig(format!(
+                    "{c} of the {n} sparse weights carry the method's reparameterization; attach it to an unchanged model"
+                )));
+            }
+        };
+        self.bind(&model)?;
+        Ok(model)
+    }
+
+    /// Whether `model` carries what the method needs (its reparameterization).
+    pub(crate) fn check_attached<M: Module>(&self, model: &M) -> Result<()> {
+        if self.rule.is_some() && reparam::attached_count(model, self.plan.layers()) != self.plan.layers().len() {
+            return Err(SparseError::InvalidConfig(format!(
+                "{} changes the model's forward pass: call `Sparsifier::attach(model)` (done by `init`) before loading weights or training",
+                self.method.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets the initial masks with the method (random, magnitude, ...), attaches
+    /// the method's reparameterization if any, and zeroes the pruned weights.
     pub fn init<M: Module>(&mut self, model: M) -> Result<M> {
+        let model = self.attach(model)?;
         self.init_inner(model, None)
     }
 
@@ -105,6 +162,7 @@ impl Sparsifier {
         M: Module,
         F: FnMut(&M, &GradRequest) -> Result<GradientsParams>,
     {
+        let model = self.attach(model)?;
         self.bind(&model)?;
         // `valid().train()` gives a copy with its own BatchNorm running statistics, so
         // the scoring passes never touch the model's.
@@ -123,15 +181,12 @@ impl Sparsifier {
         let n = self.plan.layers().len();
         let mut weights = traverse::read_weights(&model, &self.ids, n)?;
         let mut masks: Vec<Mask> = self.plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
-        let mut ctx = InitContext {
-            plan: &self.plan,
-            weights: &mut weights,
-            weights_changed: false,
-            oracle: oracle.map(|o| o as &mut dyn GradientOracle),
-            seed: self.plan.config().seed,
-        };
+        let mut ctx = InitContext::new(&self.plan, &mut weights, self.plan.config().seed);
+        if let Some(oracle) = oracle {
+            ctx = ctx.with_oracle(oracle);
+        }
         self.method.init(&mut ctx, &mut masks)?;
-        let weights_changed = ctx.weights_changed;
+        let weights_changed = ctx.weights_changed();
         self.check_masks(&masks)?;
         let model = if weights_changed {
             traverse::write_weights(model, &self.ids, &weights)
@@ -142,6 +197,7 @@ impl Sparsifier {
         self.explored = self.masks.clone();
         self.step = 0;
         self.upload_masks(None);
+        self.method.before_step(0);
         tracing::info!(
             method = self.method.name(),
             density = self.report().density(),
@@ -162,33 +218,27 @@ impl Sparsifier {
         lr: impl Into<ModuleLearningRate>,
     ) -> Result<M> {
         self.ensure_bound(&model)?;
-        self.method.begin_step(self.step);
         let needs = self.method.needs(self.step);
         let n = self.plan.layers().len();
         let dense_grads = if needs.grads {
-            traverse::read_grads(&model, &grads, &self.ids, n)?
+            Some(traverse::read_grads(&model, &grads, &self.ids, n)?)
         } else {
-            Vec::new()
+            None
         };
-        let grads = self.method.grad_terms().iter().fold(grads, |g, term| {
-            traverse::add_grad_term(&model, g, &self.ids, self.plan.layers(), term)
-        });
+        let grads = traverse::add_grad_terms(&model, grads, &self.ids, self.plan.layers(), &self.terms, self.step);
         let mut model = model;
         if needs.update && needs.skip_optimizer {
-            model = self.run_method(model, &dense_grads, needs.update)?;
+            model = self.run_method(model, dense_grads.as_deref(), needs.update)?;
         } else {
             let no_masks = HashMap::new();
-            let keep = if self.method.hard_masks() {
-                &self.keep
-            } else {
-                &no_masks
-            };
+            let keep = if self.hard_masks() { &self.keep } else { &no_masks };
             model = self.optim.step(lr, model, grads, keep);
             if needs.any() {
-                model = self.run_method(model, &dense_grads, needs.update)?;
+                model = self.run_method(model, dense_grads.as_deref(), needs.update)?;
             }
         }
         self.step += 1;
+        self.method.before_step(self.step);
         Ok(model)
     }
 
@@ -206,33 +256,37 @@ impl Sparsifier {
         }
     }
 
-    fn run_method<M: Module>(&mut self, model: M, grads: &[Vec<f32>], update: bool) -> Result<M> {
+    /// Whether the masks are imposed on weights and gradients now.
+    fn hard_masks(&self) -> bool {
+        self.method.reparameterization().is_none_or(|r| r.hard_masks())
+    }
+
+    fn run_method<M: Module>(&mut self, model: M, grads: Option<&[Vec<f32>]>, update: bool) -> Result<M> {
         let n = self.plan.layers().len();
         let mut weights = if update {
-            traverse::read_weights(&model, &self.ids, n)?
+            Some(traverse::read_weights(&model, &self.ids, n)?)
         } else {
-            Vec::new()
+            None
         };
-        let patterns = self.method.extra_params();
-        let extra = if update && !patterns.is_empty() {
-            traverse::read_by_pattern(&model, &patterns)?
+        let extra = if update && self.rule.is_some() {
+            Some(traverse::read_extra(&model, self.plan.layers())?)
         } else {
-            Default::default()
+            None
         };
         let before = self.masks.clone();
-        let hard_before = self.method.hard_masks();
-        let mut ctx = StepContext {
-            step: self.step,
-            plan: &self.plan,
-            weights: &mut weights,
-            weights_changed: false,
-            grads,
-            masks: &mut self.masks,
-            extra: &extra,
-            seed: self.plan.config().seed,
-        };
+        let hard_before = self.hard_masks();
+        let mut ctx = StepContext::new(self.step, &self.plan, self.plan.config().seed, &mut self.masks);
+        if let Some(w) = weights.as_deref_mut() {
+            ctx = ctx.with_weights(w);
+        }
+        if let Some(g) = grads {
+            ctx = ctx.with_grads(g);
+        }
+        if let Some(e) = extra.as_deref() {
+            ctx = ctx.with_extra(e);
+        }
         self.method.on_step(&mut ctx)?;
-        let weights_changed = ctx.weights_changed;
+        let weights_changed = ctx.weights_changed();
         let masks = std::mem::take(&mut self.masks);
         if let Err(e) = self.check_masks(&masks) {
             self.masks = before;
@@ -240,12 +294,11 @@ impl Sparsifier {
         }
         self.masks = masks;
         // a method that turns its masks hard (AutoSparse freezing) re-masks every layer
-        let all = self.method.hard_masks() && !hard_before;
+        let all = self.hard_masks() && !hard_before;
         let changed: Vec<usize> = (0..n).filter(|&l| all || self.masks[l] != before[l]).collect();
-        let model = if weights_changed {
-            traverse::write_weights(model, &self.ids, &weights)
-        } else {
-            model
+        let model = match (weights_changed, &weights) {
+            (true, Some(w)) => traverse::write_weights(model, &self.ids, w),
+            _ => model,
         };
         if changed.is_empty() && !weights_changed {
             return Ok(model);
@@ -254,7 +307,7 @@ impl Sparsifier {
             self.explored[l] = self.explored[l].or(&self.masks[l]);
         }
         self.upload_masks(Some(&changed));
-        if self.method.hard_masks() {
+        if self.hard_masks() {
             let reset: Vec<_> = changed
                 .iter()
                 .map(|&l| {
@@ -275,7 +328,7 @@ impl Sparsifier {
 
     /// `model` with pruned weights zeroed (unchanged for soft-mask methods).
     fn masked<M: Module>(&self, model: M) -> M {
-        if self.method.hard_masks() {
+        if self.hard_masks() {
             traverse::apply_masks(model, &self.keep)
         } else {
             model
@@ -371,7 +424,26 @@ impl Sparsifier {
         traverse::read_weights(model, &self.ids, self.plan.layers().len())
     }
 
-    /// Sets the step counter (e.g. to the rewind step of a lottery-ticket round).
+    /// Starts a new round of training (iterative pruning): `masks` become the
+    /// masks (checked against the plan's pattern), the ITOP record starts again from
+    /// them, the optimizer forgets its state, the step counter is set to `step`
+    /// (e.g. the rewind step), and `model` comes back with its pruned weights zeroed.
+    pub fn restart<M: Module>(&mut self, model: M, masks: Vec<Mask>, step: u64) -> Result<M> {
+        self.check_masks(&masks)?;
+        let model = self.attach(model)?; // a fresh model (re-initialisation) needs the method's rule too
+        self.ensure_bound(&model)?;
+        self.masks = masks;
+        self.explored = self.masks.clone();
+        self.optim.clear_state();
+        self.step = step;
+        self.upload_masks(None);
+        self.method.before_step(step);
+        Ok(self.masked(model))
+    }
+
+    /// Sets the step counter that drives the schedules, e.g. to the number of
+    /// environment steps in deep RL, where topology updates count environment
+    /// steps rather than optimizer steps (Graesser et al. 2022).
     pub fn set_step(&mut self, step: u64) {
         self.step = step;
     }

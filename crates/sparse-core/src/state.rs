@@ -45,7 +45,7 @@ fn bytes_f32(b: &[u8]) -> Vec<f32> {
 }
 
 /// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -141,6 +141,7 @@ impl Sparsifier {
     /// method.
     pub fn load<M: Module>(&mut self, path: impl AsRef<Path>, model: &M) -> Result<()> {
         let path = path.as_ref();
+        self.check_attached(model)?;
         let bytes = std::fs::read(path).map_err(|e| SparseError::io(path, e))?;
         let corrupt = |detail: String| SparseError::CorruptState {
             file: path.to_path_buf(),
@@ -230,6 +231,7 @@ impl Sparsifier {
         self.explored = explored;
         self.step = header.step;
         self.bind(model)?;
+        self.method.before_step(self.step);
         tracing::info!(path = %path.display(), step = self.step, "loaded sparse state");
         Ok(())
     }

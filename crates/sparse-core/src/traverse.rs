@@ -2,14 +2,18 @@
 //! by parameter id. All reads are detached from the autodiff tape.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 
 use crate::error::Result;
+use crate::grad_term::GradTerm;
 use crate::host;
-use crate::optim::{ParamContext, detached, on_device};
+use crate::layer::SparseLayer;
+use crate::param_value::{ParamContext, detached, on_device};
+use crate::walk::{self, ParamPath, PathVisitor};
 
 /// Every float parameter: path, id, element count, device (inner).
 #[derive(Clone, Debug)]
@@ -22,20 +26,13 @@ pub(crate) struct ParamInfo {
 
 #[derive(Default)]
 struct ParamLister {
-    stack: Vec<String>,
     out: Vec<ParamInfo>,
 }
 
-impl ModuleVisitor for ParamLister {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+impl PathVisitor for ParamLister {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
         self.out.push(ParamInfo {
-            path: self.stack.join("."),
+            path: path.dotted(),
             id: param.id,
             shape: param.lazy_shape().to_vec(),
             device: param.lazy_device().inner(),
@@ -46,7 +43,7 @@ impl ModuleVisitor for ParamLister {
 /// All float parameters of `model` in visit order.
 pub(crate) fn params<M: Module>(model: &M) -> Vec<ParamInfo> {
     let mut lister = ParamLister::default();
-    model.visit(&mut lister);
+    walk::visit(model, &mut lister);
     lister.out
 }
 
@@ -244,84 +241,79 @@ pub(crate) fn merge_multi<M: Module>(model: &M, multi: burn::optim::MultiGradien
     v.out
 }
 
-#[derive(Default)]
-struct ReadByPattern<'a> {
-    patterns: &'a [String],
-    stack: Vec<String>,
-    out: std::collections::BTreeMap<String, Result<Vec<f32>>>,
+struct ReadExtra {
+    prefixes: Vec<String>,
+    out: Vec<Vec<Result<Vec<f32>>>>,
 }
 
-impl ModuleVisitor for ReadByPattern<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.stack.join(".");
-        if self.patterns.iter().any(|p| crate::discovery::glob_match(p, &path)) {
-            self.out.insert(path, host::to_vec(detached(param.val())));
+impl PathVisitor for ReadExtra {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        let path = path.dotted();
+        if let Some(l) = self.prefixes.iter().position(|p| path.starts_with(p.as_str())) {
+            self.out[l].push(host::to_vec(detached(param.val())));
         }
     }
 }
 
-/// Host values of every float parameter whose path matches one of `patterns`.
-pub(crate) fn read_by_pattern<M: Module>(
-    model: &M,
-    patterns: &[String],
-) -> Result<std::collections::BTreeMap<String, Vec<f32>>> {
-    let mut v = ReadByPattern {
-        patterns,
-        ..Default::default()
+/// Host values of the method's extra parameters of every sparse layer, in layer
+/// order, each layer's in declaration order.
+pub(crate) fn read_extra<M: Module>(model: &M, layers: &[SparseLayer]) -> Result<Vec<Vec<Vec<f32>>>> {
+    let mut v = ReadExtra {
+        prefixes: layers
+            .iter()
+            .map(|l| format!("{}.{}.extra.", l.path, crate::reparam::NAME))
+            .collect(),
+        out: layers.iter().map(|_| Vec::new()).collect(),
     };
-    model.visit(&mut v);
-    v.out.into_iter().map(|(k, r)| r.map(|x| (k, x))).collect()
+    walk::visit(model, &mut v);
+    v.out.into_iter().map(|values| values.into_iter().collect()).collect()
 }
 
-struct AddGradTerm<'a> {
+struct AddGradTerms<'a> {
     ids: &'a HashMap<ParamId, usize>,
-    layers: &'a [crate::layer::SparseLayer],
-    term: &'a crate::method::GradTerm,
+    layers: &'a [SparseLayer],
+    terms: &'a [Arc<dyn GradTerm>],
+    step: u64,
     grads: &'a mut GradientsParams,
 }
 
-impl ModuleVisitor for AddGradTerm<'_> {
+impl ModuleVisitor for AddGradTerms<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let Some(&l) = self.ids.get(&param.id) else {
             return;
         };
-        let Some(g) = self.grads.remove::<D>(param.id) else {
+        let Some(mut g) = self.grads.remove::<D>(param.id) else {
             return;
         };
         let w = detached(param.val());
-        let g = match *self.term {
-            crate::method::GradTerm::NmDecay { n, m, lambda } => {
-                let keep = crate::pattern::nm_keep_tensor(&self.layers[l], w.clone(), n, m);
-                let pruned = w.mask_fill(keep, 0.0);
-                g + pruned.mul_scalar(lambda)
+        let dims = w.dims();
+        let layer = &self.layers[l];
+        for term in self.terms {
+            if let Some(t) = term.term(self.step, layer, w.clone().reshape([layer.numel()])) {
+                g = g + t.reshape(dims);
             }
-            crate::method::GradTerm::L1 { lambda } => g + w.sign().mul_scalar(lambda),
-            crate::method::GradTerm::GroupLasso { lambda } => {
-                g + crate::pattern::neuron_unit_directions(&self.layers[l], w).mul_scalar(lambda)
-            }
-        };
+        }
         self.grads.register::<D>(param.id, g);
     }
 }
 
-/// Adds a method's gradient term to the sparse weights' gradients.
-pub(crate) fn add_grad_term<M: Module>(
+/// Adds the gradient terms (in order) to the sparse weights' gradients.
+pub(crate) fn add_grad_terms<M: Module>(
     model: &M,
     mut grads: GradientsParams,
     ids: &HashMap<ParamId, usize>,
-    layers: &[crate::layer::SparseLayer],
-    term: &crate::method::GradTerm,
+    layers: &[SparseLayer],
+    terms: &[Arc<dyn GradTerm>],
+    step: u64,
 ) -> GradientsParams {
-    model.visit(&mut AddGradTerm {
+    if terms.is_empty() {
+        return grads;
+    }
+    model.visit(&mut AddGradTerms {
         ids,
         layers,
-        term,
+        terms,
+        step,
         grads: &mut grads,
     });
     grads

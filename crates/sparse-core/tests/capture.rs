@@ -51,7 +51,10 @@ fn check_conv(conv: Conv2d, input: [usize; 4]) {
             for p in 0..ho * wo {
                 let w = f64::from(want[(bi * o + n) * ho * wo + p]);
                 let g = got[n][bi * ho * wo + p];
-                assert!((w - g).abs() < 1e-4 * (1.0 + w.abs()), "neuron {n}, sample {bi}, position {p}: {g} vs {w}");
+                assert!(
+                    (w - g).abs() < 1e-4 * (1.0 + w.abs()),
+                    "neuron {n}, sample {bi}, position {p}: {g} vs {w}"
+                );
             }
         }
     }

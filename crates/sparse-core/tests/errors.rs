@@ -146,3 +146,42 @@ fn corrupt_or_missing_state_file() {
     let missing = s.load(dir.path().join("missing"), &model).unwrap_err();
     assert!(matches!(missing, SparseError::Io { .. }), "{missing}");
 }
+
+/// Asks for the weights every step but reads the gradients too (a forgotten flag).
+#[derive(Debug)]
+struct ForgetsGrads;
+
+impl sparse_core::Method for ForgetsGrads {
+    fn name(&self) -> &'static str {
+        "forgets-grads"
+    }
+
+    fn init(&mut self, _: &mut sparse_core::InitContext<'_>, _: &mut [sparse_core::Mask]) -> sparse_core::Result<()> {
+        Ok(())
+    }
+
+    fn needs(&self, _: u64) -> sparse_core::Needs {
+        sparse_core::Needs {
+            update: true,
+            ..sparse_core::Needs::NONE
+        }
+    }
+
+    fn on_step(&mut self, ctx: &mut sparse_core::StepContext<'_>) -> sparse_core::Result<()> {
+        let _ = ctx.weights()?;
+        let _ = ctx.grads()?;
+        Ok(())
+    }
+}
+
+#[test]
+fn data_a_method_did_not_ask_for_is_an_error_naming_the_flag() {
+    let model = Net::new(&[(8, 4)], &[], &device());
+    let config = SparsityConfig::new().with_sparsity(0.5);
+    let mut sparse = Sparsifier::new(&model, config, ForgetsGrads, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+    let model = sparse.init(model).unwrap();
+    let grads = model.grads(0);
+    let err = sparse.step(model, grads, 0.1).unwrap_err();
+    assert!(matches!(err, SparseError::NotRequested { step: 0, .. }), "{err}");
+    assert!(err.to_string().contains("Needs::grads"), "{err}");
+}

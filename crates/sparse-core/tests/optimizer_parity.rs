@@ -47,6 +47,7 @@ fn run_ours_direct(model: Net, config: &OptimizerConfig) -> Vec<f32> {
 }
 
 /// Dense masks through the whole hook.
+#[derive(Debug)]
 struct KeepDense;
 impl Method for KeepDense {
     fn name(&self) -> &'static str {

@@ -145,6 +145,7 @@ fn a_model_with_new_parameter_ids_keeps_masks_and_optimizer_state() {
 
 #[test]
 fn data_driven_init_on_another_instance_of_the_model() {
+    #[derive(Debug)]
     struct ScoreByGrad;
     impl sparse_core::Method for ScoreByGrad {
         fn name(&self) -> &'static str {
@@ -155,9 +156,9 @@ fn data_driven_init_on_another_instance_of_the_model() {
             ctx: &mut sparse_core::InitContext<'_>,
             masks: &mut [sparse_core::Mask],
         ) -> sparse_core::Result<()> {
-            let g = ctx.oracle.as_mut().unwrap().gradients(None, &Default::default())?;
+            let g = ctx.oracle()?.gradients(None, &Default::default())?;
             let scores: Vec<Vec<f32>> = g.iter().map(|l| l.iter().map(|x| x.abs()).collect()).collect();
-            masks.clone_from_slice(&ctx.plan.select(&scores, ctx.plan.sparsity())?);
+            masks.clone_from_slice(&ctx.plan().select(&scores, ctx.plan().sparsity())?);
             Ok(())
         }
     }

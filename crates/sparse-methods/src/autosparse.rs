@@ -21,9 +21,12 @@
 //! with its own weight decay (`threshold_decay`, 0 by default). The mask `1[|W| > τ]` is reported (not imposed:
 //! gradients of sub-threshold weights are not masked) every `report_interval` steps.
 //!
-//! Implementation: a Burn `Reparameterization` on every sparse weight
-//! ([`AutoSparse::attach`]); the identity `x = x + α·(x − detach(x))·1[x ≤ 0]`
-//! gives the annealed gradient without a custom backward.
+//! Implementation: a [`ForwardRule`] that the `Sparsifier` attaches to every
+//! sparse weight (its threshold logit is the rule's extra parameter); the
+//! identity `x = x + α·(x − detach(x))·1[x ≤ 0]` gives the annealed gradient
+//! without a custom backward. The rule's α for the forward pass of step t is
+//! α_t (set before each step, and after a restore, so a resumed run continues
+//! exactly).
 //!
 //! **Deviation (switch `freeze_at_target`, default on)**: AutoSparse's sparsity is
 //! emergent. To end at the configured target, at `p_reset` (when α reaches 0) the
@@ -32,21 +35,20 @@
 //! training continues with this fixed mask (hard masking). With the switch off, the
 //! learned mask is kept as it is.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use burn::config::Config;
-use burn::module::{Module, Param, Reparameterization, Reparameterizer};
 use burn::tensor::{Tensor, activation};
 use sparse_core::method::{InitContext, Method, MethodState, Needs, StepContext};
-use sparse_core::{Mask, Result, SparseError, SparseLayer};
+use sparse_core::reparam::{ForwardRule, Reparameterize};
+use sparse_core::{Mask, Plan, Result, SparseError, SparseLayer};
+
+use crate::registry::{BuildContext, MethodSpec, Switch};
 
 /// AutoSparse settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct AutoSparseConfig {
-    /// Total training steps `T` (the annealing runs over `p = t/T`).
-    pub total_steps: u64,
     /// α_0.
     #[config(default = 0.5)]
     pub alpha0: f64,
@@ -61,7 +63,7 @@ pub struct AutoSparseConfig {
     pub reset_at: f64,
     /// Initial threshold logit `s` (τ = sigmoid(s)).
     #[config(default = -5.0)]
-    pub threshold_init: f32,
+    pub threshold_init: f64,
     /// Steps between refreshes of the reported mask.
     #[config(default = 100)]
     pub report_interval: u64,
@@ -74,12 +76,12 @@ pub struct AutoSparseConfig {
     pub threshold_decay: f64,
 }
 
-/// Shared state of the reparameterizations: α (f32 bits) and whether they are
-/// frozen to the identity.
+/// α (f32 bits) and whether the rule is frozen to the identity, shared by the
+/// method and the rule attached to every weight.
 #[derive(Clone, Debug, Default)]
 pub struct AnnealState {
     alpha: Arc<AtomicU32>,
-    frozen: Arc<std::sync::atomic::AtomicBool>,
+    frozen: Arc<AtomicBool>,
 }
 
 impl AnnealState {
@@ -95,15 +97,10 @@ impl AnnealState {
     fn frozen(&self) -> bool {
         self.frozen.load(Ordering::Relaxed)
     }
-}
 
-/// The learnable threshold of one weight.
-#[derive(Module, Debug)]
-pub struct AutoSparseThreshold {
-    /// `s`, with `τ = sigmoid(s)`.
-    pub threshold: Param<Tensor<1>>,
-    #[module(skip)]
-    state: AnnealState,
+    fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::Relaxed);
+    }
 }
 
 /// `sign(W)·h(|W| − τ)` with the annealed ReLU `h`.
@@ -118,42 +115,25 @@ pub fn soft_threshold<const D: usize>(w: Tensor<D>, tau: Tensor<D>, alpha: f32) 
     w.sign() * h
 }
 
-impl Reparameterization for AutoSparseThreshold {
-    const NAME: &'static str = "autosparse";
-
-    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
-        if self.state.frozen() {
-            return base;
-        }
-        let tau = activation::sigmoid(self.threshold.val()).reshape([1; D]);
-        soft_threshold(base, tau, self.state.alpha())
-    }
-}
-
-struct Attach {
-    paths: HashSet<String>,
+/// The forward rule: `sign(W)·h(|W| − sigmoid(s))` with one learnable logit `s`
+/// per weight tensor (the identity once the mask is frozen).
+#[derive(Debug)]
+struct SoftThreshold {
     init: f32,
     state: AnnealState,
 }
 
-impl Reparameterizer for Attach {
-    type Reparam = AutoSparseThreshold;
+impl ForwardRule for SoftThreshold {
+    fn extra_params(&self, _layer: &SparseLayer) -> Vec<Vec<f32>> {
+        vec![vec![self.init]]
+    }
 
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<AutoSparseThreshold>) {
-        if !self.paths.contains(path) {
-            return (param, None);
+    fn forward(&self, _layer: &SparseLayer, weight: Tensor<1>, extra: &[Tensor<1>]) -> Tensor<1> {
+        if self.state.frozen() {
+            return weight;
         }
-        let device = param.lazy_device();
-        let s = Tensor::<1>::from_floats([self.init], &device);
-        let reparam = AutoSparseThreshold {
-            threshold: Param::from_tensor(s),
-            state: self.state.clone(),
-        };
-        (param, Some(reparam))
+        let tau = activation::sigmoid(extra[0].clone());
+        soft_threshold(weight, tau, self.state.alpha())
     }
 }
 
@@ -161,36 +141,36 @@ impl Reparameterizer for Attach {
 #[derive(Debug)]
 pub struct AutoSparse {
     config: AutoSparseConfig,
+    total_steps: u64,
     state: AnnealState,
     frozen: bool,
 }
 
 impl AutoSparse {
-    /// AutoSparse with `config`.
-    pub fn new(config: AutoSparseConfig) -> Self {
-        Self {
+    /// AutoSparse with `config` for a run of `total_steps` (the annealing runs
+    /// over `p = t/T`).
+    pub fn new(config: AutoSparseConfig, total_steps: u64) -> Result<Self> {
+        if total_steps == 0 || !(0.0..=1.0).contains(&config.reset_at) || config.alpha0.is_nan() || config.alpha0 < 0.0
+        {
+            return Err(SparseError::method(
+                "autosparse",
+                "needs total_steps > 0, reset_at in [0, 1] and alpha0 >= 0",
+            ));
+        }
+        let auto = Self {
             config,
+            total_steps,
             state: AnnealState::default(),
             frozen: false,
-        }
-    }
-
-    /// Adds a learnable threshold to each weight of `layers` (use the sparse layers
-    /// of the model, e.g. `sparse_core::discover(&model, &filter)`). Call before
-    /// building the `Sparsifier` (which applies `threshold_decay` to the thresholds).
-    pub fn attach<M: Module>(&self, model: M, layers: &[SparseLayer]) -> M {
-        self.state.set_alpha(self.alpha_at(0) as f32);
-        model.apply_reparameterization(Attach {
-            paths: layers.iter().map(|l| l.path.clone()).collect(),
-            init: self.config.threshold_init,
-            state: self.state.clone(),
-        })
+        };
+        auto.state.set_alpha(auto.alpha_at(0) as f32);
+        Ok(auto)
     }
 
     /// α_t at `step`.
     pub fn alpha_at(&self, step: u64) -> f64 {
         let c = &self.config;
-        let p = step as f64 / c.total_steps.max(1) as f64;
+        let p = step as f64 / self.total_steps.max(1) as f64;
         if p >= c.reset_at || step >= self.reset_step() {
             return 0.0;
         }
@@ -201,7 +181,7 @@ impl AutoSparse {
 
     /// The step at which α becomes 0 (and the mask freezes), within the run.
     fn reset_step(&self) -> u64 {
-        let t = self.config.total_steps;
+        let t = self.total_steps;
         ((self.config.reset_at * t as f64).ceil() as u64).min(t.saturating_sub(1))
     }
 }
@@ -224,33 +204,15 @@ impl Method for AutoSparse {
     }
 
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        if self.config.total_steps == 0 || !(0.0..=1.0).contains(&self.config.reset_at) || self.config.alpha0 < 0.0 {
-            return Err(SparseError::method(
-                "autosparse",
-                "needs total_steps > 0, reset_at in [0, 1] and alpha0 >= 0",
-            ));
-        }
-        let tau = sigmoid(self.config.threshold_init);
-        for (m, w) in masks.iter_mut().zip(ctx.weights.iter()) {
+        let tau = sigmoid(self.config.threshold_init as f32);
+        for (m, w) in masks.iter_mut().zip(ctx.weights()) {
             *m = threshold_mask(w, tau);
         }
         Ok(())
     }
 
-    fn begin_step(&mut self, step: u64) {
+    fn before_step(&mut self, step: u64) {
         self.state.set_alpha(self.alpha_at(step) as f32);
-    }
-
-    fn hard_masks(&self) -> bool {
-        self.frozen
-    }
-
-    fn extra_params(&self) -> Vec<String> {
-        vec!["*.autosparse.threshold".into()]
-    }
-
-    fn decay_overrides(&self) -> Vec<(String, f64)> {
-        vec![("*.autosparse.threshold".into(), self.config.threshold_decay)]
     }
 
     fn needs(&self, step: u64) -> Needs {
@@ -264,41 +226,38 @@ impl Method for AutoSparse {
     }
 
     fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        let taus: Vec<f32> = ctx
-            .layers()
-            .iter()
+        let taus: Vec<f32> = (0..ctx.layers().len())
             .map(|l| {
-                ctx.extra
-                    .get(&format!("{}.autosparse.threshold", l.path))
+                let extra = ctx.extra(l)?;
+                extra
+                    .first()
                     .and_then(|v| v.first().copied())
                     .map(sigmoid)
                     .ok_or_else(|| {
-                        SparseError::method(
-                            "autosparse",
-                            format!(
-                                "`{}` has no threshold; call AutoSparse::attach on the model first",
-                                l.path
-                            ),
-                        )
+                        SparseError::method("autosparse", format!("`{}` has no threshold", ctx.layers()[l].path))
                     })
             })
             .collect::<Result<_>>()?;
-        let freeze = self.config.freeze_at_target && ctx.step >= self.reset_step();
+        let freeze = self.config.freeze_at_target && ctx.step() >= self.reset_step();
         if !freeze {
-            for (l, tau) in taus.iter().enumerate() {
-                ctx.masks[l] = threshold_mask(&ctx.weights[l], *tau);
-            }
+            let masks: Vec<Mask> = ctx
+                .weights()?
+                .iter()
+                .zip(&taus)
+                .map(|(w, tau)| threshold_mask(w, *tau))
+                .collect();
+            ctx.masks_mut().clone_from_slice(&masks);
             return Ok(());
         }
         let effective: Vec<Vec<f32>> = ctx
-            .weights
+            .weights()?
             .iter()
             .zip(&taus)
             .map(|(w, tau)| w.iter().map(|x| x.abs() - tau).collect())
             .collect();
-        let masks = ctx.plan.select(&effective, ctx.plan.sparsity())?;
-        for l in 0..masks.len() {
-            for (i, w) in ctx.weights[l].iter_mut().enumerate() {
+        let masks = ctx.plan().select(&effective, ctx.plan().sparsity())?;
+        for (l, weights) in ctx.weights_mut()?.iter_mut().enumerate() {
+            for (i, w) in weights.iter_mut().enumerate() {
                 *w = if masks[l].get(i) {
                     w.signum() * effective[l][i].max(0.0)
                 } else {
@@ -306,11 +265,10 @@ impl Method for AutoSparse {
                 };
             }
         }
-        ctx.masks.clone_from_slice(&masks);
-        ctx.weights_changed = true;
+        ctx.masks_mut().clone_from_slice(&masks);
         self.frozen = true;
-        self.state.frozen.store(true, Ordering::Relaxed);
-        tracing::info!(step = ctx.step, "AutoSparse: mask frozen at the target sparsity");
+        self.state.set_frozen(true);
+        tracing::info!(step = ctx.step(), "AutoSparse: mask frozen at the target sparsity");
         Ok(())
     }
 
@@ -322,7 +280,52 @@ impl Method for AutoSparse {
 
     fn load_state(&mut self, state: MethodState) -> Result<()> {
         self.frozen = state.values.get("frozen").and_then(|v| v.as_bool()).unwrap_or(false);
-        self.state.frozen.store(self.frozen, Ordering::Relaxed);
+        self.state.set_frozen(self.frozen);
         Ok(())
+    }
+
+    fn reparameterization(&self) -> Option<&dyn Reparameterize> {
+        Some(self)
+    }
+}
+
+impl Reparameterize for AutoSparse {
+    fn forward_rule(&self, _plan: &Plan) -> Result<Option<Arc<dyn ForwardRule>>> {
+        Ok(Some(Arc::new(SoftThreshold {
+            init: self.config.threshold_init as f32,
+            state: self.state.clone(),
+        })))
+    }
+
+    fn extra_decay(&self) -> Option<f64> {
+        Some(self.config.threshold_decay)
+    }
+
+    fn hard_masks(&self) -> bool {
+        self.frozen
+    }
+}
+
+impl MethodSpec for AutoSparseConfig {
+    const NAME: &'static str = "autosparse";
+    const SUMMARY: &'static str = "learnable per-layer thresholds with gradient annealing (Kundu et al. 2023)";
+    const CHANGES_MASK: &'static str = "learned thresholds";
+    const SWITCHES: &'static [Switch] = &[
+        Switch::new("alpha0", "α_0, the initial gradient scale below the threshold"),
+        Switch::new("l0", "L0 of the annealing's sigmoid branch"),
+        Switch::new("l1", "L1 of the annealing's sigmoid branch"),
+        Switch::new("reset_at", "progress at which α becomes 0"),
+        Switch::new("threshold_init", "initial threshold logit s (τ = sigmoid(s))"),
+        Switch::new("report_interval", "steps between refreshes of the reported mask"),
+        Switch::new("freeze_at_target", "freeze the mask at the target when α reaches 0"),
+        Switch::new("threshold_decay", "weight decay of the threshold logits"),
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(AutoSparse::new(self.clone(), ctx.total_steps)?))
     }
 }

@@ -13,32 +13,84 @@
 //! never grows even when rounding would allow one more weight.
 //!
 //! Start from a dense model (`s_i = 0`) or a pretrained one (dense-to-sparse
-//! fine-tuning). The schedule is [`sparse_core::SparsitySchedule`]; its `target`
-//! should equal the sparsity config's.
+//! fine-tuning). The schedule is [`sparse_core::SparsitySchedule`]; built from a
+//! [`GmpConfig`], its `target` is the run's sparsity and its window the
+//! `[prune_begin_fraction, prune_end_fraction)` part of training, with ΔT no
+//! longer than the window so that the run reaches the target.
 
 use burn::config::Config;
 use sparse_core::method::{InitContext, Method, Needs, StepContext};
-use sparse_core::{Mask, Result, SparsitySchedule};
+use sparse_core::{Mask, Result, SparseError, SparsitySchedule};
 
-use crate::init::active_magnitudes;
+use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::scores::active_magnitudes;
 
 /// GMP settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct GmpConfig {
-    /// The sparsity schedule (cubic by default).
-    pub schedule: SparsitySchedule,
+    /// Sparsity before pruning starts (`s_i`; 0 = from dense).
+    #[config(default = 0.0)]
+    pub initial_sparsity: f64,
+    /// Pruning starts at this fraction of training (`t0`).
+    #[config(default = 0.0)]
+    pub prune_begin_fraction: f64,
+    /// The target is reached at this fraction of training (`t0 + nΔT`).
+    #[config(default = 0.75)]
+    pub prune_end_fraction: f64,
+    /// Steps between pruning steps (ΔT).
+    #[config(default = 100)]
+    pub delta_t: u64,
+}
+
+impl GmpConfig {
+    /// Zhu & Gupta's cubic schedule for a run of `total_steps` at sparsity `target`.
+    pub fn schedule(&self, total_steps: u64, target: f64) -> Result<SparsitySchedule> {
+        let bad = |m: String| SparseError::method("gmp", m);
+        if self.delta_t == 0 {
+            return Err(bad("delta_t must be at least 1".into()));
+        }
+        if !(0.0..=target).contains(&self.initial_sparsity) {
+            return Err(bad(format!(
+                "initial_sparsity {} must be in [0, the target {target}]",
+                self.initial_sparsity
+            )));
+        }
+        let t0 = (self.prune_begin_fraction.max(0.0) * total_steps as f64) as u64;
+        let end = ((self.prune_end_fraction.max(0.0) * total_steps as f64) as u64).min(total_steps.saturating_sub(1));
+        if end <= t0 {
+            return Err(bad(format!(
+                "the pruning window is empty: prune_begin_fraction {} and prune_end_fraction {} leave no step of the {total_steps} (raise the fractions' gap or the epochs)",
+                self.prune_begin_fraction, self.prune_end_fraction
+            )));
+        }
+        // ΔT no longer than the window, so the run reaches the final sparsity
+        let dt = self.delta_t.min(end - t0);
+        Ok(SparsitySchedule::cubic(
+            self.initial_sparsity,
+            target,
+            t0,
+            (end - t0) / dt,
+            dt,
+        ))
+    }
 }
 
 /// Gradual magnitude pruning.
 #[derive(Debug)]
 pub struct Gmp {
-    config: GmpConfig,
+    schedule: SparsitySchedule,
 }
 
 impl Gmp {
-    /// GMP with `config`.
-    pub fn new(config: GmpConfig) -> Self {
-        Self { config }
+    /// GMP with `config` for a run of `total_steps` at sparsity `target`.
+    pub fn new(config: &GmpConfig, total_steps: u64, target: f64) -> Result<Self> {
+        Self::with_schedule(config.schedule(total_steps, target)?)
+    }
+
+    /// GMP following `schedule`.
+    pub fn with_schedule(schedule: SparsitySchedule) -> Result<Self> {
+        schedule.validate()?;
+        Ok(Self { schedule })
     }
 }
 
@@ -65,17 +117,16 @@ impl Method for Gmp {
     }
 
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        self.config.schedule.validate()?;
-        let s0 = self.config.schedule.sparsity_at(0);
+        let s0 = self.schedule.sparsity_at(0);
         if s0 > 0.0 {
             let dense: Vec<Mask> = masks.to_vec();
-            masks.clone_from_slice(&prune_to(ctx.plan, ctx.weights, &dense, s0)?);
+            masks.clone_from_slice(&prune_to(ctx.plan(), ctx.weights(), &dense, s0)?);
         }
         Ok(())
     }
 
     fn needs(&self, step: u64) -> Needs {
-        let s = &self.config.schedule;
+        let s = &self.schedule;
         let update = s.is_change_step(step) && step > 0 && s.sparsity_at(step) > s.sparsity_at(step - 1);
         Needs {
             grads: false,
@@ -85,10 +136,33 @@ impl Method for Gmp {
     }
 
     fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        let s = self.config.schedule.sparsity_at(ctx.step);
-        let new = prune_to(ctx.plan, ctx.weights, ctx.masks, s)?;
-        ctx.masks.clone_from_slice(&new);
-        tracing::debug!(step = ctx.step, sparsity = s, "GMP pruning step");
+        let s = self.schedule.sparsity_at(ctx.step());
+        let new = prune_to(ctx.plan(), ctx.weights()?, ctx.masks(), s)?;
+        ctx.masks_mut().clone_from_slice(&new);
+        tracing::debug!(step = ctx.step(), sparsity = s, "GMP pruning step");
         Ok(())
+    }
+}
+
+impl MethodSpec for GmpConfig {
+    const NAME: &'static str = "gmp";
+    const SUMMARY: &'static str = "gradual magnitude pruning on a cubic schedule (Zhu & Gupta 2017)";
+    const CHANGES_MASK: &'static str = "prunes on a schedule";
+    const SWITCHES: &'static [Switch] = &[
+        Switch::new("initial_sparsity", "sparsity before pruning starts (s_i)"),
+        Switch::new("prune_begin_fraction", "pruning starts at this fraction of training"),
+        Switch::new(
+            "prune_end_fraction",
+            "the target is reached at this fraction of training",
+        ),
+        Switch::new("delta_t", "steps between pruning steps (ΔT)"),
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Gmp::new(self, ctx.total_steps, ctx.sparsity)?))
     }
 }

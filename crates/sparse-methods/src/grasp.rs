@@ -30,19 +30,17 @@ use burn::config::Config;
 use sparse_core::method::{GradRequest, GradientOracle, InitContext, Method};
 use sparse_core::{Mask, Result, SparseError};
 
-use crate::init::needs_data;
+use crate::registry::{BuildContext, MethodSpec, Switch};
 
 /// GraSP settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct GraspConfig {
-    /// Number of classes of the task.
-    pub classes: usize,
     /// Examples of every class in the scoring set (10 in the reference).
     #[config(default = 10)]
     pub samples_per_class: usize,
     /// Logit temperature (200 in the reference).
     #[config(default = 200.0)]
-    pub temperature: f32,
+    pub temperature: f64,
     /// Finite-difference step relative to ‖θ‖.
     #[config(default = 5e-3)]
     pub fd_epsilon: f64,
@@ -52,23 +50,25 @@ pub struct GraspConfig {
 #[derive(Debug)]
 pub struct Grasp {
     config: GraspConfig,
+    classes: usize,
 }
 
 impl Grasp {
-    /// GraSP with `config`.
-    pub fn new(config: GraspConfig) -> Self {
-        Self { config }
+    /// GraSP with `config` for a task of `classes` classes, checked.
+    pub fn new(config: GraspConfig, classes: usize) -> Result<Self> {
+        let grasp = Self { config, classes };
+        grasp.validate()?;
+        Ok(grasp)
     }
 
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<()> {
         let c = &self.config;
-        if c.classes == 0 || c.samples_per_class == 0 {
+        if self.classes == 0 || c.samples_per_class == 0 {
             return Err(SparseError::method(
                 "grasp",
                 format!(
                     "needs at least as many samples as classes (one per class): got {} per class for {} classes",
-                    c.samples_per_class, c.classes
+                    c.samples_per_class, self.classes
                 ),
             ));
         }
@@ -146,15 +146,38 @@ impl Method for Grasp {
     }
 
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        self.validate()?;
         let request = GradRequest {
-            temperature: self.config.temperature,
+            temperature: self.config.temperature as f32,
             samples_per_class: Some(self.config.samples_per_class),
         };
-        let oracle = ctx.oracle.as_mut().ok_or_else(|| needs_data("grasp"))?;
-        let (_, hg) = hessian_gradient(&mut **oracle, ctx.weights, &request, self.config.fd_epsilon)?;
-        let scores = keep_scores(ctx.weights, &hg);
-        masks.clone_from_slice(&ctx.plan.select(&scores, ctx.plan.sparsity())?);
+        let (oracle, weights) = ctx.oracle_and_weights()?;
+        let (_, hg) = hessian_gradient(oracle, weights, &request, self.config.fd_epsilon)?;
+        let scores = keep_scores(ctx.weights(), &hg);
+        masks.clone_from_slice(&ctx.plan().select(&scores, ctx.plan().sparsity())?);
         Ok(())
+    }
+
+    fn needs_data_for_init(&self) -> bool {
+        true
+    }
+}
+
+impl MethodSpec for GraspConfig {
+    const NAME: &'static str = "grasp";
+    const SUMMARY: &'static str = "prune at initialisation, preserving gradient flow (Wang et al. 2020)";
+    const CHANGES_MASK: &'static str = "no";
+    const NEEDS_DATA: &'static str = "k samples per class";
+    const SWITCHES: &'static [Switch] = &[
+        Switch::new("samples_per_class", "examples of every class in the scoring set"),
+        Switch::new("temperature", "logits are divided by this temperature"),
+        Switch::new("fd_epsilon", "finite-difference step relative to ‖θ‖"),
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Grasp::new(self.clone(), ctx.classes)?))
     }
 }

@@ -15,30 +15,37 @@
 //! `updates.end` (the mutation ratio is 0 there), so the trained model ends at the
 //! budget, as in the paper; set `end` before the last training step.
 //!
-//! The mutation ratio `r` decays in steps: `r_i = r_0·(1 − i/len(decay_at))` after
-//! the `i`-th step of `decay_at` (MEST's `2% → 1% → 0%` over 160 epochs is
-//! `mutation = 0.02, decay_at = [90·E, 120·E]`), and 0 at the end. Per-layer counts
-//! at `d ± r` come from the plan's distribution. Unstructured pattern only.
+//! The mutation ratio `r` decays in steps: `r_i = r_0·(1 − i/len(decay))` after
+//! the `i`-th point of `mutation_decay` (fractions of training; MEST's
+//! `2% → 1% → 0%` over 160 epochs is `mutation = 0.02, mutation_decay = [0.5625,
+//! 0.75]`), and 0 at the end. Per-layer counts at `d ± r` come from the plan's
+//! distribution. Unstructured pattern only.
 
 use burn::config::Config;
-use sparse_core::method::{InitContext, Method, Needs, StepContext};
+use sparse_core::method::StepContext;
 use sparse_core::select::top_k;
-use sparse_core::{Mask, Pattern, Result, SparseError, UpdateSchedule};
+use sparse_core::{DropFraction, Mask, Pattern, Plan, Result, SparseError, UpdateSchedule};
 
-use crate::init::random_masks;
+use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
+use crate::registry::{BuildContext, MethodSpec, Switch};
 
 /// MEST settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct MestConfig {
-    /// When mutations run.
-    pub updates: UpdateSchedule,
+    /// Steps between mutations (ΔT; the reference mutates every 5 epochs).
+    #[config(default = 100)]
+    pub delta_t: u64,
+    /// No mutation from this fraction of training on (with the soft bound, the
+    /// last pruning to the budget runs here).
+    #[config(default = 0.75)]
+    pub end_fraction: f64,
     /// Initial mutation ratio r_0 (density gap between the bounds).
     #[config(default = 0.02)]
     pub mutation: f64,
-    /// Steps at which the ratio steps down towards 0.
-    #[config(default = "Vec::new()")]
-    pub decay_at: Vec<u64>,
-    /// λ of the importance `|w| + λ|g|`.
+    /// Fractions of training where the ratio steps down towards 0.
+    #[config(default = "vec![0.5625, 0.75]")]
+    pub mutation_decay: Vec<f64>,
+    /// λ of the importance `|w| + λ|g|` (0: magnitude, the reference's default).
     #[config(default = 0.0)]
     pub lambda: f64,
     /// EM&S: grow above the budget between mutations.
@@ -46,99 +53,190 @@ pub struct MestConfig {
     pub soft_bound: bool,
 }
 
-/// MEST.
+/// MEST's updater: prune to the lower bound by importance, regrow at random.
 #[derive(Debug)]
-pub struct Mest {
-    config: MestConfig,
+pub struct MestUpdate {
+    updates: UpdateSchedule,
+    mutation: f64,
+    decay_at: Vec<u64>,
+    lambda: f64,
+    soft_bound: bool,
+    prune_to: Vec<usize>,
+    grow_to: Vec<usize>,
 }
+
+/// MEST.
+pub type Mest = DropGrowMethod<MestUpdate>;
 
 impl Mest {
-    /// MEST with `config`.
-    pub fn new(config: MestConfig) -> Self {
-        Self { config }
+    /// MEST with `config` for a run of `total_steps`.
+    pub fn new(config: &MestConfig, total_steps: u64) -> Result<Self> {
+        if config.soft_bound && config.end_fraction >= 1.0 {
+            return Err(SparseError::method(
+                "mest",
+                "with soft_bound the last pruning to the budget runs at end_fraction: set end_fraction below 1 (e.g. 0.75)",
+            ));
+        }
+        if config.mutation_decay.iter().any(|f| !(0.0..=1.0).contains(f)) {
+            return Err(SparseError::method(
+                "mest",
+                "mutation_decay holds fractions of training in [0, 1]",
+            ));
+        }
+        let updates = UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t)?;
+        let decay_at = config
+            .mutation_decay
+            .iter()
+            .map(|f| (f * total_steps as f64) as u64)
+            .collect();
+        Self::with_schedule(config, updates, decay_at)
     }
 
+    /// MEST with `config`, mutating on `updates`, the ratio stepping down at the
+    /// steps `decay_at` (the config's ΔT, end and decay fractions unused).
+    pub fn with_schedule(config: &MestConfig, updates: UpdateSchedule, decay_at: Vec<u64>) -> Result<Self> {
+        updates.validate()?;
+        if !(0.0..1.0).contains(&config.mutation) || config.lambda.is_nan() || config.lambda < 0.0 {
+            return Err(SparseError::method(
+                "mest",
+                format!(
+                    "mutation ratio {} must be in [0, 1) and lambda {} >= 0",
+                    config.mutation, config.lambda
+                ),
+            ));
+        }
+        Ok(Self::from_updater(MestUpdate {
+            updates,
+            mutation: config.mutation,
+            decay_at,
+            lambda: config.lambda,
+            soft_bound: config.soft_bound,
+            prune_to: Vec::new(),
+            grow_to: Vec::new(),
+        }))
+    }
+}
+
+impl MestUpdate {
     /// The mutation ratio at `step`.
     pub fn ratio_at(&self, step: u64) -> f64 {
-        let c = &self.config;
-        if step >= c.updates.end {
+        if step >= self.updates.end {
             return 0.0;
         }
-        let passed = c.decay_at.iter().filter(|&&s| step >= s).count();
-        let steps = c.decay_at.len();
+        let passed = self.decay_at.iter().filter(|&&s| step >= s).count();
+        let steps = self.decay_at.len();
         if steps == 0 {
-            c.mutation
+            self.mutation
         } else {
-            c.mutation * (1.0 - passed as f64 / steps as f64)
+            self.mutation * (1.0 - passed as f64 / steps as f64)
         }
     }
 }
 
-impl Method for Mest {
+impl DropGrow for MestUpdate {
     fn name(&self) -> &'static str {
         "mest"
     }
 
-    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        self.config.updates.validate()?;
-        if *ctx.plan.pattern() != Pattern::Unstructured || ctx.plan.is_global() {
+    fn updates(&self) -> &UpdateSchedule {
+        &self.updates
+    }
+
+    fn drop_fraction(&self) -> Option<&DropFraction> {
+        None
+    }
+
+    fn is_update_step(&self, step: u64) -> bool {
+        self.updates.is_update_step(step) || (self.soft_bound && step == self.updates.end)
+    }
+
+    fn needs_grads(&self, step: u64) -> bool {
+        self.is_update_step(step) && self.lambda != 0.0
+    }
+
+    fn check(&mut self, plan: &Plan) -> Result<()> {
+        if *plan.pattern() != Pattern::Unstructured || plan.is_global() {
             return Err(SparseError::method(
                 "mest",
                 "mutates per layer: use the unstructured pattern with a per-layer distribution",
             ));
         }
-        let s = ctx.plan.sparsity();
-        if !(0.0..1.0).contains(&self.config.mutation) || s + self.config.mutation >= 1.0 {
+        let s = plan.sparsity();
+        if s + self.mutation >= 1.0 {
             return Err(SparseError::method(
                 "mest",
                 format!(
-                    "mutation ratio {} must be in [0, 1) and leave a lower bound above 0 at sparsity {s}",
-                    self.config.mutation
+                    "mutation ratio {} must leave a lower bound above 0 at sparsity {s}",
+                    self.mutation
                 ),
             ));
         }
-        masks.clone_from_slice(&random_masks(ctx)?);
         Ok(())
     }
 
-    fn needs(&self, step: u64) -> Needs {
-        let u = &self.config.updates;
-        let update = u.is_update_step(step) || (self.config.soft_bound && step == u.end);
-        Needs {
-            grads: update && self.config.lambda != 0.0,
-            update,
-            skip_optimizer: false,
-        }
-    }
-
-    fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        let (s, r) = (ctx.plan.sparsity(), self.ratio_at(ctx.step));
-        let (prune_to, grow_to) = if self.config.soft_bound {
-            (ctx.plan.counts(s)?, ctx.plan.counts((s - r).max(0.0))?)
+    fn begin_update(&mut self, ctx: &StepContext<'_>) -> Result<()> {
+        let (s, r) = (ctx.plan().sparsity(), self.ratio_at(ctx.step()));
+        (self.prune_to, self.grow_to) = if self.soft_bound {
+            (ctx.plan().counts(s)?, ctx.plan().counts((s - r).max(0.0))?)
         } else {
-            (ctx.plan.counts((s + r).min(0.999_999))?, ctx.plan.counts(s)?)
+            (ctx.plan().counts((s + r).min(0.999_999))?, ctx.plan().counts(s)?)
         };
-        for l in 0..ctx.layers().len() {
-            let (w, mask) = (&ctx.weights[l], &ctx.masks[l]);
-            let importance: Vec<f32> = (0..w.len())
-                .map(|i| {
-                    let g = ctx.grads.get(l).map_or(0.0, |g| g[i].abs());
-                    w[i].abs() + (self.config.lambda as f32) * g
-                })
-                .collect();
-            let kept = top_k(mask.iter_ones().map(|i| i as u32), prune_to[l], |i| {
-                importance[i as usize]
-            });
-            let mut out = Mask::from_indices(w.len(), kept.iter().map(|&i| i as usize));
-            let grow = grow_to[l].saturating_sub(out.count_ones());
-            let random = ctx.rng(l, "mest-grow").scores(w.len());
-            for i in top_k((0..w.len() as u32).filter(|&i| !out.get(i as usize)), grow, |i| {
-                random[i as usize]
-            }) {
-                out.set(i as usize, true);
-            }
-            ctx.masks[l] = out;
-        }
         Ok(())
+    }
+
+    /// Drop: importance `|w| + λ|g|`; grow: uniform random.
+    fn scores(&self, ctx: &StepContext<'_>, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let w = &ctx.weights()?[l];
+        let grads = if self.lambda != 0.0 {
+            Some(&ctx.grads()?[l])
+        } else {
+            None
+        };
+        let lambda = self.lambda as f32;
+        let importance = (0..w.len())
+            .map(|i| w[i].abs() + lambda * grads.map_or(0.0, |g| g[i].abs()))
+            .collect();
+        Ok((importance, ctx.rng(l, "mest-grow").scores(w.len())))
+    }
+
+    /// Keeps the `prune_to` most important active weights, then grows at random
+    /// back to `grow_to` (a weight pruned now may come back).
+    fn update_layer(&self, ctx: &StepContext<'_>, l: usize, _fraction: f64) -> Result<Mask> {
+        let mask = &ctx.masks()[l];
+        let (importance, random) = self.scores(ctx, l)?;
+        let n = importance.len();
+        let kept = top_k(mask.iter_ones().map(|i| i as u32), self.prune_to[l], |i| {
+            importance[i as usize]
+        });
+        let mut out = Mask::from_indices(n, kept.iter().map(|&i| i as usize));
+        let grow = self.grow_to[l].saturating_sub(out.count_ones());
+        for i in top_k((0..n as u32).filter(|&i| !out.get(i as usize)), grow, |i| {
+            random[i as usize]
+        }) {
+            out.set(i as usize, true);
+        }
+        Ok(out)
+    }
+}
+
+impl MethodSpec for MestConfig {
+    const NAME: &'static str = "mest";
+    const SUMMARY: &'static str = "elastic mutation at a fixed memory budget (Yuan et al. 2021)";
+    const CHANGES_MASK: &'static str = "elastic mutation";
+    const SWITCHES: &'static [Switch] = &[
+        switches::DELTA_T,
+        switches::END_FRACTION,
+        Switch::new("mutation", "initial mutation ratio r_0"),
+        Switch::new("mutation_decay", "fractions of training where the ratio steps down"),
+        Switch::new("lambda", "λ of the importance |w| + λ|g|"),
+        Switch::new("soft_bound", "EM&S: grow above the budget between mutations"),
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn sparse_core::Method>> {
+        Ok(Box::new(Mest::new(self, ctx.total_steps)?))
     }
 }

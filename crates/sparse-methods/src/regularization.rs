@@ -8,17 +8,20 @@
 //! λ_t = λ · min(1, t / warmup)   for t < end, 0 after
 //! ```
 //!
-//! The gradient is added by the hook before each optimizer step. [`Regularized`]
-//! wraps any method: alone (around [`crate::StaticRandom`] at sparsity 0, or a dense
-//! mask) it drives weights or whole neurons towards zero; around GMP or a
+//! The gradient is added by the hook before each optimizer step: a penalty is a
+//! [`GradTerm`] given to the `Sparsifier` (`Sparsifier::with_grad_term`), so it
+//! combines with any method: alone (the dense baseline, or static random at
+//! sparsity 0) it drives weights or whole neurons towards zero; with GMP or a
 //! lottery-ticket round it prepares magnitude pruning.
 
 use burn::config::Config;
-use sparse_core::method::{GradTerm, InitContext, Method, MethodState, Needs, StepContext};
-use sparse_core::{Mask, Result, SparseLayer};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use sparse_core::{GradTerm, LayerKind, Result, SparseError, SparseLayer};
 
 /// Which penalty.
-#[derive(Config, Debug, PartialEq, Eq, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Penalty {
     /// `Σ|w|`.
     L1,
@@ -27,24 +30,25 @@ pub enum Penalty {
 }
 
 /// Regularization settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct RegularizationConfig {
     /// The penalty.
-    pub penalty: Penalty,
+    pub kind: Penalty,
     /// λ.
+    #[config(default = 1e-4)]
     pub strength: f64,
     /// Steps of linear warm-up of λ.
     #[config(default = 0)]
     pub warmup: u64,
-    /// No penalty from this step on.
-    #[config(default = "u64::MAX")]
-    pub end: u64,
+    /// No penalty from this step on (none: to the end).
+    #[config(default = "None")]
+    pub end: Option<u64>,
 }
 
 impl RegularizationConfig {
     /// λ_t.
     pub fn strength_at(&self, step: u64) -> f64 {
-        if step >= self.end {
+        if self.end.is_some_and(|end| step >= end) {
             return 0.0;
         }
         let ramp = if self.warmup == 0 {
@@ -53,6 +57,54 @@ impl RegularizationConfig {
             (step as f64 / self.warmup as f64).min(1.0)
         };
         self.strength * ramp
+    }
+
+    /// The penalty's gradient term, checked.
+    pub fn term(&self) -> Result<Regularization> {
+        if !self.strength.is_finite() || self.strength < 0.0 {
+            return Err(SparseError::method(
+                "regularization",
+                format!("strength {} must be a number >= 0", self.strength),
+            ));
+        }
+        Ok(Regularization { config: self.clone() })
+    }
+}
+
+/// A penalty's gradient term (give it to `Sparsifier::with_grad_term`).
+#[derive(Clone, Debug)]
+pub struct Regularization {
+    config: RegularizationConfig,
+}
+
+impl GradTerm for Regularization {
+    fn term(&self, step: u64, layer: &SparseLayer, weight: Tensor<1>) -> Option<Tensor<1>> {
+        let lambda = self.config.strength_at(step) as f32;
+        if lambda <= 0.0 {
+            return None;
+        }
+        Some(match self.config.kind {
+            Penalty::L1 => weight.sign().mul_scalar(lambda),
+            Penalty::GroupLasso => neuron_unit_directions(layer, weight).mul_scalar(lambda),
+        })
+    }
+}
+
+/// `W_i/‖W_i‖₂` for every output neuron `i` (0 where a neuron is all zero): the
+/// gradient of the group-lasso penalty `Σ_i ‖W_i‖₂`.
+pub fn neuron_unit_directions<const D: usize>(layer: &SparseLayer, weight: Tensor<D>) -> Tensor<D> {
+    let dims = weight.dims();
+    let (neurons, fan_in) = (layer.neurons(), layer.fan_in());
+    let rows: Tensor<2> = match layer.kind {
+        LayerKind::Linear => weight.reshape([fan_in, neurons]).transpose(),
+        LayerKind::Conv => weight.reshape([neurons, fan_in]),
+    };
+    let norms = rows.clone().square().sum_dim(1).sqrt();
+    let safe = norms.clone().mask_fill(norms.equal_elem(0.0), 1.0);
+    let unit = rows / safe;
+    match layer.kind {
+        LayerKind::Linear => unit.transpose().reshape(dims),
+        LayerKind::Conv => unit.reshape(dims),
     }
 }
 
@@ -91,97 +143,5 @@ pub fn penalty_gradient(penalty: Penalty, layer: &SparseLayer, weights: &[f32]) 
             }
             g
         }
-    }
-}
-
-/// Any method plus a sparsity penalty.
-pub struct Regularized {
-    inner: Box<dyn Method>,
-    config: RegularizationConfig,
-    step: u64,
-}
-
-impl std::fmt::Debug for Regularized {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Regularized")
-            .field("inner", &self.inner.name())
-            .field("config", &self.config)
-            .finish()
-    }
-}
-
-impl Regularized {
-    /// `inner` with the penalty of `config`.
-    pub fn new(inner: impl Method + 'static, config: RegularizationConfig) -> Self {
-        Self {
-            inner: Box::new(inner),
-            config,
-            step: 0,
-        }
-    }
-}
-
-impl Method for Regularized {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        if self.config.strength.is_nan() || self.config.strength < 0.0 {
-            return Err(sparse_core::SparseError::method(
-                "regularization",
-                "strength must be >= 0",
-            ));
-        }
-        self.inner.init(ctx, masks)
-    }
-
-    fn begin_step(&mut self, step: u64) {
-        self.step = step;
-        self.inner.begin_step(step);
-    }
-
-    fn hard_masks(&self) -> bool {
-        self.inner.hard_masks()
-    }
-
-    fn extra_params(&self) -> Vec<String> {
-        self.inner.extra_params()
-    }
-
-    fn decay_overrides(&self) -> Vec<(String, f64)> {
-        self.inner.decay_overrides()
-    }
-
-    fn grad_terms(&self) -> Vec<GradTerm> {
-        let mut terms = self.inner.grad_terms();
-        let lambda = self.config.strength_at(self.step) as f32;
-        if lambda > 0.0 {
-            terms.push(match self.config.penalty {
-                Penalty::L1 => GradTerm::L1 { lambda },
-                Penalty::GroupLasso => GradTerm::GroupLasso { lambda },
-            });
-        }
-        terms
-    }
-
-    fn needs(&self, step: u64) -> Needs {
-        self.inner.needs(step)
-    }
-
-    fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        self.inner.on_step(ctx)
-    }
-
-    fn save_state(&self) -> MethodState {
-        self.inner.save_state()
-    }
-
-    fn load_state(&mut self, state: MethodState) -> Result<()> {
-        self.inner.load_state(state)
-    }
-
-    fn drop_fraction(&self, step: u64) -> Option<f64> {
-        self.inner.drop_fraction(step)
     }
 }

@@ -29,19 +29,31 @@
 //!   flat index, deterministically.
 
 use burn::config::Config;
-use sparse_core::method::{InitContext, Method, MethodState, Needs, StepContext};
-use sparse_core::{DropFraction, Mask, Result, Rng, UpdateSchedule};
+use sparse_core::method::{MethodState, StepContext};
+use sparse_core::{DropFraction, DropSchedule, Result, Rng, SparseError, UpdateSchedule};
 
-use crate::init::{exchange_all, magnitudes, random_masks};
+use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
+use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::scores::magnitudes;
 
 /// RigL settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct RigLConfig {
-    /// When updates run (RigL: every 100 steps until 75% of training).
-    pub updates: UpdateSchedule,
-    /// Drop fraction over the update schedule's progress (RigL: cosine, α = 0.3).
-    #[config(default = "DropFraction::Cosine { alpha: 0.3 }")]
-    pub drop_fraction: DropFraction,
+    /// Steps between topology updates (ΔT).
+    #[config(default = 100)]
+    pub delta_t: u64,
+    /// No update from this fraction of training on (`T_end / T`).
+    #[config(default = 0.75)]
+    pub end_fraction: f64,
+    /// Initial drop fraction α.
+    #[config(default = 0.3)]
+    pub drop_fraction: f64,
+    /// How the drop fraction decays over the updates.
+    #[config(default = "DropSchedule::Cosine")]
+    pub drop_schedule: DropSchedule,
+    /// Exponent k of the exponential decay.
+    #[config(default = 3.0)]
+    pub drop_exponent: f64,
     /// Skip the optimizer step on update steps (rigl TF reference).
     #[config(default = true)]
     pub skip_weight_update: bool,
@@ -53,27 +65,61 @@ pub struct RigLConfig {
     pub tie_noise: f64,
 }
 
-/// RigL.
+/// RigL's updater: magnitude drop, dense-gradient grow.
 #[derive(Debug)]
-pub struct RigL {
-    config: RigLConfig,
+pub struct RigLUpdate {
+    updates: UpdateSchedule,
+    drop: DropFraction,
+    skip_weight_update: bool,
+    grad_window: u64,
+    tie_noise: f64,
     accum: Vec<Vec<f32>>,
     accum_steps: u64,
 }
 
+/// RigL.
+pub type RigL = DropGrowMethod<RigLUpdate>;
+
 impl RigL {
-    /// RigL with `config`.
-    pub fn new(config: RigLConfig) -> Self {
-        Self {
-            config,
+    /// RigL with `config` for a run of `total_steps`.
+    pub fn new(config: &RigLConfig, total_steps: u64) -> Result<Self> {
+        let updates = UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t)?;
+        Self::with_schedule(config, updates)
+    }
+
+    /// RigL with `config`, updating on `updates` (its ΔT and end fraction unused).
+    pub fn with_schedule(config: &RigLConfig, updates: UpdateSchedule) -> Result<Self> {
+        updates.validate()?;
+        if config.grad_window == 0 || config.tie_noise.is_nan() || config.tie_noise < 0.0 {
+            return Err(SparseError::method(
+                "rigl",
+                "grad_window must be at least 1 and tie_noise >= 0",
+            ));
+        }
+        Ok(Self::from_updater(RigLUpdate {
+            updates,
+            drop: config
+                .drop_schedule
+                .with_alpha(config.drop_fraction, config.drop_exponent)?,
+            skip_weight_update: config.skip_weight_update,
+            grad_window: config.grad_window,
+            tie_noise: config.tie_noise,
             accum: Vec::new(),
             accum_steps: 0,
-        }
+        }))
     }
 
     /// RigL with the paper's defaults for a run of `total_steps`.
     pub fn paper(total_steps: u64) -> Self {
-        Self::new(RigLConfig::new(UpdateSchedule::rigl(total_steps)))
+        Self::from_updater(RigLUpdate {
+            updates: UpdateSchedule::rigl(total_steps),
+            drop: DropFraction::Cosine { alpha: 0.3 },
+            skip_weight_update: true,
+            grad_window: 1,
+            tie_noise: 0.0,
+            accum: Vec::new(),
+            accum_steps: 0,
+        })
     }
 }
 
@@ -86,65 +132,63 @@ pub(crate) fn add_noise(scores: &mut [f32], std: f64, rng: &mut Rng) {
     }
 }
 
-impl Method for RigL {
+impl DropGrow for RigLUpdate {
     fn name(&self) -> &'static str {
         "rigl"
     }
 
-    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        self.config.updates.validate()?;
-        self.config.drop_fraction.validate()?;
-        masks.clone_from_slice(&random_masks(ctx)?);
+    fn updates(&self) -> &UpdateSchedule {
+        &self.updates
+    }
+
+    fn drop_fraction(&self) -> Option<&DropFraction> {
+        Some(&self.drop)
+    }
+
+    fn skip_optimizer(&self) -> bool {
+        self.skip_weight_update
+    }
+
+    fn needs_grads(&self, step: u64) -> bool {
+        (0..self.grad_window.max(1)).any(|k| self.updates.is_update_step(step + k))
+    }
+
+    fn observe(&mut self, ctx: &StepContext<'_>) -> Result<()> {
+        let update = self.updates.is_update_step(ctx.step());
+        if update && self.accum.is_empty() {
+            return Ok(()); // a window of one step uses this step's gradient directly
+        }
+        let grads = ctx.grads()?;
+        if self.accum.len() != grads.len() {
+            self.accum = grads.iter().map(|g| vec![0.0; g.len()]).collect();
+            self.accum_steps = 0;
+        }
+        for (acc, g) in self.accum.iter_mut().zip(grads) {
+            for (a, x) in acc.iter_mut().zip(g) {
+                *a += x;
+            }
+        }
+        self.accum_steps += 1;
         Ok(())
     }
 
-    fn needs(&self, step: u64) -> Needs {
-        let update = self.config.updates.is_update_step(step);
-        let window = self.config.grad_window.max(1);
-        Needs {
-            grads: (0..window).any(|k| self.config.updates.is_update_step(step + k)),
-            update,
-            skip_optimizer: update && self.config.skip_weight_update,
-        }
+    fn scores(&self, ctx: &StepContext<'_>, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut rng = ctx.rng(l, "rigl-noise");
+        let mut drop = magnitudes(&ctx.weights()?[l]);
+        let mut grow: Vec<f32> = if self.accum.is_empty() {
+            ctx.grads()?[l].iter().map(|g| (g * 1.0).abs()).collect()
+        } else {
+            let scale = 1.0 / self.accum_steps as f32;
+            self.accum[l].iter().map(|g| (g * scale).abs()).collect()
+        };
+        add_noise(&mut drop, self.tie_noise, &mut rng);
+        add_noise(&mut grow, self.tie_noise, &mut rng);
+        Ok((drop, grow))
     }
 
-    fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        let update = self.config.updates.is_update_step(ctx.step);
-        if !update || !self.accum.is_empty() {
-            if self.accum.len() != ctx.grads.len() {
-                self.accum = ctx.grads.iter().map(|g| vec![0.0; g.len()]).collect();
-                self.accum_steps = 0;
-            }
-            for (acc, g) in self.accum.iter_mut().zip(ctx.grads) {
-                for (a, x) in acc.iter_mut().zip(g) {
-                    *a += x;
-                }
-            }
-            self.accum_steps += 1;
-        }
-        if !update {
-            return Ok(());
-        }
-        // a window of one step uses this step's gradient directly, without a copy
-        let grads: &[Vec<f32>] = ctx.grads;
-        let (sums, scale) = if self.accum.is_empty() {
-            (grads, 1.0)
-        } else {
-            (self.accum.as_slice(), 1.0 / self.accum_steps as f32)
-        };
-        let fraction = self.drop_fraction(ctx.step).unwrap_or(0.0);
-        let noise = self.config.tie_noise;
-        exchange_all(ctx, fraction, |ctx, l| {
-            let mut rng = ctx.rng(l, "rigl-noise");
-            let mut drop = magnitudes(&ctx.weights[l]);
-            let mut grow: Vec<f32> = sums[l].iter().map(|g| (g * scale).abs()).collect();
-            add_noise(&mut drop, noise, &mut rng);
-            add_noise(&mut grow, noise, &mut rng);
-            (drop, grow)
-        });
+    fn end_update(&mut self) {
         self.accum.clear();
         self.accum_steps = 0;
-        Ok(())
     }
 
     fn save_state(&self) -> MethodState {
@@ -163,8 +207,28 @@ impl Method for RigL {
             .collect();
         Ok(())
     }
+}
 
-    fn drop_fraction(&self, step: u64) -> Option<f64> {
-        Some(self.config.drop_fraction.at(self.config.updates.progress(step)))
+impl MethodSpec for RigLConfig {
+    const NAME: &'static str = "rigl";
+    const SUMMARY: &'static str = "drop by magnitude, grow by dense gradient (Evci et al. 2020)";
+    const CHANGES_MASK: &'static str = "drop / gradient grow";
+    const SWITCHES: &'static [Switch] = &[
+        switches::DELTA_T,
+        switches::END_FRACTION,
+        switches::DROP_FRACTION,
+        switches::DROP_SCHEDULE,
+        switches::DROP_EXPONENT,
+        switches::SKIP_WEIGHT_UPDATE,
+        Switch::new("grad_window", "steps of dense gradient averaged for growth"),
+        Switch::new("tie_noise", "std of Gaussian tie-break noise (0 = ties by index)"),
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn sparse_core::Method>> {
+        Ok(Box::new(RigL::new(self, ctx.total_steps)?))
     }
 }

@@ -17,64 +17,96 @@
 //! jaxpruner's re-implementations do. Regrowth happens inside the pattern.
 
 use burn::config::Config;
-use sparse_core::method::{InitContext, Method, Needs, StepContext};
-use sparse_core::{DropFraction, Mask, Result, UpdateSchedule};
+use sparse_core::method::StepContext;
+use sparse_core::{DropFraction, DropSchedule, Result, UpdateSchedule};
 
-use crate::init::{exchange_all, magnitudes, random_masks};
+use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
+use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::scores::magnitudes;
 
 /// SET settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct SetConfig {
-    /// When updates run.
-    pub updates: UpdateSchedule,
-    /// ζ (constant 0.3 in the paper).
-    #[config(default = "DropFraction::Constant { alpha: 0.3 }")]
-    pub drop_fraction: DropFraction,
+    /// Steps between topology updates (ΔT; the paper: one epoch).
+    #[config(default = 100)]
+    pub delta_t: u64,
+    /// No update from this fraction of training on.
+    #[config(default = 0.75)]
+    pub end_fraction: f64,
+    /// ζ, the fraction of active weights exchanged.
+    #[config(default = 0.3)]
+    pub drop_fraction: f64,
+    /// How ζ changes over the updates (constant in the paper).
+    #[config(default = "DropSchedule::Constant")]
+    pub drop_schedule: DropSchedule,
+    /// Exponent k of the exponential change.
+    #[config(default = 3.0)]
+    pub drop_exponent: f64,
+}
+
+/// SET's updater: magnitude drop, random grow.
+#[derive(Debug)]
+pub struct SetUpdate {
+    updates: UpdateSchedule,
+    drop: DropFraction,
 }
 
 /// SET.
-#[derive(Debug)]
-pub struct Set {
-    config: SetConfig,
-}
+pub type Set = DropGrowMethod<SetUpdate>;
 
 impl Set {
-    /// SET with `config`.
-    pub fn new(config: SetConfig) -> Self {
-        Self { config }
+    /// SET with `config` for a run of `total_steps`.
+    pub fn new(config: &SetConfig, total_steps: u64) -> Result<Self> {
+        let updates = UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t)?;
+        Self::with_schedule(config, updates)
+    }
+
+    /// SET with `config`, updating on `updates` (its ΔT and end fraction unused).
+    pub fn with_schedule(config: &SetConfig, updates: UpdateSchedule) -> Result<Self> {
+        updates.validate()?;
+        let drop = config
+            .drop_schedule
+            .with_alpha(config.drop_fraction, config.drop_exponent)?;
+        Ok(Self::from_updater(SetUpdate { updates, drop }))
     }
 }
 
-impl Method for Set {
+impl DropGrow for SetUpdate {
     fn name(&self) -> &'static str {
         "set"
     }
 
-    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        self.config.updates.validate()?;
-        self.config.drop_fraction.validate()?;
-        masks.clone_from_slice(&random_masks(ctx)?);
-        Ok(())
+    fn updates(&self) -> &UpdateSchedule {
+        &self.updates
     }
 
-    fn needs(&self, step: u64) -> Needs {
-        Needs {
-            grads: false,
-            update: self.config.updates.is_update_step(step),
-            skip_optimizer: false,
-        }
+    fn drop_fraction(&self) -> Option<&DropFraction> {
+        Some(&self.drop)
     }
 
-    fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        let fraction = self.drop_fraction(ctx.step).unwrap_or(0.0);
-        exchange_all(ctx, fraction, |ctx, l| {
-            let grow = ctx.rng(l, "set-grow").scores(ctx.layers()[l].numel());
-            (magnitudes(&ctx.weights[l]), grow)
-        });
-        Ok(())
+    fn scores(&self, ctx: &StepContext<'_>, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let grow = ctx.rng(l, "set-grow").scores(ctx.layers()[l].numel());
+        Ok((magnitudes(&ctx.weights()?[l]), grow))
+    }
+}
+
+impl MethodSpec for SetConfig {
+    const NAME: &'static str = "set";
+    const SUMMARY: &'static str = "drop by magnitude, grow at random (Mocanu et al. 2018)";
+    const CHANGES_MASK: &'static str = "drop / random grow";
+    const SWITCHES: &'static [Switch] = &[
+        switches::DELTA_T,
+        switches::END_FRACTION,
+        switches::DROP_FRACTION,
+        switches::DROP_SCHEDULE,
+        switches::DROP_EXPONENT,
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
     }
 
-    fn drop_fraction(&self, step: u64) -> Option<f64> {
-        Some(self.config.drop_fraction.at(self.config.updates.progress(step)))
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn sparse_core::Method>> {
+        Ok(Box::new(Set::new(self, ctx.total_steps)?))
     }
 }

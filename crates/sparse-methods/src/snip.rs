@@ -15,10 +15,15 @@
 //! distribution (uniform or ERK): use that distribution. Initialise with
 //! `Sparsifier::init_with` so the method can compute gradients.
 
+use burn::config::Config;
 use sparse_core::method::{GradRequest, InitContext, Method};
 use sparse_core::{Mask, Result};
 
-use crate::init::needs_data;
+use crate::registry::{BuildContext, MethodSpec, Switch};
+
+/// SNIP has no switches: the run's first batch and distribution decide the mask.
+#[derive(Config, Debug, PartialEq)]
+pub struct SnipConfig {}
 
 /// SNIP.
 #[derive(Clone, Debug, Default)]
@@ -39,10 +44,29 @@ impl Method for Snip {
     }
 
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        let oracle = ctx.oracle.as_mut().ok_or_else(|| needs_data("snip"))?;
-        let grads = oracle.gradients(None, &GradRequest::default())?;
-        let scores = snip_scores(ctx.weights, &grads);
-        masks.clone_from_slice(&ctx.plan.select(&scores, ctx.plan.sparsity())?);
+        let grads = ctx.oracle()?.gradients(None, &GradRequest::default())?;
+        let scores = snip_scores(ctx.weights(), &grads);
+        masks.clone_from_slice(&ctx.plan().select(&scores, ctx.plan().sparsity())?);
         Ok(())
+    }
+
+    fn needs_data_for_init(&self) -> bool {
+        true
+    }
+}
+
+impl MethodSpec for SnipConfig {
+    const NAME: &'static str = "snip";
+    const SUMMARY: &'static str = "prune at initialisation by the saliency g·θ (Lee et al. 2019)";
+    const CHANGES_MASK: &'static str = "no";
+    const NEEDS_DATA: &'static str = "one batch";
+    const SWITCHES: &'static [Switch] = &[];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, _: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(Snip))
     }
 }

@@ -22,20 +22,32 @@
 //! optimizer step (`skip_weight_update = false`).
 
 use burn::config::Config;
-use sparse_core::method::{InitContext, Method, Needs, StepContext};
+use sparse_core::method::StepContext;
 use sparse_core::select::top_k;
-use sparse_core::{DropFraction, Mask, Pattern, Result, SparseError, SparseLayer, UpdateSchedule};
+use sparse_core::{DropFraction, DropSchedule, Mask, Pattern, Plan, Result, SparseError, SparseLayer, UpdateSchedule};
 
-use crate::init::{magnitudes, random_masks};
+use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
+use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::scores::magnitudes;
 
 /// SRigL settings.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct SRigLConfig {
-    /// When updates run.
-    pub updates: UpdateSchedule,
-    /// Drop fraction (cosine, α = 0.3).
-    #[config(default = "DropFraction::Cosine { alpha: 0.3 }")]
-    pub drop_fraction: DropFraction,
+    /// Steps between topology updates (ΔT).
+    #[config(default = 100)]
+    pub delta_t: u64,
+    /// No update from this fraction of training on.
+    #[config(default = 0.75)]
+    pub end_fraction: f64,
+    /// Initial drop fraction α.
+    #[config(default = 0.3)]
+    pub drop_fraction: f64,
+    /// How the drop fraction decays over the updates.
+    #[config(default = "DropSchedule::Cosine")]
+    pub drop_schedule: DropSchedule,
+    /// Exponent k of the exponential decay.
+    #[config(default = 3.0)]
+    pub drop_exponent: f64,
     /// Minimum salient fraction of a neuron's fan-in to stay alive (γ_sal).
     #[config(default = 0.3)]
     pub gamma_sal: f64,
@@ -50,20 +62,48 @@ pub struct SRigLConfig {
     pub skip_weight_update: bool,
 }
 
-/// SRigL.
+/// SRigL's updater: RigL's scores with a constant fan-in and neuron ablation.
 #[derive(Debug)]
-pub struct SRigL {
-    config: SRigLConfig,
+pub struct SRigLUpdate {
+    updates: UpdateSchedule,
+    drop: DropFraction,
+    gamma_sal: f64,
+    ablation: bool,
+    sparse_fan_in: bool,
+    skip_weight_update: bool,
     targets: Vec<usize>,
 }
 
+/// SRigL.
+pub type SRigL = DropGrowMethod<SRigLUpdate>;
+
 impl SRigL {
-    /// SRigL with `config`.
-    pub fn new(config: SRigLConfig) -> Self {
-        Self {
-            config,
-            targets: Vec::new(),
+    /// SRigL with `config` for a run of `total_steps`.
+    pub fn new(config: &SRigLConfig, total_steps: u64) -> Result<Self> {
+        let updates = UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t)?;
+        Self::with_schedule(config, updates)
+    }
+
+    /// SRigL with `config`, updating on `updates` (its ΔT and end fraction unused).
+    pub fn with_schedule(config: &SRigLConfig, updates: UpdateSchedule) -> Result<Self> {
+        updates.validate()?;
+        if !(0.0..=1.0).contains(&config.gamma_sal) {
+            return Err(SparseError::method(
+                "srigl",
+                "gamma_sal must be in [0, 1] (0.3 in the paper)",
+            ));
         }
+        Ok(Self::from_updater(SRigLUpdate {
+            updates,
+            drop: config
+                .drop_schedule
+                .with_alpha(config.drop_fraction, config.drop_exponent)?,
+            gamma_sal: config.gamma_sal,
+            ablation: config.ablation,
+            sparse_fan_in: config.sparse_fan_in_for_ablation,
+            skip_weight_update: config.skip_weight_update,
+            targets: Vec::new(),
+        }))
     }
 }
 
@@ -151,67 +191,100 @@ pub fn update_layer(
     Ok(out)
 }
 
-impl Method for SRigL {
+impl DropGrow for SRigLUpdate {
     fn name(&self) -> &'static str {
         "srigl"
     }
 
-    fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        self.config.updates.validate()?;
-        self.config.drop_fraction.validate()?;
-        if *ctx.plan.pattern() != Pattern::ConstantFanIn {
+    fn updates(&self) -> &UpdateSchedule {
+        &self.updates
+    }
+
+    fn drop_fraction(&self) -> Option<&DropFraction> {
+        Some(&self.drop)
+    }
+
+    fn skip_optimizer(&self) -> bool {
+        self.skip_weight_update
+    }
+
+    fn needs_grads(&self, step: u64) -> bool {
+        self.updates.is_update_step(step)
+    }
+
+    fn check(&mut self, plan: &Plan) -> Result<()> {
+        if *plan.pattern() != Pattern::ConstantFanIn {
             return Err(SparseError::method(
                 "srigl",
                 "keeps a constant fan-in per neuron: set the pattern to constant fan-in",
             ));
         }
-        if !(0.0..=1.0).contains(&self.config.gamma_sal) {
-            return Err(SparseError::method(
-                "srigl",
-                "gamma_sal must be in [0, 1] (0.3 in the paper)",
-            ));
-        }
-        self.targets = ctx.plan.raw_counts(ctx.plan.sparsity())?;
-        masks.clone_from_slice(&random_masks(ctx)?);
+        self.targets = plan.raw_counts(plan.sparsity())?;
         Ok(())
     }
 
-    fn needs(&self, step: u64) -> Needs {
-        let update = self.config.updates.is_update_step(step);
-        Needs {
-            grads: update,
-            update,
-            skip_optimizer: update && self.config.skip_weight_update,
-        }
-    }
-
-    fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
+    fn begin_update(&mut self, ctx: &StepContext<'_>) -> Result<()> {
         if self.targets.len() != ctx.layers().len() {
-            self.targets = ctx.plan.raw_counts(ctx.plan.sparsity())?;
-        }
-        let fraction = self.drop_fraction(ctx.step).unwrap_or(0.0);
-        let last = ctx.layers().len() - 1;
-        for l in 0..ctx.layers().len() {
-            let layer = &ctx.plan.layers()[l];
-            if self.targets[l] >= layer.numel() {
-                continue;
-            }
-            ctx.masks[l] = update_layer(
-                layer,
-                &ctx.masks[l],
-                &ctx.weights[l],
-                &ctx.grads[l],
-                fraction,
-                self.targets[l],
-                self.config.gamma_sal,
-                self.config.ablation && l != last,
-                self.config.sparse_fan_in_for_ablation,
-            )?;
+            self.targets = ctx.plan().raw_counts(ctx.plan().sparsity())?;
         }
         Ok(())
     }
 
-    fn drop_fraction(&self, step: u64) -> Option<f64> {
-        Some(self.config.drop_fraction.at(self.config.updates.progress(step)))
+    fn scores(&self, ctx: &StepContext<'_>, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+        let grow = ctx.grads()?[l].iter().map(|g| g.abs()).collect();
+        Ok((magnitudes(&ctx.weights()?[l]), grow))
+    }
+
+    fn update_layer(&self, ctx: &StepContext<'_>, l: usize, fraction: f64) -> Result<Mask> {
+        let layer = &ctx.layers()[l];
+        if self.targets[l] >= layer.numel() {
+            return Ok(ctx.masks()[l].clone());
+        }
+        update_layer(
+            layer,
+            &ctx.masks()[l],
+            &ctx.weights()?[l],
+            &ctx.grads()?[l],
+            fraction,
+            self.targets[l],
+            self.gamma_sal,
+            self.ablation && l + 1 != ctx.layers().len(),
+            self.sparse_fan_in,
+        )
+    }
+}
+
+impl MethodSpec for SRigLConfig {
+    const NAME: &'static str = "srigl";
+    const SUMMARY: &'static str = "RigL with a constant fan-in and neuron ablation (Lasby et al. 2024)";
+    const CHANGES_MASK: &'static str = "constant fan-in + ablation";
+    const SWITCHES: &'static [Switch] = &[
+        switches::DELTA_T,
+        switches::END_FRACTION,
+        switches::DROP_FRACTION,
+        switches::DROP_SCHEDULE,
+        switches::DROP_EXPONENT,
+        Switch::new(
+            "gamma_sal",
+            "γ_sal: salient fraction of a neuron's fan-in to stay alive",
+        ),
+        Switch::new("ablation", "dynamic neuron ablation"),
+        Switch::new(
+            "sparse_fan_in_for_ablation",
+            "γ_sal applies to the sparse fan-in (else the dense)",
+        ),
+        switches::SKIP_WEIGHT_UPDATE,
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Box<dyn sparse_core::Method>> {
+        Ok(Box::new(SRigL::new(self, ctx.total_steps)?))
+    }
+
+    fn preferred_pattern() -> Option<Pattern> {
+        Some(Pattern::ConstantFanIn)
     }
 }

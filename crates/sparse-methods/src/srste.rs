@@ -11,86 +11,98 @@
 //! ∂L/∂W ← ∂L/∂W̃ + λ_W · (1 − M(W)) ⊙ W,     λ_W = 2e-4 (plain STE: λ_W = 0)
 //! ```
 //!
-//! Implementation: a Burn `Reparameterization` computes `W̃ = sg(W ⊙ M) + (W − sg(W))`
-//! (forward `W ⊙ M`, gradient identity); the hook adds the λ term to the
-//! gradient before the optimizer step ([`sparse_core::method::GradTerm::NmDecay`]).
-//! The reported masks (every `report_interval` steps) are `M(W)`. The plan's pattern
-//! must be the same N:M. The reference keeps the first layer and the classifier
-//! dense: use the layer filter's `skip_first` / `skip_last`.
+//! Implementation: a [`ForwardRule`] computes `W̃ = sg(W ⊙ M) + (W − sg(W))`
+//! (forward `W ⊙ M`, gradient identity) and a [`GradTerm`] adds the λ term to the
+//! gradient before the optimizer step; the `Sparsifier` attaches both. N and M
+//! come from the run's pattern, which must be N:M (e.g. `2:4` at sparsity 0.5).
+//! The reported masks (every `report_interval` steps) are `M(W)`. The reference
+//! keeps the first layer and the classifier dense: use the layer filter's
+//! `skip_first` / `skip_last`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use burn::config::Config;
-use burn::module::{Module, Param, Reparameterization, Reparameterizer};
-use burn::tensor::Tensor;
-use sparse_core::method::{GradTerm, InitContext, Method, Needs, StepContext};
-use sparse_core::pattern::nm_keep_tensor;
-use sparse_core::{Mask, Pattern, Result, SparseError, SparseLayer};
+use burn::tensor::{IndexingUpdateOp, Tensor};
+use sparse_core::method::{InitContext, Method, Needs, StepContext};
+use sparse_core::reparam::{ForwardRule, Reparameterize};
+use sparse_core::{GradTerm, LayerKind, Mask, Pattern, Plan, Result, SparseError, SparseLayer};
 
-use crate::init::magnitudes;
+use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::scores::magnitudes;
 
-/// SR-STE settings.
-#[derive(Config, Debug)]
+/// SR-STE settings (N and M come from the run's N:M pattern).
+#[derive(Config, Debug, PartialEq)]
 pub struct SrSteConfig {
-    /// Kept per group.
-    #[config(default = 2)]
-    pub n: usize,
-    /// Group size.
-    #[config(default = 4)]
-    pub m: usize,
-    /// λ_W of the sparse-refined term.
+    /// λ_W of the sparse-refined term (0 = plain straight-through).
     #[config(default = 2e-4)]
-    pub lambda: f32,
+    pub lambda: f64,
     /// Steps between refreshes of the reported masks.
     #[config(default = 100)]
     pub report_interval: u64,
 }
 
-/// The forward N:M mask of one weight.
-#[derive(Module, Debug)]
-pub struct NmForward {
+/// The N:M mask of a weight tensor computed on its device: `true` at the `n`
+/// largest `|w|` of every group of `m` consecutive fan-in weights (channel-last
+/// order, as [`SparseLayer::flat`]). Used inside the forward pass (SR-STE), where
+/// a host round trip per step would be too slow. Ties follow the backend's `topk`.
+pub fn nm_keep_tensor<const D: usize>(
+    layer: &SparseLayer,
+    weight: Tensor<D>,
     n: usize,
     m: usize,
-    #[module(skip)]
-    layer: SparseLayer,
+) -> Tensor<D, burn::tensor::Bool> {
+    let dims = weight.dims();
+    let (neurons, fan_in) = (layer.neurons(), layer.fan_in());
+    let (cin, kpos) = (layer.in_channels(), layer.kernel_positions());
+    let rows: Tensor<2> = match layer.kind {
+        LayerKind::Linear => weight.reshape([fan_in, neurons]).transpose(),
+        LayerKind::Conv => weight
+            .reshape([neurons, cin, kpos])
+            .swap_dims(1, 2)
+            .reshape([neurons, fan_in]),
+    };
+    let groups = rows.abs().reshape([neurons * fan_in / m, m]);
+    let (_, idx) = groups.clone().topk_with_indices(n, 1);
+    let ones = Tensor::<2>::ones([neurons * fan_in / m, n], &groups.device());
+    let keep = groups
+        .zeros_like()
+        .scatter(1, idx, ones, IndexingUpdateOp::Assign)
+        .reshape([neurons, fan_in]);
+    let keep: Tensor<D> = match layer.kind {
+        LayerKind::Linear => keep.transpose().reshape(dims),
+        LayerKind::Conv => keep.reshape([neurons, kpos, cin]).swap_dims(1, 2).reshape(dims),
+    };
+    keep.equal_elem(1.0)
 }
 
-impl Reparameterization for NmForward {
-    const NAME: &'static str = "srste";
+/// The forward weight `W ⊙ M(W)` with a straight-through gradient.
+#[derive(Debug)]
+struct NmForward {
+    n: usize,
+    m: usize,
+}
 
-    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+impl ForwardRule for NmForward {
+    fn forward(&self, layer: &SparseLayer, base: Tensor<1>, _extra: &[Tensor<1>]) -> Tensor<1> {
         let fixed = base.clone().detach();
-        let keep = nm_keep_tensor(&self.layer, fixed.clone(), self.n, self.m);
+        let keep = nm_keep_tensor(layer, fixed.clone(), self.n, self.m);
         let masked = fixed.clone().mask_fill(keep.bool_not(), 0.0);
         masked + (base - fixed)
     }
 }
 
-struct Attach {
-    layers: HashMap<String, SparseLayer>,
+/// The sparse-refined term `λ·(1 − M(W))⊙W`.
+#[derive(Debug)]
+struct NmDecay {
     n: usize,
     m: usize,
+    lambda: f32,
 }
 
-impl Reparameterizer for Attach {
-    type Reparam = NmForward;
-
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<NmForward>) {
-        match self.layers.get(path) {
-            Some(layer) => (
-                param,
-                Some(NmForward {
-                    n: self.n,
-                    m: self.m,
-                    layer: layer.clone(),
-                }),
-            ),
-            None => (param, None),
-        }
+impl GradTerm for NmDecay {
+    fn term(&self, _step: u64, layer: &SparseLayer, weight: Tensor<1>) -> Option<Tensor<1>> {
+        let keep = nm_keep_tensor(layer, weight.clone(), self.n, self.m);
+        Some(weight.mask_fill(keep, 0.0).mul_scalar(self.lambda))
     }
 }
 
@@ -106,30 +118,28 @@ impl SrSte {
         Self { config }
     }
 
-    /// The pattern SR-STE needs in the sparsity config.
-    pub fn pattern(&self) -> Pattern {
-        Pattern::NM {
-            n: self.config.n,
-            m: self.config.m,
+    /// N and M of the plan's pattern.
+    fn n_m(plan: &Plan) -> Result<(usize, usize)> {
+        match *plan.pattern() {
+            Pattern::NM { n, m } => Ok((n, m)),
+            ref other => Err(SparseError::method(
+                "srste",
+                format!(
+                    "trains N:M sparsity, not {}: set the pattern to e.g. 2:4 (and the sparsity to 1 − N/M)",
+                    other.name()
+                ),
+            )),
         }
     }
 
-    /// Makes the forward pass of each of `layers` use its N:M-masked weight.
-    pub fn attach<M: Module>(&self, model: M, layers: &[SparseLayer]) -> M {
-        model.apply_reparameterization(Attach {
-            layers: layers.iter().map(|l| (l.path.clone(), l.clone())).collect(),
-            n: self.config.n,
-            m: self.config.m,
-        })
-    }
-
-    fn report(&self, plan: &sparse_core::Plan, weights: &[Vec<f32>]) -> Vec<Mask> {
-        let pattern = self.pattern();
-        plan.layers()
+    fn report(&self, plan: &Plan, weights: &[Vec<f32>]) -> Result<Vec<Mask>> {
+        let (n, m) = Self::n_m(plan)?;
+        Ok(plan
+            .layers()
             .iter()
             .zip(weights)
-            .map(|(layer, w)| pattern.select(layer, &magnitudes(w), layer.numel() / self.config.m * self.config.n))
-            .collect()
+            .map(|(layer, w)| plan.pattern().select(layer, &magnitudes(w), layer.numel() / m * n))
+            .collect())
     }
 }
 
@@ -139,29 +149,8 @@ impl Method for SrSte {
     }
 
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
-        if *ctx.plan.pattern() != self.pattern() {
-            return Err(SparseError::method(
-                "srste",
-                format!(
-                    "trains {}:{} sparsity: set the pattern to {}:{}",
-                    self.config.n, self.config.m, self.config.n, self.config.m
-                ),
-            ));
-        }
-        masks.clone_from_slice(&self.report(ctx.plan, ctx.weights));
+        masks.clone_from_slice(&self.report(ctx.plan(), ctx.weights())?);
         Ok(())
-    }
-
-    fn hard_masks(&self) -> bool {
-        false
-    }
-
-    fn grad_terms(&self) -> Vec<GradTerm> {
-        vec![GradTerm::NmDecay {
-            n: self.config.n,
-            m: self.config.m,
-            lambda: self.config.lambda,
-        }]
     }
 
     fn needs(&self, step: u64) -> Needs {
@@ -173,8 +162,55 @@ impl Method for SrSte {
     }
 
     fn on_step(&mut self, ctx: &mut StepContext<'_>) -> Result<()> {
-        let masks = self.report(ctx.plan, ctx.weights);
-        ctx.masks.clone_from_slice(&masks);
+        let masks = self.report(ctx.plan(), ctx.weights()?)?;
+        ctx.masks_mut().clone_from_slice(&masks);
         Ok(())
+    }
+
+    fn reparameterization(&self) -> Option<&dyn Reparameterize> {
+        Some(self)
+    }
+}
+
+impl Reparameterize for SrSte {
+    fn forward_rule(&self, plan: &Plan) -> Result<Option<Arc<dyn ForwardRule>>> {
+        let (n, m) = Self::n_m(plan)?;
+        Ok(Some(Arc::new(NmForward { n, m })))
+    }
+
+    fn grad_terms(&self, plan: &Plan) -> Result<Vec<Arc<dyn GradTerm>>> {
+        let (n, m) = Self::n_m(plan)?;
+        Ok(vec![Arc::new(NmDecay {
+            n,
+            m,
+            lambda: self.config.lambda as f32,
+        })])
+    }
+
+    /// The masks only report: the forward rule does the masking.
+    fn hard_masks(&self) -> bool {
+        false
+    }
+}
+
+impl MethodSpec for SrSteConfig {
+    const NAME: &'static str = "srste";
+    const SUMMARY: &'static str = "N:M sparsity from scratch, straight-through + decay (Zhou et al. 2021)";
+    const CHANGES_MASK: &'static str = "N:M in the forward pass";
+    const SWITCHES: &'static [Switch] = &[
+        Switch::new("lambda", "λ_W of the sparse-refined term (0 = plain STE)"),
+        Switch::new("report_interval", "steps between refreshes of the reported masks"),
+    ];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, _: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(SrSte::new(self.clone())))
+    }
+
+    fn preferred_pattern() -> Option<Pattern> {
+        Some(Pattern::NM { n: 2, m: 4 })
     }
 }

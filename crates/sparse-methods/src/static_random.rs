@@ -4,10 +4,17 @@
 //! The mask is uniformly random under the chosen distribution (uniform, ER,
 //! ERK, ...) and pattern, and never changes.
 
+use burn::config::Config;
 use sparse_core::method::{InitContext, Method};
 use sparse_core::{Mask, Result};
 
-use crate::init::random_masks;
+use crate::registry::{BuildContext, MethodSpec, Switch};
+use crate::scores::random_masks;
+
+/// Static random sparsity has no switches: the distribution and pattern of the
+/// run decide the mask.
+#[derive(Config, Debug, PartialEq)]
+pub struct StaticConfig {}
 
 /// A fixed random mask.
 #[derive(Clone, Debug, Default)]
@@ -21,5 +28,20 @@ impl Method for StaticRandom {
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
         masks.clone_from_slice(&random_masks(ctx)?);
         Ok(())
+    }
+}
+
+impl MethodSpec for StaticConfig {
+    const NAME: &'static str = "static";
+    const SUMMARY: &'static str = "a random mask, fixed (the static baseline of Evci et al. 2020)";
+    const CHANGES_MASK: &'static str = "no";
+    const SWITCHES: &'static [Switch] = &[];
+
+    fn default_config() -> Self {
+        Self::new()
+    }
+
+    fn build(&self, _: &BuildContext) -> Result<Box<dyn Method>> {
+        Ok(Box::new(StaticRandom))
     }
 }

@@ -9,7 +9,7 @@ mod common;
 use common::{Data, Mlp, device, host};
 use sparse_core::method::{Method, StepContext};
 use sparse_core::{
-    DropFraction, Mask, OptimizerConfig, Pattern, Plan, SparseLayer, Sparsifier, SparsityConfig, UpdateSchedule,
+    DropSchedule, Mask, OptimizerConfig, Pattern, Plan, SparseLayer, Sparsifier, SparsityConfig, UpdateSchedule,
 };
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig};
 
@@ -19,7 +19,10 @@ fn linear(i: usize, o: usize) -> SparseLayer {
 
 fn rigl(drop: f64, begin: u64, end: u64, every: u64) -> RigL {
     let updates = UpdateSchedule::new(end).with_begin(begin).with_interval(every);
-    RigL::new(RigLConfig::new(updates).with_drop_fraction(DropFraction::Constant { alpha: drop }))
+    let config = RigLConfig::new()
+        .with_drop_fraction(drop)
+        .with_drop_schedule(DropSchedule::Constant);
+    RigL::with_schedule(&config, updates).unwrap()
 }
 
 /// Runs one `on_step` of `method` at `step` on a single layer.
@@ -27,17 +30,9 @@ fn one_update(method: &mut dyn Method, plan: &Plan, step: u64, w: Vec<f32>, g: V
     let mut weights = vec![w];
     let grads = vec![g];
     let mut masks = vec![mask];
-    let extra = Default::default();
-    let mut ctx = StepContext {
-        step,
-        plan,
-        weights: &mut weights,
-        weights_changed: false,
-        grads: &grads,
-        masks: &mut masks,
-        extra: &extra,
-        seed: 1,
-    };
+    let mut ctx = StepContext::new(step, plan, 1, &mut masks)
+        .with_weights(&mut weights)
+        .with_grads(&grads);
     method.on_step(&mut ctx).unwrap();
     masks.remove(0)
 }
@@ -84,7 +79,7 @@ fn set_keeps_the_largest_magnitudes_and_regrows_at_random() {
     let w: Vec<f32> = (0..100).map(|_| rng.normal() as f32).collect();
     let mask = Mask::from_indices(100, (0..100).filter(|i| i % 2 == 0));
     let updates = UpdateSchedule::new(100).with_interval(10);
-    let mut set = Set::new(SetConfig::new(updates).with_drop_fraction(DropFraction::Constant { alpha: 0.3 }));
+    let mut set = Set::with_schedule(&SetConfig::new(), updates).unwrap();
     let w_masked: Vec<f32> = (0..100).map(|i| if mask.get(i) { w[i] } else { 0.0 }).collect();
     let out = one_update(&mut set, &p, 10, w_masked, vec![0.0; 100], mask.clone());
     // expected survivors: the 35 largest |w| of the 50 active
@@ -176,13 +171,15 @@ fn rigl_through_the_hook_exact_sets_zero_grown_weights_and_schedule_window() {
 
 #[test]
 fn rigl_with_the_optimizer_step_on_update_steps_and_adam_keeps_the_invariants() {
-    let mut config = RigLConfig::new(UpdateSchedule::new(20).with_begin(5).with_interval(5))
-        .with_drop_fraction(DropFraction::Constant { alpha: 0.25 });
-    config.skip_weight_update = false;
+    let config = RigLConfig::new()
+        .with_drop_fraction(0.25)
+        .with_drop_schedule(DropSchedule::Constant)
+        .with_skip_weight_update(false);
+    let updates = UpdateSchedule::new(20).with_begin(5).with_interval(5);
     let mut changed = 0;
     let mut moved_kept = 0;
     run_hook_with(
-        RigL::new(config),
+        RigL::with_schedule(&config, updates).unwrap(),
         &OptimizerConfig::adam(),
         30,
         &mut |t, before, after, w, _, w_after| {
@@ -202,7 +199,7 @@ fn rigl_with_the_optimizer_step_on_update_steps_and_adam_keeps_the_invariants() 
 #[test]
 fn set_through_the_hook_keeps_counts_and_zero_grown_weights() {
     let updates = UpdateSchedule::new(12).with_begin(4).with_interval(4);
-    let set = Set::new(SetConfig::new(updates));
+    let set = Set::with_schedule(&SetConfig::new(), updates).unwrap();
     run_hook(set, 16, &mut |t, before, after, _, _, w_after| {
         assert_eq!(before.count_ones(), after.count_ones());
         if t != 4 && t != 8 {
@@ -287,7 +284,7 @@ fn rigl_under_2_4_drops_layer_wide_and_regrows_inside_each_group() {
 fn exchanges_inside_nm_constant_fan_in_and_blocks() {
     let set = || {
         let updates = UpdateSchedule::new(100).with_interval(10);
-        Set::new(SetConfig::new(updates).with_drop_fraction(DropFraction::Constant { alpha: 0.3 }))
+        Set::with_schedule(&SetConfig::new(), updates).unwrap()
     };
     for (pattern, sparsity) in [
         (Pattern::NM { n: 2, m: 4 }, 0.5),
@@ -305,9 +302,8 @@ fn rigl_needs_follow_the_window_and_skip_switch() {
     let r = rigl(0.3, 100, 1000, 100);
     assert!(!r.needs(0).update && r.needs(100).update && r.needs(900).update && !r.needs(1000).update);
     assert!(r.needs(100).skip_optimizer);
-    let mut c = RigLConfig::new(UpdateSchedule::new(1000)).with_grad_window(3);
-    c.skip_weight_update = false;
-    let r = RigL::new(c);
+    let c = RigLConfig::new().with_grad_window(3).with_skip_weight_update(false);
+    let r = RigL::with_schedule(&c, UpdateSchedule::new(1000)).unwrap();
     assert!(r.needs(98).grads && r.needs(99).grads && r.needs(100).grads && !r.needs(97).grads);
     assert!(!r.needs(100).skip_optimizer);
 }

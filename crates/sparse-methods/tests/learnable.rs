@@ -8,11 +8,11 @@ use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use common::{Data, Mlp, accuracy, device, host};
+use sparse_core::reparam::MethodReparam;
 use sparse_core::{OptimizerConfig, Sparsifier, SparsityConfig, discover};
-use sparse_methods::autosparse::AutoSparseThreshold;
 use sparse_methods::autosparse::soft_threshold;
 use sparse_methods::regularization::{penalty_gradient, penalty_value};
-use sparse_methods::{AutoSparse, AutoSparseConfig, Penalty, RegularizationConfig, Regularized, StaticRandom};
+use sparse_methods::{AutoSparse, AutoSparseConfig, Penalty, RegularizationConfig, StaticRandom};
 
 #[test]
 fn annealed_gradient_of_sub_threshold_weights_is_alpha_times_theirs() {
@@ -42,7 +42,7 @@ fn annealed_gradient_of_sub_threshold_weights_is_alpha_times_theirs() {
 
 #[test]
 fn alpha_follows_its_schedule() {
-    let a = AutoSparse::new(AutoSparseConfig::new(1000));
+    let a = AutoSparse::new(AutoSparseConfig::new(), 1000).unwrap();
     for step in [0u64, 100, 250, 500, 750, 899] {
         let p = step as f64 / 1000.0;
         let cosine = (1.0 + (std::f64::consts::PI * p).cos()) / 2.0;
@@ -59,15 +59,7 @@ fn thresholds(model: &Mlp) -> Vec<f32> {
     model
         .layers
         .iter()
-        .map(|l| {
-            host(
-                l.weight
-                    .reparameterization::<AutoSparseThreshold>()
-                    .unwrap()
-                    .threshold
-                    .val(),
-            )[0]
-        })
+        .map(|l| host(l.weight.reparameterization::<MethodReparam>().unwrap().extra[0].val())[0])
         .collect()
 }
 
@@ -76,16 +68,17 @@ fn autosparse_run(freeze: bool, steps: u64) -> (Vec<f64>, f64, Sparsifier, Vec<f
     let device = device();
     let plain = Mlp::new(&[20, 64, 4], true, &device);
     let config = SparsityConfig::new().with_sparsity(0.8);
-    let layers = discover(&plain, &config.filter).unwrap();
     let auto = AutoSparse::new(
-        AutoSparseConfig::new(steps)
+        AutoSparseConfig::new()
             .with_freeze_at_target(freeze)
             .with_report_interval(20)
             .with_threshold_init(-4.0),
-    );
-    let mut model = auto.attach(plain, &layers);
-    let mut sparse = Sparsifier::new(&model, config, auto, &OptimizerConfig::sgd(0.9, 5e-3)).unwrap();
-    model = sparse.init(model).unwrap();
+        steps,
+    )
+    .unwrap();
+    let mut sparse = Sparsifier::new(&plain, config, auto, &OptimizerConfig::sgd(0.9, 5e-3)).unwrap();
+    // `init` attaches the learnable thresholds itself
+    let mut model = sparse.init(plain).unwrap();
     let mut history = Vec::new();
     for t in 0..steps {
         let grads = model.grads(&data);
@@ -116,7 +109,7 @@ fn freezing_reaches_the_target_with_hard_masks() {
         "{}",
         sparse.report().sparsity()
     );
-    assert!(sparse_core::Method::hard_masks(sparse.method()));
+    assert!(sparse.method().reparameterization().unwrap().hard_masks());
     assert!(acc > 0.6, "accuracy {acc}");
 }
 
@@ -147,9 +140,11 @@ fn the_hook_adds_the_penalty_gradient() {
     let data = Data::new(32, 6, 3, 0.5, 1);
     for penalty in [Penalty::L1, Penalty::GroupLasso] {
         let model = Mlp::new(&[6, 5, 3], false, &device);
-        let method = Regularized::new(StaticRandom, RegularizationConfig::new(penalty, 0.1));
+        let term = RegularizationConfig::new(penalty).with_strength(0.1).term().unwrap();
         let config = SparsityConfig::new().with_sparsity(0.0);
-        let mut sparse = Sparsifier::new(&model, config, method, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+        let mut sparse = Sparsifier::new(&model, config, StaticRandom, &OptimizerConfig::sgd(0.0, 0.0))
+            .unwrap()
+            .with_grad_term(term);
         let model = sparse.init(model).unwrap();
         let layers = sparse.layers().to_vec();
         let before: Vec<Vec<f32>> = (0..2).map(|l| model.weight(l)).collect();
@@ -174,11 +169,16 @@ fn group_lasso_zeroes_whole_neurons() {
     let device = device();
     let data = Data::new(128, 10, 4, 0.5, 1);
     let mut model = Mlp::new(&[10, 32, 4], true, &device);
-    let method = Regularized::new(StaticRandom, RegularizationConfig::new(Penalty::GroupLasso, 0.02));
+    let term = RegularizationConfig::new(Penalty::GroupLasso)
+        .with_strength(0.02)
+        .term()
+        .unwrap();
     let config = SparsityConfig::new()
         .with_sparsity(0.0)
         .with_filter(sparse_core::LayerFilter::new().with_include(vec!["layers.0.weight".into()]));
-    let mut sparse = Sparsifier::new(&model, config, method, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+    let mut sparse = Sparsifier::new(&model, config, StaticRandom, &OptimizerConfig::sgd(0.0, 0.0))
+        .unwrap()
+        .with_grad_term(term);
     model = sparse.init(model).unwrap();
     let layer = sparse.layers()[0].clone();
     let norms = |w: &[f32]| -> Vec<f32> {
@@ -196,4 +196,28 @@ fn group_lasso_zeroes_whole_neurons() {
     assert!(dead >= 8, "neurons near zero: {dead} of 32 ({end:?})");
     assert!(accuracy(&model, &data) > 0.6);
     let _ = Module::num_params(&model);
+}
+
+#[test]
+fn the_sparsifier_attaches_the_thresholds_and_refuses_a_model_without_them() {
+    let device = device();
+    let plain = Mlp::new(&[6, 5, 3], false, &device);
+    let auto = || AutoSparse::new(AutoSparseConfig::new(), 10).unwrap();
+    let config = || SparsityConfig::new().with_sparsity(0.5);
+    let mut sparse = Sparsifier::new(&plain, config(), auto(), &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+    let model = sparse.init(plain.clone()).unwrap();
+    // one learnable threshold per sparse weight, at its initial logit
+    assert_eq!(thresholds(&model), vec![-5.0, -5.0]);
+    // attaching again changes nothing
+    let again = sparse.attach(model.clone()).unwrap();
+    assert_eq!(again.num_params(), model.num_params());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("state.safetensors");
+    sparse.save(&path).unwrap();
+    // a fresh sparsifier refuses to restore onto the plain model
+    let mut other = Sparsifier::new(&plain, config(), auto(), &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+    let err = other.load(&path, &plain).unwrap_err();
+    assert!(err.to_string().contains("attach"), "{err}");
+    let attached = other.attach(plain).unwrap();
+    other.load(&path, &attached).unwrap();
 }

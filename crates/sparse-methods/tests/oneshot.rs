@@ -49,7 +49,11 @@ fn solve(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
 fn correlated_inputs(tokens: usize, features: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut rng = Rng::new(seed);
     let a: Vec<Vec<f64>> = (0..features)
-        .map(|i| (0..features).map(|j| if i == j { 1.0 } else { 0.6 * rng.normal() }).collect())
+        .map(|i| {
+            (0..features)
+                .map(|j| if i == j { 1.0 } else { 0.6 * rng.normal() })
+                .collect()
+        })
         .collect();
     let scale: Vec<f64> = (0..features).map(|_| (rng.normal() * 1.2).exp()).collect();
     (0..tokens)
@@ -64,7 +68,8 @@ fn correlated_inputs(tokens: usize, features: usize, seed: u64) -> Vec<Vec<f64>>
 
 fn random_weights(rows: usize, cols: usize, seed: u64) -> Matrix {
     let mut rng = Rng::new(seed);
-    Matrix::from_fn(rows, cols, |_, _| rng.normal())
+    let values = (0..rows * cols).map(|_| rng.normal()).collect();
+    Matrix::from_vec(rows, cols, values).unwrap()
 }
 
 /// `Σ_t x_t x_tᵀ`.
@@ -86,7 +91,9 @@ fn error_on_tokens(w0: &Matrix, w1: &Matrix, x: &[Vec<f64>]) -> f64 {
 }
 
 fn masked(w: &Matrix, keep: &[bool]) -> Matrix {
-    Matrix::from_fn(w.rows(), w.cols(), |r, c| if keep[r * w.cols() + c] { w.get(r, c) } else { 0.0 })
+    Matrix::from_fn(w.rows(), w.cols(), |r, c| {
+        if keep[r * w.cols() + c] { w.get(r, c) } else { 0.0 }
+    })
 }
 
 /// `H + λI` with SparseGPT's dampening `λ = d·mean(diag H)`.
@@ -94,7 +101,11 @@ fn damped(h: &Matrix, d: f64) -> Vec<Vec<f64>> {
     let n = h.rows();
     let lambda = d * (0..n).map(|i| h.get(i, i)).sum::<f64>() / n as f64;
     (0..n)
-        .map(|i| (0..n).map(|j| h.get(i, j) + if i == j { lambda } else { 0.0 }).collect())
+        .map(|i| {
+            (0..n)
+                .map(|j| h.get(i, j) + if i == j { lambda } else { 0.0 })
+                .collect()
+        })
         .collect()
 }
 
@@ -122,7 +133,10 @@ fn kept_columns(keep: &[bool], r: usize, cols: usize) -> Vec<usize> {
 }
 
 fn close(a: &Matrix, b: &Matrix, tol: f64) -> bool {
-    a.data().iter().zip(b.data()).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+    a.data()
+        .iter()
+        .zip(b.data())
+        .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
 }
 
 // ---------------------------------------------------------------- Wanda
@@ -166,7 +180,9 @@ fn batches(x: &[Vec<f64>], size: usize) -> Vec<Tensor<2>> {
 
 /// Expected Wanda mask (Burn layout, flat index `j·5 + o`) straight from the paper's rule.
 fn wanda_by_formula(w: &[f32], x: &[Vec<f64>], nm: Option<(usize, usize)>) -> Vec<bool> {
-    let norm: Vec<f64> = (0..8).map(|j| x.iter().map(|t| t[j] * t[j]).sum::<f64>().sqrt()).collect();
+    let norm: Vec<f64> = (0..8)
+        .map(|j| x.iter().map(|t| t[j] * t[j]).sum::<f64>().sqrt())
+        .collect();
     let mut keep = vec![true; 40];
     for o in 0..5 {
         let score = |j: usize| f64::from(w[j * 5 + o]).abs() * norm[j];
@@ -218,7 +234,9 @@ fn wanda_is_invariant_to_a_feature_rescaling_that_magnitude_is_not() {
     let x = correlated_inputs(40, 8, 3);
     let c = [1.0, 50.0, 1.0, 0.02, 1.0, 1.0, 30.0, 1.0];
     let w2 = Matrix::from_fn(6, 8, |r, j| w.get(r, j) / c[j]);
-    let sq = |x: &[Vec<f64>], s: &[f64]| -> Vec<f64> { (0..8).map(|j| x.iter().map(|t| (t[j] * s[j]).powi(2)).sum()).collect() };
+    let sq = |x: &[Vec<f64>], s: &[f64]| -> Vec<f64> {
+        (0..8).map(|j| x.iter().map(|t| (t[j] * s[j]).powi(2)).sum()).collect()
+    };
     let t = Target::Sparsity(0.5);
     assert_eq!(wanda_keep(&w, &sq(&x, &[1.0; 8]), t), wanda_keep(&w2, &sq(&x, &c), t));
     assert_ne!(magnitude_keep(&w, t), magnitude_keep(&w2, t));
@@ -250,7 +268,11 @@ fn sparsegpt_worked_example() {
     };
     let keep = sparsegpt_prune(&mut w, &h, Target::Sparsity(0.5), settings).unwrap();
     assert_eq!(keep, vec![false, true]);
-    assert!((w.get(0, 0)).abs() == 0.0 && (w.get(0, 1) - 2.5).abs() < 1e-14, "{:?}", w.data());
+    assert!(
+        (w.get(0, 0)).abs() == 0.0 && (w.get(0, 1) - 2.5).abs() < 1e-14,
+        "{:?}",
+        w.data()
+    );
 }
 
 /// With one block covering every column the mask is decided once, from the original
@@ -301,7 +323,12 @@ fn sparsegpt_equals_the_exact_optimum_when_pruned_columns_come_first() {
             assert_eq!(kept_columns(&keep, r, 8), vec![4, 5, 6, 7]);
         }
         let want = Matrix::from_fn(4, 8, |r, c| least_squares_row(&h, w0.row(r), &[4, 5, 6, 7])[c]);
-        assert!(close(&w, &want, 1e-9), "dampening {dampening}: {:?} vs {:?}", w.data(), want.data());
+        assert!(
+            close(&w, &want, 1e-9),
+            "dampening {dampening}: {:?} vs {:?}",
+            w.data(),
+            want.data()
+        );
         if dampening < 1e-9 {
             // undamped: the least-squares optimum of ‖(W − Ŵ)X‖² on the tokens themselves
             let e = error_on_tokens(&w0, &w, &x);
@@ -344,14 +371,21 @@ fn sparsegpt_matches_sequential_obs_and_is_bounded_by_least_squares() {
                 }
                 // (w_S − w0_S)·H_SR, then solve H_RR·y = that (H symmetric)
                 let ds: Vec<f64> = s.iter().map(|&k| cur[k] - w0.get(r, k)).collect();
-                let rhs: Vec<f64> = rest.iter().map(|&j| s.iter().zip(&ds).map(|(&k, d)| d * h[k][j]).sum()).collect();
+                let rhs: Vec<f64> = rest
+                    .iter()
+                    .map(|&j| s.iter().zip(&ds).map(|(&k, d)| d * h[k][j]).sum())
+                    .collect();
                 let y = solve(&sub(&h, &rest, &rest), &rhs);
                 for (idx, &j) in rest.iter().enumerate() {
                     cur[j] = w0.get(r, j) - y[idx];
                 }
             }
             for (c, want) in cur.iter().enumerate() {
-                assert!((w.get(r, c) - want).abs() < 1e-9, "seed {seed}, row {r}, column {c}: {} vs {want}", w.get(r, c));
+                assert!(
+                    (w.get(r, c) - want).abs() < 1e-9,
+                    "seed {seed}, row {r}, column {c}: {} vs {want}",
+                    w.get(r, c)
+                );
             }
             let ls = least_squares_row(&h, w0.row(r), &kept_columns(&keep, r, 8));
             let q = |v: &[f64]| -> f64 {
@@ -411,7 +445,9 @@ fn reconstruction_error_ordering_on_correlated_inputs() {
             let keep = sparsegpt_prune(&mut w, &g, target, SparseGptSettings::default()).unwrap();
             let sgpt = error_on_tokens(&w0, &w, &x);
             let h = damped(&g, 0.0);
-            let ls = Matrix::from_fn(8, 16, |r, c| least_squares_row(&h, w0.row(r), &kept_columns(&keep, r, 16))[c]);
+            let ls = Matrix::from_fn(8, 16, |r, c| {
+                least_squares_row(&h, w0.row(r), &kept_columns(&keep, r, 16))[c]
+            });
             let opt = error_on_tokens(&w0, &ls, &x);
             assert!(
                 opt <= sgpt * (1.0 + 1e-9) && sgpt <= wanda && wanda <= mag,
@@ -433,7 +469,11 @@ fn the_driver_reports_the_error_it_leaves_and_both_modes_agree_on_one_layer() {
         let l = &out.layers[0];
         let w1 = Matrix::from_fn(5, 8, |o, j| f64::from(l.weights[j * 5 + o]));
         let e = error_on_tokens(&w0, &w1, &x);
-        assert!((l.error.unwrap() - e).abs() < 1e-3 * e, "{mode:?}: reported {:?}, measured {e}", l.error);
+        assert!(
+            (l.error.unwrap() - e).abs() < 1e-3 * e,
+            "{mode:?}: reported {:?}, measured {e}",
+            l.error
+        );
         assert!((l.sparsity() - 0.5).abs() < 1e-12);
         let applied = out.apply(model.clone()).unwrap();
         assert_eq!(sparse_core::host::to_vec(applied.fc.weight.val()).unwrap(), l.weights);
@@ -447,13 +487,34 @@ fn bad_requests_get_clear_errors() {
     let data = batches(&x, 10);
     let err = |c: OneShotConfig, d: &[Tensor<2>]| prune(&model, d, &c).unwrap_err().to_string();
     assert!(err(OneShotConfig::new(OneShotMethod::Wanda), &[]).contains("calibration"));
-    let e = err(OneShotConfig::new(OneShotMethod::Wanda).with_pattern(Pattern::NM { n: 2, m: 4 }).with_sparsity(0.3), &data);
+    let e = err(
+        OneShotConfig::new(OneShotMethod::Wanda)
+            .with_pattern(Pattern::NM { n: 2, m: 4 })
+            .with_sparsity(0.3),
+        &data,
+    );
     assert!(e.contains("2:4") && e.contains("0.5"), "{e}");
-    let e = err(OneShotConfig::new(OneShotMethod::Wanda).with_pattern(Pattern::NM { n: 2, m: 3 }).with_sparsity(1.0 / 3.0), &data);
+    let e = err(
+        OneShotConfig::new(OneShotMethod::Wanda)
+            .with_pattern(Pattern::NM { n: 2, m: 3 })
+            .with_sparsity(1.0 / 3.0),
+        &data,
+    );
     assert!(e.contains("fan-in 8"), "{e}");
     assert!(err(OneShotConfig::new(OneShotMethod::Magnitude).with_sparsity(1.0), &data).contains("sparsity"));
-    assert!(err(OneShotConfig::new(OneShotMethod::Wanda).with_pattern(Pattern::Channel), &data).contains("channel"));
-    let e = err(OneShotConfig::new(OneShotMethod::SparseGpt).with_block_size(6).with_pattern(Pattern::NM { n: 2, m: 4 }), &data);
+    assert!(
+        err(
+            OneShotConfig::new(OneShotMethod::Wanda).with_pattern(Pattern::Channel),
+            &data
+        )
+        .contains("channel")
+    );
+    let e = err(
+        OneShotConfig::new(OneShotMethod::SparseGpt)
+            .with_block_size(6)
+            .with_pattern(Pattern::NM { n: 2, m: 4 }),
+        &data,
+    );
     assert!(e.contains("multiple of M"), "{e}");
     // magnitude needs no data
     let out = prune(&model, &[], &OneShotConfig::new(OneShotMethod::Magnitude)).unwrap();

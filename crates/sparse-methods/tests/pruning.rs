@@ -12,8 +12,8 @@ use common::{Data, Mlp, device, host};
 use sparse_core::method::{GradRequest, GradientOracle};
 use sparse_core::{Distribution, Mask, OptimizerConfig, SparseError, Sparsifier, SparsityConfig, SparsitySchedule};
 use sparse_methods::grasp::{hessian_gradient, keep_scores};
-use sparse_methods::lth::{self, LthConfig, Rewind};
-use sparse_methods::{Gmp, GmpConfig, Grasp, GraspConfig, Snip};
+use sparse_methods::lth::{self, LthConfig, RewindKind};
+use sparse_methods::{Gmp, Grasp, GraspConfig, Snip};
 
 fn grads_fn(data: Data) -> impl FnMut(&Mlp, &GradRequest) -> sparse_core::Result<GradientsParams> {
     move |model: &Mlp, _req: &GradRequest| Ok(model.grads(&data))
@@ -283,14 +283,9 @@ fn grasp_finite_difference_hg_matches_the_exact_product() {
 
 #[test]
 fn grasp_checks_its_samples() {
-    let model = Mlp::new(&[4, 4], false, &device());
     for (per_class, classes) in [(0, 10), (3, 0)] {
-        let grasp = Grasp::new(GraspConfig::new(classes).with_samples_per_class(per_class));
-        let mut sparse =
-            Sparsifier::new(&model, SparsityConfig::new(), grasp, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
-        let err = sparse
-            .init_with(model.clone(), grads_fn(Data::new(8, 4, 4, 0.1, 1)))
-            .unwrap_err();
+        // the settings are checked when GraSP is built, before any data is scored
+        let err = Grasp::new(GraspConfig::new().with_samples_per_class(per_class), classes).unwrap_err();
         assert!(
             err.to_string().contains("samples") && err.to_string().contains("class"),
             "{err}"
@@ -302,7 +297,7 @@ fn grasp_checks_its_samples() {
 fn grasp_prunes_to_the_target_through_the_hook() {
     let data = Data::new(80, 12, 4, 0.5, 1);
     let model = Mlp::new(&[12, 16, 4], false, &device());
-    let grasp = Grasp::new(GraspConfig::new(4));
+    let grasp = Grasp::new(GraspConfig::new(), 4).unwrap();
     let config = SparsityConfig::new()
         .with_sparsity(0.9)
         .with_distribution(Distribution::Global);
@@ -334,7 +329,7 @@ fn gmp_follows_the_cubic_schedule_and_never_revives() {
     let mut sparse = Sparsifier::new(
         &model,
         config,
-        Gmp::new(GmpConfig::new(schedule.clone())),
+        Gmp::with_schedule(schedule.clone()).unwrap(),
         &OptimizerConfig::sgd(0.9, 0.0),
     )
     .unwrap();
@@ -431,7 +426,8 @@ fn lottery_ticket_rounds_prune_20_percent_and_rewind_exactly() {
         let config = LthConfig::new()
             .with_rounds(3)
             .with_global(global)
-            .with_rewind(Rewind::Step { step: 3 });
+            .with_rewind(RewindKind::Step)
+            .with_rewind_step(3);
         let (result, starts) = lottery(&config, 3, &mut || Mlp::new(&[10, 20, 4], true, &device));
         // segment 0 starts at θ_3 with dense masks; round r ≥ 1 starts at θ_3 ⊙ M_r exactly
         assert_eq!(starts.len(), 4);
@@ -468,7 +464,7 @@ fn lottery_ticket_rounds_prune_20_percent_and_rewind_exactly() {
 fn the_random_reinitialisation_control_starts_each_round_from_fresh_weights() {
     let device = device();
     let mut produced: Vec<Vec<Vec<f32>>> = Vec::new();
-    let config = LthConfig::new().with_rounds(2).with_rewind(Rewind::Reinit);
+    let config = LthConfig::new().with_rounds(2).with_rewind(RewindKind::Reinit);
     let (_, starts) = lottery(&config, 0, &mut || {
         let m = Mlp::new(&[10, 20, 4], true, &device);
         produced.push((0..2).map(|l| m.weight(l)).collect());
@@ -494,7 +490,7 @@ fn one_shot_pruning_with_fine_tuning_keeps_the_trained_weights() {
     let config = LthConfig::new()
         .with_rounds(1)
         .with_prune_fraction(0.9)
-        .with_rewind(Rewind::FineTune);
+        .with_rewind(RewindKind::FineTune);
     let mut trained: Option<Vec<f32>> = None;
     let result = lth::run(
         &config,

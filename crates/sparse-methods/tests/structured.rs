@@ -60,7 +60,11 @@ fn srigl_through_the_hook_keeps_a_constant_fan_in() {
         .with_distribution(Distribution::Uniform {
             dense_first_layer: false,
         });
-    let srigl = SRigL::new(SRigLConfig::new(UpdateSchedule::new(40).with_interval(4)).with_gamma_sal(0.9));
+    let srigl = SRigL::with_schedule(
+        &SRigLConfig::new().with_gamma_sal(0.9),
+        UpdateSchedule::new(40).with_interval(4),
+    )
+    .unwrap();
     let mut sparse = Sparsifier::new(&model, config, srigl, &OptimizerConfig::sgd(0.9, 0.0)).unwrap();
     model = sparse.init(model).unwrap();
     let layers = sparse.layers().to_vec();
@@ -100,7 +104,7 @@ fn srigl_through_the_hook_keeps_a_constant_fan_in() {
 #[test]
 fn srigl_needs_constant_fan_in_and_a_nonzero_fan_in() {
     let model = Mlp::new(&[10, 20], false, &device());
-    let srigl = || SRigL::new(SRigLConfig::new(UpdateSchedule::new(10)));
+    let srigl = || SRigL::with_schedule(&SRigLConfig::new(), UpdateSchedule::new(10)).unwrap();
     let mut s = Sparsifier::new(&model, SparsityConfig::new(), srigl(), &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
     assert!(
         s.init(model.clone())
@@ -125,9 +129,14 @@ fn srste_forward_weights_are_n_of_m_and_backward_adds_the_refined_term() {
     let data = Data::new(32, 16, 4, 0.5, 1);
     let plain = Mlp::new(&[16, 8, 4], false, &device);
     let srste = SrSte::new(SrSteConfig::new().with_lambda(0.05));
-    let config = SparsityConfig::new().with_sparsity(0.5).with_pattern(srste.pattern());
+    let config = SparsityConfig::new()
+        .with_sparsity(0.5)
+        .with_pattern(Pattern::NM { n: 2, m: 4 });
     let layers = discover(&plain, &config.filter).unwrap();
-    let model = srste.attach(plain.clone(), &layers);
+    // the Sparsifier attaches SR-STE's forward rule to the model in `init` (its masks
+    // only report, so `init` leaves the weights as they are)
+    let mut sparse = Sparsifier::new(&plain, config, srste, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
+    let model = sparse.init(plain.clone()).unwrap();
 
     // forward weight: the 2 largest |w| of every 4 consecutive fan-in weights
     for (l, layer) in layers.iter().enumerate() {
@@ -163,8 +172,6 @@ fn srste_forward_weights_are_n_of_m_and_backward_adds_the_refined_term() {
         }
     }
     // ... plus λ(1 − M)⊙W, applied by the hook: one plain SGD step checks it
-    let mut sparse = Sparsifier::new(&model, config, srste, &OptimizerConfig::sgd(0.0, 0.0)).unwrap();
-    let model = sparse.init(model).unwrap();
     let before: Vec<Vec<f32>> = (0..2).map(|l| host(model.layers[l].weight.base())).collect();
     let grads = model.grads(&data);
     let g: Vec<Vec<f32>> = (0..2)
@@ -192,13 +199,13 @@ fn mest_mutations_hit_the_bounds_and_end_at_the_target() {
     let device = device();
     for soft in [false, true] {
         let mut model = Mlp::new(&[20, 30, 4], false, &device);
-        let mest = Mest::new(
-            MestConfig::new(UpdateSchedule::new(20).with_begin(4).with_interval(4))
-                .with_mutation(0.1)
-                // the ratio reaches 0 only at the end of the updates (as with the CLI defaults)
-                .with_decay_at(vec![8, 20])
-                .with_soft_bound(soft),
-        );
+        let mest = Mest::with_schedule(
+            &MestConfig::new().with_mutation(0.1).with_soft_bound(soft),
+            UpdateSchedule::new(20).with_begin(4).with_interval(4),
+            // the ratio reaches 0 only at the end of the updates (as with the CLI defaults)
+            vec![8, 20],
+        )
+        .unwrap();
         let config = SparsityConfig::new()
             .with_sparsity(0.8)
             .with_distribution(Distribution::Uniform {

@@ -52,8 +52,14 @@ fn block_capture(block: &Block, prefix: &str, x: Tensor<4>, cap: &mut Capture<'_
         Some((conv, norm)) => norm.forward(cap.conv2d(&format!("{prefix}.downsample.0.weight"), conv, x.clone())?),
         None => x.clone(),
     };
-    let out = relu(block.bn1.forward(cap.conv2d(&format!("{prefix}.conv1.weight"), &block.conv1, x)?));
-    let out = block.bn2.forward(cap.conv2d(&format!("{prefix}.conv2.weight"), &block.conv2, out)?);
+    let out = relu(
+        block
+            .bn1
+            .forward(cap.conv2d(&format!("{prefix}.conv1.weight"), &block.conv1, x)?),
+    );
+    let out = block
+        .bn2
+        .forward(cap.conv2d(&format!("{prefix}.conv2.weight"), &block.conv2, out)?);
     let out = match (&block.conv3, &block.bn3) {
         (Some(conv), Some(norm)) => norm.forward(cap.conv2d(&format!("{prefix}.conv3.weight"), conv, relu(out))?),
         _ => out,
@@ -81,7 +87,10 @@ impl CaptureInputs for ResNet {
                 x = block_capture(block, &format!("{name}.{b}"), x, cap)?;
             }
         }
-        let x = AdaptiveAvgPool2dConfig::new([1, 1]).init().forward(x).flatten::<2>(1, 3);
+        let x = AdaptiveAvgPool2dConfig::new([1, 1])
+            .init()
+            .forward(x)
+            .flatten::<2>(1, 3);
         cap.linear("fc.weight", &self.fc, x)
     }
 }
@@ -96,7 +105,10 @@ impl CaptureInputs for MobileNetV1 {
             x = relu(b.dw_bn.forward(cap.conv2d(&format!("blocks.{i}.dw.weight"), &b.dw, x)?));
             x = relu(b.pw_bn.forward(cap.conv2d(&format!("blocks.{i}.pw.weight"), &b.pw, x)?));
         }
-        let x = AdaptiveAvgPool2dConfig::new([1, 1]).init().forward(x).flatten::<2>(1, 3);
+        let x = AdaptiveAvgPool2dConfig::new([1, 1])
+            .init()
+            .forward(x)
+            .flatten::<2>(1, 3);
         cap.linear("fc.weight", &self.fc, x)
     }
 }

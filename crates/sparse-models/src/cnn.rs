@@ -99,3 +99,23 @@ impl Classifier for SmallCnn {
         ])
     }
 }
+
+impl crate::to_sparse::ToSparse for SmallCnn {
+    type Sparse = crate::sparse_cnn::SparseSmallCnn;
+
+    fn to_sparse(
+        &self,
+        masks: &crate::to_sparse::SparseMasks,
+        o: &crate::to_sparse::SparseOptions,
+    ) -> Result<Self::Sparse, sparse_kernels::KernelError> {
+        use crate::to_sparse::{conv, linear};
+        use sparse_kernels::Activation::{None as Plain, Relu};
+        Ok(crate::sparse_cnn::SparseSmallCnn {
+            conv1: conv(&self.conv1, Some(&self.bn1), masks, o, "conv1.weight", Relu)?,
+            conv2: conv(&self.conv2, Some(&self.bn2), masks, o, "conv2.weight", Relu)?,
+            fc1: linear(&self.fc1, masks, o, "fc1.weight", Relu)?,
+            fc2: linear(&self.fc2, masks, o, "fc2.weight", Plain)?,
+            pool: self.pool.clone(),
+        })
+    }
+}

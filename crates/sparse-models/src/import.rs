@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
+use sparse_core::walk::{self, ParamPath, PathMapper, PathVisitor};
 
 use crate::error::ModelError;
 
@@ -27,23 +28,15 @@ struct Target {
 
 #[derive(Default)]
 struct Planner {
-    stack: Vec<(String, String)>,
     targets: Vec<(String, Target)>,
 }
 
-impl ModuleVisitor for Planner {
-    fn enter_module(&mut self, name: &str, container: &str) {
-        self.stack.push((name.to_string(), container.to_string()));
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let path = self.stack.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(".");
-        let (leaf, container) = self.stack.last().cloned().unwrap_or_default();
-        let mut names: Vec<String> = self.stack.iter().map(|(n, _)| n.clone()).collect();
+impl PathVisitor for Planner {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        let (leaf, container) = (path.leaf(), path.container());
+        let mut names: Vec<String> = path.names().to_vec();
         if container == "Struct:BatchNorm" {
-            let renamed = match leaf.as_str() {
+            let renamed = match leaf {
                 "gamma" => "weight",
                 "beta" => "bias",
                 other => other,
@@ -58,7 +51,7 @@ impl ModuleVisitor for Planner {
             shape.reverse();
         }
         self.targets.push((
-            path,
+            path.dotted(),
             Target {
                 key: names.join("."),
                 torch_shape: shape,
@@ -69,19 +62,12 @@ impl ModuleVisitor for Planner {
 }
 
 struct Loader {
-    stack: Vec<String>,
     values: HashMap<String, (Vec<f32>, Vec<usize>)>,
 }
 
-impl ModuleMapper for Loader {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.stack.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let Some((values, shape)) = self.values.remove(&self.stack.join(".")) else {
+impl PathMapper for Loader {
+    fn map<const D: usize>(&mut self, path: &ParamPath, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let Some((values, shape)) = self.values.remove(&path.dotted()) else {
             return param;
         };
         param.map(|t| {
@@ -135,7 +121,7 @@ pub fn load_torchvision<M: Module>(model: M, path: impl AsRef<Path>) -> Result<M
     let bytes = std::fs::read(path).map_err(|e| file_err(e.to_string()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| file_err(format!("not a safetensors file ({e:?})")))?;
     let mut planner = Planner::default();
-    model.visit(&mut planner);
+    walk::visit(&model, &mut planner);
     let mut values = HashMap::new();
     for (param, target) in planner.targets {
         let tensor = st.tensor(&target.key).map_err(|_| ModelError::MissingKey {
@@ -161,8 +147,5 @@ pub fn load_torchvision<M: Module>(model: M, path: impl AsRef<Path>) -> Result<M
         values.insert(param, (v, shape));
     }
     tracing::info!(path = %path.display(), tensors = values.len(), "imported torchvision weights");
-    Ok(model.map(&mut Loader {
-        stack: Vec::new(),
-        values,
-    }))
+    Ok(walk::map(model, &mut Loader { values }))
 }

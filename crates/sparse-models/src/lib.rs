@@ -3,13 +3,15 @@
 //! Reference models for sparseburn, written for Burn 0.22:
 //! * [`ResNet`] 18/34/50 (torchvision v1.5: stride on the 3×3 conv), ImageNet or CIFAR stem;
 //! * [`MobileNetV1`] with width multiplier α, optional small-image stem;
-//! * [`Mlp`] (LeNet-300-100) and [`SmallCnn`] baselines for fast CPU work.
+//! * [`Mlp`] (LeNet-300-100) and [`SmallCnn`] baselines for fast CPU work;
+//! * [`CharTransformer`], a decoder-only character/byte-level language model.
 //!
-//! Every model implements [`Classifier`]: a forward pass from images to logits,
+//! Every image model implements [`Classifier`]: a forward pass from images to logits,
 //! the RigL reference code's default sparsity policy, and the output size of each
 //! conv for FLOP accounting.
 
 pub mod capture;
+pub mod char_transformer;
 pub mod cnn;
 pub mod error;
 pub mod flops;
@@ -17,13 +19,21 @@ pub mod import;
 pub mod mlp;
 pub mod mobilenet;
 pub mod resnet;
+pub mod sparse_cnn;
+pub mod sparse_mlp;
+pub mod sparse_mobilenet;
+pub mod sparse_resnet;
+pub mod sparse_store;
+pub mod to_sparse;
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use sparse_core::LayerFilter;
+use sparse_core::walk::{self, ParamPath, PathVisitor};
 
+pub use char_transformer::{CharTransformer, CharTransformerConfig};
 pub use cnn::{SmallCnn, SmallCnnConfig};
 pub use error::ModelError;
 pub use mlp::{Mlp, MlpConfig};
@@ -45,20 +55,12 @@ pub trait Classifier: Module {
 
 #[derive(Default)]
 struct ParamCounter {
-    leaf: Vec<String>,
     count: usize,
 }
 
-impl ModuleVisitor for ParamCounter {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.leaf.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.leaf.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let leaf = self.leaf.last().map(String::as_str).unwrap_or("");
-        if leaf != "running_mean" && leaf != "running_var" {
+impl PathVisitor for ParamCounter {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        if !matches!(path.leaf(), "running_mean" | "running_var") {
             self.count += param.lazy_shape().num_elements();
         }
     }
@@ -67,7 +69,7 @@ impl ModuleVisitor for ParamCounter {
 /// Trainable parameters (BatchNorm running statistics excluded), as papers count them.
 pub fn count_params<M: Module>(model: &M) -> usize {
     let mut counter = ParamCounter::default();
-    model.visit(&mut counter);
+    walk::visit(model, &mut counter);
     counter.count
 }
 

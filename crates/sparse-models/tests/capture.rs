@@ -72,7 +72,10 @@ fn resnets() {
         (ResNetDepth::R34, Stem::ImageNet),
         (ResNetDepth::R50, Stem::ImageNet),
     ] {
-        let model = ResNetConfig::new(depth).with_stem(stem).with_classes(10).init(&device());
+        let model = ResNetConfig::new(depth)
+            .with_stem(stem)
+            .with_classes(10)
+            .init(&device());
         check(&model, [2, 3, 32, 32]);
     }
 }

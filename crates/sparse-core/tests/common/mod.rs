@@ -78,6 +78,7 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 /// Random initial masks under the plan; every `every` steps swaps `fraction` of
 /// each layer's active units for random inactive ones under the pattern.
+#[derive(Debug)]
 pub struct RandomSwap {
     pub every: u64,
     pub fraction: f64,
@@ -95,8 +96,8 @@ impl Method for RandomSwap {
         let scores: Vec<Vec<f32>> = (0..ctx.layers().len())
             .map(|l| ctx.rng(l, "init").scores(ctx.layers()[l].numel()))
             .collect();
-        let sparsity = ctx.plan.sparsity();
-        masks.clone_from_slice(&ctx.plan.select(&scores, sparsity)?);
+        let sparsity = ctx.plan().sparsity();
+        masks.clone_from_slice(&ctx.plan().select(&scores, sparsity)?);
         Ok(())
     }
 
@@ -116,9 +117,10 @@ impl Method for RandomSwap {
             let mut rng = ctx.rng(l, "swap");
             let drop = rng.scores(layer.numel());
             let grow = rng.scores(layer.numel());
-            let pattern = ctx.plan.pattern();
-            let n_drop = (self.fraction * pattern.active_units(&layer, &ctx.masks[l]) as f64) as usize;
-            ctx.masks[l] = pattern.exchange(&layer, &ctx.masks[l], &drop, &grow, n_drop);
+            let pattern = ctx.plan().pattern().clone();
+            let n_drop = (self.fraction * pattern.active_units(&layer, &ctx.masks()[l]) as f64) as usize;
+            let new = pattern.exchange(&layer, &ctx.masks()[l], &drop, &grow, n_drop);
+            ctx.masks_mut()[l] = new;
         }
         Ok(())
     }

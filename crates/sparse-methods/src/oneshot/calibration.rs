@@ -158,7 +158,11 @@ pub fn calibration_stats<M: CaptureInputs>(
     if let Some(missing) = paths.iter().find(|p| !stats.contains_key(*p)) {
         return Err(SparseError::InvalidConfig(format!(
             "layer `{missing}` was never captured: the model's `CaptureInputs::forward_capture` must run it through `Capture` under that weight path{}",
-            if batches.is_empty() { " (and at least one calibration batch is needed)" } else { "" }
+            if batches.is_empty() {
+                " (and at least one calibration batch is needed)"
+            } else {
+                ""
+            }
         )));
     }
     Ok(stats)

@@ -186,7 +186,11 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Matrix, b: &Matrix) -> f64 {
-        a.data().iter().zip(b.data()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+        a.data()
+            .iter()
+            .zip(b.data())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
     }
 
     #[test]

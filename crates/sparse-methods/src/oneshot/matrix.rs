@@ -47,8 +47,8 @@ impl Matrix {
         Ok(Self { rows, cols, data })
     }
 
-    /// From a function of (row, column).
-    pub fn from_fn(rows: usize, cols: usize, f: impl Fn(usize, usize) -> f64) -> Self {
+    /// From a function of (row, column), called in row-major order.
+    pub fn from_fn(rows: usize, cols: usize, mut f: impl FnMut(usize, usize) -> f64) -> Self {
         let data = (0..rows * cols).map(|i| f(i / cols, i % cols)).collect();
         Self { rows, cols, data }
     }
@@ -320,7 +320,13 @@ mod tests {
         let b = Matrix::from_fn(4, 4, |r, c| (r as f64) - (c as f64) * 0.5);
         let mut c = Matrix::from_fn(4, 5, |r, c| (r + c) as f64);
         let before = c.clone();
-        gemm_into(c.view_mut(1..3, 2..4), a.view(0..2, 1..3), b.view_t(1..3, 0..2), 1.0, -1.0);
+        gemm_into(
+            c.view_mut(1..3, 2..4),
+            a.view(0..2, 1..3),
+            b.view_t(1..3, 0..2),
+            1.0,
+            -1.0,
+        );
         for r in 0..4 {
             for col in 0..5 {
                 let mut want = before.get(r, col);

@@ -62,7 +62,10 @@ impl OneShotOutcome {
 
     /// The pruned weights by path.
     pub fn weights(&self) -> BTreeMap<String, Vec<f32>> {
-        self.layers.iter().map(|l| (l.path.clone(), l.weights.clone())).collect()
+        self.layers
+            .iter()
+            .map(|l| (l.path.clone(), l.weights.clone()))
+            .collect()
     }
 
     /// Sum of the layers' reconstruction errors, when reported.
@@ -74,7 +77,11 @@ impl OneShotOutcome {
     pub fn sparsity(&self) -> f64 {
         let total: usize = self.layers.iter().map(|l| l.mask.len()).sum();
         let kept: usize = self.layers.iter().map(|l| l.mask.count_ones()).sum();
-        if total == 0 { 0.0 } else { 1.0 - kept as f64 / total as f64 }
+        if total == 0 {
+            0.0
+        } else {
+            1.0 - kept as f64 / total as f64
+        }
     }
 
     /// Writes the pruned weights into `model` (an instance of the pruned architecture,

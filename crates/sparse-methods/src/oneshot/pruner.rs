@@ -262,7 +262,9 @@ fn prune_layer(
             }
         }
         OneShotMethod::SparseGpt => {
-            let grams = stats.and_then(|s| s.gram.as_ref()).ok_or_else(|| in_layer(no_stats()))?;
+            let grams = stats
+                .and_then(|s| s.gram.as_ref())
+                .ok_or_else(|| in_layer(no_stats()))?;
             for (g, gram) in grams.iter().enumerate() {
                 let mut wg = w0.block(rows_of(g), 0..fan_in);
                 let k = sparsegpt_prune(&mut wg, gram, target, config.sparsegpt()).map_err(in_layer)?;

@@ -7,7 +7,11 @@ use super::matrix::Matrix;
 
 /// `‖(W₀ − W₁)·X‖²_F` for `neurons × fan-in` weights and `gram = Σ_t x_t x_tᵀ`.
 pub fn reconstruction_error(w0: &Matrix, w1: &Matrix, gram: &Matrix) -> f64 {
-    assert_eq!((w0.rows(), w0.cols()), (w1.rows(), w1.cols()), "weights differ in shape");
+    assert_eq!(
+        (w0.rows(), w0.cols()),
+        (w1.rows(), w1.cols()),
+        "weights differ in shape"
+    );
     let delta = Matrix::from_fn(w0.rows(), w0.cols(), |r, c| w0.get(r, c) - w1.get(r, c));
     quadratic(&delta, gram)
 }

@@ -86,7 +86,12 @@ impl SparseGptSettings {
 /// Prunes `w` (`neurons × fan-in`) in place with `gram = Σ_t x_t x_tᵀ` (`fan-in ×
 /// fan-in`) and returns the keep flags (row-major, `false` = pruned; pruned weights
 /// are exactly 0 in `w`).
-pub fn sparsegpt_prune(w: &mut Matrix, gram: &Matrix, target: Target, settings: SparseGptSettings) -> Result<Vec<bool>> {
+pub fn sparsegpt_prune(
+    w: &mut Matrix,
+    gram: &Matrix,
+    target: Target,
+    settings: SparseGptSettings,
+) -> Result<Vec<bool>> {
     let (rows, cols) = (w.rows(), w.cols());
     if gram.rows() != cols || gram.cols() != cols {
         return Err(SparseError::InvalidConfig(format!(
@@ -126,7 +131,8 @@ fn damped_inverse_factor(w: &mut Matrix, gram: &Matrix, dampening: f64) -> Resul
     let cols = gram.cols();
     if gram.data().iter().any(|v| !v.is_finite()) {
         return Err(SparseError::InvalidConfig(
-            "SparseGPT: the calibration activations contain NaN or infinity; check the calibration data and the model".into(),
+            "SparseGPT: the calibration activations contain NaN or infinity; check the calibration data and the model"
+                .into(),
         ));
     }
     let mut h = gram.clone();

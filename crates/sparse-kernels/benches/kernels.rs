@@ -1,0 +1,306 @@
+//! Sparse vs dense flex, side by side in one run, alternating order each round.
+//!
+//! `cargo bench -p sparse-kernels --bench kernels -- [--quick] [--out FILE] [FILTER]`
+//!
+//! For every case the dense Burn flex layer (masked weights, same bias) and the
+//! sparse layer run in turns; each sample is the mean over `inner` calls; the
+//! quartiles of both and the ratio of medians are printed, and everything is
+//! written as JSON (default `target/bench-kernels.json`).
+
+use std::time::Instant;
+
+use burn::module::Param;
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::{LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor, TensorData};
+use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_kernels::{Activation, FormatKind, SparseConv2d, SparseLinear};
+
+struct Args {
+    quick: bool,
+    out: String,
+    filter: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        quick: false,
+        out: "target/bench-kernels.json".into(),
+        filter: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        match s.as_str() {
+            "--quick" => a.quick = true,
+            "--out" => a.out = it.next().unwrap_or(a.out),
+            "--bench" => {}
+            f if !f.starts_with('-') => a.filter = Some(f.to_string()),
+            _ => {}
+        }
+    }
+    a
+}
+
+fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    [q(0.25), q(0.5), q(0.75)]
+}
+
+/// Times `dense` and `sparse` alternately; returns per-call milliseconds samples.
+fn race(rounds: usize, inner: usize, mut dense: impl FnMut(), mut sparse: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
+    for _ in 0..inner.max(2) {
+        dense();
+        sparse();
+    }
+    let (mut d, mut s) = (Vec::new(), Vec::new());
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..inner {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e3 / inner as f64
+    };
+    for r in 0..rounds {
+        if r % 2 == 0 {
+            d.push(time(&mut dense));
+            s.push(time(&mut sparse));
+        } else {
+            s.push(time(&mut sparse));
+            d.push(time(&mut dense));
+        }
+    }
+    (d, s)
+}
+
+fn report(name: &str, format: &str, (d, s): (Vec<f64>, Vec<f64>), json: &mut Vec<String>) {
+    let (qd, qs) = (quartiles(d), quartiles(s));
+    let ratio = qd[1] / qs[1];
+    println!(
+        "{name:<44} {format:<10} dense {:>9.4} ms [{:.4}, {:.4}]  sparse {:>9.4} ms [{:.4}, {:.4}]  dense/sparse {ratio:>6.2}x",
+        qd[1], qd[0], qd[2], qs[1], qs[0], qs[2]
+    );
+    json.push(format!(
+        "{{\"case\":\"{name}\",\"format\":\"{format}\",\"dense_ms\":[{:.5},{:.5},{:.5}],\"sparse_ms\":[{:.5},{:.5},{:.5}],\"ratio\":{ratio:.3}}}",
+        qd[0], qd[1], qd[2], qs[0], qs[1], qs[2]
+    ));
+}
+
+fn rand(rng: &mut Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+}
+
+fn mask(layer: &SparseLayer, pattern: &Pattern, density: f64, rng: &mut Rng) -> Mask {
+    let want = (density * layer.numel() as f64).round() as usize;
+    let count = pattern.feasible_count(layer, want).expect("feasible");
+    pattern.select(layer, &rng.scores(layer.numel()), count)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn linear_case(
+    a: &Args,
+    json: &mut Vec<String>,
+    dev: &Device,
+    name: &str,
+    d_in: usize,
+    d_out: usize,
+    batch: usize,
+    pattern: Pattern,
+    density: f64,
+    formats: &[FormatKind],
+) {
+    if a.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        return;
+    }
+    let mut rng = Rng::new(42);
+    let layer = SparseLayer::linear(name, d_in, d_out);
+    let m = mask(&layer, &pattern, density, &mut rng);
+    let (mut w, bias) = (rand(&mut rng, d_in * d_out), rand(&mut rng, d_out));
+    m.apply(&mut w);
+    let mut dense = LinearConfig::new(d_in, d_out).init(dev);
+    dense.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [d_in, d_out]), dev));
+    dense.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(bias.clone(), [d_out]),
+        dev,
+    )));
+    let x: Tensor<2> = Tensor::from_data(TensorData::new(rand(&mut rng, batch * d_in), [batch, d_in]), dev);
+    let work = d_in * d_out * batch;
+    let inner = (20_000_000 / work).clamp(1, 200);
+    let rounds = if a.quick { 15 } else { 41 };
+    for &f in formats {
+        let sparse = SparseLinear::from_parts(d_in, d_out, w.clone(), bias.clone(), &m, name, f, Activation::None, dev)
+            .expect("sparse layer");
+        let fmt = sparse.format();
+        let r = race(
+            rounds,
+            inner,
+            || drop(dense.forward(x.clone())),
+            || drop(sparse.forward(x.clone())),
+        );
+        report(&format!("{name} b{batch}"), fmt, r, json);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_case(
+    a: &Args,
+    json: &mut Vec<String>,
+    dev: &Device,
+    name: &str,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    hw: usize,
+    density: f64,
+) {
+    if a.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+        return;
+    }
+    let mut rng = Rng::new(7);
+    let shape = [c_out, c_in, k, k];
+    let layer = SparseLayer::conv(name, &shape);
+    let m = mask(&layer, &Pattern::Unstructured, density, &mut rng);
+    let (mut w, bias) = (rand(&mut rng, layer.numel()), rand(&mut rng, c_out));
+    m.apply(&mut w);
+    let p = k / 2;
+    let mut dense = Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .init(dev);
+    dense.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), shape), dev));
+    dense.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(bias.clone(), [c_out]),
+        dev,
+    )));
+    let sparse =
+        SparseConv2d::from_conv(&dense, None, &m, name, FormatKind::Csr, Activation::None).expect("sparse conv");
+    let x: Tensor<4> = Tensor::from_data(TensorData::new(rand(&mut rng, c_in * hw * hw), [1, c_in, hw, hw]), dev);
+    let work = c_in * c_out * k * k * (hw / stride) * (hw / stride);
+    let inner = (50_000_000 / work).clamp(1, 100);
+    let rounds = if a.quick { 11 } else { 31 };
+    let r = race(
+        rounds,
+        inner,
+        || drop(dense.forward(x.clone())),
+        || drop(sparse.forward(x.clone())),
+    );
+    report(name, sparse.format(), r, json);
+}
+
+fn main() {
+    let a = args();
+    let dev = Device::flex();
+    println!(
+        "sparse-kernels bench: flex, {} rayon threads, {}",
+        rayon::current_num_threads(),
+        if a.quick { "quick" } else { "full" }
+    );
+    let mut json = Vec::new();
+    let cfi = Pattern::ConstantFanIn;
+    let uns = Pattern::Unstructured;
+    let nm = Pattern::NM { n: 2, m: 4 };
+    use FormatKind::{Condensed, Csr, Nm};
+    linear_case(
+        &a,
+        &mut json,
+        &dev,
+        "linear-3072x768-cfi90",
+        3072,
+        768,
+        1,
+        cfi.clone(),
+        0.1,
+        &[Condensed, Csr],
+    );
+    linear_case(
+        &a,
+        &mut json,
+        &dev,
+        "linear-3072x768-cfi90",
+        3072,
+        768,
+        256,
+        cfi,
+        0.1,
+        &[Condensed],
+    );
+    linear_case(
+        &a,
+        &mut json,
+        &dev,
+        "linear-4096x4096-u90",
+        4096,
+        4096,
+        1,
+        uns.clone(),
+        0.1,
+        &[Csr],
+    );
+    linear_case(
+        &a,
+        &mut json,
+        &dev,
+        "linear-4096x4096-u90",
+        4096,
+        4096,
+        256,
+        uns.clone(),
+        0.1,
+        &[Csr],
+    );
+    linear_case(
+        &a,
+        &mut json,
+        &dev,
+        "linear-3072x768-2:4",
+        3072,
+        768,
+        1,
+        nm.clone(),
+        0.5,
+        &[Nm, Csr],
+    );
+    linear_case(
+        &a,
+        &mut json,
+        &dev,
+        "linear-4096x4096-2:4",
+        4096,
+        4096,
+        1,
+        nm,
+        0.5,
+        &[Nm],
+    );
+    for d in [0.05, 0.2, 0.3, 0.4, 0.5] {
+        let name = format!("crossover-linear-1024x1024-u{}", (100.0 * (1.0 - d)) as u32);
+        linear_case(&a, &mut json, &dev, &name, 1024, 1024, 1, uns.clone(), d, &[Csr]);
+        linear_case(&a, &mut json, &dev, &name, 1024, 1024, 64, uns.clone(), d, &[Csr]);
+    }
+    // ResNet-50 and MobileNetV1 layer shapes at 90%, batch 1
+    let convs: [(&str, usize, usize, usize, usize, usize); 10] = [
+        ("r50-l1-conv1-1x1-256to64-56", 256, 64, 1, 1, 56),
+        ("r50-l1-conv2-3x3-64-56", 64, 64, 3, 1, 56),
+        ("r50-l1-conv3-1x1-64to256-56", 64, 256, 1, 1, 56),
+        ("r50-l2-conv2-3x3-128-s2-56", 128, 128, 3, 2, 56),
+        ("r50-l3-conv2-3x3-256-14", 256, 256, 3, 1, 14),
+        ("r50-l4-conv2-3x3-512-7", 512, 512, 3, 1, 7),
+        ("r50-l4-conv3-1x1-512to2048-7", 512, 2048, 1, 1, 7),
+        ("mbv1-pw-1x1-64to128-112", 64, 128, 1, 1, 112),
+        ("mbv1-pw-1x1-512-14", 512, 512, 1, 1, 14),
+        ("mbv1-pw-1x1-1024-7", 1024, 1024, 1, 1, 7),
+    ];
+    for (name, ci, co, k, s, hw) in convs {
+        conv_case(&a, &mut json, &dev, name, ci, co, k, s, hw, 0.1);
+    }
+    for d in [0.2, 0.3, 0.4] {
+        let name = format!("crossover-conv-3x3-128-28-u{}", (100.0 * (1.0 - d)) as u32);
+        conv_case(&a, &mut json, &dev, &name, 128, 128, 3, 1, 28, d);
+    }
+    let body = format!("[\n{}\n]\n", json.join(",\n"));
+    match std::fs::write(&a.out, body) {
+        Ok(()) => println!("wrote {}", a.out),
+        Err(e) => eprintln!("could not write {}: {e}", a.out),
+    }
+}

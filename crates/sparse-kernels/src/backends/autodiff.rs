@@ -1,0 +1,95 @@
+//! Autodiff: a handwritten backward for the sparse linear product.
+//!
+//! For `y = x·Wᵀ + b`: `dX = dY·W` (the transposed sparse product, gather form
+//! over a compressed-column index), `dW = dYᵀ·X` sampled at the stored
+//! positions only (SDDMM), `db = Σ_b dY`. Inputs are kept for the backward
+//! (compute bound: never recomputed). The convolution takes the trait's
+//! primitive body, which Autodiff differentiates itself.
+
+use burn::backend::AutodiffBackend;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::ops::ActivationOps;
+use burn::backend::tensor::FloatTensor;
+
+use crate::activation::Activation;
+use crate::ops::SparseOps;
+use crate::plan::SparsePlan;
+
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<B: SparseOps> Backward<B, 3> for LinearBackward {
+    /// (checkpointed x, checkpointed values, plan)
+    type State = (Option<NodeId>, Option<NodeId>, SparsePlan);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_v, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_id, v_id, plan) = ops.state;
+        if let (Some(node), Some(id)) = (node_x, v_id) {
+            let values = checkpointer.retrieve_node_output(id);
+            grads.register::<B>(node.id, B::sparse_linear_t(grad.clone(), values, plan.clone()));
+        }
+        if let (Some(node), Some(id)) = (node_v, x_id) {
+            let x = checkpointer.retrieve_node_output(id);
+            grads.register::<B>(node.id, B::sparse_sddmm(grad.clone(), x, plan.clone()));
+        }
+        if let Some(node) = node_b {
+            let db = B::float_reshape(B::float_sum_dim(grad, 0), [plan.rows].into());
+            grads.register::<B>(node.id, db);
+        }
+    }
+}
+
+impl<B: SparseOps, C: CheckpointStrategy> SparseOps for Autodiff<B, C> {
+    fn sparse_linear(
+        x: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        plan: SparsePlan,
+        act: Activation,
+    ) -> FloatTensor<Self> {
+        if act != Activation::None {
+            let y = Self::sparse_linear(x, values, bias, plan, Activation::None);
+            return Self::relu(y);
+        }
+        let (x_tracked, v_tracked) = (x.is_tracked(), values.is_tracked());
+        match LinearBackward
+            .prepare::<C>([x.node(), values.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let v_id = x_tracked.then(|| prep.checkpoint(&values));
+                let x_id = v_tracked.then(|| prep.checkpoint(&x));
+                let out = B::sparse_linear(
+                    x.into_primitive(),
+                    values.into_primitive(),
+                    bias.into_primitive(),
+                    plan.clone(),
+                    Activation::None,
+                );
+                prep.finish((x_id, v_id, plan), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::sparse_linear(
+                x.into_primitive(),
+                values.into_primitive(),
+                bias.into_primitive(),
+                plan,
+                Activation::None,
+            )),
+        }
+    }
+
+    fn sparse_linear_t(dy: FloatTensor<Self>, values: FloatTensor<Self>, plan: SparsePlan) -> FloatTensor<Self> {
+        Self::from_inner(B::sparse_linear_t(Self::inner(dy), Self::inner(values), plan))
+    }
+
+    fn sparse_sddmm(dy: FloatTensor<Self>, x: FloatTensor<Self>, plan: SparsePlan) -> FloatTensor<Self> {
+        Self::from_inner(B::sparse_sddmm(Self::inner(dy), Self::inner(x), plan))
+    }
+}

@@ -1,0 +1,89 @@
+//! flex: the host kernels of [`crate::cpu`] on flex's buffers, without copies
+//! for contiguous f32 inputs. Other dtypes take the primitive bodies.
+
+use burn::backend::Flex;
+use burn::backend::TensorMetadata;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, TensorData};
+
+use super::shape::conv_shape;
+use crate::activation::Activation;
+use crate::cpu;
+use crate::ops::{SparseOps, fallback_conv2d, fallback_linear};
+use crate::plan::SparsePlan;
+
+fn all_f32(ts: &[&FlexTensor]) -> bool {
+    ts.iter().all(|t| t.dtype() == DType::F32)
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>().expect("a contiguous f32 flex tensor")
+}
+
+fn check(what: &str, got: usize, want: usize, plan: &SparsePlan) {
+    assert!(
+        got == want,
+        "sparse op: {what} is {got}, the sparse weight {plan:?} needs {want}"
+    );
+}
+
+impl SparseOps for Flex {
+    fn sparse_linear(
+        x: FlexTensor,
+        values: FlexTensor,
+        bias: FlexTensor,
+        plan: SparsePlan,
+        act: Activation,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &values, &bias]) {
+            return fallback_linear::<Flex>(x, values, bias, &plan, act);
+        }
+        let (x, values, bias) = (x.to_contiguous(), values.to_contiguous(), bias.to_contiguous());
+        let shape = x.shape();
+        check("the input width", shape[1], plan.cols, &plan);
+        check("the number of values", values.shape()[0], plan.n_values, &plan);
+        check("the bias length", bias.shape()[0], plan.rows, &plan);
+        let batch = shape[0];
+        let mut out = vec![0.0f32; batch * plan.rows];
+        cpu::linear_forward(&plan, slice(&values), slice(&x), batch, slice(&bias), act, &mut out);
+        FlexTensor::from_data(TensorData::new(out, [batch, plan.rows]))
+    }
+
+    fn sparse_linear_t(dy: FlexTensor, values: FlexTensor, plan: SparsePlan) -> FlexTensor {
+        let (dy, values) = (dy.to_contiguous(), values.to_contiguous());
+        let batch = dy.shape()[0];
+        check("the output-gradient width", dy.shape()[1], plan.rows, &plan);
+        let dx = cpu::backward::transposed(&plan, slice(&values), slice(&dy), batch);
+        FlexTensor::from_data(TensorData::new(dx, [batch, plan.cols]))
+    }
+
+    fn sparse_sddmm(dy: FlexTensor, x: FlexTensor, plan: SparsePlan) -> FlexTensor {
+        let (dy, x) = (dy.to_contiguous(), x.to_contiguous());
+        let batch = dy.shape()[0];
+        check("the input width", x.shape()[1], plan.cols, &plan);
+        let dv = cpu::backward::sddmm(&plan, slice(&dy), slice(&x), batch);
+        FlexTensor::from_data(TensorData::new(dv, [plan.n_values]))
+    }
+
+    fn sparse_conv2d(
+        x: FlexTensor,
+        values: FlexTensor,
+        bias: FlexTensor,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+        act: Activation,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &values, &bias]) {
+            return fallback_conv2d::<Flex>(x, values, bias, &plan, options, act);
+        }
+        let (x, values, bias) = (x.to_contiguous(), values.to_contiguous(), bias.to_contiguous());
+        let shape = conv_shape(&x.shape(), &plan, &options);
+        let mut out = vec![0.0f32; shape.n * shape.o * shape.out_hw[0] * shape.out_hw[1]];
+        cpu::conv::forward(&plan, slice(&values), slice(&x), shape, slice(&bias), act, &mut out);
+        FlexTensor::from_data(TensorData::new(
+            out,
+            [shape.n, shape.o, shape.out_hw[0], shape.out_hw[1]],
+        ))
+    }
+}

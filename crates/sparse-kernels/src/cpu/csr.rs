@@ -1,0 +1,171 @@
+//! CSR sparse × dense.
+//!
+//! * Small batches: per row, four partial sums over `v[e]·x[col[e]]`; rows are
+//!   split into nnz-balanced static ranges, one per thread.
+//! * Large batches (SparseProp's feature-major layout, with register blocking
+//!   over the batch): `Xᵀ` is packed as `[batch/T][cols][T]` tiles; per row and
+//!   tile, `T` accumulators stay in registers and every nonzero costs one
+//!   broadcast and `T/16` vector FMAs that each load a contiguous strip of `Xᵀ`.
+
+// `S` picks the instruction set a `with_simd` body is compiled for; the
+// fixed-width index loops are what LLVM vectorises.
+#![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
+
+use macerator::Simd;
+use rayon::prelude::*;
+
+use super::{SharedOut, balanced_ranges, threads_for};
+use crate::activation::Activation;
+use crate::indices::{Index, Indices};
+use crate::plan::CsrView;
+
+/// Batch from which the feature-major tiled kernel is used.
+pub const TILED_FROM_BATCH: usize = 8;
+/// Batch columns per register tile.
+pub const TILE: usize = 64;
+
+/// `out[b, r] = act(bias[r] + Σ W[r, c]·x[b, c])`; `values` in the storage order of `csr.perm`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    csr: &CsrView,
+    values: &[f32],
+    x: &[f32],
+    cols: usize,
+    batch: usize,
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+) {
+    let ordered;
+    let vals = match &csr.perm {
+        None => values,
+        Some(p) => {
+            ordered = p.iter().map(|&i| values[i as usize]).collect::<Vec<f32>>();
+            &ordered
+        }
+    };
+    if batch >= TILED_FROM_BATCH {
+        let xt = pack_tiles(x, batch, cols);
+        let yt = tiled(csr, vals, &xt, cols, batch, bias.len());
+        unpack_tiles(&yt, bias, act, out);
+        return;
+    }
+    let rows = bias.len();
+    let ranges = balanced_ranges(&csr.row_ptr, threads_for(csr.nnz() * batch));
+    for b in 0..batch {
+        let xb = &x[b * cols..(b + 1) * cols];
+        let ob = SharedOut(out[b * rows..(b + 1) * rows].as_mut_ptr());
+        ranges.par_iter().for_each(|range| match &csr.col {
+            Indices::U16(c) => gemv_rows(&csr.row_ptr, c, vals, xb, bias, act, range.clone(), ob),
+            Indices::U32(c) => gemv_rows(&csr.row_ptr, c, vals, xb, bias, act, range.clone(), ob),
+        });
+    }
+}
+
+#[macerator::with_simd]
+#[allow(clippy::too_many_arguments)]
+fn gemv_rows<S: Simd, I: Index>(
+    row_ptr: &[u32],
+    col: &[I],
+    vals: &[f32],
+    x: &[f32],
+    bias: &[f32],
+    act: Activation,
+    rows: std::ops::Range<usize>,
+    out: SharedOut,
+) {
+    assert!(col.len() == vals.len() && rows.end < row_ptr.len());
+    for r in rows {
+        let (a, b) = (row_ptr[r] as usize, row_ptr[r + 1] as usize);
+        let (c, v) = (&col[a..b], &vals[a..b]);
+        let mut s = [0.0f32; 4];
+        let quads = c.len() / 4;
+        for q in 0..quads {
+            for u in 0..4 {
+                let e = q * 4 + u;
+                // SAFETY: column indices are < cols == x.len() (checked when built).
+                s[u] = v[e].mul_add(unsafe { *x.get_unchecked(c[e].at()) }, s[u]);
+            }
+        }
+        for e in quads * 4..c.len() {
+            s[0] = v[e].mul_add(unsafe { *x.get_unchecked(c[e].at()) }, s[0]);
+        }
+        // SAFETY: each task owns its rows.
+        unsafe { out.write(r, act.apply((s[0] + s[1]) + (s[2] + s[3]) + bias[r])) };
+    }
+}
+
+/// Packs `x: [batch, cols]` as `[tiles][cols][TILE]` (zero padded).
+pub fn pack_tiles(x: &[f32], batch: usize, cols: usize) -> Vec<f32> {
+    let tiles = batch.div_ceil(TILE);
+    let mut xt = vec![0.0f32; tiles * cols * TILE];
+    xt.par_chunks_mut(cols * TILE).enumerate().for_each(|(t, tile)| {
+        for bi in 0..TILE.min(batch - t * TILE) {
+            let row = &x[(t * TILE + bi) * cols..(t * TILE + bi + 1) * cols];
+            for (c, &v) in row.iter().enumerate() {
+                tile[c * TILE + bi] = v;
+            }
+        }
+    });
+    xt
+}
+
+/// Writes `act(yt + bias)` from `[tiles][rows][TILE]` into `out: [batch, rows]`.
+pub fn unpack_tiles(yt: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) {
+    let rows = bias.len();
+    out.par_chunks_mut(rows).enumerate().for_each(|(b, ob)| {
+        let (t, bi) = (b / TILE, b % TILE);
+        let tile = &yt[t * rows * TILE..(t + 1) * rows * TILE];
+        for (r, o) in ob.iter_mut().enumerate() {
+            *o = act.apply(tile[r * TILE + bi] + bias[r]);
+        }
+    });
+}
+
+/// `yt[t][r][..] = Σ_e v[e]·xt[t][col[e]][..]` for every tile and row.
+fn tiled(csr: &CsrView, vals: &[f32], xt: &[f32], cols: usize, batch: usize, rows: usize) -> Vec<f32> {
+    let tiles = batch.div_ceil(TILE);
+    let mut yt = vec![0.0f32; tiles * rows * TILE];
+    let chunk_rows = 64usize;
+    yt.par_chunks_mut(rows * TILE).enumerate().for_each(|(t, ytile)| {
+        let xtile = &xt[t * cols * TILE..(t + 1) * cols * TILE];
+        ytile
+            .par_chunks_mut(chunk_rows * TILE)
+            .enumerate()
+            .for_each(|(rc, ychunk)| {
+                let r0 = rc * chunk_rows;
+                let r1 = (r0 + chunk_rows).min(rows);
+                match &csr.col {
+                    Indices::U16(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
+                    Indices::U32(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
+                }
+            });
+    });
+    yt
+}
+
+#[macerator::with_simd]
+fn tile_rows<S: Simd, I: Index>(
+    row_ptr: &[u32],
+    col: &[I],
+    vals: &[f32],
+    xtile: &[f32],
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let cols = xtile.len() / TILE;
+    debug_assert!(col.iter().all(|c| c.at() < cols));
+    for (i, r) in rows.enumerate() {
+        let mut acc = [0.0f32; TILE];
+        for e in row_ptr[r] as usize..row_ptr[r + 1] as usize {
+            let w = vals[e];
+            let c = col[e].at();
+            // SAFETY: plan indices are < cols (checked when built), so the strip is inside the tile.
+            let xs: &[f32; TILE] = unsafe { &*(xtile.as_ptr().add(c * TILE) as *const [f32; TILE]) };
+            for t in 0..TILE {
+                acc[t] = w.mul_add(xs[t], acc[t]);
+            }
+        }
+        out[i * TILE..(i + 1) * TILE].copy_from_slice(&acc);
+    }
+}

@@ -1,0 +1,78 @@
+//! The `auto` format choice: from the mask's pattern and the density
+//! crossovers measured by `benches/kernels.rs` (see `docs/sparse-execution.md`).
+
+use sparse_core::{Mask, SparseLayer};
+
+use crate::formats::{FormatKind, condensed, nm};
+use crate::plan::OpKind;
+
+/// Linear layers at or above this density stay dense: the batch-1 crossover
+/// measured on 1024×1024 (CSR tied dense at 80% sparsity; at batch 64 it
+/// still won at 70% and lost at 60%).
+pub const LINEAR_DENSE_FROM: f64 = 0.2;
+/// k×k convolutions at or above this density stay dense (3×3, 128 channels,
+/// 28×28: sparse 1.8x at 80% sparsity, tied at 70%).
+pub const CONV_DENSE_FROM: f64 = 0.3;
+/// 1×1 convolutions at or above this density stay dense (the pixel-strip
+/// kernel only about tied flex's GEMM at 90% sparsity on several shapes).
+pub const POINTWISE_DENSE_FROM: f64 = 0.1;
+
+/// The format `auto` resolves to, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// The format.
+    pub format: FormatKind,
+    /// A short reason for logs.
+    pub reason: String,
+}
+
+/// Picks a format for `layer` under `mask`.
+///
+/// Depthwise convolutions and layers at or above the crossover density stay
+/// dense (2:4 at 50% therefore stays dense: it measured slower than dense);
+/// whole-neuron masks become smaller dense layers; constant fan-in becomes
+/// condensed, sparser N:M masks N:M; everything else CSR.
+pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
+    let density = mask.density();
+    let pick = |format, reason: String| Choice { format, reason };
+    if let OpKind::Conv { cin_g: 1, groups, .. } = op
+        && groups > 1
+    {
+        return pick(FormatKind::Dense, "depthwise convolutions stay dense".into());
+    }
+    let crossover = match op {
+        OpKind::Linear => LINEAR_DENSE_FROM,
+        OpKind::Conv { kernel: [1, 1], .. } => POINTWISE_DENSE_FROM,
+        OpKind::Conv { .. } => CONV_DENSE_FROM,
+    };
+    let neurons_whole = (0..layer.neurons()).all(|o| {
+        let on = layer.neuron_indices(o).filter(|&f| mask.get(f)).count();
+        on == 0 || on == layer.fan_in()
+    });
+    if neurons_whole && density < 1.0 {
+        return pick(
+            FormatKind::Channel,
+            format!("whole neurons pruned (density {density:.3})"),
+        );
+    }
+    if density >= crossover {
+        return pick(
+            FormatKind::Dense,
+            format!("density {density:.3} >= crossover {crossover}"),
+        );
+    }
+    let empty = vec![0.0f32; layer.numel()];
+    if condensed::rows_with_constant_fan_in(layer, mask, &empty).is_ok() {
+        return pick(
+            FormatKind::Condensed,
+            format!("constant fan-in at density {density:.3}"),
+        );
+    }
+    if let Ok((n, m)) = nm::detect(layer, mask)
+        && (n as f64 / m as f64 - density).abs() < 1e-9
+        && op == OpKind::Linear
+    {
+        return pick(FormatKind::Nm, format!("{n}:{m} pattern"));
+    }
+    pick(FormatKind::Csr, format!("unstructured at density {density:.3}"))
+}

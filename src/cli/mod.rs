@@ -1,0 +1,548 @@
+//! The `sparseburn` command line: `train`, `sweep`, `info` and `methods`, a thin
+//! layer over [`crate::run`] (the binary only calls [`main`]).
+
+pub mod args;
+pub mod choices;
+pub mod methods;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use sparse_core::OptimizerConfig;
+use sparse_methods::{MethodConfig, Penalty, RegularizationConfig};
+use sparse_models::MobileNetV1Config;
+
+use self::args::{
+    ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs,
+    TrainingArgs, flag_name, merge, switches,
+};
+use self::choices::MethodName;
+use crate::data::{DatasetKind, split};
+use crate::run::config::{STEP_GAMMA, SparsitySection};
+use crate::run::sweep::{SweepSpec, sweep};
+use crate::run::{Interrupted, RunConfig, Summary, TrainOptions, info::info, train};
+
+/// Sparse training for Burn.
+#[derive(Parser)]
+#[command(name = "sparseburn", version, about)]
+pub struct Cli {
+    /// More log output (repeat for debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one model with one method.
+    Train(TrainArgs),
+    /// Methods × sparsities × seeds on one model, then a table and a plot.
+    Sweep(SweepArgs),
+    /// Per-layer shapes, densities, nonzeros and multiply-adds of a model, without training.
+    Info(InfoArgs),
+    /// The methods and their switches (with their defaults).
+    Methods(MethodsArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Run folder (default runs/<model>-<method>-<sparsity>-s<seed>-<time>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (with its own settings).
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Also train the dense twin (same settings, the dense baseline) and compare.
+    #[arg(long)]
+    compare_dense: bool,
+    /// Stop cleanly (checkpoint, exit code 130) after this many epochs; continue with --resume.
+    #[arg(long, value_name = "EPOCHS", value_parser = clap::value_parser!(u64).range(1..))]
+    stop_after: Option<u64>,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    model_run: ModelRunArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    penalty: PenaltyArgs,
+    #[command(flatten)]
+    training: TrainingArgs,
+    #[command(flatten)]
+    env: RunEnvArgs,
+    /// Methods, comma separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "dense,static,set,rigl")]
+    methods: Vec<MethodName>,
+    /// A switch `key=value` for the swept methods that have it, repeatable.
+    #[arg(short = 'm', long = "method-arg", value_name = "KEY=VALUE")]
+    method_args: Vec<String>,
+    /// Sparsities, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.9,0.95")]
+    sparsities: Vec<f64>,
+    /// Number of seeds (1, 2, ...).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
+    /// Sweep folder.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Input shape CxHxW (default: the dataset's, else the model's natural input: 1x28x28 for mlp and cnn, 3x224x224 for the ResNets and MobileNetV1).
+    #[arg(long, value_name = "CxHxW")]
+    input: Option<String>,
+    /// Classes (default: the dataset's, else 10 for mlp and cnn, 1000 for the ImageNet models).
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Take the input shape and classes of this dataset.
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
+    /// Target sparsity in [0, 1) of the sparse layers.
+    #[arg(long)]
+    sparsity: Option<f64>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// The method (it may imply a pattern: srigl, srste).
+    #[arg(long, value_enum)]
+    method: Option<MethodName>,
+}
+
+#[derive(Args)]
+struct MethodsArgs {
+    /// Print the table of docs/methods.md (Markdown).
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// The name clap shows for a choice.
+fn choice_name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
+/// `[default: ...]` texts appended to the help of options whose default lives in
+/// the configs (the run's and the library's), so the help cannot drift from them.
+fn defaults() -> Vec<(&'static str, String)> {
+    let d = RunConfig::default();
+    let t = &d.training;
+    let data = crate::data::DataConfig::default();
+    let sparsity = d.sparsity.clone().unwrap_or_else(SparsitySection::new);
+    let (optimizer, momentum, weight_decay) = match &d.optimizer {
+        OptimizerConfig::Sgd(s) => ("sgd", s.momentum, s.weight_decay),
+        OptimizerConfig::Adam(a) => (if a.decoupled { "adamw" } else { "adam" }, 0.0, a.weight_decay),
+    };
+    vec![
+        ("model", d.model.name.name().into()),
+        ("width", format!("{:?}", MobileNetV1Config::new().width)),
+        ("dataset", choice_name(&d.data.dataset)),
+        (
+            "validation",
+            format!(
+                "min({}, 10% of the training set); none below {} images",
+                split::DEFAULT_MAX,
+                split::DEFAULT_MIN_SET
+            ),
+        ),
+        ("image_size", data.image_size.to_string()),
+        ("channels", data.channels.to_string()),
+        ("sparsity", d.target_sparsity().to_string()),
+        ("distribution", sparsity.distribution.to_string()),
+        ("method", d.method.name().into()),
+        (
+            "penalty_strength",
+            RegularizationConfig::new(Penalty::L1).strength.to_string(),
+        ),
+        ("epochs", t.epochs.to_string()),
+        ("batch_size", t.batch_size.to_string()),
+        ("eval_batch_size", t.eval_batch_size.to_string()),
+        ("optimizer", optimizer.into()),
+        ("lr", t.lr.to_string()),
+        ("momentum", momentum.to_string()),
+        ("weight_decay", weight_decay.to_string()),
+        ("schedule", choice_name(&t.schedule)),
+        ("gamma", STEP_GAMMA.to_string()),
+        ("warmup_epochs", t.warmup_epochs.to_string()),
+        ("label_smoothing", t.label_smoothing.to_string()),
+        ("augment", "true for cifar10, else false".into()),
+        ("seed", t.seed.to_string()),
+        ("device", d.device.name().into()),
+    ]
+}
+
+/// The command with the defaults in its help and the methods' switches after `train --help`.
+pub fn command() -> clap::Command {
+    let defaults = defaults();
+    let mut cmd = Cli::command();
+    for sub in ["train", "sweep", "info"] {
+        cmd = cmd.mut_subcommand(sub, |mut c| {
+            for (id, text) in &defaults {
+                // `info` without --dataset takes the model's natural input
+                let no_default = sub == "info" && *id == "dataset";
+                if !no_default && c.get_arguments().any(|a| a.get_id() == id) {
+                    c = c.mut_arg(id, |a| {
+                        let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                        a.help(format!("{help} [default: {text}]"))
+                    });
+                }
+            }
+            c
+        });
+    }
+    cmd.mut_subcommand("train", |c| {
+        c.after_long_help(methods::switch_help())
+            .after_help("Method switches (-m): see `sparseburn train --help` or `sparseburn methods`.")
+    })
+}
+
+/// The config that `sparseburn train ARGS` runs, without running it (`args`
+/// without the program name and `train`).
+pub fn train_config(args: &[&str]) -> anyhow::Result<RunConfig> {
+    let argv = ["sparseburn", "train"].into_iter().chain(args.iter().copied());
+    let matches = command().try_get_matches_from(argv)?;
+    match Cli::from_arg_matches(&matches)?.command {
+        Command::Train(train) => train.run.resolve(),
+        _ => unreachable!("parsed as train"),
+    }
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // second Ctrl-C: stop now
+        }
+        eprintln!("\nstopping after this batch (checkpoint will be written); press Ctrl-C again to abort");
+    });
+    flag
+}
+
+/// The side-by-side comparison of a sparse run and its dense twin.
+pub fn compare(sparse: &Summary, dense: &Summary) -> String {
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let mut rows = vec![(
+        "test accuracy (last epoch)",
+        pct(dense.test_accuracy),
+        pct(sparse.test_accuracy),
+    )];
+    if dense.best_validation_accuracy.is_some() {
+        rows.push((
+            "test acc., best val. epoch",
+            pct(dense.test_accuracy_at_best),
+            pct(sparse.test_accuracy_at_best),
+        ));
+    }
+    rows.extend([
+        ("sparsity (sparse layers)", pct(dense.sparsity), pct(sparse.sparsity)),
+        (
+            "nonzero weights",
+            dense.nonzeros.to_string(),
+            sparse.nonzeros.to_string(),
+        ),
+        (
+            "forward multiply-adds",
+            dense.sparse_macs.to_string(),
+            sparse.sparse_macs.to_string(),
+        ),
+        ("ITOP rate", format!("{:.3}", dense.itop), format!("{:.3}", sparse.itop)),
+        (
+            "wall time",
+            format!("{:.0} s", dense.wall_seconds),
+            format!("{:.0} s", sparse.wall_seconds),
+        ),
+    ]);
+    let mut s = format!(
+        "\n{:<28} {:>12} {:>12}\n",
+        "",
+        "dense",
+        format!("{} {:.0}%", sparse.method, 100.0 * sparse.target_sparsity)
+    );
+    for (k, d, v) in rows {
+        s.push_str(&format!("{k:<28} {d:>12} {v:>12}\n"));
+    }
+    s.push_str(&format!(
+        "accuracy gap: {:+.2} points with {:.1}x fewer weights and multiply-adds in the sparse layers\n",
+        100.0 * (sparse.test_accuracy - dense.test_accuracy),
+        dense.nonzeros as f64 / sparse.nonzeros.max(1) as f64
+    ));
+    s.push_str("ITOP rate: the fraction of the sparse layers' weights active at some point of training\n");
+    s
+}
+
+/// The value at `path` (dotted) of a config table, as text.
+fn value_at(table: &toml::Table, path: &str) -> String {
+    let mut v: Option<&toml::Value> = None;
+    let mut t = Some(table);
+    for part in path.split('.') {
+        v = t.and_then(|t| t.get(part));
+        t = v.and_then(toml::Value::as_table);
+    }
+    v.map_or("(unset)".into(), ToString::to_string)
+}
+
+/// Refuses options given with `--resume` that would change the run.
+fn refuse_changes(dir: &Path, saved: &RunConfig, run: &RunArgs) -> anyhow::Result<()> {
+    if run.config.config.is_some() {
+        bail!("--resume continues with the run's own config.toml; drop --config");
+    }
+    let saved_table = saved.to_table();
+    let mut changed = Vec::new();
+    for (path, given) in run.each_given()? {
+        let mut table = saved_table.clone();
+        merge(&mut table, given.clone());
+        let same = RunConfig::from_table(table).is_ok_and(|c| &c == saved);
+        if !same {
+            changed.push(format!(
+                "{} (the run has {}, given {})",
+                flag_name(&path),
+                value_at(&saved_table, &path),
+                value_at(&given, &path)
+            ));
+        }
+    }
+    if !changed.is_empty() {
+        bail!(
+            "{} is resumed with its own settings; drop {} (or train a new run)",
+            dir.display(),
+            changed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn train_command(args: TrainArgs) -> anyhow::Result<()> {
+    let (cfg, out, resume) = match &args.resume {
+        Some(dir) => {
+            if args.out.as_ref().is_some_and(|o| o != dir) {
+                bail!("--resume continues the run in its own folder; drop --out");
+            }
+            let saved = RunConfig::load(&dir.join("config.toml"))
+                .with_context(|| format!("{} is not a sparseburn run folder", dir.display()))?;
+            refuse_changes(dir, &saved, &args.run)?;
+            (saved, dir.clone(), true)
+        }
+        None => {
+            let cfg = args.run.resolve()?;
+            let out = args.out.clone().unwrap_or_else(|| cfg.default_out());
+            (cfg, out, false)
+        }
+    };
+    if args.compare_dense && cfg.method.is_dense() {
+        bail!("--compare-dense trains the dense twin of a sparse run; this run is the dense baseline already");
+    }
+    let opts = TrainOptions {
+        out: out.clone(),
+        resume,
+        interrupt: interrupt_flag(),
+        verbose: true,
+        stop_after_epochs: args.stop_after,
+    };
+    let summary = train(&cfg, &opts)?;
+    println!(
+        "\n{} {} on {}: test accuracy {:.2}%, sparsity {:.2}%, {} nonzeros; report: {}",
+        summary.model,
+        summary.method,
+        summary.dataset,
+        100.0 * summary.test_accuracy,
+        100.0 * summary.sparsity,
+        summary.nonzeros,
+        out.join("report.md").display()
+    );
+    if args.compare_dense {
+        let dense = cfg.dense_twin()?;
+        let dense_out = out.join("dense");
+        println!("\ntraining the dense twin in {}", dense_out.display());
+        let resume = dense_out.join("checkpoint").is_dir() && !dense_out.join("summary.json").is_file();
+        let dense_summary = if dense_out.join("summary.json").is_file() {
+            serde_json::from_str(&std::fs::read_to_string(dense_out.join("summary.json"))?)?
+        } else {
+            train(
+                &dense,
+                &TrainOptions {
+                    out: dense_out,
+                    resume,
+                    ..opts
+                },
+            )?
+        };
+        print!("{}", compare(&summary, &dense_summary));
+    }
+    Ok(())
+}
+
+fn sweep_command(args: SweepArgs) -> anyhow::Result<()> {
+    let mut overrides = toml::Table::new();
+    let run = RunArgs {
+        config: ConfigArgs::default(),
+        model: args.model,
+        model_run: args.model_run,
+        data: args.data,
+        sparsity: None,
+        shape: args.shape,
+        method: MethodArgs::default(),
+        penalty: args.penalty,
+        training: args.training,
+        env: args.env,
+    };
+    merge(&mut overrides, run.overrides()?);
+    let mut base = args.config.table()?;
+    let file_method = base.remove("method");
+    if file_method.is_some() {
+        bail!("a sweep takes its methods from --methods: remove [method] from the config file");
+    }
+    merge(&mut base, overrides);
+    let switches = switches(&args.method_args)?;
+    let mut methods: Vec<MethodConfig> = args.methods.iter().map(|m| m.0.default_config()).collect();
+    for (key, value) in &switches {
+        let mut used = false;
+        for m in &mut methods {
+            if m.registered().switches.iter().any(|s| s.key == key) {
+                m.set(key, serde_json::to_value(value)?)?;
+                used = true;
+            }
+        }
+        if !used {
+            bail!("no swept method has the switch `{key}`; see `sparseburn methods`");
+        }
+    }
+    let spec = SweepSpec {
+        base,
+        methods,
+        sparsities: args.sparsities,
+        seeds: (1..=args.seeds).collect(),
+        out: args.out,
+    };
+    spec.check()?;
+    // every run's config resolves before the first one starts
+    for m in &spec.methods {
+        spec.run_config(m, spec.sparsities[0], 1)?;
+    }
+    let opts = TrainOptions {
+        out: spec.out.clone(),
+        resume: false,
+        interrupt: interrupt_flag(),
+        verbose: true,
+        stop_after_epochs: None,
+    };
+    let table = sweep(&spec, &opts)?;
+    println!("\n{table}\nresults: {}", spec.out.join("results.md").display());
+    Ok(())
+}
+
+fn parse_shape(s: &str) -> anyhow::Result<[usize; 3]> {
+    let bad =
+        || anyhow::anyhow!("input shape `{s}` must look like 3x224x224 (channels x height x width, each at least 1)");
+    let parts: Vec<usize> = s
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    match parts[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => Err(bad()),
+    }
+}
+
+fn info_command(args: InfoArgs) -> anyhow::Result<()> {
+    let mut table = toml::Table::new();
+    let run = RunArgs {
+        model: args.model.clone(),
+        sparsity: args.sparsity,
+        shape: args.shape.clone(),
+        method: MethodArgs {
+            method: args.method,
+            method_args: Vec::new(),
+        },
+        ..RunArgs::default()
+    };
+    merge(&mut table, run.overrides()?);
+    let cfg = RunConfig::from_table(table)?;
+    let (natural, natural_classes) = cfg.model.name.natural_input();
+    let (dataset_input, dataset_classes) = match args.dataset {
+        Some(DatasetKind::Cifar10) => (Some([3, 32, 32]), Some(10)),
+        Some(DatasetKind::FashionMnist | DatasetKind::Mnist | DatasetKind::Synthetic) => (Some([1, 28, 28]), Some(10)),
+        Some(DatasetKind::Folder) => {
+            bail!("an image folder's input is its --image-size: pass --input CxHxW and --classes")
+        }
+        None => (None, None),
+    };
+    let input = match &args.input {
+        Some(s) => parse_shape(s)?,
+        None => dataset_input.unwrap_or(natural),
+    };
+    let classes = args.classes.or(dataset_classes).unwrap_or(natural_classes);
+    print!("{}", info(&cfg, input, classes, &cfg.device.device()?)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => train_command(args),
+        Command::Sweep(args) => sweep_command(args),
+        Command::Info(args) => info_command(args),
+        Command::Methods(args) => {
+            print!(
+                "{}",
+                if args.markdown {
+                    methods::markdown()
+                } else {
+                    methods::listing()
+                }
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The `sparseburn` program.
+pub fn main() -> ExitCode {
+    let matches = command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

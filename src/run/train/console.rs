@@ -1,0 +1,168 @@
+//! What a run prints: a progress bar during an epoch and one line per epoch,
+//! each at most 80 columns, with a one-line legend before the first epoch.
+//! Percentages on the console; fractions in `metrics.csv`.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::run::artifacts::EpochMetrics;
+
+/// The progress bar's layout: message, bar, steps, time left (at most 80 columns
+/// with the longest message [`progress_message`] writes).
+const PROGRESS_TEMPLATE: &str = "{msg} {bar:12} {pos}/{len} {eta_precise}";
+
+/// Columns of the template besides the message: spaces, bar, `9999/9999`, `00:00:00`.
+#[cfg(test)]
+const PROGRESS_FIXED: usize = 1 + 12 + 1 + 9 + 1 + 8;
+
+/// The legend of the epoch lines.
+pub const LEGEND: &str = "ep = epoch, loss = training loss, val/test = accuracy, sp = sparsity, lr = rate";
+
+/// Prints the run's progress (or nothing when not verbose).
+pub struct Console {
+    verbose: bool,
+    bar: Option<ProgressBar>,
+    legend_shown: bool,
+}
+
+impl Console {
+    /// A console that prints when `verbose`.
+    pub fn new(verbose: bool) -> Self {
+        Self {
+            verbose,
+            bar: None,
+            legend_shown: false,
+        }
+    }
+
+    /// Shows the progress of the epoch at step `pos` of `len` (a bar on a terminal).
+    pub fn progress(&mut self, len: u64, pos: u64, message: Option<String>) {
+        if !self.verbose {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(len).with_style(
+                ProgressStyle::default_bar()
+                    .template(PROGRESS_TEMPLATE)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_position(pos);
+            bar
+        });
+        if let Some(m) = message {
+            bar.set_message(m);
+        }
+        bar.inc(1);
+    }
+
+    /// Removes the progress bar.
+    pub fn clear(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Prints the line of a finished epoch.
+    pub fn epoch(&mut self, row: &EpochMetrics, epochs: usize, rounds: bool) {
+        self.clear();
+        if !self.verbose {
+            return;
+        }
+        if !self.legend_shown {
+            println!("{LEGEND}");
+            self.legend_shown = true;
+        }
+        println!("{}", epoch_line(row, epochs, rounds));
+    }
+}
+
+fn round_prefix(round: usize, rounds: bool) -> String {
+    if rounds { format!("r{round} ") } else { String::new() }
+}
+
+/// The progress bar's message: epoch, running loss, accuracy and sparsity.
+pub fn progress_message(round: Option<usize>, epoch: u64, epochs: usize, loss: f64, acc: f64, sparsity: f64) -> String {
+    format!(
+        "{}ep {epoch}/{epochs} loss {loss:.4} acc {:.2}% sp {:.1}%",
+        round.map(|r| round_prefix(r, true)).unwrap_or_default(),
+        100.0 * acc,
+        100.0 * sparsity
+    )
+}
+
+/// A duration for the epoch line: at most 4 characters up to 99 minutes.
+fn short_time(seconds: f64) -> String {
+    if seconds < 9.95 {
+        format!("{seconds:.1}s")
+    } else if seconds < 599.5 {
+        format!("{seconds:.0}s")
+    } else {
+        format!("{:.0}m", seconds / 60.0)
+    }
+}
+
+/// The line of a finished epoch: the validation accuracy (the training
+/// accuracy when there is no validation split), the test accuracy, sparsity,
+/// the last step's learning rate with three significant digits, and the time.
+pub fn epoch_line(row: &EpochMetrics, epochs: usize, rounds: bool) -> String {
+    let first = match row.val_acc {
+        Some(v) => format!("val {:.2}%", 100.0 * v),
+        None => format!("train {:.2}%", 100.0 * row.train_acc),
+    };
+    format!(
+        "{}ep {}/{epochs} loss {:.4} {first} test {:.2}% sp {:.1}% lr {:.2e} {}",
+        round_prefix(row.round, rounds),
+        row.epoch,
+        row.train_loss,
+        100.0 * row.test_acc,
+        100.0 * row.sparsity,
+        row.lr,
+        short_time(row.train_seconds + row.eval_seconds)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(val: Option<f64>) -> EpochMetrics {
+        EpochMetrics {
+            round: 9,
+            epoch: 999,
+            step: 123_456,
+            train_loss: 12.345_678,
+            train_acc: 1.0,
+            val_loss: val,
+            val_acc: val,
+            test_loss: 12.3,
+            test_acc: 1.0,
+            sparsity: 0.999,
+            nonzeros: 1,
+            lr: 1.234_5e-10,
+            drop_fraction: None,
+            itop: 1.0,
+            train_seconds: 599.9,
+            eval_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn lines_fit_80_columns_at_their_longest() {
+        for val in [Some(1.0), None] {
+            let line = epoch_line(&row(val), 999, true);
+            assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+        }
+        let message = progress_message(Some(9), 999, 999, 12.345_678, 1.0, 1.0);
+        let width = message.chars().count() + PROGRESS_FIXED;
+        assert!(width <= 80, "{width} columns: {message}");
+        assert!(LEGEND.chars().count() <= 80);
+    }
+
+    #[test]
+    fn the_last_learning_rate_keeps_its_digits() {
+        let mut r = row(Some(0.9));
+        r.lr = 2.741e-6;
+        let line = epoch_line(&r, 30, false);
+        assert!(line.contains("lr 2.74e-6"), "{line}");
+        assert!(line.starts_with("ep 999/30 "), "{line}");
+    }
+}

@@ -1,0 +1,275 @@
+//! The training loop behind `sparseburn train`, in parts with one job each
+//! (after burn-train's split of the epoch runner, the event processor, the
+//! checkpointer and the interrupter):
+//!
+//! | part | job |
+//! |---|---|
+//! | [`task`] | what is trained: batches, loss, evaluation, scoring gradients |
+//! | [`runner`] | the loop over steps and epochs, and what happens at an epoch's end |
+//! | [`metrics`] | reading the per-step statistics back from the device in groups |
+//! | [`checkpoint`] | writing checkpoints atomically and resuming from one |
+//! | [`console`] | the progress bar and the epoch lines |
+//! | [`scoring`] | the samples a data-driven initialisation scores on |
+//! | [`rounds`] | runs that train in rounds (iterative pruning) |
+//! | [`interrupt`] | stopping cleanly (Ctrl-C, `--stop-after`) |
+//! | [`summary`] | `summary.json`, the plots and the report |
+//!
+//! Batches, augmentation and masks are pure functions of the seed and the step,
+//! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
+
+pub mod checkpoint;
+pub mod console;
+pub mod interrupt;
+pub mod metrics;
+pub mod rounds;
+pub mod runner;
+pub mod scoring;
+pub mod summary;
+pub mod task;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+use burn::tensor::Device;
+use sparse_core::Sparsifier;
+use sparse_methods::BuildContext;
+use sparse_models::Classifier;
+
+pub use interrupt::Interrupted;
+
+use self::checkpoint::Checkpointer;
+use self::console::Console;
+use self::interrupt::Interrupter;
+use self::runner::Runner;
+use self::summary::{RunFacts, finish};
+use self::task::{ImageClassification, Task};
+use super::artifacts::{RunDir, Summary};
+use super::config::RunConfig;
+use super::lr::Lr;
+use super::models::{WithModel, with_model};
+use crate::data::{ImageSet, split};
+
+/// How to run `train`.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// The run folder.
+    pub out: PathBuf,
+    /// Continue the run in `out` from its checkpoint.
+    pub resume: bool,
+    /// Set by Ctrl-C: checkpoint and stop after the current batch.
+    pub interrupt: Arc<AtomicBool>,
+    /// Print per-epoch lines (and progress bars on a terminal).
+    pub verbose: bool,
+    /// Stop like Ctrl-C after this many epochs of this session (train in chunks).
+    pub stop_after_epochs: Option<u64>,
+}
+
+/// The data of a run: training images (after the validation split and the
+/// training limit), validation images, test images.
+pub struct RunData {
+    /// Training images.
+    pub train: ImageSet,
+    /// Validation images (none when the split is 0).
+    pub validation: Option<ImageSet>,
+    /// Test images.
+    pub test: ImageSet,
+}
+
+/// Loads the data of `cfg`, holds out the validation split, applies the
+/// training limit, and writes the split's size into `cfg`.
+pub fn load_data(cfg: &mut RunConfig) -> anyhow::Result<RunData> {
+    let (train, test) = cfg.data.loader().load()?;
+    let size = *cfg.data.validation.get_or_insert(split::default_size(train.len()));
+    let (train, validation) = if size == 0 {
+        (train, None)
+    } else {
+        let (train, validation) = split::split(train, size)?;
+        (train, Some(validation))
+    };
+    let train = match cfg.data.train_limit {
+        0 => train,
+        n => train.take(n),
+    };
+    if test.is_empty() {
+        bail!("the test set of {} is empty", test.name);
+    }
+    let batch = cfg.training.batch_size;
+    if train.len() < batch {
+        bail!(
+            "batch size {batch} does not fit the {} training images{}",
+            train.len(),
+            if size > 0 {
+                format!(" left after holding out {size} for validation")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(RunData {
+        train,
+        validation,
+        test,
+    })
+}
+
+/// Trains the run described by `cfg` into `opts.out` and returns its summary.
+pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
+    let mut cfg = cfg.clone();
+    let device = cfg.device.device()?.autodiff();
+    let data = load_data(&mut cfg)?;
+    let created = !opts.out.exists();
+    let dir = if opts.resume {
+        RunDir::open(&opts.out)?
+    } else {
+        RunDir::create(&opts.out)?
+    };
+    if !opts.resume {
+        dir.write("config.toml", cfg.to_toml().as_bytes())?;
+    }
+    if opts.verbose {
+        println!("run folder: {}", opts.out.display());
+    }
+    device.seed(cfg.training.seed);
+    let (input, classes) = (data.train.shape, data.train.num_classes());
+    let job = Job {
+        cfg: &cfg,
+        opts,
+        dir,
+        data,
+        device: device.clone(),
+    };
+    let result = with_model(&cfg.model, input, classes, &device, job).and_then(|r| r);
+    if result.is_err() && !opts.resume {
+        // a bad method setting or init-weights file: leave no folder that blocks the retry
+        RunDir::discard_unstarted(&opts.out, created);
+    }
+    result
+}
+
+struct Job<'a> {
+    cfg: &'a RunConfig,
+    opts: &'a TrainOptions,
+    dir: RunDir,
+    data: RunData,
+    device: Device,
+}
+
+impl WithModel for Job<'_> {
+    type Output = anyhow::Result<Summary>;
+
+    fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> anyhow::Result<Summary> {
+        let Job {
+            cfg,
+            opts,
+            dir,
+            data,
+            device,
+        } = self;
+        let t = &cfg.training;
+        let mut model = make();
+        if let (Some(path), false) = (&cfg.model.init_weights, opts.resume) {
+            model = sparse_models::import::load_torchvision(model, path)?;
+        }
+        let dataset = data.train.name.split('/').next().unwrap_or_default().to_string();
+        let facts_input = data.train.shape;
+        let validation_images = data.validation.as_ref().map_or(0, ImageSet::len);
+        let classes = data.train.num_classes();
+        let task = ImageClassification::new(
+            data.train,
+            data.validation,
+            data.test,
+            t.batch_size,
+            t.eval_batch_size,
+            t.seed,
+            t.label_smoothing as f32,
+            cfg.data.loader().augments(),
+            &device,
+        );
+        let spe = Task::<M>::steps_per_epoch(&task);
+        let total = t.epochs as u64 * spe;
+        let sparsity = cfg.sparsity_config(model.sparsity_filter());
+        let context = BuildContext {
+            total_steps: total,
+            steps_per_epoch: spe,
+            classes,
+            sparsity: sparsity.sparsity,
+            pattern: sparsity.pattern.clone(),
+        };
+        let method = cfg.method.build(&context)?;
+        let mut sparse = Sparsifier::new(&model, sparsity, method, &cfg.optimizer)?;
+        if let Some(penalty) = &cfg.penalty {
+            sparse = sparse.with_grad_term(penalty.term()?);
+        }
+        if let Some(path) = &cfg.model.mask_layer
+            && !sparse.layers().iter().any(|l| &l.path == path)
+        {
+            let known: Vec<&str> = sparse.layers().iter().map(|l| l.path.as_str()).collect();
+            bail!(
+                "mask_layer `{path}` is not a sparse layer; sparse layers: {}",
+                known.join(", ")
+            );
+        }
+        let mut runner = Runner::new(
+            task,
+            Lr::new(t, spe)?,
+            Console::new(opts.verbose),
+            Checkpointer::new(dir.clone()),
+            Interrupter::new(opts.interrupt.clone(), opts.stop_after_epochs),
+            t.epochs,
+            spe,
+            cfg.model.mask_layer.clone(),
+        );
+        let model = if sparse.method().rounds().is_some() {
+            if opts.resume {
+                bail!(
+                    "a run that trains in rounds ({}) cannot be resumed; start it again",
+                    cfg.method.name()
+                );
+            }
+            runner.checkpoints = false;
+            runner.rounds = true;
+            let model = sparse.init(model)?;
+            let model = rounds::train_rounds(&mut runner, &mut sparse, model, total, make)?;
+            runner.checkpoint(&model, &sparse)?;
+            model
+        } else {
+            let model = if opts.resume {
+                let (model, state) = runner
+                    .checkpointer
+                    .restore(model, &mut sparse, cfg.model.name.name(), spe)?;
+                runner.state = state;
+                model
+            } else if sparse.method().needs_data_for_init() {
+                let task = &runner.task;
+                let name = sparse.method().name();
+                sparse
+                    .init_with(model, |m: &M, request| task.scoring_grads(m, request))
+                    .with_context(|| format!("{name} scores the weights on training data"))?
+            } else {
+                sparse.init(model)?
+            };
+            tracing::info!(
+                density = sparse.report().density(),
+                layers = sparse.layers().len(),
+                "masks ready"
+            );
+            let start = runner.state.step;
+            runner.train_range(model, &mut sparse, start..total)?
+        };
+        runner.checkpointer.account_wall_time(&mut runner.state);
+        finish(
+            cfg,
+            &dir,
+            &model,
+            &sparse,
+            &runner.state,
+            &RunFacts {
+                dataset: &dataset,
+                input: facts_input,
+                validation_images,
+            },
+        )
+    }
+}

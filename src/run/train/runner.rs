@@ -1,0 +1,219 @@
+//! The loop: steps and epochs. Each step takes the task's loss, lets the
+//! `Sparsifier` take the optimizer step (and its topology update), and keeps the
+//! step's statistics on the device; at the end of an epoch the runner evaluates,
+//! and hands the epoch's row to the parts that care about it: `metrics.csv`, the
+//! mask snapshot, the best epoch, the console and the checkpoint.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use sparse_core::Sparsifier;
+use sparse_models::Classifier;
+
+use super::checkpoint::{Best, Checkpointer, TrainerState};
+use super::console::{Console, progress_message};
+use super::interrupt::{Interrupted, Interrupter};
+use super::metrics::{EpochSums, Pending};
+use super::task::{Split, Task};
+use crate::run::artifacts::EpochMetrics;
+use crate::run::lr::Lr;
+use crate::run::report;
+
+/// The parts of a run, composed.
+pub struct Runner<T> {
+    /// The task.
+    pub task: T,
+    /// Counters that a checkpoint keeps.
+    pub state: TrainerState,
+    /// Writes checkpoints.
+    pub checkpointer: Checkpointer,
+    pending: Pending,
+    lr: Lr,
+    console: Console,
+    interrupter: Interrupter,
+    /// Write a checkpoint after every epoch (runs in rounds do not: they cannot resume).
+    pub checkpoints: bool,
+    /// Show the round in the console (runs in rounds).
+    pub rounds: bool,
+    epochs: usize,
+    steps_per_epoch: u64,
+    mask_layer: Option<String>,
+}
+
+impl<T> Runner<T> {
+    /// Composes the parts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        task: T,
+        lr: Lr,
+        console: Console,
+        checkpointer: Checkpointer,
+        interrupter: Interrupter,
+        epochs: usize,
+        steps_per_epoch: u64,
+        mask_layer: Option<String>,
+    ) -> Self {
+        Self {
+            task,
+            state: TrainerState::default(),
+            checkpointer,
+            pending: Pending::default(),
+            lr,
+            console,
+            interrupter,
+            checkpoints: true,
+            rounds: false,
+            epochs,
+            steps_per_epoch,
+            mask_layer,
+        }
+    }
+
+    /// Starts a new round at `step` (iterative pruning), possibly mid-epoch.
+    pub fn start_round(&mut self, round: usize, step: u64) {
+        self.pending.clear();
+        self.state.sums = EpochSums::default();
+        self.state.epoch_seconds = 0.0;
+        self.state.round = round;
+        self.state.step = step;
+        self.state.best = None;
+    }
+
+    /// Trains the steps of `range` (of the current round).
+    pub fn train_range<M: Classifier>(
+        &mut self,
+        mut model: M,
+        sparse: &mut Sparsifier,
+        range: Range<u64>,
+    ) -> anyhow::Result<M>
+    where
+        T: Task<M>,
+    {
+        for step in range {
+            model = self.step(model, sparse, step)?;
+        }
+        Ok(model)
+    }
+
+    fn step<M: Classifier>(&mut self, model: M, sparse: &mut Sparsifier, step: u64) -> anyhow::Result<M>
+    where
+        T: Task<M>,
+    {
+        let spe = self.steps_per_epoch;
+        let (epoch, b) = (step / spe, step % spe);
+        if b == 0 {
+            self.state.sums = EpochSums::default();
+            self.state.epoch_seconds = 0.0;
+        }
+        let started = Instant::now();
+        let (loss, stats) = self.task.train_step(&model, step, self.state.round);
+        let samples = stats.samples;
+        self.pending.push(stats);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let lr = self.lr.at(step);
+        let model = sparse.step(model, grads, lr)?;
+        if self.pending.full() || b + 1 == spe {
+            self.pending.read_into(&mut self.state.sums)?;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        self.state.epoch_seconds += secs;
+        self.state.train_seconds += secs;
+        self.state.trained_samples += samples;
+        self.state.step = step + 1;
+        let message = (self.pending.is_empty() && self.state.sums.seen > 0).then(|| {
+            progress_message(
+                self.rounds.then_some(self.state.round),
+                epoch + 1,
+                self.epochs,
+                self.state.sums.loss(),
+                self.state.sums.accuracy(),
+                sparse.report().sparsity(),
+            )
+        });
+        self.console.progress(spe, b, message);
+        if b + 1 == spe {
+            self.end_epoch(&model, sparse, epoch + 1, lr)?;
+            let more = self.state.step < spe * self.epochs as u64;
+            self.interrupter.epoch_done(more);
+        }
+        if self.interrupter.should_stop() {
+            self.console.clear();
+            if self.checkpoints {
+                self.checkpoint(&model, sparse)?;
+            }
+            return Err(Interrupted {
+                step: self.state.step,
+                dir: self.checkpointer.dir().path.clone(),
+                resumable: self.checkpoints,
+            }
+            .into());
+        }
+        Ok(model)
+    }
+
+    fn end_epoch<M: Classifier>(&mut self, model: &M, sparse: &Sparsifier, epoch: u64, lr: f64) -> anyhow::Result<()>
+    where
+        T: Task<M>,
+    {
+        self.console.clear();
+        let started = Instant::now();
+        let validation = self.task.evaluate(model, Split::Validation);
+        let test = self
+            .task
+            .evaluate(model, Split::Test)
+            .unwrap_or(super::task::Evaluation {
+                loss: f64::NAN,
+                accuracy: f64::NAN,
+            });
+        let eval_seconds = started.elapsed().as_secs_f64();
+        self.state.eval_seconds += eval_seconds;
+        self.state.evaluated_samples += (self.task.samples(Split::Validation) + self.task.samples(Split::Test)) as u64;
+        let report = sparse.report();
+        let row = EpochMetrics {
+            round: self.state.round,
+            epoch,
+            step: self.state.step,
+            train_loss: self.state.sums.loss(),
+            train_acc: self.state.sums.accuracy(),
+            val_loss: validation.map(|v| v.loss),
+            val_acc: validation.map(|v| v.accuracy),
+            test_loss: test.loss,
+            test_acc: test.accuracy,
+            sparsity: report.sparsity(),
+            nonzeros: report.nonzeros(),
+            lr,
+            drop_fraction: sparse.method().drop_fraction(self.state.step.saturating_sub(1)),
+            itop: sparse.itop_rate(),
+            train_seconds: self.state.epoch_seconds,
+            eval_seconds,
+        };
+        let dir = self.checkpointer.dir();
+        dir.append_metrics(&row)?;
+        report::save_mask_snapshot(dir, sparse, self.mask_layer.as_deref(), row.round, epoch)?;
+        let better = match (&self.state.best, row.val_acc) {
+            (Some(best), Some(v)) => best.val_acc.is_none_or(|b| v > b),
+            _ => true, // the first epoch, or no validation: the last epoch
+        };
+        if better {
+            self.state.best = Some(Best {
+                round: row.round,
+                epoch,
+                val_acc: row.val_acc,
+                test_acc: row.test_acc,
+            });
+        }
+        self.console.epoch(&row, self.epochs, self.rounds);
+        self.state.last = Some(row);
+        if self.checkpoints {
+            self.checkpoint(model, sparse)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint (after reading back any pending statistics).
+    pub fn checkpoint<M: Classifier>(&mut self, model: &M, sparse: &Sparsifier) -> anyhow::Result<()> {
+        self.pending.read_into(&mut self.state.sums)?;
+        self.checkpointer.save(model, sparse, &mut self.state)
+    }
+}

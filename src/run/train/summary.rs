@@ -1,0 +1,66 @@
+//! The end of a run: `summary.json`, the plots and `report.md`.
+
+use anyhow::Context;
+use sparse_core::Sparsifier;
+use sparse_models::{Classifier, count_params, model_macs};
+
+use super::checkpoint::TrainerState;
+use crate::run::artifacts::{RunDir, Summary, Versions};
+use crate::run::config::RunConfig;
+use crate::run::report;
+
+/// What the summary needs besides the config and the state.
+pub struct RunFacts<'a> {
+    /// The dataset's name.
+    pub dataset: &'a str,
+    /// Input shape `[C, H, W]`.
+    pub input: [usize; 3],
+    /// Images held out for validation.
+    pub validation_images: usize,
+}
+
+/// Writes `summary.json`, the plots and `report.md`, and returns the summary.
+pub fn finish<M: Classifier>(
+    cfg: &RunConfig,
+    dir: &RunDir,
+    model: &M,
+    sparse: &Sparsifier,
+    state: &TrainerState,
+    facts: &RunFacts<'_>,
+) -> anyhow::Result<Summary> {
+    let report_now = sparse.report();
+    let macs = model_macs(model, facts.input, &sparse.active_counts())?;
+    let last = state.last.clone().context("the run trained no epoch")?;
+    let best = state.best.clone().context("the run has no best epoch")?;
+    let summary = Summary {
+        model: cfg.model.name.name().to_string(),
+        method: cfg.method.name().to_string(),
+        dataset: facts.dataset.to_string(),
+        device: cfg.device.name().to_string(),
+        seed: cfg.training.seed,
+        target_sparsity: cfg.target_sparsity(),
+        test_accuracy: last.test_acc,
+        test_loss: last.test_loss,
+        train_accuracy: last.train_acc,
+        validation_images: facts.validation_images,
+        best_epoch: best.epoch,
+        best_validation_accuracy: best.val_acc,
+        test_accuracy_at_best: best.test_acc,
+        sparsity: report_now.sparsity(),
+        nonzeros: report_now.nonzeros(),
+        sparse_layer_weights: report_now.numel(),
+        parameters: count_params(model),
+        dense_macs: macs.iter().map(|l| l.dense).sum(),
+        sparse_macs: macs.iter().map(|l| l.sparse).sum(),
+        itop: sparse.itop_rate(),
+        epochs: cfg.training.epochs as u64,
+        steps: state.step,
+        wall_seconds: state.wall_seconds,
+        train_samples_per_second: state.trained_samples as f64 / state.train_seconds.max(1e-9),
+        eval_samples_per_second: state.evaluated_samples as f64 / state.eval_seconds.max(1e-9),
+        versions: Versions::default(),
+    };
+    dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;
+    Ok(summary)
+}

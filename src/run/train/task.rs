@@ -1,0 +1,222 @@
+//! What the trainer trains on: a [`Task`] gives each step's loss and the
+//! statistics to report, evaluates a model, and computes the gradients a
+//! data-driven initialisation scores with. Image classification is the one task
+//! today; a character-level language model or a DQN agent is another
+//! implementation of the same trait, with the loop, metrics, checkpoints and
+//! rounds unchanged.
+
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Int, Tensor};
+use sparse_core::{GradRequest, Rng};
+use sparse_models::Classifier;
+
+use super::scoring::class_balanced;
+use crate::data::{BatchOrder, ImageBatcher, ImageSet};
+
+/// The statistics of one training step, still on the device (read back in groups).
+pub struct StepStats {
+    /// Mean loss of the batch.
+    pub loss: Tensor<1>,
+    /// Correct predictions of the batch.
+    pub correct: Tensor<1, Int>,
+    /// Samples in the batch.
+    pub samples: u64,
+}
+
+/// Mean loss and accuracy of a model on one part of the data.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss.
+    pub loss: f64,
+    /// Fraction correct.
+    pub accuracy: f64,
+}
+
+/// Which part of the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Held out of the training set: what "best" looks at.
+    Validation,
+    /// The test set: reported, never selected on.
+    Test,
+}
+
+/// A training task for models of type `M`.
+pub trait Task<M> {
+    /// Optimizer steps per epoch.
+    fn steps_per_epoch(&self) -> u64;
+
+    /// The loss of step `step` of round `round` (to differentiate) and its statistics.
+    fn train_step(&mut self, model: &M, step: u64, round: usize) -> (Tensor<1>, StepStats);
+
+    /// The model's loss and accuracy on `split`, `None` when the task has no such part.
+    fn evaluate(&self, model: &M, split: Split) -> Option<Evaluation>;
+
+    /// Samples of `split` (0 when absent).
+    fn samples(&self, split: Split) -> usize;
+
+    /// Gradients for a data-driven initialisation (SNIP's first batch, GraSP's
+    /// samples per class), logits divided by `request.temperature`.
+    fn scoring_grads(&self, model: &M, request: &GradRequest) -> sparse_core::Result<GradientsParams>;
+}
+
+/// Image classification with cross-entropy.
+pub struct ImageClassification {
+    /// Training images.
+    pub train: ImageSet,
+    /// Validation images (held out of the training set), if any.
+    pub validation: Option<ImageSet>,
+    /// Test images.
+    pub test: ImageSet,
+    batcher: ImageBatcher,
+    order: BatchOrder,
+    device: Device,
+    loss: CrossEntropyLoss,
+    augment: bool,
+    eval_batch: usize,
+    seed: u64,
+    /// The image order of the current epoch (a shuffle per epoch, computed once).
+    epoch_order: Option<(u64, Vec<usize>)>,
+}
+
+impl ImageClassification {
+    /// The task on these sets, batches of `batch_size` in the order of `seed`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        train: ImageSet,
+        validation: Option<ImageSet>,
+        test: ImageSet,
+        batch_size: usize,
+        eval_batch: usize,
+        seed: u64,
+        label_smoothing: f32,
+        augment: bool,
+        device: &Device,
+    ) -> Self {
+        let mut loss = CrossEntropyLossConfig::new();
+        if label_smoothing > 0.0 {
+            loss = loss.with_smoothing(Some(label_smoothing));
+        }
+        Self {
+            batcher: ImageBatcher::new(&train),
+            order: BatchOrder {
+                len: train.len(),
+                batch_size,
+                seed,
+            },
+            loss: loss.init(device),
+            device: device.clone(),
+            train,
+            validation,
+            test,
+            augment,
+            eval_batch,
+            seed,
+            epoch_order: None,
+        }
+    }
+
+    /// The images of batch `b` of `epoch`.
+    fn batch_indices(&mut self, epoch: u64, b: u64) -> Vec<usize> {
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch_order = Some((epoch, self.order.epoch(epoch)));
+        }
+        let size = self.order.batch_size;
+        let start = b as usize * size;
+        self.epoch_order
+            .as_ref()
+            .map(|(_, order)| order[start..start + size].to_vec())
+            .unwrap_or_default()
+    }
+}
+
+/// Correct predictions of a batch, on the device.
+fn correct_predictions(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
+    logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum()
+}
+
+/// Mean loss (no label smoothing) and accuracy of `model` on `set`, in batches.
+pub fn evaluate<M: Classifier>(
+    model: &M,
+    set: &ImageSet,
+    batcher: &ImageBatcher,
+    device: &Device,
+    batch: usize,
+) -> Evaluation {
+    let loss_fn = CrossEntropyLossConfig::new().init(device);
+    let (mut loss, mut correct) = (0.0f64, 0u64);
+    let indices: Vec<usize> = (0..set.len()).collect();
+    for chunk in indices.chunks(batch.max(1)) {
+        let b = batcher.batch_indices(set, chunk, device, None);
+        let logits = model.forward(b.images);
+        correct += correct_predictions(logits.clone(), b.targets.clone()).into_scalar::<i64>() as u64;
+        loss += f64::from(loss_fn.forward(logits, b.targets).into_scalar::<f32>()) * chunk.len() as f64;
+    }
+    Evaluation {
+        loss: loss / set.len().max(1) as f64,
+        accuracy: correct as f64 / set.len().max(1) as f64,
+    }
+}
+
+impl<M: Classifier> Task<M> for ImageClassification {
+    fn steps_per_epoch(&self) -> u64 {
+        self.order.batches_per_epoch() as u64
+    }
+
+    fn train_step(&mut self, model: &M, step: u64, round: usize) -> (Tensor<1>, StepStats) {
+        let spe = <Self as Task<M>>::steps_per_epoch(self);
+        let indices = self.batch_indices(step / spe, step % spe);
+        let mut rng = Rng::for_stream(self.seed, "augment", step, &round.to_string());
+        let augment = self.augment.then_some((&mut rng, 4));
+        let batch = self.batcher.batch_indices(&self.train, &indices, &self.device, augment);
+        let samples = batch.targets.dims()[0] as u64;
+        let logits = model.forward(batch.images);
+        let correct = correct_predictions(logits.clone().inner(), batch.targets.clone().inner());
+        let loss = self.loss.forward(logits, batch.targets);
+        let stats = StepStats {
+            loss: loss.clone().inner(),
+            correct,
+            samples,
+        };
+        (loss, stats)
+    }
+
+    fn evaluate(&self, model: &M, split: Split) -> Option<Evaluation> {
+        let set = match split {
+            Split::Validation => self.validation.as_ref()?,
+            Split::Test => &self.test,
+        };
+        let inner = self.device.clone().inner();
+        Some(evaluate(&model.valid(), set, &self.batcher, &inner, self.eval_batch))
+    }
+
+    fn samples(&self, split: Split) -> usize {
+        match split {
+            Split::Validation => self.validation.as_ref().map_or(0, ImageSet::len),
+            Split::Test => self.test.len(),
+        }
+    }
+
+    /// Mean cross-entropy gradients over the first training batch of the run
+    /// (SNIP) or `k` training images of every class (GraSP), accumulated in
+    /// chunks of the batch size with Burn's `GradientsAccumulator`.
+    fn scoring_grads(&self, model: &M, request: &GradRequest) -> sparse_core::Result<GradientsParams> {
+        let indices = match request.samples_per_class {
+            Some(k) => class_balanced(&self.train, k)?,
+            None => self.order.epoch(0)[..self.order.batch_size].to_vec(),
+        };
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let n = indices.len() as f32;
+        for chunk in indices.chunks(self.order.batch_size.max(1)) {
+            let batch = self.batcher.batch_indices(&self.train, chunk, &self.device, None);
+            let logits = model.forward(batch.images).div_scalar(request.temperature);
+            let loss = CrossEntropyLossConfig::new()
+                .init(&self.device)
+                .forward(logits, batch.targets);
+            let grads = GradientsParams::from_grads(loss.mul_scalar(chunk.len() as f32 / n).backward(), model);
+            accumulator.accumulate(model, grads);
+        }
+        Ok(accumulator.grads())
+    }
+}
