@@ -35,8 +35,9 @@ fn solve(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
         for r in 0..n {
             if r != c {
                 let f = m[r][c] / m[c][c];
-                for k in c..=n {
-                    m[r][k] -= f * m[c][k];
+                let pivot = m[c].clone();
+                for (x, p) in m[r][c..].iter_mut().zip(&pivot[c..]) {
+                    *x -= f * p;
                 }
             }
         }
