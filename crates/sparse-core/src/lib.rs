@@ -16,6 +16,7 @@
 //! to each weight; every decision is deterministic per (seed, weight path, step).
 
 pub mod backend;
+pub mod capture;
 mod config_text;
 mod context;
 pub mod discovery;

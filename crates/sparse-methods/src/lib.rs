@@ -30,6 +30,7 @@ pub mod grad_window;
 pub mod grasp;
 pub mod lth;
 pub mod mest;
+pub mod oneshot;
 pub mod registry;
 pub mod regularization;
 pub mod rigl;

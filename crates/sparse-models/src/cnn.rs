@@ -36,15 +36,15 @@ pub struct SmallCnnConfig {
 pub struct SmallCnn {
     /// First convolution.
     pub conv1: Conv2d,
-    bn1: BatchNorm,
+    pub(crate) bn1: BatchNorm,
     /// Second convolution.
     pub conv2: Conv2d,
-    bn2: BatchNorm,
+    pub(crate) bn2: BatchNorm,
     /// Hidden linear layer.
     pub fc1: Linear,
     /// Classifier.
     pub fc2: Linear,
-    pool: MaxPool2d,
+    pub(crate) pool: MaxPool2d,
     relu: Relu,
 }
 

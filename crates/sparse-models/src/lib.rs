@@ -10,6 +10,7 @@
 //! the RigL reference code's default sparsity policy, and the output size of each
 //! conv for FLOP accounting.
 
+pub mod capture;
 pub mod char_transformer;
 pub mod cnn;
 pub mod error;

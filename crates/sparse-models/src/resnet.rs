@@ -127,7 +127,7 @@ pub struct ResNet {
     pub layer4: Vec<Block>,
     /// Classifier.
     pub fc: Linear,
-    maxpool: Option<MaxPool2d>,
+    pub(crate) maxpool: Option<MaxPool2d>,
     avgpool: AdaptiveAvgPool2d,
     relu: Relu,
     dense_first_layer: bool,
