@@ -816,6 +816,61 @@ fn a_reparameterising_method_resumes_exactly() {
     assert_resumes_exactly(&args, "2", &a, &b);
 }
 
+/// `base` with `--grad-accumulation 2`: 1280 images in batches of 64 are 20
+/// micro-batches, 10 optimizer steps per epoch; RigL's dense-gradient window of
+/// 2 optimizer steps on top.
+fn accumulating(out: &Path) -> Vec<String> {
+    let mut v = base(out);
+    v.extend(["--grad-accumulation", "2", "-m", "grad_window=2"].map(String::from));
+    v
+}
+
+#[test]
+fn an_accumulating_run_counts_optimizer_steps_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    assert_resumes_exactly(&accumulating, "2", &a, &b);
+    assert_eq!(weights(&a), weights(&b));
+    let rows = metrics_without_timings(&a);
+    let header: Vec<&str> = rows[0].split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (step, drop) = (col("step"), col("drop_fraction"));
+    // RigL's cosine drop fraction (Evci et al. 2020, Eq. 2) over optimizer steps:
+    // 4 epochs × 10 = 40 steps, T_end = ⌊0.75·40⌋ = 30, reported at the epoch's last step
+    for (e, row) in rows[1..].iter().enumerate() {
+        let cells: Vec<&str> = row.split(',').collect();
+        let s = 10 * (e as u64 + 1);
+        assert_eq!(cells[step], s.to_string(), "{row}");
+        let p = ((s - 1) as f64 / 30.0).min(1.0);
+        let expected = 0.3 / 2.0 * (1.0 + (std::f64::consts::PI * p).cos());
+        let got: f64 = cells[drop].parse().unwrap();
+        assert!((got - expected).abs() < 1e-9, "epoch {}: {got} vs {expected}", e + 1);
+    }
+}
+
+#[test]
+fn a_bad_grad_accumulation_names_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("k");
+    let with = |k: &str| {
+        let mut v = base(&out);
+        v.extend(["--grad-accumulation".to_string(), k.to_string()]);
+        run(&v)
+    };
+    assert_one_line_error(&with("0"), &["grad_accumulation", "at least 1", "--grad-accumulation"]);
+    // 1280 images in batches of 64: 20 batches per epoch
+    assert_one_line_error(
+        &with("21"),
+        &[
+            "grad_accumulation 21",
+            "20 batch(es) of 64",
+            "--grad-accumulation",
+            "--batch-size",
+        ],
+    );
+    assert!(!out.exists(), "a refused run left {}", out.display());
+}
+
 #[test]
 fn every_option_given_with_resume_is_applied_or_refused() {
     let tmp = tempfile::tempdir().unwrap();

@@ -324,9 +324,12 @@ pub struct TrainingArgs {
     /// Epochs (per round for iterative pruning).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Batch size.
+    /// Batch size (of each micro-batch with --grad-accumulation).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Micro-batches of --batch-size summed into one optimizer step (1: none); steps, ΔT and the learning-rate schedule count optimizer steps, ⌊batches/K⌋ per epoch.
+    #[arg(long, value_name = "K")]
+    pub grad_accumulation: Option<usize>,
     /// Evaluation batch size.
     #[arg(long)]
     pub eval_batch_size: Option<usize>,
@@ -376,6 +379,9 @@ impl TrainingArgs {
         }
         if let Some(b) = self.eval_batch_size {
             put("eval_batch_size", int(b as u64)?);
+        }
+        if let Some(k) = self.grad_accumulation {
+            put("grad_accumulation", int(k as u64)?);
         }
         if let Some(lr) = self.lr {
             put("lr", float(lr));

@@ -180,6 +180,7 @@ fn defaults() -> Vec<(&'static str, String)> {
         ),
         ("epochs", t.epochs.to_string()),
         ("batch_size", t.batch_size.to_string()),
+        ("grad_accumulation", t.grad_accumulation.to_string()),
         ("eval_batch_size", t.eval_batch_size.to_string()),
         ("optimizer", optimizer.into()),
         ("lr", t.lr.to_string()),

@@ -133,9 +133,15 @@ pub struct TrainingSection {
     /// Epochs (per round for iterative pruning).
     #[config(default = 30)]
     pub epochs: usize,
-    /// Training batch size.
+    /// Training batch size (of each micro-batch with gradient accumulation).
     #[config(default = 128)]
     pub batch_size: usize,
+    /// Micro-batches of `batch_size` summed into one optimizer step (1 = none);
+    /// every step count (ΔT, T_end, learning rate, checkpoints) counts optimizer
+    /// steps, `⌊batches/grad_accumulation⌋` per epoch. As condensed-sparsity's
+    /// `simulated_batch_size = grad_accumulation × batch_size`.
+    #[config(default = 1)]
+    pub grad_accumulation: usize,
     /// Evaluation batch size.
     #[config(default = 1000)]
     pub eval_batch_size: usize,
@@ -525,6 +531,11 @@ fn resolve_training(mut t: TrainingSection) -> anyhow::Result<TrainingSection> {
     }
     if t.epochs == 0 || t.batch_size == 0 || t.eval_batch_size == 0 {
         bail!("[training] epochs, batch_size and eval_batch_size must be at least 1");
+    }
+    if t.grad_accumulation == 0 {
+        bail!(
+            "[training] grad_accumulation must be at least 1 (1 = no accumulation); set --grad-accumulation 1 or more"
+        );
     }
     if !(t.lr > 0.0 && t.lr <= 1.0) {
         bail!(

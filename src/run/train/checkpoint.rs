@@ -85,7 +85,8 @@ impl TrainerState {
     /// Checks every restored counter against the run's schedule: a checkpoint
     /// whose step lies beyond the schedule, or whose sums and epochs do not fit
     /// its step, is refused (it would "finish" silently or report wrong numbers).
-    pub fn validate(&self, total_steps: u64, steps_per_epoch: u64, batch_size: u64) -> anyhow::Result<()> {
+    /// Steps are optimizer steps of `samples_per_step` samples each.
+    pub fn validate(&self, total_steps: u64, steps_per_epoch: u64, samples_per_step: u64) -> anyhow::Result<()> {
         let bad = |what: String| anyhow::anyhow!("trainer.json: {what}; the checkpoint does not belong to this run");
         if let Err((name, v)) = check_finite(self.floats()) {
             bail!(bad(format!("{name} is {v}")));
@@ -108,13 +109,13 @@ impl TrainerState {
             b => b,
         };
         let sums = &self.sums;
-        if sums.seen > in_epoch * batch_size || sums.correct > sums.seen {
+        if sums.seen > in_epoch * samples_per_step || sums.correct > sums.seen {
             bail!(bad(format!(
                 "{} samples ({} correct) counted in the {in_epoch} steps of the current epoch",
                 sums.seen, sums.correct
             )));
         }
-        if self.trained_samples > self.step * batch_size {
+        if self.trained_samples > self.step * samples_per_step {
             bail!(bad(format!(
                 "{} samples trained in {} steps",
                 self.trained_samples, self.step
@@ -141,8 +142,8 @@ pub struct Schedule {
     pub total_steps: u64,
     /// Steps per epoch.
     pub steps_per_epoch: u64,
-    /// Training batch size.
-    pub batch_size: u64,
+    /// Training samples per optimizer step (batch size × gradient accumulation).
+    pub samples_per_step: u64,
 }
 
 /// Writes and reads `checkpoint/` of a run folder.
@@ -215,7 +216,11 @@ impl Checkpointer {
         let state: TrainerState =
             serde_json::from_str(&text).with_context(|| format!("{}: corrupt trainer state", ckpt.display()))?;
         state
-            .validate(schedule.total_steps, schedule.steps_per_epoch, schedule.batch_size)
+            .validate(
+                schedule.total_steps,
+                schedule.steps_per_epoch,
+                schedule.samples_per_step,
+            )
             .with_context(|| ckpt.display().to_string())?;
         let steps_per_epoch = schedule.steps_per_epoch;
         // the method's reparameterization must be in the model before its weights load

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`task`] | what is trained: batches, loss, evaluation, scoring gradients |
 //! | [`runner`] | the loop over steps and epochs, and what happens at an epoch's end |
+//! | [`accumulate`] | gradient accumulation: the micro-batches of an optimizer step |
 //! | [`metrics`] | reading the per-step statistics back from the device in groups |
 //! | [`checkpoint`] | writing checkpoints atomically and resuming from one |
 //! | [`checksum`] | the SHA-256 of every checkpoint file, checked on resume |
@@ -19,6 +20,7 @@
 //! Batches, augmentation and masks are pure functions of the seed and the step,
 //! so an interrupted and resumed run gives the same numbers as an uninterrupted one.
 
+pub mod accumulate;
 pub mod checkpoint;
 pub mod checksum;
 pub mod console;
@@ -44,6 +46,7 @@ use sparse_models::Classifier;
 pub use divergence::Diverged;
 pub use interrupt::Interrupted;
 
+use self::accumulate::Accumulation;
 use self::checkpoint::{Checkpointer, Schedule};
 use self::console::Console;
 use self::interrupt::Interrupter;
@@ -201,8 +204,10 @@ impl WithModel for Job<'_> {
             t.label_smoothing as f32,
             cfg.data.loader().augments(),
             &device,
-        );
-        let spe = Task::<M>::steps_per_epoch(&task);
+        )
+        .with_scoring_batches(t.grad_accumulation);
+        let accumulation = Accumulation::new(t.grad_accumulation, Task::<M>::batches_per_epoch(&task), t.batch_size)?;
+        let spe = accumulation.steps_per_epoch();
         let total = t.epochs as u64 * spe;
         let sparsity = cfg.sparsity_config(model.sparsity_filter());
         let context = BuildContext {
@@ -233,7 +238,7 @@ impl WithModel for Job<'_> {
             Checkpointer::new(dir.clone()),
             Interrupter::new(opts.interrupt.clone(), opts.stop_after_epochs),
             t.epochs,
-            spe,
+            accumulation,
             cfg.model.mask_layer.clone(),
         );
         let model = if sparse.method().rounds().is_some() {
@@ -267,7 +272,7 @@ impl WithModel for Job<'_> {
                     Schedule {
                         total_steps: total,
                         steps_per_epoch: spe,
-                        batch_size: t.batch_size as u64,
+                        samples_per_step: (t.batch_size * t.grad_accumulation) as u64,
                     },
                 )?;
                 runner.saved_step = Some(state.step);

@@ -7,10 +7,10 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use sparse_core::Sparsifier;
 use sparse_models::Classifier;
 
+use super::accumulate::{Accumulation, step_gradients};
 use super::checkpoint::{Best, Checkpointer, TrainerState};
 use super::console::{Console, progress_message};
 use super::divergence::{Diverged, check_finite};
@@ -40,12 +40,12 @@ pub struct Runner<T> {
     /// The step of the last checkpoint written or resumed from.
     pub saved_step: Option<u64>,
     epochs: usize,
-    steps_per_epoch: u64,
+    accumulation: Accumulation,
     mask_layer: Option<String>,
 }
 
 impl<T> Runner<T> {
-    /// Composes the parts.
+    /// Composes the parts; an epoch has `accumulation.steps_per_epoch()` optimizer steps.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         task: T,
@@ -54,7 +54,7 @@ impl<T> Runner<T> {
         checkpointer: Checkpointer,
         interrupter: Interrupter,
         epochs: usize,
-        steps_per_epoch: u64,
+        accumulation: Accumulation,
         mask_layer: Option<String>,
     ) -> Self {
         Self {
@@ -69,7 +69,7 @@ impl<T> Runner<T> {
             rounds: false,
             saved_step: None,
             epochs,
-            steps_per_epoch,
+            accumulation,
             mask_layer,
         }
     }
@@ -84,7 +84,8 @@ impl<T> Runner<T> {
         self.state.best = None;
     }
 
-    /// Trains the steps of `range` (of the current round).
+    /// Trains the optimizer steps of `range` (of the current round); a step is
+    /// never split: an interrupt is honoured after the whole group of micro-batches.
     pub fn train_range<M: Classifier>(
         &mut self,
         mut model: M,
@@ -110,7 +111,7 @@ impl<T> Runner<T> {
                 (true, None) => "it had written no checkpoint yet".into(),
                 (true, Some(s)) => format!(
                     "nothing was written after it: the last good checkpoint (epoch {}, step {s}) stays in {dir}",
-                    s / self.steps_per_epoch
+                    s / self.accumulation.steps_per_epoch()
                 ),
             };
         }
@@ -121,17 +122,26 @@ impl<T> Runner<T> {
     where
         T: Task<M>,
     {
-        let spe = self.steps_per_epoch;
+        let spe = self.accumulation.steps_per_epoch();
         let (epoch, b) = (step / spe, step % spe);
         if b == 0 {
             self.state.sums = EpochSums::default();
             self.state.epoch_seconds = 0.0;
         }
         let started = Instant::now();
-        let (loss, stats) = self.task.train_step(&model, step, self.state.round);
-        let samples = stats.samples;
-        self.pending.push(step, stats);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut samples = 0;
+        let pending = &mut self.pending;
+        let grads = step_gradients(
+            &mut self.task,
+            &model,
+            &self.accumulation,
+            step,
+            self.state.round,
+            |stats| {
+                samples += stats.samples;
+                pending.push(step, stats);
+            },
+        );
         let lr = self.lr.at(step);
         let model = sparse.step(model, grads, lr)?;
         if self.pending.full() || b + 1 == spe {

@@ -42,13 +42,24 @@ pub enum Split {
     Test,
 }
 
+/// One training batch: batch `index` of epoch `epoch` (of `batch_size`, in the
+/// epoch's order). An optimizer step takes one or more of them (see
+/// [`super::accumulate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MicroBatch {
+    /// The epoch (0-based).
+    pub epoch: u64,
+    /// The batch within the epoch (0-based).
+    pub index: u64,
+}
+
 /// A training task for models of type `M`.
 pub trait Task<M> {
-    /// Optimizer steps per epoch.
-    fn steps_per_epoch(&self) -> u64;
+    /// Batches of `batch_size` per epoch (a trailing partial batch is dropped).
+    fn batches_per_epoch(&self) -> u64;
 
-    /// The loss of step `step` of round `round` (to differentiate) and its statistics.
-    fn train_step(&mut self, model: &M, step: u64, round: usize) -> (Tensor<1>, StepStats);
+    /// The mean loss of `batch` in round `round` (to differentiate) and its statistics.
+    fn train_step(&mut self, model: &M, batch: MicroBatch, round: usize) -> (Tensor<1>, StepStats);
 
     /// The model's loss and accuracy on `split`, `None` when the task has no such part.
     fn evaluate(&self, model: &M, split: Split) -> Option<Evaluation>;
@@ -78,6 +89,8 @@ pub struct ImageClassification {
     seed: u64,
     /// The image order of the current epoch (a shuffle per epoch, computed once).
     epoch_order: Option<(u64, Vec<usize>)>,
+    /// Batches of the first optimizer step, which SNIP scores on.
+    scoring_batches: usize,
 }
 
 impl ImageClassification {
@@ -114,7 +127,15 @@ impl ImageClassification {
             eval_batch,
             seed,
             epoch_order: None,
+            scoring_batches: 1,
         }
+    }
+
+    /// Scores SNIP on the first `batches` batches (the first optimizer step's
+    /// samples with gradient accumulation); 1 by default.
+    pub fn with_scoring_batches(mut self, batches: usize) -> Self {
+        self.scoring_batches = batches.max(1);
+        self
     }
 
     /// The images of batch `b` of `epoch`.
@@ -160,14 +181,16 @@ pub fn evaluate<M: Classifier>(
 }
 
 impl<M: Classifier> Task<M> for ImageClassification {
-    fn steps_per_epoch(&self) -> u64 {
+    fn batches_per_epoch(&self) -> u64 {
         self.order.batches_per_epoch() as u64
     }
 
-    fn train_step(&mut self, model: &M, step: u64, round: usize) -> (Tensor<1>, StepStats) {
-        let spe = <Self as Task<M>>::steps_per_epoch(self);
-        let indices = self.batch_indices(step / spe, step % spe);
-        let mut rng = Rng::for_stream(self.seed, "augment", step, &round.to_string());
+    /// Augmentation draws from the stream of the batch's number in the run
+    /// (`epoch · batches + index`: the step's number without accumulation).
+    fn train_step(&mut self, model: &M, batch: MicroBatch, round: usize) -> (Tensor<1>, StepStats) {
+        let number = batch.epoch * <Self as Task<M>>::batches_per_epoch(self) + batch.index;
+        let indices = self.batch_indices(batch.epoch, batch.index);
+        let mut rng = Rng::for_stream(self.seed, "augment", number, &round.to_string());
         let augment = self.augment.then_some((&mut rng, 4));
         let batch = self.batcher.batch_indices(&self.train, &indices, &self.device, augment);
         let samples = batch.targets.dims()[0] as u64;
@@ -198,13 +221,14 @@ impl<M: Classifier> Task<M> for ImageClassification {
         }
     }
 
-    /// Mean cross-entropy gradients over the first training batch of the run
-    /// (SNIP) or `k` training images of every class (GraSP), accumulated in
-    /// chunks of the batch size with Burn's `GradientsAccumulator`.
+    /// Mean cross-entropy gradients over the samples of the run's first
+    /// optimizer step (SNIP: `batch_size · grad_accumulation` images) or `k`
+    /// training images of every class (GraSP), accumulated in chunks of the batch
+    /// size with Burn's `GradientsAccumulator`.
     fn scoring_grads(&self, model: &M, request: &GradRequest) -> sparse_core::Result<GradientsParams> {
         let indices = match request.samples_per_class {
             Some(k) => class_balanced(&self.train, k)?,
-            None => self.order.epoch(0)[..self.order.batch_size].to_vec(),
+            None => self.order.epoch(0)[..self.order.batch_size * self.scoring_batches].to_vec(),
         };
         let mut accumulator = GradientsAccumulator::<M>::new();
         let n = indices.len() as f32;
