@@ -849,6 +849,33 @@ fn an_accumulating_run_counts_optimizer_steps_and_resumes_exactly() {
 }
 
 #[test]
+fn gmp_prunes_on_a_grid_of_optimizer_steps_with_accumulation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("gmp");
+    let mut args = base(&out);
+    args[6] = "gmp".into();
+    args[10] = "3".into(); // epochs
+    args[18] = "delta_t=4".into();
+    args.extend(["--grad-accumulation", "2"].map(String::from));
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 10 optimizer steps per epoch, 30 in all; GMP's window ends at ⌊0.75·30⌋ = 22,
+    // n = ⌊22/4⌋ = 5 changes ΔT = 4 apart (grid end 20). Zhu & Gupta's
+    // s_t = s_f·(1 − (1 − t/(nΔT))³) at the last grid point t ≤ the epoch's last step.
+    let rows = metrics_without_timings(&out);
+    let header: Vec<&str> = rows[0].split(',').collect();
+    let col = header.iter().position(|h| *h == "sparsity").unwrap();
+    for (row, last_grid_step) in rows[1..].iter().zip([8.0, 16.0, 20.0]) {
+        let got: f64 = row.split(',').nth(col).unwrap().parse().unwrap();
+        let expected = 0.8 * (1.0 - (1.0 - last_grid_step / 20.0f64).powi(3));
+        assert!(
+            (got - expected).abs() < 1e-3,
+            "{row}: sparsity {got}, expected {expected}"
+        );
+    }
+}
+
+#[test]
 fn a_bad_grad_accumulation_names_the_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("k");
