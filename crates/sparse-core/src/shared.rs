@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
-use burn::optim::{GradientsParams, MultiGradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 
 use crate::sparsifier::Sparsifier;
 use crate::traverse;
@@ -61,5 +61,31 @@ impl SharedSparsifier {
     pub fn optimize_multi<M: Module>(&self, model: M, grads: MultiGradientsParams, lr: ModuleLearningRate) -> M {
         let grads = traverse::merge_multi(&model, grads);
         self.optimize(model, grads, lr)
+    }
+
+    /// The step for `TrainStep::optimize` with burn-train's own optimizer, any
+    /// Burn optimizer ([`Sparsifier::step_with`]); its state is then in
+    /// burn-train's optimizer checkpoints.
+    pub fn optimize_with<M: Module>(
+        &self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: GradientsParams,
+        lr: ModuleLearningRate,
+    ) -> M {
+        self.lock().optimize_with(optim, model, grads, lr)
+    }
+
+    /// [`SharedSparsifier::optimize_with`] for `TrainStep::optimize_multi`:
+    /// gradients from every device are summed on the weight's device first.
+    pub fn optimize_multi_with<M: Module>(
+        &self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: MultiGradientsParams,
+        lr: ModuleLearningRate,
+    ) -> M {
+        let grads = traverse::merge_multi(&model, grads);
+        self.optimize_with(optim, model, grads, lr)
     }
 }
