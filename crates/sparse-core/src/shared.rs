@@ -22,6 +22,10 @@
 //! }
 //! ```
 //!
+//! To keep Burn's optimizer instead (any of them, with its state in burn-train's
+//! optimizer checkpoints), route to [`SharedSparsifier::optimize_with`] and
+//! [`SharedSparsifier::optimize_multi_with`], passing the `ModuleOptimizer`.
+//!
 //! Clones (burn-train clones the model for validation and per device) share one
 //! state through an `Arc<Mutex<_>>`. The sparse state is not in Burn's
 //! checkpoints: save it with [`Sparsifier::save`] next to them.
