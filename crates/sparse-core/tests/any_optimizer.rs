@@ -9,7 +9,9 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap};
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ParamId};
+use burn::optim::MultiGradientsParams;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
@@ -19,7 +21,7 @@ use burn::optim::{
 use burn::tensor::{Device, Tensor};
 use common::{Net, RandomSwap, device, values};
 use sparse_core::method::{InitContext, Method, Needs, StepContext};
-use sparse_core::{Mask, OptimizerConfig, SparseError, SparseOptimizer, Sparsifier, SparsityConfig};
+use sparse_core::{Mask, OptimizerConfig, SharedSparsifier, SparseError, SparseOptimizer, Sparsifier, SparsityConfig};
 
 const LR: f64 = 0.05;
 
@@ -438,4 +440,48 @@ fn resume_through_burns_optimizer_record_is_bit_identical() {
             assert_eq!(w, w2, "{name}: weights after resuming at {k}");
         }
     }
+}
+
+/// burn-train's route: a `SharedSparsifier` stepping the `ModuleOptimizer` it
+/// is handed (`optimize_with`, and `optimize_multi_with` for gradients from
+/// several devices) takes the same steps as `SparseOptimizer`.
+#[test]
+fn shared_sparsifier_steps_the_optimizer_it_is_given() {
+    let swap = || RandomSwap {
+        every: 2,
+        fraction: 0.3,
+        updates: 0,
+        skip: false,
+    };
+    let config = || SparsityConfig::new().with_sparsity(0.5);
+    let start = model();
+    let mut reference = SparseOptimizer::new(&start, config(), swap(), AdamConfig::new().init()).expect("reference");
+    let mut a = reference.init(start.clone()).expect("init");
+    let (sparsifier, mut optim) = SparseOptimizer::new(&start, config(), swap(), AdamConfig::new().init())
+        .expect("shared")
+        .into_parts();
+    let shared = SharedSparsifier::new(sparsifier);
+    let mut b = shared.lock().init(start).expect("init");
+    for t in 0..6 {
+        let grads = a.grads(t);
+        a = reference.step(a, grads, LR).expect("step");
+        let grads = b.grads(t);
+        let lr = ModuleLearningRate::from(LR);
+        b = if t % 2 == 0 {
+            shared.optimize_with(&mut optim, b, grads, lr)
+        } else {
+            let device = grads_device(&b);
+            let multi = MultiGradientsParams {
+                grads: vec![(grads, device)],
+            };
+            shared.optimize_multi_with(&mut optim, b, multi, lr)
+        };
+    }
+    assert_eq!(reference.sparsifier().masks(), shared.lock().masks());
+    assert_eq!(shared.lock().step_count(), 6);
+    assert_eq!(bits(&all_params(&a)), bits(&all_params(&b)));
+}
+
+fn grads_device(model: &Net) -> Device {
+    model.linears[0].weight.val().device()
 }
