@@ -61,7 +61,8 @@ impl SparseOptimizer {
     /// Discovers the sparse weights of `model` as [`Sparsifier::new`] does, for
     /// training with `optim`: any Burn optimizer (`SgdConfig::new().init()`,
     /// `AdamWConfig::new().init()`, `RmsPropConfig::new().init()`, a user's
-    /// `Optimizer` as `MyOptimizer.into()`, ...).
+    /// `Optimizer` as `MyOptimizer.into()`, ...). The sparsifier's own built-in
+    /// optimizer ([`Sparsifier::optimizer`]) is never used.
     pub fn new<M: Module>(
         model: &M,
         config: SparsityConfig,
