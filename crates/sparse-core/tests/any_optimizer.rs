@@ -388,7 +388,9 @@ fn a_model_of_other_shapes_is_an_error_not_a_panic() {
 /// Runs 10 steps with random drop/grow every 3 steps; with `interrupt_at`, saves
 /// the model, the sparsifier and Burn's optimizer there and continues from them
 /// in a fresh model, sparsifier and optimizer.
-fn run_resumable(start: &Net, make: fn() -> ModuleOptimizer, interrupt_at: Option<u64>) -> (Vec<u32>, Vec<Mask>) {
+type MakeOptimizer = fn() -> ModuleOptimizer;
+
+fn run_resumable(start: &Net, make: MakeOptimizer, interrupt_at: Option<u64>) -> (Vec<u32>, Vec<Mask>) {
     let swap = || RandomSwap {
         every: 3,
         fraction: 0.3,
@@ -425,7 +427,7 @@ fn run_resumable(start: &Net, make: fn() -> ModuleOptimizer, interrupt_at: Optio
 
 #[test]
 fn resume_through_burns_optimizer_record_is_bit_identical() {
-    let makers: [(&str, fn() -> ModuleOptimizer); 3] = [
+    let makers: [(&str, MakeOptimizer); 3] = [
         ("adam", || AdamConfig::new().init()),
         ("rmsprop", || RmsPropConfig::new().with_centered(true).init()),
         ("user", || PushSgd.into()),
