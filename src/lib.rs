@@ -23,7 +23,7 @@ pub use sparse_models;
 pub mod prelude {
     pub use sparse_core::{
         BackendKind, Distribution, DropFraction, LayerFilter, Mask, OptimizerConfig, Pattern, SharedSparsifier,
-        SparseError, Sparsifier, SparsityConfig, SparsitySchedule, UpdateSchedule,
+        SparseError, SparseOptimizer, Sparsifier, SparsityConfig, SparsitySchedule, UpdateSchedule,
     };
     pub use sparse_methods::{BuildContext, MethodConfig, RigL, RigLConfig, Set, SetConfig, StaticRandom};
 }

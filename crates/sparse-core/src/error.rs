@@ -132,6 +132,11 @@ pub enum SparseError {
         /// The flag that asks for it.
         flag: &'static str,
     },
+    /// The state of a Burn optimizer could not be read or written through its record.
+    #[error(
+        "could not zero the optimizer state of changed weights through the Burn optimizer's record: {0}; this is a bug, please report it with the optimizer used (the built-in `OptimizerConfig` optimizers avoid the record)"
+    )]
+    OptimizerRecord(String),
     /// A method-specific error.
     #[error("{method}: {detail}")]
     Method {

@@ -12,7 +12,8 @@
 //! The [`Sparsifier`] hook ties them together: one call per training step after
 //! `backward` masks the gradients, takes a mask-aware [`optim::MaskedOptimizer`]
 //! step, re-applies the masks and runs the method's topology update when its
-//! schedule says so. Masks are host bitsets ([`Mask`]) with a device copy next
+//! schedule says so. Any Burn optimizer can take the step instead
+//! ([`Sparsifier::step_with`], [`SparseOptimizer`]). Masks are host bitsets ([`Mask`]) with a device copy next
 //! to each weight; every decision is deterministic per (seed, weight path, step).
 
 pub mod backend;
@@ -39,6 +40,7 @@ pub mod schedule;
 pub mod select;
 pub mod shared;
 pub mod sparse_init;
+pub mod sparse_optimizer;
 pub mod sparsifier;
 pub mod state;
 pub mod stats;
@@ -62,5 +64,6 @@ pub use rounds::{Rewind, RoundDriver, Rounds};
 pub use schedule::{DropFraction, DropSchedule, Ramp, SparsitySchedule, UpdateSchedule};
 pub use shared::SharedSparsifier;
 pub use sparse_init::SparseInit;
+pub use sparse_optimizer::SparseOptimizer;
 pub use sparsifier::Sparsifier;
 pub use stats::SparsityReport;

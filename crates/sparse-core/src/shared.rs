@@ -22,6 +22,10 @@
 //! }
 //! ```
 //!
+//! To keep Burn's optimizer instead (any of them, with its state in burn-train's
+//! optimizer checkpoints), route to [`SharedSparsifier::optimize_with`] and
+//! [`SharedSparsifier::optimize_multi_with`], passing the `ModuleOptimizer`.
+//!
 //! Clones (burn-train clones the model for validation and per device) share one
 //! state through an `Arc<Mutex<_>>`. The sparse state is not in Burn's
 //! checkpoints: save it with [`Sparsifier::save`] next to them.
@@ -30,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
-use burn::optim::{GradientsParams, MultiGradientsParams};
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 
 use crate::sparsifier::Sparsifier;
 use crate::traverse;
@@ -61,5 +65,31 @@ impl SharedSparsifier {
     pub fn optimize_multi<M: Module>(&self, model: M, grads: MultiGradientsParams, lr: ModuleLearningRate) -> M {
         let grads = traverse::merge_multi(&model, grads);
         self.optimize(model, grads, lr)
+    }
+
+    /// The step for `TrainStep::optimize` with burn-train's own optimizer, any
+    /// Burn optimizer ([`Sparsifier::step_with`]); its state is then in
+    /// burn-train's optimizer checkpoints.
+    pub fn optimize_with<M: Module>(
+        &self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: GradientsParams,
+        lr: ModuleLearningRate,
+    ) -> M {
+        self.lock().optimize_with(optim, model, grads, lr)
+    }
+
+    /// [`SharedSparsifier::optimize_with`] for `TrainStep::optimize_multi`:
+    /// gradients from every device are summed on the weight's device first.
+    pub fn optimize_multi_with<M: Module>(
+        &self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: MultiGradientsParams,
+        lr: ModuleLearningRate,
+    ) -> M {
+        let grads = traverse::merge_multi(&model, grads);
+        self.optimize_with(optim, model, grads, lr)
     }
 }

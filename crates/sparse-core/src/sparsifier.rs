@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::{Module, ParamId};
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 
 use crate::discovery::{all_weights, discover};
@@ -29,6 +29,7 @@ use crate::grad_term::GradTerm;
 use crate::layer::SparseLayer;
 use crate::mask::Mask;
 use crate::method::{GradRequest, GradientOracle, InitContext, IntoMethod, Method, StepContext};
+use crate::optim::burn_state::{self, StateKeep};
 use crate::optim::{MaskedOptimizer, OptimizerConfig};
 use crate::plan::{Plan, SparsityConfig};
 use crate::reparam::{self, ForwardRule};
@@ -219,6 +220,49 @@ impl Sparsifier {
         grads: GradientsParams,
         lr: impl Into<ModuleLearningRate>,
     ) -> Result<M> {
+        self.step_inner(model, grads, lr.into(), None)
+    }
+
+    /// One training step with any Burn optimizer instead of the built-in one:
+    /// the same step as [`Sparsifier::step`] (same schedule, same topology
+    /// updates, same step counter), but the weights move by `optim`, Burn's
+    /// `ModuleOptimizer` (`SgdConfig::new().init()`, `AdamWConfig`, `RmsPropConfig`,
+    /// `AdaGradConfig`, a user's `Optimizer` through `.into()`, with its parameter
+    /// groups and gradient clipping).
+    ///
+    /// The gradients of pruned weights are zeroed before `optim`'s step and the
+    /// pruned weights after it, so they stay exactly 0 whatever the update rule.
+    /// After a topology update, the state of every weight that was dropped or
+    /// regrown is zeroed in `optim` through its record (see
+    /// [`crate::optim::burn_state`]), so regrown weights start from zero state as
+    /// with the built-in optimizers. The state stays in `optim`, so it is saved
+    /// and restored with `optim` (`ModuleOptimizer::save`, burn-train's
+    /// checkpoints), not by [`Sparsifier::save`].
+    ///
+    /// Slower than the built-in [`OptimizerConfig`] optimizers, which need neither
+    /// the extra re-masking multiply per step nor the host round trip of the whole
+    /// optimizer state at each topology update; see `docs/architecture.md`.
+    /// A method's own weight decay for its extra parameters (a reparameterization's
+    /// `extra_decay`) is not applied here: give those parameters their decay with
+    /// `ModuleOptimizer::with_group`.
+    pub fn step_with<M: Module>(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: GradientsParams,
+        lr: impl Into<ModuleLearningRate>,
+    ) -> Result<M> {
+        self.step_inner(model, grads, lr.into(), Some(optim))
+    }
+
+    /// The step with the built-in optimizer (`burn` = `None`) or a Burn one.
+    fn step_inner<M: Module>(
+        &mut self,
+        model: M,
+        grads: GradientsParams,
+        lr: ModuleLearningRate,
+        mut burn: Option<&mut ModuleOptimizer>,
+    ) -> Result<M> {
         self.ensure_bound(&model)?;
         let needs = self.method.needs(self.step);
         let n = self.plan.layers().len();
@@ -230,13 +274,19 @@ impl Sparsifier {
         let grads = traverse::add_grad_terms(&model, grads, &self.ids, self.plan.layers(), &self.terms, self.step);
         let mut model = model;
         if needs.update && needs.skip_optimizer {
-            model = self.run_method(model, dense_grads.as_deref(), needs.update)?;
+            model = self.run_method(model, dense_grads.as_deref(), needs.update, burn)?;
         } else {
             let no_masks = HashMap::new();
             let keep = if self.hard_masks() { &self.keep } else { &no_masks };
-            model = self.optim.step(lr, model, grads, keep);
+            model = match burn.as_deref_mut() {
+                None => self.optim.step(lr, model, grads, keep),
+                Some(optim) => {
+                    let grads = traverse::mask_grads(&model, grads, keep);
+                    traverse::apply_masks(optim.step(lr, model, grads), keep)
+                }
+            };
             if needs.any() {
-                model = self.run_method(model, dense_grads.as_deref(), needs.update)?;
+                model = self.run_method(model, dense_grads.as_deref(), needs.update, burn)?;
             }
         }
         self.step += 1;
@@ -258,12 +308,37 @@ impl Sparsifier {
         }
     }
 
+    /// [`Sparsifier::step_with`] for burn-train: call from `TrainStep::optimize`
+    /// with the `ModuleOptimizer` it is given. As [`Sparsifier::optimize`], an
+    /// error is logged and then panics with its message.
+    pub fn optimize_with<M: Module>(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: GradientsParams,
+        lr: ModuleLearningRate,
+    ) -> M {
+        match self.step_with(optim, model, grads, lr) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "sparse step failed");
+                panic!("sparse step failed: {e}");
+            }
+        }
+    }
+
     /// Whether the masks are imposed on weights and gradients now.
     fn hard_masks(&self) -> bool {
         self.method.reparameterization().is_none_or(|r| r.hard_masks())
     }
 
-    fn run_method<M: Module>(&mut self, model: M, grads: Option<&[Vec<f32>]>, update: bool) -> Result<M> {
+    fn run_method<M: Module>(
+        &mut self,
+        model: M,
+        grads: Option<&[Vec<f32>]>,
+        update: bool,
+        burn: Option<&mut ModuleOptimizer>,
+    ) -> Result<M> {
         let n = self.plan.layers().len();
         let mut weights = if update {
             Some(traverse::read_weights(&model, &self.ids, n)?)
@@ -309,7 +384,9 @@ impl Sparsifier {
             self.explored[l] = self.explored[l].or(&self.masks[l]);
         }
         self.upload_masks(Some(&changed));
-        if self.hard_masks() {
+        if let (true, Some(optim)) = (self.hard_masks(), burn) {
+            self.reset_burn_state(optim, &before, &changed)?;
+        } else if self.hard_masks() {
             let reset: Vec<_> = changed
                 .iter()
                 .map(|&l| {
@@ -326,6 +403,32 @@ impl Sparsifier {
         }
         tracing::debug!(step = self.step, layers = changed.len(), "topology update");
         Ok(self.masked(model))
+    }
+
+    /// Zeroes, in a Burn optimizer, the state of every weight of the `changed`
+    /// layers that is not active both `before` and now: dropped and regrown
+    /// weights (and inactive ones, whose state is 0 already with masked gradients).
+    fn reset_burn_state(&self, optim: &mut ModuleOptimizer, before: &[Mask], changed: &[usize]) -> Result<()> {
+        let kept: Vec<Mask> = changed.iter().map(|&l| before[l].and(&self.masks[l])).collect();
+        let params: Vec<StateKeep<'_>> = changed
+            .iter()
+            .zip(&kept)
+            .map(|(&l, keep)| {
+                let layer = &self.plan.layers()[l];
+                StateKeep {
+                    id: layer.param_id,
+                    shape: &layer.shape,
+                    keep,
+                }
+            })
+            .collect();
+        let tensors = burn_state::zero_state(optim, &params)?;
+        tracing::debug!(
+            step = self.step,
+            tensors,
+            "Burn optimizer state zeroed for changed weights"
+        );
+        Ok(())
     }
 
     /// `model` with pruned weights zeroed (unchanged for soft-mask methods).

@@ -14,10 +14,17 @@
 //! operation for operation (same first-step momentum rule, same bias-correction
 //! form), so results match Burn's optimizers.
 //!
+//! Any Burn optimizer can be used instead, through
+//! [`crate::Sparsifier::step_with`] or [`crate::SparseOptimizer`]: [`burn_state`]
+//! zeroes the state of changed weights in Burn's `ModuleOptimizer` through its
+//! record. The optimizers here stay the fast path: their state is on the device
+//! and reset with one multiply, with no host round trip.
+//!
 //! Files: [`config`] (settings and their validation), `state` (the per-parameter
 //! store, its reset, export and import), `rules` (the two update rules); this
 //! file holds the optimizer and the walk over a module's parameters.
 
+pub mod burn_state;
 mod config;
 mod rules;
 mod state;
