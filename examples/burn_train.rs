@@ -4,34 +4,31 @@
 //! cargo run --release --example burn_train
 //! ```
 //!
-//! The sparse state lives in the model as a `#[module(skip)]` [`SharedSparsifier`];
-//! `TrainStep::optimize` (and `optimize_multi`, used by the multi-device strategy)
-//! hand the step to it instead of Burn's optimizer. burn-train does not checkpoint
-//! the sparse state: save it yourself with `Sparsifier::save` (see `sparseburn train`
-//! for a loop that resumes exactly).
+//! The model is a plain burn-train model (its own `TrainStep::step` and
+//! `InferenceStep::step`), the optimizer any Burn optimizer; `sparsify` makes the
+//! setup sparse. Sparsity, nonzeros and ITOP are burn-train metrics, and the
+//! sparse state is in burn-train's checkpoints: `.checkpoint(epoch)` resumes exactly.
 
 use burn::data::dataloader::DataLoaderBuilder;
-use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams, SgdConfig};
+use burn::optim::AdamWConfig;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use burn::train::{ClassificationOutput, InferenceStep, Learner, SupervisedTraining, TrainOutput, TrainStep};
+use sparseburn::burn_train::sparsify;
 use sparseburn::data::{ImageBatch, ImageBatcher, synthetic::synthetic};
 use sparseburn::prelude::*;
 use sparseburn::sparse_models::{Classifier, Mlp, MlpConfig};
 
-/// The user's model plus the shared sparse state.
+/// The user's burn-train model: nothing sparse in it.
 #[derive(Module, Debug)]
-struct SparseMlp {
-    net: Mlp,
-    #[module(skip)]
-    sparse: SharedSparsifier,
+struct Net {
+    mlp: Mlp,
 }
 
-impl SparseMlp {
+impl Net {
     fn classify(&self, batch: ImageBatch) -> ClassificationOutput {
-        let logits = self.net.forward(batch.images);
+        let logits = self.mlp.forward(batch.images);
         let loss = CrossEntropyLossConfig::new()
             .init(&logits.device())
             .forward(logits.clone(), batch.targets.clone());
@@ -39,7 +36,7 @@ impl SparseMlp {
     }
 }
 
-impl TrainStep for SparseMlp {
+impl TrainStep for Net {
     type Input = ImageBatch;
     type Output = ClassificationOutput;
 
@@ -47,19 +44,9 @@ impl TrainStep for SparseMlp {
         let output = self.classify(batch);
         TrainOutput::new(self, output.loss.backward(), output)
     }
-
-    fn optimize(self, _: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
-        let sparse = self.sparse.clone();
-        sparse.optimize(self, grads, lr)
-    }
-
-    fn optimize_multi(self, _: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: MultiGradientsParams) -> Self {
-        let sparse = self.sparse.clone();
-        sparse.optimize_multi(self, grads, lr)
-    }
 }
 
-impl InferenceStep for SparseMlp {
+impl InferenceStep for Net {
     type Input = ImageBatch;
     type Output = ClassificationOutput;
 
@@ -71,41 +58,38 @@ impl InferenceStep for SparseMlp {
 fn main() -> Result<(), SparseError> {
     let backend: BackendKind = std::env::args().nth(1).as_deref().unwrap_or("flex").parse()?;
     let device = backend.device()?;
-    let train = synthetic(4_000, [1, 28, 28], 10, 1, "train");
-    let valid = synthetic(1_000, [1, 28, 28], 10, 1, "test");
+    let (train, valid) = (
+        synthetic(4_000, [1, 28, 28], 10, 1, "train"),
+        synthetic(1_000, [1, 28, 28], 10, 1, "test"),
+    );
     let batcher = ImageBatcher::new(&train);
     let (epochs, batch_size) = (3, 64);
-    let total_steps = (epochs * train.len() / batch_size) as u64;
-
-    let net = MlpConfig::new().init(&device.clone().autodiff());
-    let rigl = RigL::new(&RigLConfig::new().with_delta_t(25), total_steps)?;
-    let sparse = Sparsifier::new(
-        &net,
-        SparsityConfig::new().with_sparsity(0.9),
-        rigl,
-        &OptimizerConfig::sgd(0.9, 5e-4),
-    )?;
-    let sparse = SharedSparsifier::new(sparse);
-    let net = sparse.lock().init(net)?;
-    let model = SparseMlp {
-        net,
-        sparse: sparse.clone(),
-    };
-
     let loader_train = DataLoaderBuilder::new(batcher.clone())
         .batch_size(batch_size)
         .shuffle(1)
         .build(train);
     let loader_valid = DataLoaderBuilder::new(batcher).batch_size(256).build(valid);
     let artifacts = std::env::temp_dir().join("sparseburn-burn-train");
-    let result = SupervisedTraining::new(&artifacts, loader_train, loader_valid)
+    let training = SupervisedTraining::new(&artifacts, loader_train, loader_valid)
         .metrics((AccuracyMetric::new(), LossMetric::new()))
+        .with_default_checkpointers()
         .with_application_logger(None)
         .num_epochs(epochs)
-        .summary()
-        .launch(Learner::new(model, SgdConfig::new().init(), 0.05));
+        .summary();
 
-    let s = sparse.lock();
+    let net = Net {
+        mlp: MlpConfig::new().init(&device.autodiff()),
+    };
+    let rigl = RigL::new(
+        &RigLConfig::new().with_delta_t(25),
+        (epochs * 4_000 / batch_size) as u64,
+    )?;
+    let (training, model) = sparsify(training, net, SparsityConfig::new().with_sparsity(0.9), rigl)?;
+    let result = training.launch(Learner::new(model, AdamWConfig::new().init(), 1e-3));
+    if let Some(error) = result.model.take_error() {
+        return Err(error); // a failed sparse step stopped the run
+    }
+    let s = result.model.sparsifier().lock();
     println!(
         "done: sparsity {:.1}%, ITOP {:.2}, {} steps, interrupted: {:?}",
         100.0 * s.report().sparsity(),
@@ -113,6 +97,5 @@ fn main() -> Result<(), SparseError> {
         s.step_count(),
         result.interrupted
     );
-    s.save(artifacts.join("sparse-state.safetensors"))?;
     Ok(())
 }

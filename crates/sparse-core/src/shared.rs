@@ -36,6 +36,7 @@ use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 
+use crate::error::Result;
 use crate::sparsifier::Sparsifier;
 use crate::traverse;
 
@@ -91,5 +92,31 @@ impl SharedSparsifier {
     ) -> M {
         let grads = traverse::merge_multi(&model, grads);
         self.optimize_with(optim, model, grads, lr)
+    }
+
+    /// [`Sparsifier::step_with`] on the shared state: the step of
+    /// [`SharedSparsifier::optimize_with`], returning its error instead of
+    /// panicking (what `sparseburn::burn_train::SparseModel` calls).
+    pub fn step_with<M: Module>(
+        &self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: GradientsParams,
+        lr: ModuleLearningRate,
+    ) -> Result<M> {
+        self.lock().step_with(optim, model, grads, lr)
+    }
+
+    /// [`SharedSparsifier::step_with`] for `TrainStep::optimize_multi`: gradients
+    /// from every device are summed on the weight's device first.
+    pub fn step_multi_with<M: Module>(
+        &self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: MultiGradientsParams,
+        lr: ModuleLearningRate,
+    ) -> Result<M> {
+        let grads = traverse::merge_multi(&model, grads);
+        self.step_with(optim, model, grads, lr)
     }
 }

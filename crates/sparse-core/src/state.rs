@@ -75,6 +75,15 @@ impl Sparsifier {
     /// Saves the sparse training state to `path` (atomically).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
+        let bytes = self.to_bytes()?;
+        write_atomic(path, &bytes)?;
+        tracing::info!(path = %path.display(), step = self.step, "saved sparse state");
+        Ok(())
+    }
+
+    /// The sparse training state as the bytes [`Sparsifier::save`] writes (a
+    /// safetensors file), e.g. to embed it in a model checkpoint.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let optim = self.optim.export()?;
         let method = self.method.save_state();
         let header = Header {
@@ -129,10 +138,7 @@ impl Sparsifier {
             FORMAT.to_string(),
             serde_json::to_string(&header).map_err(|e| SparseError::InvalidConfig(e.to_string()))?,
         )]);
-        let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| SparseError::TensorRead(format!("{e:?}")))?;
-        write_atomic(path, &bytes)?;
-        tracing::info!(path = %path.display(), step = self.step, "saved sparse state");
-        Ok(())
+        safetensors::serialize(views, Some(meta)).map_err(|e| SparseError::TensorRead(format!("{e:?}")))
     }
 
     /// Restores state saved by [`Sparsifier::save`] for `model` (the model whose
@@ -143,6 +149,14 @@ impl Sparsifier {
         let path = path.as_ref();
         self.check_attached(model)?;
         let bytes = std::fs::read(path).map_err(|e| SparseError::io(path, e))?;
+        self.load_bytes(&bytes, path, model)
+    }
+
+    /// Restores state from the bytes of [`Sparsifier::to_bytes`]; `source` names
+    /// where they come from in errors. Changes nothing on error.
+    pub fn load_bytes<M: Module>(&mut self, bytes: &[u8], source: impl AsRef<Path>, model: &M) -> Result<()> {
+        let path = source.as_ref();
+        self.check_attached(model)?;
         let corrupt = |detail: String| SparseError::CorruptState {
             file: path.to_path_buf(),
             detail,
@@ -151,8 +165,8 @@ impl Sparsifier {
             file: path.to_path_buf(),
             detail,
         };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("{e:?}")))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("{e:?}")))?;
         let header: Header = meta
             .metadata()
             .as_ref()

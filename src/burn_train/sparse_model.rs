@@ -1,0 +1,240 @@
+//! [`SparseModel`]: a user's burn-train model with its sparse training state.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
+use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
+use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
+use burn::store::{ModuleRecord, RecordError};
+use burn::tensor::Device;
+use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
+use sparse_core::{SharedSparsifier, SparseError};
+
+use super::record;
+
+/// A model trained sparse by burn-train: `inner` is the user's model, unchanged
+/// (same parameters, same paths, same `TrainStep::step`); the wrapper adds the
+/// sparse step to `TrainStep::optimize` and the sparse state to the model's
+/// record. Built by [`super::sparsify`].
+///
+/// - **Parameters.** Visiting and mapping go straight to `inner`, so parameter
+///   paths and ids are the user's: Burn's optimizer, parameter groups and
+///   gradient clipping see the user's model.
+/// - **Step.** `optimize` and `optimize_multi` run
+///   [`sparse_core::Sparsifier::step_with`] with the `ModuleOptimizer` burn-train
+///   passes (any Burn optimizer).
+/// - **Checkpoints.** `into_record` adds the sparse state (masks, ITOP record,
+///   method state, step counter) to the model's record, and `try_load_record`
+///   restores it ([`record`]).
+/// - **Errors.** A failed sparse step keeps the model as it was, stops the run
+///   through burn-train's `Interrupter` with the error as reason, and is kept
+///   for [`SparseModel::take_error`].
+#[derive(Clone, Debug)]
+pub struct SparseModel<M> {
+    inner: M,
+    sparse: SharedSparsifier,
+    hooks: Hooks,
+}
+
+/// What every clone of a [`SparseModel`] shares besides the sparsifier.
+#[derive(Clone, Default)]
+struct Hooks {
+    interrupter: Option<Interrupter>,
+    error: Arc<Mutex<Option<SparseError>>>,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("interrupter", &self.interrupter.is_some())
+            .finish()
+    }
+}
+
+impl<M: Module> SparseModel<M> {
+    /// Wraps `inner` (whose masks `sparse` has set) with `sparse`; a failed
+    /// sparse step stops the run through `interrupter`, if given.
+    pub fn new(inner: M, sparse: SharedSparsifier, interrupter: Option<Interrupter>) -> Self {
+        Self {
+            inner,
+            sparse,
+            hooks: Hooks {
+                interrupter,
+                error: Arc::default(),
+            },
+        }
+    }
+
+    /// The user's model.
+    pub fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    /// The user's model, unwrapped.
+    pub fn into_inner(self) -> M {
+        self.inner
+    }
+
+    /// The sparse state, shared by every clone (statistics, masks, saving).
+    pub fn sparsifier(&self) -> &SharedSparsifier {
+        &self.sparse
+    }
+
+    /// The error that stopped the run, if a sparse step failed (burn-train
+    /// reports it as an interruption whose reason is the error's message).
+    pub fn take_error(&self) -> Option<SparseError> {
+        self.lock_error().take()
+    }
+
+    fn lock_error(&self) -> std::sync::MutexGuard<'_, Option<SparseError>> {
+        self.hooks.error.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records `error`, stops the run and logs it.
+    fn fail(&self, error: SparseError) {
+        let reason = format!("sparse step failed: {error}");
+        tracing::error!(%error, "sparse step failed; stopping the run");
+        if let Some(interrupter) = &self.hooks.interrupter {
+            interrupter.stop(Some(&reason));
+        }
+        self.lock_error().get_or_insert(error);
+    }
+
+    /// Runs `step` on `inner`; on error keeps `inner` as it was.
+    fn sparse_step(self, step: impl FnOnce(&SharedSparsifier, M) -> sparse_core::Result<M>) -> Self {
+        let before = self.inner.clone();
+        match step(&self.sparse, self.inner.clone()) {
+            Ok(inner) => Self { inner, ..self },
+            Err(error) => {
+                self.fail(error);
+                Self { inner: before, ..self }
+            }
+        }
+    }
+
+    fn with_inner(&self, inner: M) -> Self {
+        Self {
+            inner,
+            sparse: self.sparse.clone(),
+            hooks: self.hooks.clone(),
+        }
+    }
+}
+
+impl<M: Module> Module for SparseModel<M> {
+    fn collect_devices(&self, devices: Devices) -> Devices {
+        self.inner.collect_devices(devices)
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        let inner = self.inner.clone().fork(device);
+        self.with_inner(inner)
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        let inner = self.inner.clone().to_device(device);
+        self.with_inner(inner)
+    }
+
+    fn train(self) -> Self {
+        let inner = self.inner.clone().train();
+        self.with_inner(inner)
+    }
+
+    fn valid(&self) -> Self {
+        self.with_inner(self.inner.valid())
+    }
+
+    fn materialize(self) -> Self {
+        let inner = self.inner.clone().materialize();
+        self.with_inner(inner)
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        self.inner.visit(visitor);
+    }
+
+    fn map<Mp: ModuleMapper>(self, mapper: &mut Mp) -> Self {
+        let inner = self.inner.clone().map(mapper);
+        self.with_inner(inner)
+    }
+
+    /// The user's model's record plus the sparse state. Should the state fail
+    /// to serialize, the run is stopped ([`SparseModel::take_error`]) and the
+    /// record goes without it; loading that checkpoint then fails with an error
+    /// that says so.
+    fn into_record(self) -> ModuleRecord {
+        let state = self.sparse.lock().to_bytes();
+        let model = self.inner.clone().into_record();
+        let result = state.and_then(|bytes| {
+            record::embed(model.clone(), bytes)
+                .map_err(|e| SparseError::Backend(format!("adding the sparse state to the model record: {e}")))
+        });
+        match result {
+            Ok(with_state) => with_state,
+            Err(error) => {
+                self.fail(error);
+                model
+            }
+        }
+    }
+
+    /// Loads the user's model's part into `inner` and restores the sparse state
+    /// saved with it (rebinding the sparse weights to the loaded parameter ids).
+    fn try_load_record(self, record: ModuleRecord) -> Result<Self, RecordError> {
+        let (model, state) = record::extract(record)?;
+        let state = state.ok_or_else(|| {
+            RecordError::Validation(format!(
+                "the record has no sparse state (`{}`): it was not saved from a `SparseModel`; load it into the bare model, or train from it with `sparsify` instead of resuming",
+                record::STATE_TENSOR
+            ))
+        })?;
+        let inner = self.inner.clone().try_load_record(model)?;
+        self.sparse
+            .lock()
+            .load_bytes(&state, "model checkpoint", &inner)
+            .map_err(|e| RecordError::Validation(format!("sparse state: {e}")))?;
+        Ok(self.with_inner(inner))
+    }
+}
+
+impl<M: Module + fmt::Display> fmt::Display for SparseModel<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sparse = self.sparse.lock();
+        writeln!(
+            f,
+            "SparseModel ({}, {} sparse layers, sparsity {:.2}%)",
+            sparse.method().name(),
+            sparse.layers().len(),
+            100.0 * sparse.report().sparsity()
+        )?;
+        write!(f, "{}", self.inner)
+    }
+}
+
+impl<M: TrainStep + Module> TrainStep for SparseModel<M> {
+    type Input = M::Input;
+    type Output = M::Output;
+
+    fn step(&self, item: Self::Input) -> TrainOutput<Self::Output> {
+        self.inner.step(item)
+    }
+
+    fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
+        self.sparse_step(|sparse, inner| sparse.step_with(optim, inner, grads, lr))
+    }
+
+    fn optimize_multi(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: MultiGradientsParams) -> Self {
+        self.sparse_step(|sparse, inner| sparse.step_multi_with(optim, inner, grads, lr))
+    }
+}
+
+impl<M: InferenceStep + Module> InferenceStep for SparseModel<M> {
+    type Input = M::Input;
+    type Output = M::Output;
+
+    fn step(&self, item: Self::Input) -> Self::Output {
+        self.inner.step(item)
+    }
+}
