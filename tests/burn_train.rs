@@ -257,3 +257,23 @@ fn failed_sparse_step_stops_the_run_with_the_error() {
     assert!(reason.contains(&error.to_string()));
     assert_eq!(result.model.sparsifier().lock().step_count(), 0, "no step was counted");
 }
+
+#[test]
+fn model_records_with_and_without_the_sparse_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = device();
+    let config = SparsityConfig::new().with_sparsity(SPARSITY);
+    let (_, model) = sparsify(training(dir.path(), 1), Net::new(&device, 32), config, rigl()).expect("sparsify");
+    // a bare model's record has no sparse state: an error, not a panic
+    let bare = Net::new(&device, 32).into_record();
+    let error = model.clone().try_load_record(bare).expect_err("no sparse state");
+    assert!(error.to_string().contains("no sparse state"), "{error}");
+    // a SparseModel's record loads into the bare model only with allow_unused
+    let record = model.clone().into_record();
+    assert!(Net::new(&device, 32).try_load_record(record.clone()).is_err());
+    let loaded = Net::new(&device, 32)
+        .try_load_record(record.allow_unused(true))
+        .expect("allow_unused");
+    let bytes = |net: Net| net.into_record().into_bytes().expect("bytes").to_vec();
+    assert!(bytes(loaded) == bytes(model.inner().clone()), "weights differ");
+}

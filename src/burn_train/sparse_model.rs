@@ -26,7 +26,7 @@ use super::record;
 ///   passes (any Burn optimizer).
 /// - **Checkpoints.** `into_record` adds the sparse state (masks, ITOP record,
 ///   method state, step counter) to the model's record, and `try_load_record`
-///   restores it ([`record`]).
+///   restores it (see `record.rs`).
 /// - **Errors.** A failed sparse step keeps the model as it was, stops the run
 ///   through burn-train's `Interrupter` with the error as reason, and is kept
 ///   for [`SparseModel::take_error`].

@@ -1,5 +1,10 @@
 //! burn-train integration: a [`Sparsifier`] shared by every clone of a model.
 //!
+//! The first-class route is `sparseburn::burn_train::sparsify`, which wraps the
+//! model (no changes to it, any Burn optimizer, the sparse state in burn-train's
+//! checkpoints, sparsity metrics); it is built on [`SharedSparsifier::step_with`].
+//! The hand-written glue below remains for models that must stay unwrapped.
+//!
 //! burn-train owns the model and calls `TrainStep::optimize` once per optimizer
 //! step (after gradient accumulation), with Burn's `ModuleOptimizer`. Keep a
 //! [`SharedSparsifier`] in the model as a `#[module(skip)]` field and route
@@ -27,8 +32,8 @@
 //! [`SharedSparsifier::optimize_multi_with`], passing the `ModuleOptimizer`.
 //!
 //! Clones (burn-train clones the model for validation and per device) share one
-//! state through an `Arc<Mutex<_>>`. The sparse state is not in Burn's
-//! checkpoints: save it with [`Sparsifier::save`] next to them.
+//! state through an `Arc<Mutex<_>>`. With this glue the sparse state is not in
+//! Burn's checkpoints: save it with [`Sparsifier::save`] next to them.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
