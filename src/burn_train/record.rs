@@ -8,7 +8,6 @@
 //! the record on the host per checkpoint (burn-train already copies it there to
 //! write it).
 
-use burn::module::ParamId;
 use burn::store::{ModuleRecord, RecordError};
 use burn_pack::{Bytes, DType, Reader, Writer};
 
@@ -25,7 +24,7 @@ pub fn embed(record: ModuleRecord, state: Vec<u8>) -> Result<ModuleRecord, Recor
         STATE_TENSOR.to_string(),
         DType::U8,
         vec![len],
-        Some(ParamId::new().val()),
+        None, // not a parameter
         Bytes::from_bytes_vec(state),
     ));
     ModuleRecord::from_bytes(Writer::new(tensors).into_bytes()?)
