@@ -277,3 +277,16 @@ fn model_records_with_and_without_the_sparse_state() {
     let bytes = |net: Net| net.into_record().into_bytes().expect("bytes").to_vec();
     assert!(bytes(loaded) == bytes(model.inner().clone()), "weights differ");
 }
+
+#[test]
+fn one_sparse_step_per_optimizer_step_with_gradient_accumulation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = device();
+    let config = SparsityConfig::new().with_sparsity(SPARSITY);
+    let training = training(dir.path(), 1).grads_accumulation(2);
+    let (training, model) = sparsify(training, Net::new(&device, 32), config, rigl()).expect("sparsify");
+    let result = training.launch(Learner::new(model, AdamConfig::new().init(), 1e-2));
+    assert!(result.error.is_none(), "{:?}", result.error);
+    // 8 batches, 2 per optimizer step
+    assert_eq!(result.model.sparsifier().lock().step_count(), 4);
+}
