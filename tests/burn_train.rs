@@ -276,6 +276,12 @@ fn model_records_with_and_without_the_sparse_state() {
         .expect("allow_unused");
     let bytes = |net: Net| net.into_record().into_bytes().expect("bytes").to_vec();
     assert!(bytes(loaded) == bytes(model.inner().clone()), "weights differ");
+    // the same model gives the same checkpoint bytes (no random id for the state)
+    let with_state = |m: &SparseModel<Net>| m.clone().into_record().into_bytes().expect("bytes").to_vec();
+    assert!(
+        with_state(&model) == with_state(&model),
+        "checkpoint bytes differ between two saves"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ mod sparse_metric;
 mod sparse_model;
 
 use burn::train::{LearnerModel, SupervisedTraining};
-use sparse_core::{IntoMethod, OptimizerConfig, SgdSettings, SharedSparsifier, Sparsifier, SparsityConfig};
+use sparse_core::{IntoMethod, SharedSparsifier, Sparsifier, SparsityConfig};
 
 pub use record::STATE_TENSOR;
 pub use sparse_metric::{SparseMetric, SparseQuantity};
@@ -54,16 +54,7 @@ pub fn sparsify<M: LearnerModel>(
     config: SparsityConfig,
     method: impl IntoMethod,
 ) -> sparse_core::Result<(SupervisedTraining<SparseModel<M>>, SparseModel<M>)> {
-    // the built-in optimizer is never stepped (burn-train's is): plain SGD keeps no state
-    let unused = OptimizerConfig::Sgd(SgdSettings::new());
-    let mut sparsifier = Sparsifier::new(&model, config, method, &unused)?;
-    if let Some(decay) = sparsifier.method().reparameterization().and_then(|r| r.extra_decay()) {
-        tracing::warn!(
-            method = sparsifier.method().name(),
-            decay,
-            "the method asks for its own weight decay on its extra parameters; with a Burn optimizer set it with `ModuleOptimizer::with_group`"
-        );
-    }
+    let mut sparsifier = Sparsifier::for_burn_optimizer(&model, config, method)?;
     let model = sparsifier.init(model)?;
     Ok(wrap(training, model, SharedSparsifier::new(sparsifier)))
 }

@@ -3,10 +3,10 @@
 //!
 //! A `ModuleRecord` is opaque, but it round-trips through burnpack bytes; the
 //! sparse state ([`sparse_core::Sparsifier::to_bytes`], a safetensors file) is
-//! added as one `u8` tensor named [`STATE_TENSOR`] with no parameter id, and
-//! taken out again before the rest is applied to the model. Cost: one copy of
-//! the record on the host per checkpoint (burn-train already copies it there to
-//! write it).
+//! added as one `u8` tensor named [`STATE_TENSOR`] with a fixed id, and taken
+//! out again before the rest is applied to the model. Cost per checkpoint: the
+//! record is encoded to burnpack bytes, decoded and encoded again on the host
+//! (burn-train already brings it there to write it).
 
 use burn::store::{ModuleRecord, RecordError};
 use burn_pack::{Bytes, DType, Reader, Writer};
@@ -16,6 +16,10 @@ use burn_pack::{Bytes, DType, Reader, Writer};
 /// `record.allow_unused(true)`.
 pub const STATE_TENSOR: &str = "__sparseburn_state";
 
+/// The fixed parameter id of [`STATE_TENSOR`] ("sprsburn" in ASCII), so that a
+/// record reads back to the same bytes (without one, Burn draws a random id).
+const STATE_ID: u64 = u64::from_le_bytes(*b"sprsburn");
+
 /// `record` with `state` added under [`STATE_TENSOR`].
 pub fn embed(record: ModuleRecord, state: Vec<u8>) -> Result<ModuleRecord, RecordError> {
     let mut tensors = Reader::from_bytes(record.into_bytes()?)?.into_tensors()?;
@@ -24,7 +28,7 @@ pub fn embed(record: ModuleRecord, state: Vec<u8>) -> Result<ModuleRecord, Recor
         STATE_TENSOR.to_string(),
         DType::U8,
         vec![len],
-        None, // not a parameter
+        Some(STATE_ID),
         Bytes::from_bytes_vec(state),
     ));
     ModuleRecord::from_bytes(Writer::new(tensors).into_bytes()?)

@@ -27,9 +27,14 @@ use super::record;
 /// - **Checkpoints.** `into_record` adds the sparse state (masks, ITOP record,
 ///   method state, step counter) to the model's record, and `try_load_record`
 ///   restores it (see `record.rs`).
-/// - **Errors.** A failed sparse step keeps the model as it was, stops the run
-///   through burn-train's `Interrupter` with the error as reason, and is kept
-///   for [`SparseModel::take_error`].
+/// - **Errors.** A failed sparse step keeps the weights as they were (the
+///   masks too when the method fails; Burn's optimizer state is not rolled
+///   back), stops the run through burn-train's `Interrupter` with the error as
+///   reason before any checkpoint of that epoch, and is kept for
+///   [`SparseModel::take_error`].
+/// - **Devices.** One device, or burn-train's `MultiDevice` strategy (one
+///   sparse step from the reduced gradients). `DistributedDataParallel`, where
+///   every worker steps its own replica, is refused with an error.
 #[derive(Clone, Debug)]
 pub struct SparseModel<M> {
     inner: M,
@@ -42,6 +47,8 @@ pub struct SparseModel<M> {
 struct Hooks {
     interrupter: Option<Interrupter>,
     error: Arc<Mutex<Option<SparseError>>>,
+    /// The device of the first `optimize` call (see [`SparseModel::check_stepping_device`]).
+    stepping_device: Arc<Mutex<Option<Device>>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -56,12 +63,14 @@ impl<M: Module> SparseModel<M> {
     /// Wraps `inner` (whose masks `sparse` has set) with `sparse`; a failed
     /// sparse step stops the run through `interrupter`, if given.
     pub fn new(inner: M, sparse: SharedSparsifier, interrupter: Option<Interrupter>) -> Self {
+        sparse.lock().warn_extra_decay();
         Self {
             inner,
             sparse,
             hooks: Hooks {
                 interrupter,
                 error: Arc::default(),
+                stepping_device: Arc::default(),
             },
         }
     }
@@ -110,6 +119,32 @@ impl<M: Module> SparseModel<M> {
                 self.fail(error);
                 Self { inner: before, ..self }
             }
+        }
+    }
+
+    /// Refuses a second device stepping its own replica: burn-train's
+    /// `DistributedDataParallel` strategy has every worker call `optimize`
+    /// on its copy, which would advance the shared schedule once per device
+    /// and let each replica decide the topology. `MultiDevice` (one
+    /// `optimize_multi` from the reduced gradients) is the supported route.
+    fn check_stepping_device(&self) -> Result<(), SparseError> {
+        let Some(device) = self.inner.devices().into_iter().next() else {
+            return Ok(());
+        };
+        let mut first = self
+            .hooks
+            .stepping_device
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match first.as_ref() {
+            None => {
+                *first = Some(device);
+                Ok(())
+            }
+            Some(seen) if *seen == device => Ok(()),
+            Some(seen) => Err(SparseError::InvalidConfig(format!(
+                "the sparse model was stepped on {device:?} after {seen:?}: burn-train's DistributedDataParallel strategy (one optimizer step per device) is not supported; use ExecutionStrategy::MultiDevice, which steps once from the reduced gradients, or a single device"
+            ))),
         }
     }
 
@@ -166,16 +201,15 @@ impl<M: Module> Module for SparseModel<M> {
     /// that says so.
     fn into_record(self) -> ModuleRecord {
         let state = self.sparse.lock().to_bytes();
-        let model = self.inner.clone().into_record();
         let result = state.and_then(|bytes| {
-            record::embed(model.clone(), bytes)
+            record::embed(self.inner.clone().into_record(), bytes)
                 .map_err(|e| SparseError::Backend(format!("adding the sparse state to the model record: {e}")))
         });
         match result {
             Ok(with_state) => with_state,
             Err(error) => {
                 self.fail(error);
-                model
+                self.inner.into_record()
             }
         }
     }
@@ -222,6 +256,10 @@ impl<M: TrainStep + Module> TrainStep for SparseModel<M> {
     }
 
     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
+        if let Err(error) = self.check_stepping_device() {
+            self.fail(error);
+            return self;
+        }
         self.sparse_step(|sparse, inner| sparse.step_with(optim, inner, grads, lr))
     }
 

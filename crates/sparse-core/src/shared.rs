@@ -28,8 +28,9 @@
 //! ```
 //!
 //! To keep Burn's optimizer instead (any of them, with its state in burn-train's
-//! optimizer checkpoints), route to [`SharedSparsifier::optimize_with`] and
-//! [`SharedSparsifier::optimize_multi_with`], passing the `ModuleOptimizer`.
+//! optimizer checkpoints), use `sparseburn::burn_train::sparsify`, which wraps
+//! the model and routes to [`SharedSparsifier::step_with`] and
+//! [`SharedSparsifier::step_multi_with`] without any glue in the user's model.
 //!
 //! Clones (burn-train clones the model for validation and per device) share one
 //! state through an `Arc<Mutex<_>>`. With this glue the sparse state is not in
@@ -73,35 +74,11 @@ impl SharedSparsifier {
         self.optimize(model, grads, lr)
     }
 
-    /// The step for `TrainStep::optimize` with burn-train's own optimizer, any
-    /// Burn optimizer ([`Sparsifier::step_with`]); its state is then in
-    /// burn-train's optimizer checkpoints.
-    pub fn optimize_with<M: Module>(
-        &self,
-        optim: &mut ModuleOptimizer,
-        model: M,
-        grads: GradientsParams,
-        lr: ModuleLearningRate,
-    ) -> M {
-        self.lock().optimize_with(optim, model, grads, lr)
-    }
-
-    /// [`SharedSparsifier::optimize_with`] for `TrainStep::optimize_multi`:
-    /// gradients from every device are summed on the weight's device first.
-    pub fn optimize_multi_with<M: Module>(
-        &self,
-        optim: &mut ModuleOptimizer,
-        model: M,
-        grads: MultiGradientsParams,
-        lr: ModuleLearningRate,
-    ) -> M {
-        let grads = traverse::merge_multi(&model, grads);
-        self.optimize_with(optim, model, grads, lr)
-    }
-
-    /// [`Sparsifier::step_with`] on the shared state: the step of
-    /// [`SharedSparsifier::optimize_with`], returning its error instead of
-    /// panicking (what `sparseburn::burn_train::SparseModel` calls).
+    /// [`Sparsifier::step_with`] on the shared state: the step for
+    /// `TrainStep::optimize` with burn-train's own optimizer (any Burn
+    /// optimizer; its state is then in burn-train's optimizer checkpoints).
+    /// Returns its error: `sparseburn::burn_train::SparseModel` turns it into
+    /// a stopped run instead of a panic.
     pub fn step_with<M: Module>(
         &self,
         optim: &mut ModuleOptimizer,

@@ -24,7 +24,10 @@
 //! [`Sparsifier::step_with`] borrows one (burn-train's, whose state then lands
 //! in burn-train's own optimizer checkpoints), and [`SparseOptimizer`] owns one,
 //! for hand-written loops. Its state stays Burn's: save it with
-//! `optimizer().save(..)` and restore it with `optimizer_mut()` and `load`.
+//! `optimizer().save(..)`; to resume, load it into a fresh optimizer
+//! (`AdamConfig::new().init().load(..)`) and pair that with the restored
+//! sparsifier through [`SparseOptimizer::from_parts`] (without `init`, which
+//! clears the optimizer's state).
 //!
 //! How the state of dropped and regrown weights is zeroed, and what it costs:
 //! [`crate::optim::burn_state`]. The built-in [`crate::OptimizerConfig`]
@@ -40,6 +43,30 @@ use crate::method::IntoMethod;
 use crate::optim::{OptimizerConfig, SgdSettings};
 use crate::plan::SparsityConfig;
 use crate::sparsifier::Sparsifier;
+
+impl Sparsifier {
+    /// A sparsifier for a Burn optimizer ([`Sparsifier::step_with`],
+    /// [`SparseOptimizer`], burn-train): as [`Sparsifier::new`], its built-in
+    /// optimizer left unused.
+    pub fn for_burn_optimizer<M: Module>(model: &M, config: SparsityConfig, method: impl IntoMethod) -> Result<Self> {
+        // never stepped: plain SGD keeps no state
+        let unused = OptimizerConfig::Sgd(SgdSettings::new());
+        Sparsifier::new(model, config, method, &unused)
+    }
+
+    /// Warns when the method asks for weight decay on its own extra parameters
+    /// (AutoSparse's thresholds), which a Burn optimizer does not apply unless
+    /// told to with `ModuleOptimizer::with_group`.
+    pub fn warn_extra_decay(&self) {
+        if let Some(decay) = self.method().reparameterization().and_then(|r| r.extra_decay()) {
+            tracing::warn!(
+                method = self.method().name(),
+                decay,
+                "the method asks for its own weight decay on its extra parameters; with a Burn optimizer set it with `ModuleOptimizer::with_group`"
+            );
+        }
+    }
+}
 
 /// A [`Sparsifier`] that steps the weights with a Burn `ModuleOptimizer`.
 #[derive(Debug)]
@@ -69,9 +96,7 @@ impl SparseOptimizer {
         method: impl IntoMethod,
         optim: impl Into<ModuleOptimizer>,
     ) -> Result<Self> {
-        // the built-in optimizer is never stepped: plain SGD keeps no state
-        let unused = OptimizerConfig::Sgd(SgdSettings::new());
-        let sparsifier = Sparsifier::new(model, config, method, &unused)?;
+        let sparsifier = Sparsifier::for_burn_optimizer(model, config, method)?;
         Ok(Self::from_parts(sparsifier, optim))
     }
 
@@ -79,14 +104,7 @@ impl SparseOptimizer {
     /// [`Sparsifier::load`]) with a Burn optimizer (e.g. one restored with
     /// `ModuleOptimizer::load`).
     pub fn from_parts(sparsifier: Sparsifier, optim: impl Into<ModuleOptimizer>) -> Self {
-        let decay = sparsifier.method().reparameterization().and_then(|r| r.extra_decay());
-        if let Some(decay) = decay {
-            tracing::warn!(
-                method = sparsifier.method().name(),
-                decay,
-                "the method asks for its own weight decay on its extra parameters; with a Burn optimizer set it with `ModuleOptimizer::with_group`"
-            );
-        }
+        sparsifier.warn_extra_decay();
         Self {
             sparsifier,
             optim: ModuleOptimizerBox(optim.into()),

@@ -308,25 +308,6 @@ impl Sparsifier {
         }
     }
 
-    /// [`Sparsifier::step_with`] for burn-train: call from `TrainStep::optimize`
-    /// with the `ModuleOptimizer` it is given. As [`Sparsifier::optimize`], an
-    /// error is logged and then panics with its message.
-    pub fn optimize_with<M: Module>(
-        &mut self,
-        optim: &mut ModuleOptimizer,
-        model: M,
-        grads: GradientsParams,
-        lr: ModuleLearningRate,
-    ) -> M {
-        match self.step_with(optim, model, grads, lr) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "sparse step failed");
-                panic!("sparse step failed: {e}");
-            }
-        }
-    }
-
     /// Whether the masks are imposed on weights and gradients now.
     fn hard_masks(&self) -> bool {
         self.method.reparameterization().is_none_or(|r| r.hard_masks())
@@ -362,8 +343,12 @@ impl Sparsifier {
         if let Some(e) = extra.as_deref() {
             ctx = ctx.with_extra(e);
         }
-        self.method.on_step(&mut ctx)?;
+        let outcome = self.method.on_step(&mut ctx);
         let weights_changed = ctx.weights_changed();
+        if let Err(e) = outcome {
+            self.masks = before; // a method may fail halfway through its masks
+            return Err(e);
+        }
         let masks = std::mem::take(&mut self.masks);
         if let Err(e) = self.check_masks(&masks) {
             self.masks = before;

@@ -445,7 +445,7 @@ fn resume_through_burns_optimizer_record_is_bit_identical() {
 }
 
 /// burn-train's route: a `SharedSparsifier` stepping the `ModuleOptimizer` it
-/// is handed (`optimize_with`, and `optimize_multi_with` for gradients from
+/// is handed (`step_with`, and `step_multi_with` for gradients from
 /// several devices) takes the same steps as `SparseOptimizer`.
 #[test]
 fn shared_sparsifier_steps_the_optimizer_it_is_given() {
@@ -470,13 +470,13 @@ fn shared_sparsifier_steps_the_optimizer_it_is_given() {
         let grads = b.grads(t);
         let lr = ModuleLearningRate::from(LR);
         b = if t % 2 == 0 {
-            shared.optimize_with(&mut optim, b, grads, lr)
+            shared.step_with(&mut optim, b, grads, lr).expect("step")
         } else {
             let device = grads_device(&b);
             let multi = MultiGradientsParams {
                 grads: vec![(grads, device)],
             };
-            shared.optimize_multi_with(&mut optim, b, multi, lr)
+            shared.step_multi_with(&mut optim, b, multi, lr).expect("step")
         };
     }
     assert_eq!(reference.sparsifier().masks(), shared.lock().masks());

@@ -71,7 +71,7 @@ impl Accumulation {
 
 /// The summed gradients of the micro-batches of optimizer step `step`, each
 /// micro-batch's loss scaled by `1/K` (not scaled when K = 1, so a run without
-/// accumulation is unchanged bit for bit); `keep` receives each micro-batch's
+/// accumulation is unchanged bit for bit); `on_stats` receives each micro-batch's
 /// statistics (its unscaled loss).
 pub fn step_gradients<M, T>(
     task: &mut T,
@@ -79,7 +79,7 @@ pub fn step_gradients<M, T>(
     plan: &Accumulation,
     step: u64,
     round: usize,
-    mut keep: impl FnMut(StepStats),
+    mut on_stats: impl FnMut(StepStats),
 ) -> GradientsParams
 where
     M: Module,
@@ -89,7 +89,7 @@ where
     let mut accumulator = GradientsAccumulator::<M>::new();
     for batch in plan.batches_of(step) {
         let (loss, stats) = task.train_step(model, batch, round);
-        keep(stats);
+        on_stats(stats);
         let loss = if k > 1 { loss.div_scalar(k as f32) } else { loss };
         accumulator.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
     }

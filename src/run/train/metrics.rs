@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::divergence::Diverged;
 use super::task::StepStats;
 
-/// Steps read back at once.
+/// Batches whose statistics are read back from the device at once.
 const GROUP: usize = 25;
 
 /// The running sums of the current epoch (saved in checkpoints).
