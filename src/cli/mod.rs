@@ -17,7 +17,7 @@ use sparse_methods::{MethodConfig, Penalty, RegularizationConfig};
 use sparse_models::MobileNetV1Config;
 
 use self::args::{
-    ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs,
+    ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs, TaskArgs,
     TrainingArgs, flag_name, merge, switches,
 };
 use self::choices::MethodName;
@@ -69,6 +69,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct SweepArgs {
+    #[command(flatten)]
+    task: TaskArgs,
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
@@ -370,12 +372,15 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         stop_after_epochs: args.stop_after,
     };
     let summary = train(&cfg, &opts)?;
+    let metric = match &summary.lm {
+        Some(lm) => format!("test {:.4} bits per {}", lm.test_bits_per_token, lm.tokens),
+        None => format!("test accuracy {:.2}%", 100.0 * summary.test_accuracy),
+    };
     println!(
-        "\n{} {} on {}: test accuracy {:.2}%, sparsity {:.2}%, {} nonzeros; report: {}",
+        "\n{} {} on {}: {metric}, sparsity {:.2}%, {} nonzeros; report: {}",
         summary.model,
         summary.method,
         summary.dataset,
-        100.0 * summary.test_accuracy,
         100.0 * summary.sparsity,
         summary.nonzeros,
         out.join("report.md").display()
@@ -405,6 +410,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
 fn sweep_command(args: SweepArgs) -> anyhow::Result<()> {
     let mut overrides = toml::Table::new();
     let run = RunArgs {
+        task: args.task,
         config: ConfigArgs::default(),
         model: args.model,
         model_run: args.model_run,

@@ -27,6 +27,8 @@ use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
 use super::lr::LrSchedule;
 use super::models::ModelKind;
+use super::task_kind::TaskKind;
+use crate::data::text::TokenKind;
 use crate::data::{DataConfig, DatasetKind};
 
 /// Which model.
@@ -168,9 +170,60 @@ pub struct TrainingSection {
     pub seed: u64,
 }
 
+/// The language model of `task = "lm"`: the char transformer's shape
+/// ([`sparse_models::CharTransformerConfig`]), which weights are sparse, the
+/// corpus's tokens, the epoch, the evaluation and the report's sample. The corpus
+/// is `[data] data_dir` (default: Debian's fortunes).
+#[derive(Config, Debug, PartialEq)]
+pub struct LmSection {
+    /// Tokens: `char` (UTF-8 text, vocabulary of the corpus's characters) or `byte` (256).
+    #[config(default = "TokenKind::Char")]
+    pub tokens: TokenKind,
+    /// Context length `T` (tokens); a training sample is one window of `T` tokens.
+    #[config(default = 64)]
+    pub block: usize,
+    /// Transformer blocks.
+    #[config(default = 2)]
+    pub layers: usize,
+    /// Attention heads.
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Model width.
+    #[config(default = 128)]
+    pub d_model: usize,
+    /// Dropout (embeddings, attention, residual branches); its randomness is a
+    /// pure function of the seed and the step, so a resumed run stays exact.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Make the token and position embeddings sparse too (dense by default).
+    #[config(default = false)]
+    pub sparse_embeddings: bool,
+    /// Make the output head sparse too (dense by default).
+    #[config(default = false)]
+    pub sparse_head: bool,
+    /// Batches per epoch (0: ⌊training tokens / (batch_size · block)⌋, one pass's worth
+    /// of random windows).
+    #[config(default = 0)]
+    pub batches_per_epoch: usize,
+    /// Evaluate on the first N tokens of the validation and test splits (0: all).
+    #[config(default = 0)]
+    pub eval_tokens: usize,
+    /// Tokens of generated text in `report.md`.
+    #[config(default = 300)]
+    pub sample_tokens: usize,
+    /// The prompt of the sample.
+    #[config(default = "String::from(\"The \")")]
+    pub prompt: String,
+    /// Sampling temperature of the sample (0: greedy).
+    #[config(default = 0.8)]
+    pub temperature: f64,
+}
+
 /// Everything a run needs (the default: RigL at 90% on the MLP over Fashion-MNIST).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
+    /// What is trained (image classification by default).
+    pub task: TaskKind,
     /// The backend.
     pub device: BackendKind,
     /// The model.
@@ -187,10 +240,13 @@ pub struct RunConfig {
     pub optimizer: OptimizerConfig,
     /// Training.
     pub training: TrainingSection,
+    /// The language model (`task = "lm"` only).
+    pub lm: Option<LmSection>,
 }
 
 /// The sections of a config file, in the order they are written.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 10] = [
+    "task",
     "device",
     "model",
     "data",
@@ -199,6 +255,7 @@ pub const SECTIONS: [&str; 8] = [
     "penalty",
     "optimizer",
     "training",
+    "lm",
 ];
 
 impl Default for RunConfig {
@@ -227,6 +284,14 @@ impl RunConfig {
         if let Some(key) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
             bail!("unknown setting `{key}`; a config file has {}", SECTIONS.join(", "));
         }
+        let task = match table.remove("task") {
+            None => TaskKind::Image,
+            Some(toml::Value::String(s)) => s.parse()?,
+            Some(other) => bail!("task must be text (image, lm, rl), not {other}"),
+        };
+        if task != TaskKind::Image {
+            task_defaults(task, &mut table)?;
+        }
         let device = match table.remove("device") {
             None => BackendKind::Flex,
             Some(toml::Value::String(s)) => s.parse()?,
@@ -237,11 +302,16 @@ impl RunConfig {
             section(&mut table, "model")?.unwrap_or_default(),
             "model",
         )?)?;
-        let data = resolve_data(fill_defaults(
+        let data = fill_defaults(
             &DataSection::new(),
             section(&mut table, "data")?.unwrap_or_default(),
             "data",
-        )?)?;
+        )?;
+        let data = if task == TaskKind::Image {
+            resolve_data(data)?
+        } else {
+            data
+        };
         let method = resolve_method(
             match section(&mut table, "method")? {
                 None => RigLConfig::new().into(),
@@ -272,7 +342,17 @@ impl RunConfig {
             section(&mut table, "training")?.unwrap_or_default(),
             "training",
         )?)?;
+        let lm = match (task, section(&mut table, "lm")?) {
+            (TaskKind::Lm, map) => Some(resolve_lm(fill_defaults(
+                &LmSection::new(),
+                map.unwrap_or_default(),
+                "lm",
+            )?)?),
+            (_, Some(_)) => bail!("[lm] applies to the language model only (task = \"lm\", --task lm)"),
+            (_, None) => None,
+        };
         Ok(Self {
+            task,
             device,
             model,
             data,
@@ -281,6 +361,7 @@ impl RunConfig {
             penalty,
             optimizer,
             training,
+            lm,
         })
     }
 
@@ -295,14 +376,35 @@ impl RunConfig {
     /// The config as a table (what `to_toml` writes).
     pub fn to_table(&self) -> toml::Table {
         let mut t = toml::Table::new();
+        if self.task != TaskKind::Image {
+            t.insert("task".into(), toml::Value::String(self.task.name().into()));
+        }
         t.insert("device".into(), toml::Value::String(self.device.name().into()));
         let mut put = |name: &str, value: Result<toml::Value, toml::ser::Error>| {
             if let Ok(v) = value {
                 t.insert(name.into(), v);
             }
         };
-        put("model", toml::Value::try_from(&self.model));
-        put("data", toml::Value::try_from(&self.data));
+        if self.task == TaskKind::Image {
+            put("model", toml::Value::try_from(&self.model));
+            put("data", toml::Value::try_from(&self.data));
+        } else {
+            // only the keys that apply to a task without an image model
+            if let Some(layer) = &self.model.mask_layer {
+                let model = toml::Table::from_iter([("mask_layer".to_string(), toml::Value::String(layer.clone()))]);
+                put("model", Ok(toml::Value::Table(model)));
+            }
+            if let Some(dir) = &self.data.data_dir {
+                let value = toml::Value::String(dir.display().to_string());
+                put(
+                    "data",
+                    Ok(toml::Value::Table(toml::Table::from_iter([(
+                        "data_dir".to_string(),
+                        value,
+                    )]))),
+                );
+            }
+        }
         if let Some(s) = &self.sparsity {
             put("sparsity", toml::Value::try_from(s));
         }
@@ -312,6 +414,9 @@ impl RunConfig {
         }
         put("optimizer", toml::Value::try_from(&self.optimizer));
         put("training", toml::Value::try_from(&self.training));
+        if let Some(lm) = &self.lm {
+            put("lm", toml::Value::try_from(lm));
+        }
         t
     }
 
@@ -362,9 +467,14 @@ impl RunConfig {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let model = match self.task {
+            TaskKind::Image => self.model.name.name(),
+            TaskKind::Lm => "lm",
+            TaskKind::Rl => "rl",
+        };
         PathBuf::from("runs").join(format!(
             "{}-{}-{}-s{}-{stamp}",
-            self.model.name.name(),
+            model,
             self.method.name(),
             (self.target_sparsity() * 100.0).round(),
             self.training.seed
@@ -518,6 +628,71 @@ fn resolve_optimizer(mut user: Map<String, Value>) -> anyhow::Result<OptimizerCo
     };
     config.validate()?;
     Ok(config)
+}
+
+/// The keys of `[model]` and `[data]` that a task other than image
+/// classification takes.
+const NON_IMAGE_KEYS: [(&str, &str); 2] = [("model", "mask_layer"), ("data", "data_dir")];
+
+/// Checks that `[model]` and `[data]` hold only what applies to `task`, and lays
+/// the task's training defaults under the user's (language model: Adam at
+/// 1e-3, batches of 32 windows, 10 epochs, evaluation batches of 64 windows).
+fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> {
+    for name in ["model", "data"] {
+        if let Some(toml::Value::Table(t)) = table.get(name)
+            && let Some(key) = t.keys().find(|k| !NON_IMAGE_KEYS.contains(&(name, k.as_str())))
+        {
+            let allowed: Vec<&str> = NON_IMAGE_KEYS
+                .iter()
+                .filter(|(s, _)| *s == name)
+                .map(|(_, k)| *k)
+                .collect();
+            bail!(
+                "[{name}] {key} applies to image classification only; task = \"{}\" takes only {} in [{name}]",
+                task.name(),
+                allowed.join(", ")
+            );
+        }
+    }
+    if task == TaskKind::Lm {
+        let training = table
+            .entry("training")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = training {
+            for (key, value) in [
+                ("lr", toml::Value::Float(1e-3)),
+                ("batch_size", toml::Value::Integer(32)),
+                ("eval_batch_size", toml::Value::Integer(64)),
+                ("epochs", toml::Value::Integer(10)),
+            ] {
+                t.entry(key).or_insert(value);
+            }
+        }
+        let optimizer = table
+            .entry("optimizer")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = optimizer {
+            t.entry("name").or_insert(toml::Value::String("adam".into()));
+            t.entry("weight_decay").or_insert(toml::Value::Float(0.0));
+        }
+    }
+    Ok(())
+}
+
+fn resolve_lm(lm: LmSection) -> anyhow::Result<LmSection> {
+    if lm.block == 0 || lm.layers == 0 || lm.heads == 0 || lm.d_model == 0 {
+        bail!("[lm] block, layers, heads and d_model must all be at least 1");
+    }
+    if !lm.d_model.is_multiple_of(lm.heads) {
+        bail!("[lm] d_model {} must be a multiple of heads {}", lm.d_model, lm.heads);
+    }
+    if !(0.0..1.0).contains(&lm.dropout) {
+        bail!("[lm] dropout {} must be in [0, 1)", lm.dropout);
+    }
+    if !(lm.temperature >= 0.0 && lm.temperature.is_finite()) {
+        bail!("[lm] temperature {} must be a number >= 0 (0: greedy)", lm.temperature);
+    }
+    Ok(lm)
 }
 
 fn resolve_training(mut t: TrainingSection) -> anyhow::Result<TrainingSection> {

@@ -1,0 +1,46 @@
+//! What a run trains: the `task` of a run config (`--task`).
+
+use serde::{Deserialize, Serialize};
+
+/// The tasks the CLI trains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum TaskKind {
+    /// Image classification (the `[model]` and `[data]` sections).
+    #[default]
+    #[serde(rename = "image")]
+    #[value(name = "image")]
+    Image,
+    /// Character- or byte-level language modelling with a decoder-only
+    /// transformer on a text folder (the `[lm]` section).
+    #[serde(rename = "lm")]
+    #[value(name = "lm")]
+    Lm,
+    /// Deep reinforcement learning: a DQN agent with a sparse Q-network.
+    #[serde(rename = "rl")]
+    #[value(name = "rl")]
+    Rl,
+}
+
+impl TaskKind {
+    /// The name, as on the command line and in `config.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Lm => "lm",
+            Self::Rl => "rl",
+        }
+    }
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "image" => Ok(Self::Image),
+            "lm" => Ok(Self::Lm),
+            "rl" => Ok(Self::Rl),
+            other => anyhow::bail!("unknown task `{other}`; tasks: image, lm, rl"),
+        }
+    }
+}

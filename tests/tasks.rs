@@ -1,0 +1,281 @@
+//! The tasks besides image classification, through the `sparseburn` binary:
+//! a language-model run (`--task lm`) writes the same run folder as an image
+//! run, with bits per character and a generated sample, resumes bit for bit, and
+//! bad corpora get one-line errors. Tiny models and budgets: the file runs in
+//! seconds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
+use sparseburn::sparse_core::walk::{self, ParamPath, PathVisitor};
+use sparseburn::sparse_models::{CharTransformer, CharTransformerConfig};
+
+fn sparseburn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sparseburn"))
+        .args(args)
+        .output()
+        .expect("run sparseburn")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A corpus of `lines` lines of eight words from a small vocabulary, from a
+/// fixed linear congruential generator (no file of ours is needed).
+fn corpus(dir: &Path, lines: usize) -> PathBuf {
+    let words = [
+        "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "and", "sleeps",
+    ];
+    let mut state = 12345u64;
+    let mut text = String::new();
+    for _ in 0..lines {
+        let line: Vec<&str> = (0..8)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                words[(state >> 33) as usize % words.len()]
+            })
+            .collect();
+        text.push_str(&line.join(" "));
+        text.push('\n');
+    }
+    let folder = dir.join("corpus");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("words.txt"), text).unwrap();
+    folder
+}
+
+/// The characters of the corpus: its vocabulary (the loader's rule, computed here).
+fn vocabulary(folder: &Path) -> usize {
+    let text = std::fs::read_to_string(folder.join("words.txt")).unwrap();
+    let mut chars: Vec<char> = text.chars().collect();
+    chars.sort_unstable();
+    chars.dedup();
+    chars.len()
+}
+
+/// A tiny language-model run: 1 block of width 16, windows of 16 characters,
+/// 3 epochs of 5 batches of 4 windows, evaluated on 200 characters.
+fn lm_args(corpus: &Path, out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--task",
+        "lm",
+        "--data-dir",
+        corpus.to_str().unwrap(),
+        "--block",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--d-model",
+        "16",
+        "--dropout",
+        "0.1",
+        "--batch-size",
+        "4",
+        "--batches-per-epoch",
+        "5",
+        "--epochs",
+        "3",
+        "--eval-tokens",
+        "200",
+        "--lr",
+        "0.003",
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.8",
+        "-m",
+        "delta_t=3",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run(args: &[String]) -> Output {
+    sparseburn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `metrics.csv` without the two timing columns (the last two).
+fn metrics_without_timings(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[..cells.len() - 2].join(",")
+        })
+        .collect()
+}
+
+fn column(dir: &Path, name: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let i = header.iter().position(|h| *h == name).unwrap();
+    lines.map(|l| l.split(',').nth(i).unwrap().parse().unwrap()).collect()
+}
+
+#[derive(Default)]
+struct Bits(Vec<(String, Vec<u32>)>);
+
+impl PathVisitor for Bits {
+    fn visit<const D: usize>(&mut self, path: &ParamPath, param: &Param<Tensor<D>>) {
+        let values = param.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        self.0
+            .push((path.dotted(), values.iter().map(|x| x.to_bits()).collect()));
+    }
+}
+
+/// Every parameter of the saved char transformer, as bits.
+fn weights(dir: &Path, vocab: usize) -> Vec<(String, Vec<u32>)> {
+    let device = burn::tensor::Device::flex();
+    let model: CharTransformer = CharTransformerConfig::new(vocab)
+        .with_block(16)
+        .with_layers(1)
+        .with_heads(2)
+        .with_d_model(16)
+        .init(&device)
+        .unwrap()
+        .load_file(dir.join("checkpoint/model"));
+    let mut bits = Bits::default();
+    walk::visit(&model, &mut bits);
+    bits.0
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_language_model_run_writes_the_run_folder_with_bits_per_character_and_a_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let out = tmp.path().join("run");
+    let o = run(&lm_args(&folder, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [
+        "config.toml",
+        "metrics.csv",
+        "checkpoint/model.bpk",
+        "checkpoint/sparse.safetensors",
+        "summary.json",
+        "report.md",
+        "plots/learning_curves.png",
+        "plots/layer_density.png",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.starts_with("task = \"lm\""), "{config}");
+    assert!(!config.contains("[model]"), "an lm run has no image model: {config}");
+    // a uniform guess costs log2(V) bits per character; 15 steps on a text of 11
+    // words must do better, on every split
+    let uniform = (vocabulary(&folder) as f64).log2();
+    let s = summary(&out);
+    let lm = &s["lm"];
+    assert_eq!(lm["vocab"].as_u64(), Some(vocabulary(&folder) as u64));
+    let (val, test) = (
+        lm["validation_bits_per_token"].as_f64().unwrap(),
+        lm["test_bits_per_token"].as_f64().unwrap(),
+    );
+    for bpc in [val, test] {
+        assert!(
+            bpc.is_finite() && bpc > 0.0 && bpc < uniform,
+            "{bpc} vs uniform {uniform}"
+        );
+    }
+    assert_eq!(column(&out, "val_loss").last().copied(), Some(val));
+    assert_eq!(column(&out, "test_loss").len(), 3);
+    assert!((s["sparsity"].as_f64().unwrap() - 0.8).abs() < 0.01);
+    let sample = lm["sample"].as_str().unwrap();
+    // the prompt "The " starts with a character the corpus lacks: "he " and 300 more
+    assert_eq!(sample.chars().count(), 3 + 300, "{sample:?}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Generated text") && report.contains(sample),
+        "{report}"
+    );
+    assert!(report.contains("bits per token"), "{report}");
+}
+
+#[test]
+fn a_language_model_run_resumes_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let full = run(&lm_args(&folder, &a));
+    assert!(full.status.success(), "{}", stderr(&full));
+    let mut first = lm_args(&folder, &b);
+    first.extend(["--stop-after".into(), "1".into()]);
+    let stopped = run(&first);
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    assert_eq!(metrics_without_timings(&b).len(), 2);
+    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&b));
+    let state = "checkpoint/sparse.safetensors";
+    assert!(std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap());
+    let vocab = vocabulary(&folder);
+    assert!(weights(&a, vocab) == weights(&b, vocab), "weights differ");
+    assert_eq!(summary(&a)["lm"], summary(&b)["lm"]);
+}
+
+/// One line on stderr starting with `error: `, holding every needle; no run folder left.
+fn assert_corpus_error(o: &Output, out: &Path, needles: &[&str]) {
+    assert!(!o.status.success());
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+    assert!(!out.exists(), "a failed start leaves no folder");
+}
+
+#[test]
+fn a_missing_empty_or_non_utf8_corpus_gets_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let missing = tmp.path().join("nowhere");
+    let o = run(&lm_args(&missing, &out));
+    assert_corpus_error(&o, &out, &["nowhere", "no such folder", "fortunes"]);
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("a.txt"), "").unwrap();
+    let o = run(&lm_args(&empty, &out));
+    assert_corpus_error(&o, &out, &["no text found", "1 files"]);
+
+    let latin1 = tmp.path().join("latin1");
+    std::fs::create_dir_all(&latin1).unwrap();
+    std::fs::write(latin1.join("caf.txt"), b"caf\xe9 au lait\n").unwrap();
+    let o = run(&lm_args(&latin1, &out));
+    assert_corpus_error(&o, &out, &["caf.txt", "not UTF-8", "offset 3", "iconv", "byte"]);
+
+    let short = corpus(tmp.path(), 3);
+    let o = run(&lm_args(&short, &out));
+    assert_corpus_error(&o, &out, &["too few for a context of 16"]);
+}
+
+#[test]
+fn language_model_options_belong_to_the_lm_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = sparseburn(&["train", "--block", "16", "--out", out.to_str().unwrap()]);
+    assert_corpus_error(&o, &out, &["[lm]", "--task lm"]);
+    let folder = corpus(tmp.path(), 30);
+    let mut args = lm_args(&folder, &out);
+    args.extend(["--model".into(), "cnn".into()]);
+    assert_corpus_error(&run(&args), &out, &["[model] name", "image classification only"]);
+}
