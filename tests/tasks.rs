@@ -279,3 +279,156 @@ fn language_model_options_belong_to_the_lm_task() {
     args.extend(["--model".into(), "cnn".into()]);
     assert_corpus_error(&run(&args), &out, &["[model] name", "image classification only"]);
 }
+
+/// A tiny DQN run on CartPole-v1: a 32-32 Q-network, 3 epochs of 300
+/// environment steps (100 random), 3 evaluation episodes per epoch.
+fn rl_args(out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--task",
+        "rl",
+        "--env",
+        "cartpole",
+        "--hidden",
+        "32,32",
+        "--steps-per-epoch",
+        "300",
+        "--warmup-steps",
+        "100",
+        "--epochs",
+        "3",
+        "--eval-episodes",
+        "3",
+        "--batch-size",
+        "16",
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.8",
+        "-m",
+        "delta_t=50",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn a_dqn_run_writes_returns_per_episode_and_a_seeded_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = run(&rl_args(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in [
+        "config.toml",
+        "metrics.csv",
+        "episodes.csv",
+        "checkpoint/agent/replay.safetensors",
+        "checkpoint/agent/env.json",
+        "checkpoint/trainer.json",
+        "summary.json",
+        "report.md",
+        "plots/returns.png",
+        "plots/layer_density.png",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    // CartPole pays 1 per step: every training episode's return is its length,
+    // and the episodes end at increasing environment steps within the budget
+    let episodes = std::fs::read_to_string(out.join("episodes.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = episodes
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|c| c.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() >= 3, "{episodes}");
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], i as f64);
+        assert_eq!(r[2], r[3], "return = length: {r:?}");
+        assert!(r[1] <= 900.0);
+    }
+    assert!(rows.windows(2).all(|w| w[0][1] < w[1][1]));
+    let s = summary(&out);
+    let rl = &s["rl"];
+    assert_eq!(rl["env"], "CartPole-v1");
+    assert_eq!(rl["env_steps"].as_u64(), Some(900));
+    let seeds: Vec<u64> = rl["eval_seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, [1_000_000, 1_000_001, 1_000_002]);
+    let returns: Vec<f64> = rl["eval_returns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(returns.len(), 3);
+    assert!(returns.iter().all(|r| (1.0..=500.0).contains(r)), "{returns:?}");
+    let mean = returns.iter().sum::<f64>() / 3.0;
+    let eval = rl["eval_return"].as_f64().unwrap();
+    assert!(eval.is_finite() && (eval - mean).abs() < 1e-9, "{eval} vs {mean}");
+    assert_eq!(column(&out, "eval_return").last().copied(), Some(eval));
+    assert_eq!(column(&out, "env_steps"), [300.0, 600.0, 900.0]);
+    assert!((s["sparsity"].as_f64().unwrap() - 0.8).abs() < 0.01);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("evaluation return") && report.contains("1000000..=1000002"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_dqn_run_resumes_bit_for_bit_with_its_replay_buffer_and_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let full = run(&rl_args(&a));
+    assert!(full.status.success(), "{}", stderr(&full));
+    let mut first = rl_args(&b);
+    first.extend(["--stop-after".into(), "1".into()]);
+    let stopped = run(&first);
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    assert!(stderr(&stopped).contains("--resume"), "{}", stderr(&stopped));
+    assert_eq!(metrics_without_timings(&b).len(), 2);
+    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(metrics_without_timings(&a), metrics_without_timings(&b));
+    let read = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    assert!(read(&a, "episodes.csv") == read(&b, "episodes.csv"));
+    for f in ["sparse.safetensors", "replay.safetensors", "agent.json", "env.json"] {
+        let f = format!("checkpoint/agent/{f}");
+        assert!(read(&a, &f) == read(&b, &f), "{f} differs");
+    }
+    assert_eq!(summary(&a)["rl"], summary(&b)["rl"]);
+}
+
+#[test]
+fn an_unknown_environment_or_a_method_without_data_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = sparseburn(&["train", "--task", "rl", "--env", "pong", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    for n in ["pong", "cartpole", "acrobot", "breakout"] {
+        assert!(stderr(&o).contains(n), "{}", stderr(&o));
+    }
+    let file = tmp.path().join("rl.toml");
+    std::fs::write(&file, "task = \"rl\"\n[rl]\nenv = \"pong\"\n").unwrap();
+    let o = sparseburn(&[
+        "train",
+        "--config",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_corpus_error(&o, &out, &["pong", "cartpole"]);
+    let args: Vec<String> = rl_args(&out)
+        .into_iter()
+        .filter(|a| a != "-m" && a != "delta_t=50")
+        .map(|a| if a == "rigl" { "snip".into() } else { a })
+        .collect();
+    assert_corpus_error(&run(&args), &out, &["snip", "labelled batch"]);
+}

@@ -15,7 +15,7 @@ use super::choices::{DEVICES, MethodName, OPTIMIZERS, PENALTIES};
 use crate::data::DatasetKind;
 use crate::run::lr::LrSchedule;
 use crate::run::models::ModelKind;
-use crate::run::task_kind::TaskKind;
+use crate::run::task_kind::{RlEnv, TaskKind};
 
 /// Sets `table[path] = value`, creating the tables on the way.
 pub fn set(table: &mut Table, path: &[&str], value: Value) {
@@ -482,6 +482,21 @@ pub struct TaskArgs {
     /// Language model: evaluate on the first N tokens of the validation and test splits (0: all).
     #[arg(long, value_name = "N")]
     pub eval_tokens: Option<usize>,
+    /// DQN agent: the environment.
+    #[arg(long, value_enum)]
+    pub env: Option<RlEnv>,
+    /// DQN agent: environment steps per epoch (each epoch ends with an evaluation).
+    #[arg(long, value_name = "STEPS")]
+    pub steps_per_epoch: Option<u64>,
+    /// DQN agent: evaluation episodes (fixed seeds) at the end of every epoch.
+    #[arg(long, value_name = "N")]
+    pub eval_episodes: Option<usize>,
+    /// DQN agent: environment steps of random actions before training.
+    #[arg(long, value_name = "STEPS")]
+    pub warmup_steps: Option<u64>,
+    /// DQN agent: hidden widths of the classic-control Q-network, comma separated.
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    pub hidden: Option<Vec<usize>>,
 }
 
 impl TaskArgs {
@@ -506,6 +521,22 @@ impl TaskArgs {
         }
         if let Some(d) = self.dropout {
             set(t, &["lm", "dropout"], float(d));
+        }
+        if let Some(e) = self.env {
+            set(t, &["rl", "env"], Value::String(e.name().into()));
+        }
+        for (key, value) in [
+            ("steps_per_epoch", self.steps_per_epoch),
+            ("eval_episodes", self.eval_episodes.map(|n| n as u64)),
+            ("warmup_steps", self.warmup_steps),
+        ] {
+            if let Some(v) = value {
+                set(t, &["rl", key], int(v)?);
+            }
+        }
+        if let Some(h) = &self.hidden {
+            let widths = h.iter().map(|&w| int(w as u64)).collect::<anyhow::Result<Vec<_>>>()?;
+            set(t, &["rl", "hidden"], Value::Array(widths));
         }
         Ok(())
     }

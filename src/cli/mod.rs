@@ -372,9 +372,15 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         stop_after_epochs: args.stop_after,
     };
     let summary = train(&cfg, &opts)?;
-    let metric = match &summary.lm {
-        Some(lm) => format!("test {:.4} bits per {}", lm.test_bits_per_token, lm.tokens),
-        None => format!("test accuracy {:.2}%", 100.0 * summary.test_accuracy),
+    let metric = match (&summary.lm, &summary.rl) {
+        (Some(lm), _) => format!("test {:.4} bits per {}", lm.test_bits_per_token, lm.tokens),
+        (_, Some(rl)) => format!(
+            "evaluation return {:.1} ± {:.1} over {} episodes",
+            rl.eval_return,
+            rl.eval_return_std,
+            rl.eval_seeds.len()
+        ),
+        _ => format!("test accuracy {:.2}%", 100.0 * summary.test_accuracy),
     };
     println!(
         "\n{} {} on {}: {metric}, sparsity {:.2}%, {} nonzeros; report: {}",

@@ -277,6 +277,11 @@ pub struct Summary {
     /// What a language-model run adds (`task = "lm"`; absent for image runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lm: Option<LmSummary>,
+    /// What a DQN run adds (`task = "rl"`; absent otherwise). A DQN run has no
+    /// classes: its accuracy and loss fields are 0 and its multiply-adds are not
+    /// counted; `steps` counts environment steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rl: Option<crate::run::train::rl::RlSummary>,
 }
 
 /// The language model's figures in `summary.json` (losses there are in bits per token).

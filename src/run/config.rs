@@ -27,7 +27,7 @@ use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
 use super::lr::LrSchedule;
 use super::models::ModelKind;
-use super::task_kind::TaskKind;
+use super::task_kind::{RlEnv, TaskKind};
 use crate::data::text::TokenKind;
 use crate::data::{DataConfig, DatasetKind};
 
@@ -219,6 +219,42 @@ pub struct LmSection {
     pub temperature: f64,
 }
 
+/// The agent of `task = "rl"`: a DQN agent (`sparse_rl::Dqn`) whose Q-network is
+/// sparse. Classic control uses Graesser et al.'s MLP and settings (squared TD
+/// error), Breakout MinAtar's conv network and settings (Huber loss); the
+/// defaults below are classic control's, and `env = "breakout"` lays MinAtar's
+/// under the keys not given (warm-up 5000, target copy every 1000, ε over 100k
+/// steps; `[training]` batch 32, lr 2.5e-4). An epoch is `steps_per_epoch`
+/// environment steps followed by a greedy evaluation on fixed seeds; every step
+/// count of the method (ΔT, T_end) counts environment steps.
+#[derive(Config, Debug, PartialEq)]
+pub struct RlSection {
+    /// The environment.
+    #[config(default = "RlEnv::Cartpole")]
+    pub env: RlEnv,
+    /// Environment steps per epoch.
+    #[config(default = 5000)]
+    pub steps_per_epoch: u64,
+    /// Evaluation episodes at the end of every epoch (greedy, seeds 1,000,000 + i).
+    #[config(default = 100)]
+    pub eval_episodes: usize,
+    /// Hidden widths of the classic-control Q-network (Graesser et al.: 512, 512).
+    #[config(default = "vec![512, 512]")]
+    pub hidden: Vec<usize>,
+    /// Environment steps of random actions before training starts.
+    #[config(default = 1000)]
+    pub warmup_steps: u64,
+    /// Replay capacity (transitions).
+    #[config(default = 100_000)]
+    pub replay_capacity: usize,
+    /// Environment steps after the warm-up over which ε falls from 1 to 0.1.
+    #[config(default = 25_000)]
+    pub epsilon_decay_steps: u64,
+    /// Gradient steps between copies of the online network into the target.
+    #[config(default = 100)]
+    pub target_update_every: u64,
+}
+
 /// Everything a run needs (the default: RigL at 90% on the MLP over Fashion-MNIST).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
@@ -242,10 +278,12 @@ pub struct RunConfig {
     pub training: TrainingSection,
     /// The language model (`task = "lm"` only).
     pub lm: Option<LmSection>,
+    /// The agent (`task = "rl"` only).
+    pub rl: Option<RlSection>,
 }
 
 /// The sections of a config file, in the order they are written.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "task",
     "device",
     "model",
@@ -256,6 +294,7 @@ pub const SECTIONS: [&str; 10] = [
     "optimizer",
     "training",
     "lm",
+    "rl",
 ];
 
 impl Default for RunConfig {
@@ -351,6 +390,15 @@ impl RunConfig {
             (_, Some(_)) => bail!("[lm] applies to the language model only (task = \"lm\", --task lm)"),
             (_, None) => None,
         };
+        let rl = match (task, section(&mut table, "rl")?) {
+            (TaskKind::Rl, map) => Some(resolve_rl(fill_defaults(
+                &RlSection::new(),
+                map.unwrap_or_default(),
+                "rl",
+            )?)?),
+            (_, Some(_)) => bail!("[rl] applies to the DQN agent only (task = \"rl\", --task rl)"),
+            (_, None) => None,
+        };
         Ok(Self {
             task,
             device,
@@ -362,6 +410,7 @@ impl RunConfig {
             optimizer,
             training,
             lm,
+            rl,
         })
     }
 
@@ -416,6 +465,9 @@ impl RunConfig {
         put("training", toml::Value::try_from(&self.training));
         if let Some(lm) = &self.lm {
             put("lm", toml::Value::try_from(lm));
+        }
+        if let Some(rl) = &self.rl {
+            put("rl", toml::Value::try_from(rl));
         }
         t
     }
@@ -654,6 +706,9 @@ fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> 
             );
         }
     }
+    if task == TaskKind::Rl {
+        rl_defaults(table);
+    }
     if task == TaskKind::Lm {
         let training = table
             .entry("training")
@@ -677,6 +732,63 @@ fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Lays the agent's defaults under the user's keys: Adam with Graesser et al.'s
+/// weight decay 1e-6, 20 epochs; classic control: batch 128 at lr 1e-3;
+/// Breakout: MinAtar's batch 32 at lr 2.5e-4 and its `[rl]` settings.
+fn rl_defaults(table: &mut toml::Table) {
+    let minatar = table
+        .get("rl")
+        .and_then(|rl| rl.get("env"))
+        .and_then(toml::Value::as_str)
+        .is_some_and(|e| e == RlEnv::Breakout.name());
+    let mut lay = |name: &str, values: Vec<(&str, toml::Value)>| {
+        let section = table
+            .entry(name)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = section {
+            for (key, value) in values {
+                t.entry(key).or_insert(value);
+            }
+        }
+    };
+    let (batch, lr) = if minatar { (32, 2.5e-4) } else { (128, 1e-3) };
+    lay(
+        "training",
+        vec![
+            ("lr", toml::Value::Float(lr)),
+            ("batch_size", toml::Value::Integer(batch)),
+            ("epochs", toml::Value::Integer(20)),
+        ],
+    );
+    lay(
+        "optimizer",
+        vec![
+            ("name", toml::Value::String("adam".into())),
+            ("weight_decay", toml::Value::Float(if minatar { 0.0 } else { 1e-6 })),
+        ],
+    );
+    if minatar {
+        lay(
+            "rl",
+            vec![
+                ("warmup_steps", toml::Value::Integer(5000)),
+                ("target_update_every", toml::Value::Integer(1000)),
+                ("epsilon_decay_steps", toml::Value::Integer(100_000)),
+            ],
+        );
+    }
+}
+
+fn resolve_rl(rl: RlSection) -> anyhow::Result<RlSection> {
+    if rl.steps_per_epoch == 0 || rl.eval_episodes == 0 || rl.replay_capacity == 0 || rl.target_update_every == 0 {
+        bail!("[rl] steps_per_epoch, eval_episodes, replay_capacity and target_update_every must all be at least 1");
+    }
+    if rl.hidden.is_empty() || rl.hidden.contains(&0) {
+        bail!("[rl] hidden must list at least one width, each at least 1 (e.g. [512, 512])");
+    }
+    Ok(rl)
 }
 
 fn resolve_lm(lm: LmSection) -> anyhow::Result<LmSection> {

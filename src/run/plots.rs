@@ -468,6 +468,37 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
     root.present().map_err(err)
 }
 
+/// A DQN run's learning curves: the mean evaluation return (± one standard
+/// deviation over the evaluation episodes) and the mean return of the training
+/// episodes, per epoch.
+pub fn return_curves(path: &Path, eval: &[(f64, f64, f64)], train: &[(f64, f64)]) -> anyhow::Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let epochs = eval.len();
+    let (blue, orange, grey) = (COLORS[0], COLORS[1], COLORS[7 % COLORS.len()]);
+    let mean: Vec<(f64, f64)> = eval.iter().map(|&(x, m, _)| (x, m)).collect();
+    let low: Vec<(f64, f64)> = eval.iter().map(|&(x, m, s)| (x, m - s)).collect();
+    let high: Vec<(f64, f64)> = eval.iter().map(|&(x, m, s)| (x, m + s)).collect();
+    panel(
+        &root,
+        "return per episode",
+        "return",
+        epochs,
+        &[
+            ("evaluation (mean)", blue, mean),
+            ("evaluation − std", grey, low),
+            ("evaluation + std", grey, high),
+            ("training episodes (mean)", orange, train.to_vec()),
+        ],
+        Axis::Linear {
+            min_pad: 1.0,
+            decimals: 1,
+        },
+    )?;
+    root.present().map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

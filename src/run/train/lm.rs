@@ -241,6 +241,7 @@ fn finish_lm(
             test_bits_per_token: last.test_loss,
             sample: facts.sample,
         }),
+        rl: None,
     };
     dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
     report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;

@@ -7,6 +7,7 @@
 //! | [`task`] | what is trained: batches, loss, evaluation, scoring gradients |
 //! | [`language_model`] | the language-model task (next-token prediction on a corpus) |
 //! | [`lm`] | a language-model run: corpus, model, training, summary with a text sample |
+//! | [`rl`] | a DQN run: the agent's own loop in epochs of environment steps, evaluation on fixed seeds, checkpoints at epoch ends |
 //! | [`runner`] | the loop over steps and epochs, and what happens at an epoch's end |
 //! | [`accumulate`] | gradient accumulation: the micro-batches of an optimizer step |
 //! | [`metrics`] | reading the per-step statistics back from the device in groups |
@@ -31,6 +32,7 @@ pub mod interrupt;
 pub mod language_model;
 pub mod lm;
 pub mod metrics;
+pub mod rl;
 pub mod rounds;
 pub mod runner;
 pub mod scoring;
@@ -135,7 +137,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
     match cfg.task {
         TaskKind::Image => {}
         TaskKind::Lm => return lm::train_lm(cfg, opts),
-        TaskKind::Rl => bail!("task `rl` is not in this build yet; use --task image or --task lm"),
+        TaskKind::Rl => return rl::train_rl(cfg, opts),
     }
     let mut cfg = cfg.clone();
     let device = cfg.device.device()?.autodiff();
