@@ -432,3 +432,127 @@ fn an_unknown_environment_or_a_method_without_data_is_refused() {
         .collect();
     assert_corpus_error(&run(&args), &out, &["snip", "labelled batch"]);
 }
+
+/// `results.csv` rows as (method, sparsity, mean) and the table's header.
+fn sweep_results(dir: &Path) -> (String, Vec<(String, f64, f64)>) {
+    let csv = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap().to_string();
+    let rows = lines
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].to_string(), c[1].parse().unwrap(), c[3].parse().unwrap())
+        })
+        .collect();
+    (header, rows)
+}
+
+/// The mean of `pick` over the summaries of `runs` (an independent reading of the run folders).
+fn mean_of(dir: &Path, runs: &[&str], pick: &dyn Fn(&serde_json::Value) -> f64) -> f64 {
+    runs.iter().map(|r| pick(&summary(&dir.join(r)))).sum::<f64>() / runs.len() as f64
+}
+
+#[test]
+fn a_language_model_sweep_compares_bits_per_character() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let out = tmp.path().join("sweep");
+    let o = sparseburn(&[
+        "sweep",
+        "--task",
+        "lm",
+        "--data-dir",
+        folder.to_str().unwrap(),
+        "--block",
+        "16",
+        "--layers",
+        "1",
+        "--heads",
+        "2",
+        "--d-model",
+        "16",
+        "--batch-size",
+        "4",
+        "--batches-per-epoch",
+        "3",
+        "--epochs",
+        "1",
+        "--eval-tokens",
+        "100",
+        "--methods",
+        "dense,rigl",
+        "--sparsities",
+        "0.8",
+        "--seeds",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = sweep_results(&out);
+    assert!(header.contains("mean_test_bits_per_token"), "{header}");
+    assert!(out.join("bits_vs_sparsity.png").is_file());
+    let bits = |s: &serde_json::Value| s["lm"]["test_bits_per_token"].as_f64().unwrap();
+    let dense = mean_of(&out, &["dense-s0-seed1", "dense-s0-seed2"], &bits);
+    let rigl = mean_of(&out, &["rigl-s800-seed1", "rigl-s800-seed2"], &bits);
+    assert_eq!(rows.len(), 2);
+    assert!(
+        (rows[0].2 - dense).abs() < 1e-12 && rows[0].0 == "dense",
+        "{rows:?} vs {dense}"
+    );
+    assert!(
+        (rows[1].2 - rigl).abs() < 1e-12 && rows[1].1 == 0.8,
+        "{rows:?} vs {rigl}"
+    );
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("final test bits per token"), "{md}");
+}
+
+#[test]
+fn a_dqn_sweep_compares_mean_evaluation_returns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("sweep");
+    let o = sparseburn(&[
+        "sweep",
+        "--task",
+        "rl",
+        "--env",
+        "cartpole",
+        "--hidden",
+        "16",
+        "--steps-per-epoch",
+        "200",
+        "--warmup-steps",
+        "100",
+        "--epochs",
+        "1",
+        "--eval-episodes",
+        "2",
+        "--batch-size",
+        "8",
+        "--methods",
+        "dense,set",
+        "--sparsities",
+        "0.8",
+        "--seeds",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (header, rows) = sweep_results(&out);
+    assert!(header.contains("mean_eval_return"), "{header}");
+    assert!(out.join("return_vs_sparsity.png").is_file());
+    // the mean over seeds of each run's mean over its evaluation episodes
+    let ret = |s: &serde_json::Value| {
+        let r = s["rl"]["eval_returns"].as_array().unwrap();
+        r.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() / r.len() as f64
+    };
+    let dense = mean_of(&out, &["dense-s0-seed1", "dense-s0-seed2"], &ret);
+    let set = mean_of(&out, &["set-s800-seed1", "set-s800-seed2"], &ret);
+    assert!(
+        (rows[0].2 - dense).abs() < 1e-9 && (rows[1].2 - set).abs() < 1e-9,
+        "{rows:?}"
+    );
+    assert!(dense.is_finite() && set.is_finite());
+}
