@@ -556,3 +556,36 @@ fn a_dqn_sweep_compares_mean_evaluation_returns() {
     );
     assert!(dense.is_finite() && set.is_finite());
 }
+
+#[test]
+fn supervised_training_settings_are_refused_for_a_dqn_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    for (flag, value, fix) in [
+        ("--schedule", "cosine", "--schedule constant"),
+        ("--grad-accumulation", "2", "--grad-accumulation 1"),
+    ] {
+        let mut args = rl_args(&out);
+        args.extend([flag.into(), value.into()]);
+        assert_corpus_error(&run(&args), &out, &["DQN agent", fix]);
+    }
+}
+
+#[test]
+fn compare_dense_compares_bits_per_character_for_a_language_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let out = tmp.path().join("run");
+    let mut args = lm_args(&folder, &out);
+    args.push("--compare-dense".into());
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let sparse = summary(&out)["lm"]["test_bits_per_token"].as_f64().unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("test bits per token"))
+        .expect("a bits row");
+    assert!(line.ends_with(&format!("{sparse:.4}")), "{line} vs {sparse}");
+    assert!(text.contains("bits-per-token gap"), "{text}");
+}

@@ -23,7 +23,7 @@ use self::args::{
 use self::choices::MethodName;
 use crate::data::{DatasetKind, split};
 use crate::run::config::{STEP_GAMMA, SparsitySection};
-use crate::run::sweep::{SweepSpec, sweep};
+use crate::run::sweep::{SweepMetric, SweepSpec, sweep};
 use crate::run::{Interrupted, RunConfig, Summary, TrainOptions, info::info, train};
 
 /// Sparse training for Burn.
@@ -254,12 +254,25 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 /// The side-by-side comparison of a sparse run and its dense twin.
 pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
-    let mut rows = vec![(
-        "test accuracy (last epoch)",
-        pct(dense.test_accuracy),
-        pct(sparse.test_accuracy),
-    )];
-    if dense.best_validation_accuracy.is_some() {
+    let metric = SweepMetric::of(sparse);
+    let mut rows = match metric {
+        SweepMetric::Accuracy => vec![(
+            "test accuracy (last epoch)",
+            pct(dense.test_accuracy),
+            pct(sparse.test_accuracy),
+        )],
+        SweepMetric::BitsPerToken => vec![(
+            "test bits per token",
+            format!("{:.4}", metric.value(dense)),
+            format!("{:.4}", metric.value(sparse)),
+        )],
+        SweepMetric::Return => vec![(
+            "evaluation return",
+            format!("{:.1}", metric.value(dense)),
+            format!("{:.1}", metric.value(sparse)),
+        )],
+    };
+    if metric == SweepMetric::Accuracy && dense.best_validation_accuracy.is_some() {
         rows.push((
             "test acc., best val. epoch",
             pct(dense.test_accuracy_at_best),
@@ -294,11 +307,21 @@ pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     for (k, d, v) in rows {
         s.push_str(&format!("{k:<28} {d:>12} {v:>12}\n"));
     }
-    s.push_str(&format!(
-        "accuracy gap: {:+.2} points with {:.1}x fewer weights and multiply-adds in the sparse layers\n",
-        100.0 * (sparse.test_accuracy - dense.test_accuracy),
-        dense.nonzeros as f64 / sparse.nonzeros.max(1) as f64
-    ));
+    let ratio = dense.nonzeros as f64 / sparse.nonzeros.max(1) as f64;
+    s.push_str(&match metric {
+        SweepMetric::Accuracy => format!(
+            "accuracy gap: {:+.2} points with {ratio:.1}x fewer weights and multiply-adds in the sparse layers\n",
+            100.0 * (sparse.test_accuracy - dense.test_accuracy)
+        ),
+        SweepMetric::BitsPerToken => format!(
+            "bits-per-token gap: {:+.4} with {ratio:.1}x fewer weights in the sparse layers\n",
+            metric.value(sparse) - metric.value(dense)
+        ),
+        SweepMetric::Return => format!(
+            "return gap: {:+.1} with {ratio:.1}x fewer weights in the sparse layers\n",
+            metric.value(sparse) - metric.value(dense)
+        ),
+    });
     s.push_str("ITOP rate: the fraction of the sparse layers' weights active at some point of training\n");
     s
 }

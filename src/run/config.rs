@@ -390,6 +390,9 @@ impl RunConfig {
             (_, Some(_)) => bail!("[lm] applies to the language model only (task = \"lm\", --task lm)"),
             (_, None) => None,
         };
+        if task == TaskKind::Rl {
+            check_rl_training(&training)?;
+        }
         let rl = match (task, section(&mut table, "rl")?) {
             (TaskKind::Rl, map) => Some(resolve_rl(fill_defaults(
                 &RlSection::new(),
@@ -760,6 +763,7 @@ fn rl_defaults(table: &mut toml::Table) {
             ("lr", toml::Value::Float(lr)),
             ("batch_size", toml::Value::Integer(batch)),
             ("epochs", toml::Value::Integer(20)),
+            ("schedule", toml::Value::String("constant".into())),
         ],
     );
     lay(
@@ -779,6 +783,23 @@ fn rl_defaults(table: &mut toml::Table) {
             ],
         );
     }
+}
+
+/// A DQN agent takes one gradient step per environment step at a constant rate:
+/// the `[training]` keys of supervised training must keep their neutral values.
+fn check_rl_training(t: &TrainingSection) -> anyhow::Result<()> {
+    let unused = [
+        ("schedule", t.schedule != LrSchedule::Constant, "--schedule constant"),
+        ("warmup_epochs", t.warmup_epochs != 0.0, "--warmup-epochs 0"),
+        ("grad_accumulation", t.grad_accumulation != 1, "--grad-accumulation 1"),
+        ("label_smoothing", t.label_smoothing != 0.0, "--label-smoothing 0"),
+    ];
+    if let Some((key, _, fix)) = unused.iter().find(|(_, set, _)| *set) {
+        bail!(
+            "[training] {key} does not apply to a DQN agent (a constant learning rate, one gradient step per environment step); drop it or use {fix}"
+        );
+    }
+    Ok(())
 }
 
 fn resolve_rl(rl: RlSection) -> anyhow::Result<RlSection> {
