@@ -589,3 +589,52 @@ fn compare_dense_compares_bits_per_character_for_a_language_model() {
     assert!(line.ends_with(&format!("{sparse:.4}")), "{line} vs {sparse}");
     assert!(text.contains("bits-per-token gap"), "{text}");
 }
+
+#[test]
+fn task_configs_read_back_as_written() {
+    use sparseburn::run::RunConfig;
+    for args in [
+        vec![
+            "--task",
+            "lm",
+            "--block",
+            "32",
+            "--tokens",
+            "byte",
+            "--data-dir",
+            "texts",
+            "--method",
+            "set",
+        ],
+        vec![
+            "--task",
+            "rl",
+            "--env",
+            "breakout",
+            "--steps-per-epoch",
+            "100",
+            "--method",
+            "rigl",
+        ],
+        vec![
+            "--task", "rl", "--env", "acrobot", "--hidden", "64,32", "--method", "dense",
+        ],
+    ] {
+        let cfg = sparseburn::cli::train_config(&args).unwrap();
+        let text = cfg.to_toml();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let again = RunConfig::from_table(table).unwrap();
+        assert_eq!(again, cfg, "{text}");
+        assert_eq!(again.to_toml(), text);
+    }
+    // MinAtar's settings under the keys not given; classic control's otherwise
+    let breakout = sparseburn::cli::train_config(&["--task", "rl", "--env", "breakout"]).unwrap();
+    let rl = breakout.rl.unwrap();
+    assert_eq!((rl.warmup_steps, rl.target_update_every), (5000, 1000));
+    assert_eq!((breakout.training.batch_size, breakout.training.lr), (32, 2.5e-4));
+    let cartpole = sparseburn::cli::train_config(&["--task", "rl", "--warmup-steps", "7"]).unwrap();
+    assert_eq!(cartpole.rl.unwrap().warmup_steps, 7);
+    assert_eq!(cartpole.training.batch_size, 128);
+    let bad = sparseburn::cli::train_config(&["--task", "lm", "--d-model", "30", "--heads", "4"]);
+    assert!(format!("{:#}", bad.unwrap_err()).contains("multiple of heads 4"));
+}
