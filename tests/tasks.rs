@@ -325,8 +325,9 @@ fn a_dqn_run_writes_returns_per_episode_and_a_seeded_evaluation() {
         "config.toml",
         "metrics.csv",
         "episodes.csv",
-        "checkpoint/agent/replay.safetensors",
-        "checkpoint/agent/env.json",
+        "checkpoint/replay.safetensors",
+        "checkpoint/env.json",
+        "checkpoint/checksums.json",
         "checkpoint/trainer.json",
         "summary.json",
         "report.md",
@@ -400,7 +401,7 @@ fn a_dqn_run_resumes_bit_for_bit_with_its_replay_buffer_and_environment() {
     let read = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
     assert!(read(&a, "episodes.csv") == read(&b, "episodes.csv"));
     for f in ["sparse.safetensors", "replay.safetensors", "agent.json", "env.json"] {
-        let f = format!("checkpoint/agent/{f}");
+        let f = format!("checkpoint/{f}");
         assert!(read(&a, &f) == read(&b, &f), "{f} differs");
     }
     assert_eq!(summary(&a)["rl"], summary(&b)["rl"]);
@@ -637,4 +638,23 @@ fn task_configs_read_back_as_written() {
     assert_eq!(cartpole.training.batch_size, 128);
     let bad = sparseburn::cli::train_config(&["--task", "lm", "--d-model", "30", "--heads", "4"]);
     assert!(format!("{:#}", bad.unwrap_err()).contains("multiple of heads 4"));
+}
+
+#[test]
+fn a_damaged_dqn_checkpoint_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut args = rl_args(&out);
+    args.extend(["--stop-after".into(), "1".into()]);
+    assert_eq!(run(&args).status.code(), Some(130));
+    let replay = out.join("checkpoint/replay.safetensors");
+    let mut bytes = std::fs::read(&replay).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&replay, bytes).unwrap();
+    let o = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    for n in ["replay.safetensors", "SHA-256"] {
+        assert!(stderr(&o).contains(n), "{}", stderr(&o));
+    }
 }

@@ -14,8 +14,8 @@
 //! episodes, the mean training return, the evaluation's mean and standard
 //! deviation, ε, sparsity, ITOP, timings), `episodes.csv` (every training
 //! episode's return and length), `checkpoint/` (the agent's networks, sparsifier,
-//! replay buffer, exploration generator and environment state, and
-//! `trainer.json`), `summary.json` (`rl`: the last evaluation's seeds and
+//! replay buffer, exploration generator and environment state, `trainer.json`,
+//! and the SHA-256 of every file, checked on resume), `summary.json` (`rl`: the last evaluation's seeds and
 //! returns), `report.md` and `plots/`.
 //!
 //! **Resume.** A checkpoint is written at the end of every epoch, where the
@@ -34,6 +34,7 @@ use sparse_methods::BuildContext;
 use sparse_models::count_params;
 use sparse_rl::{Dqn, DqnConfig, EnvId, MinAtarQConfig, MlpQConfig, QNetwork, eval_seeds};
 
+use super::checksum;
 use super::interrupt::{Interrupted, Interrupter, LoopGuard};
 use super::{TrainOptions, open_run};
 use crate::run::artifacts::{RunDir, Summary, Versions, write_atomic};
@@ -237,11 +238,15 @@ impl Agent<'_> {
         let seed = self.cfg.training.seed;
         let mut env = self.env_id.make(seed);
         let (mut agent, mut state) = if self.resume {
+            let ckpt = self.dir.file("checkpoint");
+            if ckpt.is_dir() {
+                checksum::verify(&ckpt)?;
+            }
             let state: RlState = serde_json::from_str(
                 &std::fs::read_to_string(self.dir.file("checkpoint/trainer.json"))
                     .with_context(|| format!("{} has no checkpoint to resume from", self.dir.path.display()))?,
             )?;
-            let agent = Dqn::resume(model, sparse, config, self.dir.file("checkpoint/agent"), env.as_mut())?;
+            let agent = Dqn::resume(model, sparse, config, &ckpt, env.as_mut())?;
             self.keep_saved_rows(&state)?;
             (agent, state)
         } else {
@@ -347,11 +352,12 @@ impl Agent<'_> {
     ) -> anyhow::Result<()> {
         let tmp = self.dir.file("checkpoint.tmp");
         let _ = std::fs::remove_dir_all(&tmp);
-        agent.save(tmp.join("agent"), env)?;
+        agent.save(&tmp, env)?;
         write_atomic(
             &tmp.join("trainer.json"),
             serde_json::to_string_pretty(state)?.as_bytes(),
         )?;
+        checksum::record(&tmp)?;
         let (current, old) = (self.dir.file("checkpoint"), self.dir.file("checkpoint.old"));
         let _ = std::fs::remove_dir_all(&old);
         if current.exists() {
