@@ -15,6 +15,7 @@ use super::choices::{DEVICES, MethodName, OPTIMIZERS, PENALTIES};
 use crate::data::DatasetKind;
 use crate::run::lr::LrSchedule;
 use crate::run::models::ModelKind;
+use crate::run::task_kind::{RlEnv, TaskKind};
 
 /// Sets `table[path] = value`, creating the tables on the way.
 pub fn set(table: &mut Table, path: &[&str], value: Value) {
@@ -451,9 +452,101 @@ impl RunEnvArgs {
     }
 }
 
+/// The task, and the language model's shape (`[lm]`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct TaskArgs {
+    /// What to train: image classification, a language model on a text folder (--data-dir; default: Debian's fortunes), or a DQN agent.
+    #[arg(long, value_enum)]
+    pub task: Option<TaskKind>,
+    /// Language model: tokens (char: UTF-8 text; byte: any file).
+    #[arg(long, value_parser = PossibleValuesParser::new(["char", "byte"]))]
+    pub tokens: Option<String>,
+    /// Language model: context length (tokens).
+    #[arg(long, value_name = "TOKENS")]
+    pub block: Option<usize>,
+    /// Language model: transformer blocks.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Language model: attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Language model: model width.
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// Language model: dropout.
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// Language model: batches per epoch (0: one pass's worth of training tokens).
+    #[arg(long, value_name = "N")]
+    pub batches_per_epoch: Option<usize>,
+    /// Language model: evaluate on the first N tokens of the validation and test splits (0: all).
+    #[arg(long, value_name = "N")]
+    pub eval_tokens: Option<usize>,
+    /// DQN agent: the environment.
+    #[arg(long, value_enum)]
+    pub env: Option<RlEnv>,
+    /// DQN agent: environment steps per epoch (each epoch ends with an evaluation).
+    #[arg(long, value_name = "STEPS")]
+    pub steps_per_epoch: Option<u64>,
+    /// DQN agent: evaluation episodes (fixed seeds) at the end of every epoch.
+    #[arg(long, value_name = "N")]
+    pub eval_episodes: Option<usize>,
+    /// DQN agent: environment steps of random actions before training.
+    #[arg(long, value_name = "STEPS")]
+    pub warmup_steps: Option<u64>,
+    /// DQN agent: hidden widths of the classic-control Q-network, comma separated.
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    pub hidden: Option<Vec<usize>>,
+}
+
+impl TaskArgs {
+    fn apply(&self, t: &mut Table) -> anyhow::Result<()> {
+        if let Some(task) = self.task {
+            t.insert("task".into(), Value::String(task.name().into()));
+        }
+        if let Some(k) = &self.tokens {
+            set(t, &["lm", "tokens"], Value::String(k.clone()));
+        }
+        for (key, value) in [
+            ("block", self.block),
+            ("layers", self.layers),
+            ("heads", self.heads),
+            ("d_model", self.d_model),
+            ("batches_per_epoch", self.batches_per_epoch),
+            ("eval_tokens", self.eval_tokens),
+        ] {
+            if let Some(v) = value {
+                set(t, &["lm", key], int(v as u64)?);
+            }
+        }
+        if let Some(d) = self.dropout {
+            set(t, &["lm", "dropout"], float(d));
+        }
+        if let Some(e) = self.env {
+            set(t, &["rl", "env"], Value::String(e.name().into()));
+        }
+        for (key, value) in [
+            ("steps_per_epoch", self.steps_per_epoch),
+            ("eval_episodes", self.eval_episodes.map(|n| n as u64)),
+            ("warmup_steps", self.warmup_steps),
+        ] {
+            if let Some(v) = value {
+                set(t, &["rl", key], int(v)?);
+            }
+        }
+        if let Some(h) = &self.hidden {
+            let widths = h.iter().map(|&w| int(w as u64)).collect::<anyhow::Result<Vec<_>>>()?;
+            set(t, &["rl", "hidden"], Value::Array(widths));
+        }
+        Ok(())
+    }
+}
+
 /// Everything that defines a training run.
 #[derive(Args, Clone, Debug, Default)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
     #[command(flatten)]
     pub config: ConfigArgs,
     #[command(flatten)]
@@ -481,6 +574,7 @@ impl RunArgs {
     /// The given options as a table (without the config file).
     pub fn overrides(&self) -> anyhow::Result<Table> {
         let mut t = Table::new();
+        self.task.apply(&mut t)?;
         self.model.apply(&mut t);
         self.model_run.apply(&mut t);
         self.data.apply(&mut t)?;

@@ -17,13 +17,13 @@ use sparse_methods::{MethodConfig, Penalty, RegularizationConfig};
 use sparse_models::MobileNetV1Config;
 
 use self::args::{
-    ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs,
+    ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs, TaskArgs,
     TrainingArgs, flag_name, merge, switches,
 };
 use self::choices::MethodName;
 use crate::data::{DatasetKind, split};
 use crate::run::config::{STEP_GAMMA, SparsitySection};
-use crate::run::sweep::{SweepSpec, sweep};
+use crate::run::sweep::{SweepMetric, SweepSpec, sweep};
 use crate::run::{Interrupted, RunConfig, Summary, TrainOptions, info::info, train};
 
 /// Sparse training for Burn.
@@ -69,6 +69,8 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct SweepArgs {
+    #[command(flatten)]
+    task: TaskArgs,
     #[command(flatten)]
     config: ConfigArgs,
     #[command(flatten)]
@@ -252,12 +254,25 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 /// The side-by-side comparison of a sparse run and its dense twin.
 pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
-    let mut rows = vec![(
-        "test accuracy (last epoch)",
-        pct(dense.test_accuracy),
-        pct(sparse.test_accuracy),
-    )];
-    if dense.best_validation_accuracy.is_some() {
+    let metric = SweepMetric::of(sparse);
+    let mut rows = match metric {
+        SweepMetric::Accuracy => vec![(
+            "test accuracy (last epoch)",
+            pct(dense.test_accuracy),
+            pct(sparse.test_accuracy),
+        )],
+        SweepMetric::BitsPerToken => vec![(
+            "test bits per token",
+            format!("{:.4}", metric.value(dense)),
+            format!("{:.4}", metric.value(sparse)),
+        )],
+        SweepMetric::Return => vec![(
+            "evaluation return",
+            format!("{:.1}", metric.value(dense)),
+            format!("{:.1}", metric.value(sparse)),
+        )],
+    };
+    if metric == SweepMetric::Accuracy && dense.best_validation_accuracy.is_some() {
         rows.push((
             "test acc., best val. epoch",
             pct(dense.test_accuracy_at_best),
@@ -292,11 +307,21 @@ pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     for (k, d, v) in rows {
         s.push_str(&format!("{k:<28} {d:>12} {v:>12}\n"));
     }
-    s.push_str(&format!(
-        "accuracy gap: {:+.2} points with {:.1}x fewer weights and multiply-adds in the sparse layers\n",
-        100.0 * (sparse.test_accuracy - dense.test_accuracy),
-        dense.nonzeros as f64 / sparse.nonzeros.max(1) as f64
-    ));
+    let ratio = dense.nonzeros as f64 / sparse.nonzeros.max(1) as f64;
+    s.push_str(&match metric {
+        SweepMetric::Accuracy => format!(
+            "accuracy gap: {:+.2} points with {ratio:.1}x fewer weights and multiply-adds in the sparse layers\n",
+            100.0 * (sparse.test_accuracy - dense.test_accuracy)
+        ),
+        SweepMetric::BitsPerToken => format!(
+            "bits-per-token gap: {:+.4} with {ratio:.1}x fewer weights in the sparse layers\n",
+            metric.value(sparse) - metric.value(dense)
+        ),
+        SweepMetric::Return => format!(
+            "return gap: {:+.1} with {ratio:.1}x fewer weights in the sparse layers\n",
+            metric.value(sparse) - metric.value(dense)
+        ),
+    });
     s.push_str("ITOP rate: the fraction of the sparse layers' weights active at some point of training\n");
     s
 }
@@ -370,12 +395,21 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         stop_after_epochs: args.stop_after,
     };
     let summary = train(&cfg, &opts)?;
+    let metric = match (&summary.lm, &summary.rl) {
+        (Some(lm), _) => format!("test {:.4} bits per {}", lm.test_bits_per_token, lm.tokens),
+        (_, Some(rl)) => format!(
+            "evaluation return {:.1} ± {:.1} over {} episodes",
+            rl.eval_return,
+            rl.eval_return_std,
+            rl.eval_seeds.len()
+        ),
+        _ => format!("test accuracy {:.2}%", 100.0 * summary.test_accuracy),
+    };
     println!(
-        "\n{} {} on {}: test accuracy {:.2}%, sparsity {:.2}%, {} nonzeros; report: {}",
+        "\n{} {} on {}: {metric}, sparsity {:.2}%, {} nonzeros; report: {}",
         summary.model,
         summary.method,
         summary.dataset,
-        100.0 * summary.test_accuracy,
         100.0 * summary.sparsity,
         summary.nonzeros,
         out.join("report.md").display()
@@ -405,6 +439,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
 fn sweep_command(args: SweepArgs) -> anyhow::Result<()> {
     let mut overrides = toml::Table::new();
     let run = RunArgs {
+        task: args.task,
         config: ConfigArgs::default(),
         model: args.model,
         model_run: args.model_run,

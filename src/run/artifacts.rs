@@ -274,6 +274,31 @@ pub struct Summary {
     pub eval_samples_per_second: f64,
     /// Versions of sparseburn and Burn.
     pub versions: Versions,
+    /// What a language-model run adds (`task = "lm"`; absent for image runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<LmSummary>,
+    /// What a DQN run adds (`task = "rl"`; absent otherwise). A DQN run has no
+    /// classes: its accuracy and loss fields are 0 and its multiply-adds are not
+    /// counted; `steps` counts environment steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rl: Option<crate::run::train::rl::RlSummary>,
+}
+
+/// The language model's figures in `summary.json` (losses there are in bits per token).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmSummary {
+    /// `char` or `byte`.
+    pub tokens: String,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Tokens of the training, validation and test splits (as evaluated).
+    pub split_tokens: [usize; 3],
+    /// Validation bits per token after the last epoch.
+    pub validation_bits_per_token: f64,
+    /// Test bits per token after the last epoch.
+    pub test_bits_per_token: f64,
+    /// Text generated from the prompt by the trained model (also in `report.md`).
+    pub sample: String,
 }
 
 /// Software versions.

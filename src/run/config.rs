@@ -27,6 +27,8 @@ use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
 use super::lr::LrSchedule;
 use super::models::ModelKind;
+use super::task_kind::{RlEnv, TaskKind};
+use crate::data::text::TokenKind;
 use crate::data::{DataConfig, DatasetKind};
 
 /// Which model.
@@ -168,9 +170,96 @@ pub struct TrainingSection {
     pub seed: u64,
 }
 
+/// The language model of `task = "lm"`: the char transformer's shape
+/// ([`sparse_models::CharTransformerConfig`]), which weights are sparse, the
+/// corpus's tokens, the epoch, the evaluation and the report's sample. The corpus
+/// is `[data] data_dir` (default: Debian's fortunes).
+#[derive(Config, Debug, PartialEq)]
+pub struct LmSection {
+    /// Tokens: `char` (UTF-8 text, vocabulary of the corpus's characters) or `byte` (256).
+    #[config(default = "TokenKind::Char")]
+    pub tokens: TokenKind,
+    /// Context length `T` (tokens); a training sample is one window of `T` tokens.
+    #[config(default = 64)]
+    pub block: usize,
+    /// Transformer blocks.
+    #[config(default = 2)]
+    pub layers: usize,
+    /// Attention heads.
+    #[config(default = 4)]
+    pub heads: usize,
+    /// Model width.
+    #[config(default = 128)]
+    pub d_model: usize,
+    /// Dropout (embeddings, attention, residual branches); its randomness is a
+    /// pure function of the seed and the step, so a resumed run stays exact.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// Make the token and position embeddings sparse too (dense by default).
+    #[config(default = false)]
+    pub sparse_embeddings: bool,
+    /// Make the output head sparse too (dense by default).
+    #[config(default = false)]
+    pub sparse_head: bool,
+    /// Batches per epoch (0: ⌊training tokens / (batch_size · block)⌋, one pass's worth
+    /// of random windows).
+    #[config(default = 0)]
+    pub batches_per_epoch: usize,
+    /// Evaluate on the first N tokens of the validation and test splits (0: all).
+    #[config(default = 0)]
+    pub eval_tokens: usize,
+    /// Tokens of generated text in `report.md`.
+    #[config(default = 300)]
+    pub sample_tokens: usize,
+    /// The prompt of the sample.
+    #[config(default = "String::from(\"The \")")]
+    pub prompt: String,
+    /// Sampling temperature of the sample (0: greedy).
+    #[config(default = 0.8)]
+    pub temperature: f64,
+}
+
+/// The agent of `task = "rl"`: a DQN agent (`sparse_rl::Dqn`) whose Q-network is
+/// sparse. Classic control uses Graesser et al.'s MLP and settings (squared TD
+/// error), Breakout MinAtar's conv network and settings (Huber loss); the
+/// defaults below are classic control's, and `env = "breakout"` lays MinAtar's
+/// under the keys not given (warm-up 5000, target copy every 1000, ε over 100k
+/// steps; `[training]` batch 32, lr 2.5e-4). An epoch is `steps_per_epoch`
+/// environment steps followed by a greedy evaluation on fixed seeds; every step
+/// count of the method (ΔT, T_end) counts environment steps.
+#[derive(Config, Debug, PartialEq)]
+pub struct RlSection {
+    /// The environment.
+    #[config(default = "RlEnv::Cartpole")]
+    pub env: RlEnv,
+    /// Environment steps per epoch.
+    #[config(default = 5000)]
+    pub steps_per_epoch: u64,
+    /// Evaluation episodes at the end of every epoch (greedy, seeds 1,000,000 + i).
+    #[config(default = 100)]
+    pub eval_episodes: usize,
+    /// Hidden widths of the classic-control Q-network (Graesser et al.: 512, 512).
+    #[config(default = "vec![512, 512]")]
+    pub hidden: Vec<usize>,
+    /// Environment steps of random actions before training starts.
+    #[config(default = 1000)]
+    pub warmup_steps: u64,
+    /// Replay capacity (transitions).
+    #[config(default = 100_000)]
+    pub replay_capacity: usize,
+    /// Environment steps after the warm-up over which ε falls from 1 to 0.1.
+    #[config(default = 25_000)]
+    pub epsilon_decay_steps: u64,
+    /// Gradient steps between copies of the online network into the target.
+    #[config(default = 100)]
+    pub target_update_every: u64,
+}
+
 /// Everything a run needs (the default: RigL at 90% on the MLP over Fashion-MNIST).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunConfig {
+    /// What is trained (image classification by default).
+    pub task: TaskKind,
     /// The backend.
     pub device: BackendKind,
     /// The model.
@@ -187,10 +276,15 @@ pub struct RunConfig {
     pub optimizer: OptimizerConfig,
     /// Training.
     pub training: TrainingSection,
+    /// The language model (`task = "lm"` only).
+    pub lm: Option<LmSection>,
+    /// The agent (`task = "rl"` only).
+    pub rl: Option<RlSection>,
 }
 
 /// The sections of a config file, in the order they are written.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 11] = [
+    "task",
     "device",
     "model",
     "data",
@@ -199,6 +293,8 @@ pub const SECTIONS: [&str; 8] = [
     "penalty",
     "optimizer",
     "training",
+    "lm",
+    "rl",
 ];
 
 impl Default for RunConfig {
@@ -227,6 +323,14 @@ impl RunConfig {
         if let Some(key) = table.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
             bail!("unknown setting `{key}`; a config file has {}", SECTIONS.join(", "));
         }
+        let task = match table.remove("task") {
+            None => TaskKind::Image,
+            Some(toml::Value::String(s)) => s.parse()?,
+            Some(other) => bail!("task must be text (image, lm, rl), not {other}"),
+        };
+        if task != TaskKind::Image {
+            task_defaults(task, &mut table)?;
+        }
         let device = match table.remove("device") {
             None => BackendKind::Flex,
             Some(toml::Value::String(s)) => s.parse()?,
@@ -237,11 +341,16 @@ impl RunConfig {
             section(&mut table, "model")?.unwrap_or_default(),
             "model",
         )?)?;
-        let data = resolve_data(fill_defaults(
+        let data = fill_defaults(
             &DataSection::new(),
             section(&mut table, "data")?.unwrap_or_default(),
             "data",
-        )?)?;
+        )?;
+        let data = if task == TaskKind::Image {
+            resolve_data(data)?
+        } else {
+            data
+        };
         let method = resolve_method(
             match section(&mut table, "method")? {
                 None => RigLConfig::new().into(),
@@ -272,7 +381,29 @@ impl RunConfig {
             section(&mut table, "training")?.unwrap_or_default(),
             "training",
         )?)?;
+        let lm = match (task, section(&mut table, "lm")?) {
+            (TaskKind::Lm, map) => Some(resolve_lm(fill_defaults(
+                &LmSection::new(),
+                map.unwrap_or_default(),
+                "lm",
+            )?)?),
+            (_, Some(_)) => bail!("[lm] applies to the language model only (task = \"lm\", --task lm)"),
+            (_, None) => None,
+        };
+        if task == TaskKind::Rl {
+            check_rl_training(&training)?;
+        }
+        let rl = match (task, section(&mut table, "rl")?) {
+            (TaskKind::Rl, map) => Some(resolve_rl(fill_defaults(
+                &RlSection::new(),
+                map.unwrap_or_default(),
+                "rl",
+            )?)?),
+            (_, Some(_)) => bail!("[rl] applies to the DQN agent only (task = \"rl\", --task rl)"),
+            (_, None) => None,
+        };
         Ok(Self {
+            task,
             device,
             model,
             data,
@@ -281,6 +412,8 @@ impl RunConfig {
             penalty,
             optimizer,
             training,
+            lm,
+            rl,
         })
     }
 
@@ -295,14 +428,35 @@ impl RunConfig {
     /// The config as a table (what `to_toml` writes).
     pub fn to_table(&self) -> toml::Table {
         let mut t = toml::Table::new();
+        if self.task != TaskKind::Image {
+            t.insert("task".into(), toml::Value::String(self.task.name().into()));
+        }
         t.insert("device".into(), toml::Value::String(self.device.name().into()));
         let mut put = |name: &str, value: Result<toml::Value, toml::ser::Error>| {
             if let Ok(v) = value {
                 t.insert(name.into(), v);
             }
         };
-        put("model", toml::Value::try_from(&self.model));
-        put("data", toml::Value::try_from(&self.data));
+        if self.task == TaskKind::Image {
+            put("model", toml::Value::try_from(&self.model));
+            put("data", toml::Value::try_from(&self.data));
+        } else {
+            // only the keys that apply to a task without an image model
+            if let Some(layer) = &self.model.mask_layer {
+                let model = toml::Table::from_iter([("mask_layer".to_string(), toml::Value::String(layer.clone()))]);
+                put("model", Ok(toml::Value::Table(model)));
+            }
+            if let Some(dir) = &self.data.data_dir {
+                let value = toml::Value::String(dir.display().to_string());
+                put(
+                    "data",
+                    Ok(toml::Value::Table(toml::Table::from_iter([(
+                        "data_dir".to_string(),
+                        value,
+                    )]))),
+                );
+            }
+        }
         if let Some(s) = &self.sparsity {
             put("sparsity", toml::Value::try_from(s));
         }
@@ -312,6 +466,12 @@ impl RunConfig {
         }
         put("optimizer", toml::Value::try_from(&self.optimizer));
         put("training", toml::Value::try_from(&self.training));
+        if let Some(lm) = &self.lm {
+            put("lm", toml::Value::try_from(lm));
+        }
+        if let Some(rl) = &self.rl {
+            put("rl", toml::Value::try_from(rl));
+        }
         t
     }
 
@@ -362,9 +522,14 @@ impl RunConfig {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let model = match self.task {
+            TaskKind::Image => self.model.name.name(),
+            TaskKind::Lm => "lm",
+            TaskKind::Rl => "rl",
+        };
         PathBuf::from("runs").join(format!(
             "{}-{}-{}-s{}-{stamp}",
-            self.model.name.name(),
+            model,
             self.method.name(),
             (self.target_sparsity() * 100.0).round(),
             self.training.seed
@@ -518,6 +683,149 @@ fn resolve_optimizer(mut user: Map<String, Value>) -> anyhow::Result<OptimizerCo
     };
     config.validate()?;
     Ok(config)
+}
+
+/// The keys of `[model]` and `[data]` that a task other than image
+/// classification takes.
+const NON_IMAGE_KEYS: [(&str, &str); 2] = [("model", "mask_layer"), ("data", "data_dir")];
+
+/// Checks that `[model]` and `[data]` hold only what applies to `task`, and lays
+/// the task's training defaults under the user's (language model: Adam at
+/// 1e-3, batches of 32 windows, 10 epochs, evaluation batches of 64 windows).
+fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> {
+    for name in ["model", "data"] {
+        if let Some(toml::Value::Table(t)) = table.get(name)
+            && let Some(key) = t.keys().find(|k| !NON_IMAGE_KEYS.contains(&(name, k.as_str())))
+        {
+            let allowed: Vec<&str> = NON_IMAGE_KEYS
+                .iter()
+                .filter(|(s, _)| *s == name)
+                .map(|(_, k)| *k)
+                .collect();
+            bail!(
+                "[{name}] {key} applies to image classification only; task = \"{}\" takes only {} in [{name}]",
+                task.name(),
+                allowed.join(", ")
+            );
+        }
+    }
+    if task == TaskKind::Rl {
+        rl_defaults(table);
+    }
+    if task == TaskKind::Lm {
+        let training = table
+            .entry("training")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = training {
+            for (key, value) in [
+                ("lr", toml::Value::Float(1e-3)),
+                ("batch_size", toml::Value::Integer(32)),
+                ("eval_batch_size", toml::Value::Integer(64)),
+                ("epochs", toml::Value::Integer(10)),
+            ] {
+                t.entry(key).or_insert(value);
+            }
+        }
+        let optimizer = table
+            .entry("optimizer")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = optimizer {
+            t.entry("name").or_insert(toml::Value::String("adam".into()));
+            t.entry("weight_decay").or_insert(toml::Value::Float(0.0));
+        }
+    }
+    Ok(())
+}
+
+/// Lays the agent's defaults under the user's keys: Adam with Graesser et al.'s
+/// weight decay 1e-6, 20 epochs; classic control: batch 128 at lr 1e-3;
+/// Breakout: MinAtar's batch 32 at lr 2.5e-4 and its `[rl]` settings.
+fn rl_defaults(table: &mut toml::Table) {
+    let minatar = table
+        .get("rl")
+        .and_then(|rl| rl.get("env"))
+        .and_then(toml::Value::as_str)
+        .is_some_and(|e| e == RlEnv::Breakout.name());
+    let mut lay = |name: &str, values: Vec<(&str, toml::Value)>| {
+        let section = table
+            .entry(name)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = section {
+            for (key, value) in values {
+                t.entry(key).or_insert(value);
+            }
+        }
+    };
+    let (batch, lr) = if minatar { (32, 2.5e-4) } else { (128, 1e-3) };
+    lay(
+        "training",
+        vec![
+            ("lr", toml::Value::Float(lr)),
+            ("batch_size", toml::Value::Integer(batch)),
+            ("epochs", toml::Value::Integer(20)),
+            ("schedule", toml::Value::String("constant".into())),
+        ],
+    );
+    lay(
+        "optimizer",
+        vec![
+            ("name", toml::Value::String("adam".into())),
+            ("weight_decay", toml::Value::Float(if minatar { 0.0 } else { 1e-6 })),
+        ],
+    );
+    if minatar {
+        lay(
+            "rl",
+            vec![
+                ("warmup_steps", toml::Value::Integer(5000)),
+                ("target_update_every", toml::Value::Integer(1000)),
+                ("epsilon_decay_steps", toml::Value::Integer(100_000)),
+            ],
+        );
+    }
+}
+
+/// A DQN agent takes one gradient step per environment step at a constant rate:
+/// the `[training]` keys of supervised training must keep their neutral values.
+fn check_rl_training(t: &TrainingSection) -> anyhow::Result<()> {
+    let unused = [
+        ("schedule", t.schedule != LrSchedule::Constant, "--schedule constant"),
+        ("warmup_epochs", t.warmup_epochs != 0.0, "--warmup-epochs 0"),
+        ("grad_accumulation", t.grad_accumulation != 1, "--grad-accumulation 1"),
+        ("label_smoothing", t.label_smoothing != 0.0, "--label-smoothing 0"),
+    ];
+    if let Some((key, _, fix)) = unused.iter().find(|(_, set, _)| *set) {
+        bail!(
+            "[training] {key} does not apply to a DQN agent (a constant learning rate, one gradient step per environment step); drop it or use {fix}"
+        );
+    }
+    Ok(())
+}
+
+fn resolve_rl(rl: RlSection) -> anyhow::Result<RlSection> {
+    if rl.steps_per_epoch == 0 || rl.eval_episodes == 0 || rl.replay_capacity == 0 || rl.target_update_every == 0 {
+        bail!("[rl] steps_per_epoch, eval_episodes, replay_capacity and target_update_every must all be at least 1");
+    }
+    if rl.hidden.is_empty() || rl.hidden.contains(&0) {
+        bail!("[rl] hidden must list at least one width, each at least 1 (e.g. [512, 512])");
+    }
+    Ok(rl)
+}
+
+fn resolve_lm(lm: LmSection) -> anyhow::Result<LmSection> {
+    if lm.block == 0 || lm.layers == 0 || lm.heads == 0 || lm.d_model == 0 {
+        bail!("[lm] block, layers, heads and d_model must all be at least 1");
+    }
+    if !lm.d_model.is_multiple_of(lm.heads) {
+        bail!("[lm] d_model {} must be a multiple of heads {}", lm.d_model, lm.heads);
+    }
+    if !(0.0..1.0).contains(&lm.dropout) {
+        bail!("[lm] dropout {} must be in [0, 1)", lm.dropout);
+    }
+    if !(lm.temperature >= 0.0 && lm.temperature.is_finite()) {
+        bail!("[lm] temperature {} must be a number >= 0 (0: greedy)", lm.temperature);
+    }
+    Ok(lm)
 }
 
 fn resolve_training(mut t: TrainingSection) -> anyhow::Result<TrainingSection> {

@@ -12,8 +12,10 @@ pub mod models;
 pub mod plots;
 pub mod report;
 pub mod sweep;
+pub mod task_kind;
 pub mod train;
 
 pub use artifacts::Summary;
 pub use config::RunConfig;
+pub use task_kind::TaskKind;
 pub use train::{Interrupted, TrainOptions, train};

@@ -371,10 +371,37 @@ pub type Series = (String, Vec<(f64, f64, Option<f64>)>);
 /// one line per method; a method with a single point at sparsity 0 (dense) is
 /// drawn as a dashed reference line.
 pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()> {
+    metric_vs_sparsity(path, series, &SweepAxis::ACCURACY)
+}
+
+/// The metric of a sweep's plot: its caption, axis label and scale (100 for a
+/// fraction shown in %).
+pub struct SweepAxis<'a> {
+    /// The caption.
+    pub caption: &'a str,
+    /// The y-axis label.
+    pub y_desc: &'a str,
+    /// Values are multiplied by this.
+    pub scale: f64,
+}
+
+impl SweepAxis<'static> {
+    /// Final test accuracy in %.
+    pub const ACCURACY: Self = Self {
+        caption: "final test accuracy vs sparsity (mean ± std over seeds)",
+        y_desc: "test accuracy, %",
+        scale: 100.0,
+    };
+}
+
+/// A sweep's metric (mean ± std over seeds) against the sparsity, one line per method;
+/// the dense baseline (sparsity 0) is a dashed horizontal line.
+pub fn metric_vs_sparsity(path: &Path, series: &[Series], axis: &SweepAxis<'_>) -> anyhow::Result<()> {
     font();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let pct = |v: f64| 100.0 * v;
+    let y = |v: f64| axis.scale * v;
     let sparse_x: Vec<f64> = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|(s, _, _)| pct(*s)))
@@ -391,15 +418,12 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
     let (lo, hi) = finite_range(
         series.iter().flat_map(|(_, p)| {
             p.iter()
-                .flat_map(|(_, m, s)| [pct(m - s.unwrap_or(0.0)), pct(m + s.unwrap_or(0.0))])
+                .flat_map(|(_, m, s)| [y(m - s.unwrap_or(0.0)), y(m + s.unwrap_or(0.0))])
         }),
         0.2,
     );
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "final test accuracy vs sparsity (mean ± std over seeds)",
-            ("sans-serif", 20),
-        )
+        .caption(axis.caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(35)
         .y_label_area_size(60)
@@ -408,7 +432,7 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
     chart
         .configure_mesh()
         .x_desc("sparsity of the sparse layers, %")
-        .y_desc("test accuracy, %")
+        .y_desc(axis.y_desc)
         .draw()
         .map_err(err)?;
     let cap = (x_hi - x_lo) / 120.0;
@@ -417,7 +441,7 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
         let pts: Vec<(f64, f64, Option<f64>)> = pts
             .iter()
             .filter(|(_, m, _)| m.is_finite())
-            .map(|(s, m, sd)| (pct(*s), pct(*m), sd.filter(|v| v.is_finite()).map(pct)))
+            .map(|(s, m, sd)| (pct(*s), y(*m), sd.filter(|v| v.is_finite()).map(y)))
             .collect();
         if let [(s, mean, _)] = pts.as_slice()
             && *s == 0.0
@@ -465,6 +489,37 @@ pub fn accuracy_vs_sparsity(path: &Path, series: &[Series]) -> anyhow::Result<()
         .border_style(BLACK)
         .draw()
         .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// A DQN run's learning curves: the mean evaluation return (± one standard
+/// deviation over the evaluation episodes) and the mean return of the training
+/// episodes, per epoch.
+pub fn return_curves(path: &Path, eval: &[(f64, f64, f64)], train: &[(f64, f64)]) -> anyhow::Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let epochs = eval.len();
+    let (blue, orange, grey) = (COLORS[0], COLORS[1], COLORS[7 % COLORS.len()]);
+    let mean: Vec<(f64, f64)> = eval.iter().map(|&(x, m, _)| (x, m)).collect();
+    let low: Vec<(f64, f64)> = eval.iter().map(|&(x, m, s)| (x, m - s)).collect();
+    let high: Vec<(f64, f64)> = eval.iter().map(|&(x, m, s)| (x, m + s)).collect();
+    panel(
+        &root,
+        "return per episode",
+        "return",
+        epochs,
+        &[
+            ("evaluation (mean)", blue, mean),
+            ("evaluation − std", grey, low),
+            ("evaluation + std", grey, high),
+            ("training episodes (mean)", orange, train.to_vec()),
+        ],
+        Axis::Linear {
+            min_pad: 1.0,
+            decimals: 1,
+        },
+    )?;
     root.present().map_err(err)
 }
 

@@ -146,13 +146,34 @@ pub fn write(
         ),
     };
     let _ = writeln!(r, "| | |\n|---|---|");
-    for (k, v) in [
-        ("test accuracy (last epoch)", pct(summary.test_accuracy)),
-        ("best epoch (by validation accuracy)", best),
-        (
-            "validation images",
-            format!("{} held out of the training set", summary.validation_images),
-        ),
+    let lm = summary.lm.as_ref();
+    let unit = if lm.is_some() { "tokens" } else { "samples" };
+    let mut rows: Vec<(&str, String)> = match lm {
+        None => vec![
+            ("test accuracy (last epoch)", pct(summary.test_accuracy)),
+            ("best epoch (by validation accuracy)", best),
+            (
+                "validation images",
+                format!("{} held out of the training set", summary.validation_images),
+            ),
+        ],
+        Some(lm) => vec![
+            (
+                "validation / test bits per token (last epoch)",
+                format!("{:.4} / {:.4}", lm.validation_bits_per_token, lm.test_bits_per_token),
+            ),
+            ("test next-token accuracy (last epoch)", pct(summary.test_accuracy)),
+            ("best epoch (by validation next-token accuracy)", best),
+            (
+                "tokens (train / validation / test)",
+                format!(
+                    "{} / {} / {} ({}, vocabulary {})",
+                    lm.split_tokens[0], lm.split_tokens[1], lm.split_tokens[2], lm.tokens, lm.vocab
+                ),
+            ),
+        ],
+    };
+    rows.extend([
         (
             "sparsity (sparse layers)",
             format!(
@@ -167,7 +188,11 @@ pub fn write(
         ),
         ("parameters (whole model)", summary.parameters.to_string()),
         (
-            "forward multiply-adds / sample",
+            if lm.is_some() {
+                "weight multiply-adds / token (sparse-able layers)"
+            } else {
+                "forward multiply-adds / sample"
+            },
             format!(
                 "{} sparse vs {} dense",
                 human(summary.sparse_macs),
@@ -183,17 +208,25 @@ pub fn write(
         (
             "throughput",
             format!(
-                "{:.0} train / {:.0} eval samples/s",
+                "{:.0} train / {:.0} eval {unit}/s",
                 summary.train_samples_per_second, summary.eval_samples_per_second
             ),
         ),
-    ] {
+    ]);
+    for (k, v) in rows {
         let _ = writeln!(r, "| {k} | {v} |");
     }
     let _ = writeln!(
         r,
         "\nThe ITOP rate (in-time over-parameterisation, Liu et al. 2021) is the fraction of the sparse layers' weights that were active at some point of training: 1 − sparsity for a fixed mask, more for a method that explores. The test set is reported only; the best epoch is chosen on the validation split."
     );
+    if let Some(lm) = lm {
+        let _ = writeln!(
+            r,
+            "\nLosses of a language model (`metrics.csv`, the curves) are in bits per token (bits per character for a char vocabulary): the mean next-token cross-entropy over ln 2; accuracies are next-token accuracies.\n\n## Generated text\n\nThe trained model continues the prompt (`[lm] prompt`, temperature `[lm] temperature`):\n\n````text\n{}\n````",
+            lm.sample
+        );
+    }
     let _ = writeln!(r, "\n## Learning curves\n\n![curves](plots/learning_curves.png)\n");
     let _ = writeln!(r, "## Layers\n\n![density](plots/layer_density.png)\n");
     let _ = writeln!(r, "Shapes are {SHAPE_LEGEND}.\n");

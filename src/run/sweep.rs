@@ -3,7 +3,9 @@
 //! settings are reused, interrupted ones resumed), then a table of mean ± std
 //! of the final test accuracy and a plot. The dense baseline runs once per seed;
 //! a method made for a pattern (SRigL: constant fan-in) gets it unless the sweep
-//! sets one.
+//! sets one. The metric is the task's (`--task`): the final test accuracy of an
+//! image classifier, the final test bits per token of a language model
+//! (lower is better), the final mean evaluation return of a DQN agent.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -104,7 +106,9 @@ impl SweepSpec {
     }
 }
 
-/// Runs the sweep and writes `results.md`, `results.csv` and `accuracy_vs_sparsity.png`.
+/// Runs the sweep and writes `results.md`, `results.csv` and the plot of the
+/// task's metric (`accuracy_vs_sparsity.png`, `bits_vs_sparsity.png`,
+/// `return_vs_sparsity.png`).
 pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
     spec.check()?;
     std::fs::create_dir_all(&spec.out).with_context(|| format!("creating {}", spec.out.display()))?;
@@ -180,33 +184,114 @@ fn run_one(cfg: &RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow::Result<S
     train(cfg, &run_opts)
 }
 
+/// What a sweep compares: the final metric of its task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepMetric {
+    /// Test accuracy (image classification).
+    Accuracy,
+    /// Test bits per token (language model; lower is better).
+    BitsPerToken,
+    /// Mean evaluation return (DQN agent).
+    Return,
+}
+
+impl SweepMetric {
+    /// The metric of a run's summary.
+    pub fn of(summary: &Summary) -> Self {
+        match (&summary.lm, &summary.rl) {
+            (Some(_), _) => Self::BitsPerToken,
+            (_, Some(_)) => Self::Return,
+            _ => Self::Accuracy,
+        }
+    }
+
+    /// The run's value.
+    pub fn value(self, summary: &Summary) -> f64 {
+        match self {
+            Self::Accuracy => summary.test_accuracy,
+            Self::BitsPerToken => summary.lm.as_ref().map_or(f64::NAN, |l| l.test_bits_per_token),
+            Self::Return => summary.rl.as_ref().map_or(f64::NAN, |r| r.eval_return),
+        }
+    }
+
+    /// The table's column, the CSV's name, the plot's file and axis.
+    fn text(self) -> (&'static str, &'static str, &'static str, plots::SweepAxis<'static>) {
+        match self {
+            Self::Accuracy => (
+                "final test accuracy, %",
+                "test_acc",
+                "accuracy_vs_sparsity.png",
+                plots::SweepAxis::ACCURACY,
+            ),
+            Self::BitsPerToken => (
+                "final test bits per token",
+                "test_bits_per_token",
+                "bits_vs_sparsity.png",
+                plots::SweepAxis {
+                    caption: "final test bits per token vs sparsity (mean ± std over seeds; lower is better)",
+                    y_desc: "test bits per token",
+                    scale: 1.0,
+                },
+            ),
+            Self::Return => (
+                "final evaluation return",
+                "eval_return",
+                "return_vs_sparsity.png",
+                plots::SweepAxis {
+                    caption: "final mean evaluation return vs sparsity (mean ± std over seeds)",
+                    y_desc: "evaluation return",
+                    scale: 1.0,
+                },
+            ),
+        }
+    }
+
+    /// Values are shown multiplied by this (accuracy in %).
+    fn scale(self) -> f64 {
+        self.text().3.scale
+    }
+}
+
 fn write_results(
     out: &Path,
     order: &[String],
     results: &BTreeMap<(String, u64), Vec<Summary>>,
 ) -> anyhow::Result<String> {
+    let metric = results
+        .values()
+        .flatten()
+        .next()
+        .map_or(SweepMetric::Accuracy, SweepMetric::of);
+    let (column, csv_name, plot_file, axis) = metric.text();
+    let scale = metric.scale();
+    let decimals = match metric {
+        SweepMetric::Accuracy => 2,
+        SweepMetric::BitsPerToken => 3,
+        SweepMetric::Return => 1,
+    };
     let mut md = String::new();
-    let mut csv = String::from("method,sparsity,seeds,mean_test_acc,std_test_acc,mean_nonzeros,mean_sparse_macs\n");
+    let mut csv = format!("method,sparsity,seeds,mean_{csv_name},std_{csv_name},mean_nonzeros,mean_sparse_macs\n");
     let _ = writeln!(
         md,
-        "| method | sparsity | final test accuracy, % (mean ± std) | seeds | nonzeros | forward MACs |"
+        "| method | sparsity | {column} (mean ± std) | seeds | nonzeros | forward MACs |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|");
     let mut series: Vec<plots::Series> = Vec::new();
     for method in order {
         let mut pts = Vec::new();
         for ((m, s), runs) in results.iter().filter(|((m, _), _)| m == method) {
-            let accs: Vec<f64> = runs.iter().map(|r| r.test_accuracy).collect();
+            let accs: Vec<f64> = runs.iter().map(|r| metric.value(r)).collect();
             let (mean, std) = mean_std(&accs);
             let sparsity = *s as f64 / 1e6;
             let nnz = runs.iter().map(|r| r.nonzeros as f64).sum::<f64>() / runs.len() as f64;
             let macs = runs.iter().map(|r| r.sparse_macs as f64).sum::<f64>() / runs.len() as f64;
-            let spread = std.map_or("—".to_string(), |s| format!("{:.2}", 100.0 * s));
+            let spread = std.map_or("—".to_string(), |s| format!("{:.*}", decimals, scale * s));
             let _ = writeln!(
                 md,
-                "| {m} | {:.0}% | {:.2} ± {spread} | {} | {:.0} | {:.0} |",
+                "| {m} | {:.0}% | {:.*} ± {spread} | {} | {:.0} | {:.0} |",
                 100.0 * sparsity,
-                100.0 * mean,
+                decimals,
+                scale * mean,
                 runs.len(),
                 nnz,
                 macs
@@ -220,8 +305,8 @@ fn write_results(
     std::fs::write(out.join("results.md"), &md)?;
     std::fs::write(out.join("results.csv"), csv)?;
     super::report::or_warn(
-        "accuracy_vs_sparsity.png",
-        plots::accuracy_vs_sparsity(&out.join("accuracy_vs_sparsity.png"), &series),
+        plot_file,
+        plots::metric_vs_sparsity(&out.join(plot_file), &series, &axis),
     );
     Ok(md)
 }

@@ -5,6 +5,9 @@
 //! | part | job |
 //! |---|---|
 //! | [`task`] | what is trained: batches, loss, evaluation, scoring gradients |
+//! | [`language_model`] | the language-model task (next-token prediction on a corpus) |
+//! | [`lm`] | a language-model run: corpus, model, training, summary with a text sample |
+//! | [`rl`] | a DQN run: the agent's own loop in epochs of environment steps, evaluation on fixed seeds, checkpoints at epoch ends |
 //! | [`runner`] | the loop over steps and epochs, and what happens at an epoch's end |
 //! | [`accumulate`] | gradient accumulation: the micro-batches of an optimizer step |
 //! | [`metrics`] | reading the per-step statistics back from the device in groups |
@@ -26,7 +29,10 @@ pub mod checksum;
 pub mod console;
 pub mod divergence;
 pub mod interrupt;
+pub mod language_model;
+pub mod lm;
 pub mod metrics;
+pub mod rl;
 pub mod rounds;
 pub mod runner;
 pub mod scoring;
@@ -38,8 +44,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
+use burn::module::Module;
 use burn::tensor::Device;
-use sparse_core::Sparsifier;
+use sparse_core::{LayerFilter, Sparsifier};
 use sparse_methods::BuildContext;
 use sparse_models::Classifier;
 
@@ -58,6 +65,7 @@ use super::config::RunConfig;
 use super::folder_state;
 use super::lr::Lr;
 use super::models::{WithModel, with_model};
+use super::task_kind::TaskKind;
 use crate::data::{ImageSet, split};
 
 /// How to run `train`.
@@ -123,26 +131,20 @@ pub fn load_data(cfg: &mut RunConfig) -> anyhow::Result<RunData> {
     })
 }
 
-/// Trains the run described by `cfg` into `opts.out` and returns its summary.
+/// Trains the run described by `cfg` into `opts.out` and returns its summary
+/// (image classification, or the task `cfg.task` names).
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
+    match cfg.task {
+        TaskKind::Image => {}
+        TaskKind::Lm => return lm::train_lm(cfg, opts),
+        TaskKind::Rl => return rl::train_rl(cfg, opts),
+    }
     let mut cfg = cfg.clone();
     let device = cfg.device.device()?.autodiff();
     let data = load_data(&mut cfg)?;
     let created = !opts.out.exists();
-    let opened = if opts.resume {
-        folder_state::open_resume(&opts.out)?
-    } else {
-        folder_state::open_new(&opts.out)?
-    };
-    let (dir, resume) = (opened.dir, opened.resume);
-    let _lock = opened.lock; // held until the run ends
-    if let Some(note) = &opened.note {
-        if opts.verbose {
-            eprintln!("{note}");
-        } else {
-            tracing::warn!("{note}");
-        }
-    }
+    let opened = open_run(opts)?;
+    let (dir, resume) = (opened.dir.clone(), opened.resume);
     if !resume {
         dir.write("config.toml", cfg.to_toml().as_bytes())?;
     }
@@ -161,7 +163,26 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
         // a bad method setting or init-weights file: leave no folder that blocks the retry
         RunDir::discard_unstarted(&opts.out, created);
     }
+    drop(opened); // the lock is held until the run ends
     result
+}
+
+/// Opens the run folder of `opts` for a new run or a resume (the returned value
+/// holds its lock), and says the folder's note.
+pub(crate) fn open_run(opts: &TrainOptions) -> anyhow::Result<folder_state::Opened> {
+    let opened = if opts.resume {
+        folder_state::open_resume(&opts.out)?
+    } else {
+        folder_state::open_new(&opts.out)?
+    };
+    if let Some(note) = &opened.note {
+        if opts.verbose {
+            eprintln!("{note}");
+        } else {
+            tracing::warn!("{note}");
+        }
+    }
+    Ok(opened)
 }
 
 struct Job<'a> {
@@ -206,10 +227,92 @@ impl WithModel for Job<'_> {
             &device,
         )
         .with_scoring_batches(t.grad_accumulation);
-        let accumulation = Accumulation::new(t.grad_accumulation, Task::<M>::batches_per_epoch(&task), t.batch_size)?;
+        let reload = |model: M| -> anyhow::Result<M> {
+            match &cfg.model.init_weights {
+                // `init` binds the sparsifier to the loaded weights by path
+                Some(path) => Ok(sparse_models::import::load_torchvision(model, path)?),
+                None => Ok(model),
+            }
+        };
+        let filter = model.sparsity_filter();
+        let fitted = Fit {
+            cfg,
+            opts,
+            resume,
+            dir: &dir,
+            classes,
+            model_name: cfg.model.name.name(),
+            units_per_sample: 1,
+            make,
+            reload: &reload,
+        }
+        .run(model, filter, task)?;
+        finish(
+            cfg,
+            &dir,
+            &fitted.model,
+            &fitted.sparse,
+            &fitted.state,
+            &RunFacts {
+                dataset: &dataset,
+                input: facts_input,
+                validation_images,
+            },
+        )
+    }
+}
+
+/// What training any task needs besides the model and the task: the config,
+/// the run folder, and how to rebuild or reload the model.
+pub(crate) struct Fit<'a, M> {
+    /// The run's config.
+    pub cfg: &'a RunConfig,
+    /// How to run.
+    pub opts: &'a TrainOptions,
+    /// Continue from the folder's checkpoint.
+    pub resume: bool,
+    /// The run folder.
+    pub dir: &'a RunDir,
+    /// Classes (the vocabulary of a language model, the actions of an agent).
+    pub classes: usize,
+    /// The model's name, as a checkpoint mismatch names it.
+    pub model_name: &'a str,
+    /// What a training sample counts in the statistics (1 per image; a language
+    /// model counts the tokens of a window).
+    pub units_per_sample: u64,
+    /// A fresh model (re-initialisation between rounds).
+    pub make: &'a dyn Fn() -> M,
+    /// Reloads initial weights into a model (runs in rounds that resume).
+    pub reload: &'a dyn Fn(M) -> anyhow::Result<M>,
+}
+
+/// A trained model, its sparsifier and the trainer's counters.
+pub(crate) struct Fitted<M> {
+    pub model: M,
+    pub sparse: Sparsifier,
+    pub state: checkpoint::TrainerState,
+}
+
+impl<M: Module + 'static> Fit<'_, M> {
+    /// Builds the method and the sparsifier for `model` (its sparse weights chosen
+    /// by `filter`), and trains `task` from scratch or from the checkpoint.
+    pub fn run<T: Task<M>>(self, mut model: M, filter: LayerFilter, task: T) -> anyhow::Result<Fitted<M>> {
+        let Fit {
+            cfg,
+            opts,
+            resume,
+            dir,
+            classes,
+            model_name,
+            units_per_sample,
+            make,
+            reload,
+        } = self;
+        let t = &cfg.training;
+        let accumulation = Accumulation::new(t.grad_accumulation, task.batches_per_epoch(), t.batch_size)?;
         let spe = accumulation.steps_per_epoch();
         let total = t.epochs as u64 * spe;
-        let sparsity = cfg.sparsity_config(model.sparsity_filter());
+        let sparsity = cfg.sparsity_config(filter);
         let context = BuildContext {
             total_steps: total,
             steps_per_epoch: spe,
@@ -243,16 +346,13 @@ impl WithModel for Job<'_> {
         );
         let model = if sparse.method().rounds().is_some() {
             if resume {
-                let note = folder_state::restart_rounds(&dir)?;
+                let note = folder_state::restart_rounds(dir)?;
                 if opts.verbose {
                     eprintln!("{note}");
                 } else {
                     tracing::warn!("{note}");
                 }
-                if let Some(path) = &cfg.model.init_weights {
-                    // `init` binds the sparsifier to the loaded weights by path
-                    model = sparse_models::import::load_torchvision(model, path)?;
-                }
+                model = reload(model)?;
             }
             runner.checkpoints = false;
             runner.rounds = true;
@@ -268,11 +368,11 @@ impl WithModel for Job<'_> {
                 let (model, state) = runner.checkpointer.restore(
                     model,
                     &mut sparse,
-                    cfg.model.name.name(),
+                    model_name,
                     Schedule {
                         total_steps: total,
                         steps_per_epoch: spe,
-                        samples_per_step: (t.batch_size * t.grad_accumulation) as u64,
+                        samples_per_step: (t.batch_size * t.grad_accumulation) as u64 * units_per_sample,
                     },
                 )?;
                 runner.saved_step = Some(state.step);
@@ -299,17 +399,10 @@ impl WithModel for Job<'_> {
             runner.train_range(model, &mut sparse, start..total)?
         };
         runner.checkpointer.account_wall_time(&mut runner.state);
-        finish(
-            cfg,
-            &dir,
-            &model,
-            &sparse,
-            &runner.state,
-            &RunFacts {
-                dataset: &dataset,
-                input: facts_input,
-                validation_images,
-            },
-        )
+        Ok(Fitted {
+            model,
+            sparse,
+            state: runner.state,
+        })
     }
 }

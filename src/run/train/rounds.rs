@@ -4,15 +4,15 @@
 //! [`RoundDriver`] keeps the rewind point. The same `Sparsifier` carries the
 //! run from round to round.
 
+use burn::module::Module;
 use sparse_core::{RoundDriver, Sparsifier};
-use sparse_models::Classifier;
 
 use super::runner::Runner;
 use super::task::Task;
 
 /// Trains every round of `sparse`'s method: the first from step 0, the others
 /// from the rewind step. `make()` builds a fresh model (for re-initialisation).
-pub fn train_rounds<M: Classifier, T: Task<M>>(
+pub fn train_rounds<M: Module, T: Task<M>>(
     runner: &mut Runner<T>,
     sparse: &mut Sparsifier,
     model: M,

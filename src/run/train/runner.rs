@@ -7,8 +7,8 @@
 use std::ops::Range;
 use std::time::Instant;
 
+use burn::module::Module;
 use sparse_core::Sparsifier;
-use sparse_models::Classifier;
 
 use super::accumulate::{Accumulation, step_gradients};
 use super::checkpoint::{Best, Checkpointer, TrainerState};
@@ -86,7 +86,7 @@ impl<T> Runner<T> {
 
     /// Trains the optimizer steps of `range` (of the current round); a step is
     /// never split: an interrupt is honoured after the whole group of micro-batches.
-    pub fn train_range<M: Classifier>(
+    pub fn train_range<M: Module>(
         &mut self,
         mut model: M,
         sparse: &mut Sparsifier,
@@ -118,7 +118,7 @@ impl<T> Runner<T> {
         e
     }
 
-    fn step<M: Classifier>(&mut self, model: M, sparse: &mut Sparsifier, step: u64) -> anyhow::Result<M>
+    fn step<M: Module>(&mut self, model: M, sparse: &mut Sparsifier, step: u64) -> anyhow::Result<M>
     where
         T: Task<M>,
     {
@@ -184,7 +184,7 @@ impl<T> Runner<T> {
         Ok(model)
     }
 
-    fn end_epoch<M: Classifier>(&mut self, model: &M, sparse: &Sparsifier, epoch: u64, lr: f64) -> anyhow::Result<()>
+    fn end_epoch<M: Module>(&mut self, model: &M, sparse: &Sparsifier, epoch: u64, lr: f64) -> anyhow::Result<()>
     where
         T: Task<M>,
     {
@@ -255,7 +255,7 @@ impl<T> Runner<T> {
     }
 
     /// Writes the checkpoint (after reading back any pending statistics).
-    pub fn checkpoint<M: Classifier>(&mut self, model: &M, sparse: &Sparsifier) -> anyhow::Result<()> {
+    pub fn checkpoint<M: Module>(&mut self, model: &M, sparse: &Sparsifier) -> anyhow::Result<()> {
         self.pending.read_into(&mut self.state.sums)?;
         self.checkpointer.save(model, sparse, &mut self.state)?;
         self.saved_step = Some(self.state.step);

@@ -59,6 +59,8 @@ pub fn finish<M: Classifier>(
         train_samples_per_second: state.trained_samples as f64 / state.train_seconds.max(1e-9),
         eval_samples_per_second: state.evaluated_samples as f64 / state.eval_seconds.max(1e-9),
         versions: Versions::default(),
+        lm: None,
+        rl: None,
     };
     dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
     report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;

@@ -153,7 +153,7 @@ impl ImageClassification {
 }
 
 /// Correct predictions of a batch, on the device.
-fn correct_predictions(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
+pub(super) fn correct_predictions(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1, Int> {
     logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum()
 }
 
