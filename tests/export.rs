@@ -271,6 +271,16 @@ fn bad_input_gets_a_clear_error_and_nothing_is_overwritten() {
     copy_dir(&run, &unfinished);
     std::fs::remove_file(unfinished.join("summary.json")).unwrap();
     assert_error(&export(&unfinished, &nm, "auto"), &["unfinished run", "--resume"]);
+    // a folder whose checkpoint is another model's than its config says
+    let other = t.join("other");
+    copy_dir(&run, &other);
+    let config = std::fs::read_to_string(other.join("config.toml")).unwrap();
+    std::fs::write(
+        other.join("config.toml"),
+        config.replace("name = \"mlp\"", "name = \"cnn\""),
+    )
+    .unwrap();
+    assert_error(&export(&other, &nm, "auto"), &["does not fit the run's config.toml"]);
     // a method whose forward pass is not the stored weights (SR-STE's reparameterization)
     let srste = t.join("srste");
     let o = sparseburn(&[

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sparse_models::dense_twin::timing_input;
 use sparse_models::exported::LayerRef;
-use sparse_models::{ExportedModel, FormatKind, SparseModel};
+use sparse_models::{ExportInfo, ExportedModel, FormatKind, SparseModel};
 
 use super::export::exported_model;
 use super::infer::load_model;
@@ -134,7 +134,10 @@ fn pair(source: &Path, device: &Device) -> anyhow::Result<Pair> {
     } else {
         let sparse = load_model(source, device)?;
         let dense = ExportedModel {
-            info: sparse.info.clone(),
+            info: ExportInfo {
+                format: FormatKind::Dense.name().into(),
+                ..sparse.info.clone()
+            },
             model: sparse.model.to_dense()?,
         };
         let sparse_bytes = std::fs::metadata(source)?.len() as usize;

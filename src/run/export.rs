@@ -65,7 +65,16 @@ fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
 /// Refuses methods that change the forward pass (a reparameterization): the
 /// stored weights alone are not what their model computes.
 fn check_exportable(cfg: &RunConfig, summary: &Summary) -> anyhow::Result<()> {
-    let method = cfg.method.build(&BuildContext::new(summary.steps.max(1)))?;
+    let steps = summary.steps.max(1);
+    let context = BuildContext {
+        steps_per_epoch: (steps / summary.epochs.max(1)).max(1),
+        sparsity: cfg.target_sparsity(),
+        ..BuildContext::new(steps)
+    };
+    let method = cfg
+        .method
+        .build(&context)
+        .with_context(|| format!("rebuilding the run's method `{}` to check it", cfg.method.name()))?;
     if method.reparameterization().is_some() {
         bail!(
             "cannot export a `{}` run: the method changes the model's forward pass (a reparameterization), so the saved weights alone do not give its accuracy; export runs of methods without one (see `sparseburn methods`)",
