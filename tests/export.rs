@@ -97,7 +97,14 @@ fn assert_export_matches_summary(run: &Path, test_limit: &str, tmp: &Path) -> se
     let o = export(run, &file, "auto");
     assert!(o.status.success(), "export: {}", stderr(&o));
     let result = infer(&file, test_limit, &tmp.join("infer.json"));
-    let recorded = json(&run.join("summary.json"))["test_accuracy"].as_f64().unwrap();
+    let summary = json(&run.join("summary.json"));
+    let recorded = summary["test_accuracy"].as_f64().unwrap();
+    // the same model: the loss agrees up to the sparse kernels' summation order
+    let (loss, recorded_loss) = (result["loss"].as_f64().unwrap(), summary["test_loss"].as_f64().unwrap());
+    assert!(
+        (loss - recorded_loss).abs() <= 1e-4 * recorded_loss.abs().max(1.0),
+        "loss {loss} vs {recorded_loss}"
+    );
     let images = result["images"].as_u64().unwrap();
     assert_eq!(images.to_string(), test_limit);
     // exact equality: both are (correct predictions) / (test images) in f64
