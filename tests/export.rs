@@ -30,7 +30,7 @@ fn assert_error(o: &Output, needles: &[&str]) {
     }
 }
 
-/// Trains `model` for one epoch on a slice of Fashion-MNIST (the first `test_limit` test images) into `out`.
+/// Trains `model` (RigL, 90%, unless `extra` names another method or sparsity) for one epoch on a slice of Fashion-MNIST (the first `test_limit` test images) into `out`.
 fn train(out: &Path, model: &str, train_limit: &str, test_limit: &str, extra: &[&str]) {
     let mut args = vec![
         "train",
@@ -38,10 +38,6 @@ fn train(out: &Path, model: &str, train_limit: &str, test_limit: &str, extra: &[
         "fashion-mnist",
         "--model",
         model,
-        "--method",
-        "rigl",
-        "--sparsity",
-        "0.9",
         "--epochs",
         "1",
         "--batch-size",
@@ -56,6 +52,12 @@ fn train(out: &Path, model: &str, train_limit: &str, test_limit: &str, extra: &[
         out.to_str().unwrap(),
     ];
     args.extend(extra);
+    // RigL at 90% unless `extra` says otherwise
+    for (flag, default) in [("--method", "rigl"), ("--sparsity", "0.9")] {
+        if !extra.contains(&flag) {
+            args.extend([flag, default]);
+        }
+    }
     let o = sparseburn(&args);
     assert!(o.status.success(), "training {model}: {}", stderr(&o));
 }
@@ -194,6 +196,28 @@ fn mobilenet_export_infers_the_recorded_accuracy() {
     let run = tmp.path().join("mobilenet");
     train(&run, "mobilenet-v1", "64", "200", &["--width", "0.5"]);
     assert_export_matches_summary(&run, "200", tmp.path());
+}
+
+#[test]
+fn structured_runs_export_as_condensed_and_nm_and_infer_the_recorded_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, format, extra) in [
+        ("srigl", "condensed", &["--method", "srigl"][..]),
+        ("nm", "nm", &["--pattern", "2:4", "--sparsity", "0.5"][..]),
+    ] {
+        let run = tmp.path().join(name);
+        train(&run, "mlp", "320", "100", extra);
+        let file = tmp.path().join(format!("{name}.safetensors"));
+        let o = export(&run, &file, format);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let result = infer(&file, "100", &tmp.path().join(format!("{name}.json")));
+        assert!(
+            result["formats"].as_object().unwrap().values().all(|f| f == format),
+            "{result}"
+        );
+        let recorded = json(&run.join("summary.json"))["test_accuracy"].as_f64().unwrap();
+        assert_eq!(result["accuracy"].as_f64().unwrap(), recorded, "{name}");
+    }
 }
 
 /// A copy of the safetensors file `src` with `edit` applied to its metadata JSON.
