@@ -301,7 +301,12 @@ impl ExportedModel {
                     e => e,
                 }
             })?;
-        let [c, _, _] = info.input;
+        let [c, h, w] = info.input;
+        if c == 0 || h == 0 || w == 0 || info.classes.is_empty() {
+            return Err(ExportError::Corrupt(format!(
+                "an empty input {c}x{h}x{w} or no classes"
+            )));
+        }
         if info.mean.len() != c || info.std.len() != c || info.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return Err(ExportError::Corrupt(format!(
                 "normalisation for {} channels, the input has {c}",
@@ -341,7 +346,8 @@ impl ExportedModel {
     /// Normalised images `[batch, C, H, W]` from raw 8-bit pixels (CHW per image), as in training.
     pub fn normalise(&self, pixels: &[u8], batch: usize, device: &Device) -> Result<Tensor<4>, ExportError> {
         let [c, h, w] = self.info.input;
-        if pixels.len() != batch * c * h * w {
+        let want = [batch, c, h, w].iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if want != Some(pixels.len()) {
             return Err(ExportError::Input(format!(
                 "{} pixels for {batch} images of {c}x{h}x{w}",
                 pixels.len()

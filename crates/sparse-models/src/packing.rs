@@ -231,9 +231,11 @@ fn unpack_zeros(t: &mut Tensors, name: &str, rec: &Value) -> Result<(), ExportEr
     let (Some(bits), Some(values)) = (bits, values) else {
         return Err(corrupt(format!("the packed tensor `{name}` is missing")));
     };
-    let set = (0..n).filter(|&i| bits.data.get(i / 8).is_some_and(|b| b >> (i % 8) & 1 == 1));
-    let positions: Vec<usize> = set.collect();
-    if bits.data.len() != n.div_ceil(8) || values.dtype != Dtype::F32 || positions.len() * 4 != values.data.len() {
+    if bits.dtype != Dtype::U8 || bits.data.len() != n.div_ceil(8) {
+        return Err(corrupt(format!("the packed tensor `{name}` does not fit its bitmap")));
+    }
+    let positions: Vec<usize> = (0..n).filter(|&i| bit(&bits.data, i)).collect();
+    if values.dtype != Dtype::F32 || positions.len() * 4 != values.data.len() {
         return Err(corrupt(format!("the packed tensor `{name}` does not fit its bitmap")));
     }
     let mut data = vec![0u8; 4 * n];

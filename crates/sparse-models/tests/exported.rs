@@ -105,6 +105,18 @@ fn a_written_file_reads_back_to_the_masked_dense_logits() {
         };
         let bytes = exported.to_bytes().expect("write");
         sizes.insert(format.name(), bytes.len());
+        // cut anywhere: an error, never a panic; damaged bytes: never a panic
+        for cut in (0..bytes.len()).step_by(bytes.len() / 41 + 1) {
+            assert!(
+                ExportedModel::from_bytes(&bytes[..cut], &device).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for at in (0..bytes.len()).step_by(bytes.len() / 23 + 1) {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x5a;
+            let _ = ExportedModel::from_bytes(&damaged, &device);
+        }
         let back = ExportedModel::from_bytes(&bytes, &device).expect("read");
         assert_eq!(back.info, exported.info);
         assert_eq!(back.layer_formats(), exported.layer_formats());
