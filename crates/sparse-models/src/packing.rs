@@ -5,10 +5,13 @@
 //! bitmap of the kept positions costs 1 bit per weight, less than 2 bytes per
 //! nonzero whenever the density is above 1/16, so at 90% sparsity a CSR layer
 //! takes 0.1·4 + 1/8 = 0.525 bytes per weight (13% of dense) instead of
-//! 0.1·6 = 0.6 (15%). Two encodings, each used only where it is smaller:
+//! 0.1·6 = 0.6 (15%). Three encodings, each used only where it is smaller:
 //!
 //! * `csr-bitmap`: a CSR layer's `col` and `row_ptr` replaced by the bitmap of
 //!   its `[rows, cols]` pattern (rows with strictly increasing columns only);
+//! * `sell-bitmap`: a condensed (constant fan-in, SELL-16) layer's column
+//!   indices replaced by the bitmap of its kept rows' pattern (columns
+//!   increasing along each row, padding lanes 0: what the builder writes);
 //! * `zeros`: a dense weight that the masks left mostly zero (a layer `auto`
 //!   keeps dense for speed) stored as the bitmap of its nonzero entries and
 //!   their values; both zeros read back as +0.0 (masking leaves −0.0 where a
@@ -160,11 +163,7 @@ fn unpack_csr(t: &mut Tensors, prefix: &str, rec: &Value) -> Result<(), ExportEr
         row_ptr.push(col.len() as u32);
     }
     let wide = rec.get("col_dtype").and_then(Value::as_str) == Some("u32") || cols > 1 << 16;
-    let (dtype, data) = if wide {
-        (Dtype::U32, col.iter().flat_map(|c| c.to_le_bytes()).collect())
-    } else {
-        (Dtype::U16, col.iter().flat_map(|&c| (c as u16).to_le_bytes()).collect())
-    };
+    let (dtype, data) = index_bytes(&col, wide);
     t.insert(
         format!("{prefix}.col"),
         Raw {
@@ -179,6 +178,106 @@ fn unpack_csr(t: &mut Tensors, prefix: &str, rec: &Value) -> Result<(), ExportEr
             dtype: Dtype::U32,
             shape: vec![rows + 1],
             data: row_ptr.iter().flat_map(|p| p.to_le_bytes()).collect(),
+        },
+    );
+    Ok(())
+}
+
+/// SELL-16 lanes: the condensed layout's `[group][k][16]` interleaving.
+const LANES: usize = 16;
+
+fn index_bytes(col: &[u32], wide: bool) -> (Dtype, Vec<u8>) {
+    if wide {
+        (Dtype::U32, col.iter().flat_map(|c| c.to_le_bytes()).collect())
+    } else {
+        (Dtype::U16, col.iter().flat_map(|&c| (c as u16).to_le_bytes()).collect())
+    }
+}
+
+/// Replaces a condensed layer's column indices (`[group][k][16]`, padding
+/// lanes 0) by the bitmap of its kept rows' `[kept, cols]` pattern where that is smaller.
+fn pack_sell(t: &mut Tensors, prefix: &str, cols: usize, k: usize) -> Option<Value> {
+    let idx_name = format!("{prefix}.idx");
+    let kept = u32s(&t.get(&format!("{prefix}.kept"))?.data).len();
+    let raw = t.get(&idx_name)?;
+    let idx = columns(raw)?;
+    let bits_len = (kept * cols).div_ceil(8);
+    if bits_len >= raw.data.len() || idx.len() != kept.div_ceil(LANES) * k * LANES {
+        return None;
+    }
+    let mut set = Vec::with_capacity(kept * k);
+    for (p, &c) in idx.iter().enumerate() {
+        let (l, j, g) = (p % LANES, p / LANES % k.max(1), p / (LANES * k.max(1)));
+        let row = g * LANES + l;
+        if row >= kept {
+            if c != 0 {
+                return None; // padding the bitmap would not give back
+            }
+            continue;
+        }
+        let ascending = j == 0 || idx[p - LANES] < c;
+        if !ascending || c as usize >= cols {
+            return None;
+        }
+        set.push(row * cols + c as usize);
+    }
+    let dtype = if raw.dtype == Dtype::U16 { "u16" } else { "u32" };
+    t.remove(&idx_name);
+    t.insert(
+        format!("{prefix}.bitmap"),
+        Raw {
+            dtype: Dtype::U8,
+            shape: vec![bits_len],
+            data: bitmap(kept * cols, set.into_iter()),
+        },
+    );
+    Some(json!({"kind": "sell-bitmap", "kept": kept, "cols": cols, "k": k, "idx_dtype": dtype}))
+}
+
+fn unpack_sell(t: &mut Tensors, prefix: &str, rec: &Value) -> Result<(), ExportError> {
+    let get = |key: &str| rec.get(key).and_then(Value::as_u64).map(|v| v as usize);
+    let (Some(kept), Some(cols), Some(k)) = (get("kept"), get("cols"), get("k")) else {
+        return Err(corrupt("packing record"));
+    };
+    let n = kept.checked_mul(cols).ok_or_else(|| corrupt("packing record"))?;
+    let bits = t
+        .remove(&format!("{prefix}.bitmap"))
+        .ok_or_else(|| corrupt(format!("tensor `{prefix}.bitmap` is missing")))?;
+    if bits.dtype != Dtype::U8 || bits.data.len() != n.div_ceil(8) {
+        return Err(corrupt(format!("`{prefix}.bitmap` does not fit {kept}x{cols}")));
+    }
+    if k > cols {
+        return Err(corrupt("packing record"));
+    }
+    // at most (kept + 15)·cols, which the bitmap's size bounds
+    let n_values = kept.div_ceil(LANES) * k * LANES;
+    let mut idx = vec![0u32; n_values];
+    for row in 0..kept {
+        let (g, l) = (row / LANES, row % LANES);
+        let mut j = 0;
+        for c in (0..cols).filter(|&c| bit(&bits.data, row * cols + c)) {
+            if j == k {
+                return Err(corrupt(format!(
+                    "`{prefix}.bitmap`: row {row} has more than {k} entries"
+                )));
+            }
+            idx[(g * k + j) * LANES + l] = c as u32;
+            j += 1;
+        }
+        if j != k {
+            return Err(corrupt(format!(
+                "`{prefix}.bitmap`: row {row} has {j} entries, not {k}"
+            )));
+        }
+    }
+    let wide = rec.get("idx_dtype").and_then(Value::as_str) == Some("u32") || cols > 1 << 16;
+    let (dtype, data) = index_bytes(&idx, wide);
+    t.insert(
+        format!("{prefix}.idx"),
+        Raw {
+            dtype,
+            shape: vec![n_values],
+            data,
         },
     );
     Ok(())
@@ -266,6 +365,12 @@ pub fn pack(bytes: &[u8], zeros: bool) -> Result<Vec<u8>, ExportError> {
         {
             packing.insert(name.clone(), rec);
         }
+        if sparse["storage"] == "condensed"
+            && let (Some(cols), Some(k)) = (sparse["cols"].as_u64(), sparse["k"].as_u64())
+            && let Some(rec) = pack_sell(&mut t, name, cols as usize, k as usize)
+        {
+            packing.insert(name.clone(), rec);
+        }
         let weight = format!("{name}.weight");
         if zeros && let Some(rec) = pack_zeros(&mut t, &weight) {
             packing.insert(weight, rec);
@@ -287,6 +392,7 @@ pub fn unpack(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ExportError> {
     for (name, rec) in &packing {
         match rec.get("kind").and_then(Value::as_str) {
             Some("csr-bitmap") => unpack_csr(&mut t, name, rec)?,
+            Some("sell-bitmap") => unpack_sell(&mut t, name, rec)?,
             Some("zeros") => unpack_zeros(&mut t, name, rec)?,
             other => return Err(corrupt(format!("unknown packing {other:?} of `{name}`"))),
         }
