@@ -660,7 +660,7 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
 fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
     use crate::run::bench;
     if let Some(side) = &args.memory_of {
-        println!("{}", bench::memory_probe(&args.source, side)?);
+        println!("{}", bench::memory_probe(&args.source, side == bench::side_name(true))?);
         return Ok(());
     }
     let json = bench::json_target(args.json.as_deref())?;

@@ -232,21 +232,18 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// The child's job: run one side alone at batches 1, 32 and 256 and return the peak RSS.
-pub fn memory_probe(source: &Path, side: &str) -> anyhow::Result<u64> {
+/// The child's job: run one side (the dense twin or the sparse model) alone
+/// at batches 1, 32 and 256 and return the peak RSS.
+pub fn memory_probe(source: &Path, dense: bool) -> anyhow::Result<u64> {
     let device = Device::flex();
     let (model, input) = if source.is_dir() {
-        let format = if side == "dense" {
-            FormatKind::Dense
-        } else {
-            FormatKind::Auto
-        };
+        let format = if dense { FormatKind::Dense } else { FormatKind::Auto };
         let m = exported_model(source, format, &device)?;
         (m.model, m.info.input)
     } else {
         let m = load_model(source, &device)?;
         let input = m.info.input;
-        (if side == "dense" { m.model.to_dense()? } else { m.model }, input)
+        (if dense { m.model.to_dense()? } else { m.model }, input)
     };
     let [c, h, w] = input;
     for batch in [1, 32, 256] {
@@ -255,7 +252,13 @@ pub fn memory_probe(source: &Path, side: &str) -> anyhow::Result<u64> {
     peak_rss().context("no /proc/self/status: peak memory is measured on Linux only")
 }
 
-fn child_peak(source: &Path, side: &str) -> anyhow::Result<u64> {
+/// The `--memory-of` value of a side: `sparse`, or the dense twin's format name.
+pub fn side_name(dense: bool) -> &'static str {
+    if dense { FormatKind::Dense.name() } else { "sparse" }
+}
+
+fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
+    let side = side_name(dense);
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
         .arg("bench")
@@ -294,7 +297,7 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
     }
     let layers = layer_races(&p.sparse.model, &p.dense, input, rl, &device);
     let (sparse_peak, dense_peak) = if opts.memory {
-        (Some(child_peak(source, "sparse")?), Some(child_peak(source, "dense")?))
+        (Some(child_peak(source, false)?), Some(child_peak(source, true)?))
     } else {
         (None, None)
     };
