@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sparse_core::OptimizerConfig;
 use sparse_methods::{MethodConfig, Penalty, RegularizationConfig};
-use sparse_models::MobileNetV1Config;
+use sparse_models::{FormatKind, MobileNetV1Config};
 
 use self::args::{
     ConfigArgs, DataArgs, MethodArgs, ModelArgs, ModelRunArgs, PenaltyArgs, RunArgs, RunEnvArgs, ShapeArgs, TaskArgs,
@@ -47,6 +47,12 @@ enum Command {
     Info(InfoArgs),
     /// The methods and their switches (with their defaults).
     Methods(MethodsArgs),
+    /// Write a finished run as one deployable sparse model file (safetensors + metadata).
+    Export(ExportArgs),
+    /// Evaluate an exported model file on a dataset's test split.
+    Infer(InferArgs),
+    /// Time an exported model (or a finished run) against its dense twin: latency, throughput, memory, size.
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -125,6 +131,96 @@ struct InfoArgs {
     /// The method (it may imply a pattern: srigl, srste).
     #[arg(long, value_enum)]
     method: Option<MethodName>,
+}
+
+/// Layer formats `export` can be asked for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    /// Per layer, from its mask's pattern and the measured density crossovers.
+    Auto,
+    /// Compressed sparse rows (any mask).
+    Csr,
+    /// Constant fan-in, condensed (needs the same fan-in in every kept neuron).
+    Condensed,
+    /// N:M (needs at most N active in every group of M).
+    Nm,
+    /// Dense masked weights (the dense twin).
+    Dense,
+}
+
+impl ExportFormat {
+    fn kind(self) -> FormatKind {
+        match self {
+            Self::Auto => FormatKind::Auto,
+            Self::Csr => FormatKind::Csr,
+            Self::Condensed => FormatKind::Condensed,
+            Self::Nm => FormatKind::Nm,
+            Self::Dense => FormatKind::Dense,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// A finished run folder (written by `sparseburn train --out`).
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: PathBuf,
+    /// The layers' format.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: ExportFormat,
+    /// The model file to write (e.g. model.safetensors).
+    #[arg(short, long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct InferArgs {
+    /// An exported model file.
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+    /// The dataset.
+    #[arg(long, value_enum)]
+    dataset: DatasetKind,
+    /// Folder with the dataset files.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use only the first N test images (as the run did with --test-limit).
+    #[arg(long, value_name = "N")]
+    test_limit: Option<usize>,
+    /// Image folders: side of the resized images.
+    #[arg(long, value_name = "PIXELS")]
+    image_size: Option<usize>,
+    /// Image folders: 1 or 3 channels.
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Also write the result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// An exported model file, or a finished run folder.
+    #[arg(value_name = "MODEL|RUN_DIR")]
+    source: PathBuf,
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Fewer rounds (a first look).
+    #[arg(long)]
+    quick: bool,
+    /// Skip the peak-memory probes (two child processes).
+    #[arg(long)]
+    no_memory: bool,
+    /// Internal: run one side alone and print its peak RSS.
+    #[arg(long, hide = true, value_parser = ["sparse", "dense"])]
+    memory_of: Option<String>,
 }
 
 #[derive(Args)]
@@ -542,8 +638,88 @@ fn info_command(args: InfoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn export_command(args: ExportArgs) -> anyhow::Result<()> {
+    let (model, bytes) = crate::run::export::export(&args.run_dir, args.format.kind(), &args.out, args.force)?;
+    let formats = model.layer_formats();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for f in formats.values() {
+        *counts.entry(f).or_default() += 1;
+    }
+    let counts: Vec<String> = counts.iter().map(|(f, n)| format!("{n} {f}")).collect();
+    println!(
+        "wrote {} ({bytes} bytes): {} on {}, test accuracy {:.2}% as recorded, sparsity {:.2}%; layers: {}",
+        args.out.display(),
+        model.info.model,
+        model.info.dataset,
+        100.0 * model.info.test_accuracy,
+        100.0 * model.info.sparsity,
+        counts.join(", ")
+    );
+    Ok(())
+}
+
+fn infer_command(args: InferArgs) -> anyhow::Result<()> {
+    let d = crate::data::DataConfig::default();
+    let data = crate::data::DataConfig {
+        dataset: args.dataset,
+        data_dir: args.data_dir.clone(),
+        image_size: args.image_size.unwrap_or(d.image_size),
+        channels: args.channels.unwrap_or(d.channels),
+        test_limit: args.test_limit.unwrap_or(0),
+        ..d
+    };
+    if let Some(json) = &args.json {
+        crate::run::bench::json_target(Some(json))?;
+    }
+    let r = crate::run::infer::infer(
+        &args.model,
+        &data,
+        args.batch_size as usize,
+        &burn::tensor::Device::flex(),
+    )?;
+    println!(
+        "{} on {} ({} images): accuracy {:.2}% ({}), loss {:.4}; the run recorded {:.2}%",
+        r.model_file,
+        r.dataset,
+        r.images,
+        100.0 * r.accuracy,
+        r.accuracy,
+        r.loss,
+        100.0 * r.recorded_accuracy
+    );
+    if let Some(json) = &args.json {
+        crate::run::artifacts::write_atomic(json, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
+    use crate::run::bench;
+    if let Some(side) = &args.memory_of {
+        println!("{}", bench::memory_probe(&args.source, side == bench::side_name(true))?);
+        return Ok(());
+    }
+    let json = bench::json_target(args.json.as_deref())?;
+    let report = bench::bench(
+        &args.source,
+        bench::BenchOptions {
+            quick: args.quick,
+            memory: !args.no_memory,
+        },
+    )?;
+    print!("{}", bench::render(&report));
+    if let Some(path) = json {
+        crate::run::artifacts::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Export(args) => export_command(args),
+        Command::Infer(args) => infer_command(args),
+        Command::Bench(args) => bench_command(args),
         Command::Train(args) => train_command(args),
         Command::Sweep(args) => sweep_command(args),
         Command::Info(args) => info_command(args),

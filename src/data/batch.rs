@@ -35,6 +35,11 @@ impl ImageBatcher {
         }
     }
 
+    /// For images of `shape` normalised with these per-channel statistics (an exported model's).
+    pub fn with_normalisation(shape: [usize; 3], mean: Vec<f32>, std: Vec<f32>) -> Self {
+        Self { shape, mean, std }
+    }
+
     /// A batch from `(pixels, label)` pairs; `augment` = `Some((rng, pad))` crops and flips.
     pub fn batch_of<'a>(
         &self,

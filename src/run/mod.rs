@@ -2,9 +2,12 @@
 //! CLI binary and the examples.
 
 pub mod artifacts;
+pub mod bench;
 pub mod config;
+pub mod export;
 pub mod finite;
 pub mod folder_state;
+pub mod infer;
 pub mod info;
 pub mod lock;
 pub mod lr;

@@ -250,3 +250,39 @@ impl Sparsifier {
         Ok(())
     }
 }
+
+/// The masks saved by [`Sparsifier::save`] in `path`, with their weight paths
+/// and shapes, read without building a [`Sparsifier`] (for exporting a
+/// finished run: no method or optimizer is needed).
+pub fn read_masks(path: impl AsRef<Path>) -> Result<Vec<(String, Vec<usize>, Mask)>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| SparseError::io(path, e))?;
+    let corrupt = |detail: String| SparseError::CorruptState {
+        file: path.to_path_buf(),
+        detail,
+    };
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(format!("{e:?}")))?;
+    let header: Header = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(FORMAT))
+        .ok_or_else(|| corrupt("no sparseburn header".into()))
+        .and_then(|s| serde_json::from_str(s).map_err(|e| corrupt(e.to_string())))?;
+    if header.format != FORMAT || header.version != VERSION {
+        return Err(corrupt(format!("format {} version {}", header.format, header.version)));
+    }
+    header
+        .layers
+        .into_iter()
+        .enumerate()
+        .map(|(i, (p, shape))| {
+            let name = format!("mask.{i}");
+            let t = st.tensor(&name).map_err(|e| corrupt(format!("{name}: {e:?}")))?;
+            let n: usize = shape.iter().product();
+            let m =
+                Mask::from_bytes(n, t.data()).ok_or_else(|| corrupt(format!("mask of `{p}` has the wrong size")))?;
+            Ok((p, shape, m))
+        })
+        .collect()
+}

@@ -73,6 +73,16 @@ impl SmallCnnConfig {
 }
 
 impl Classifier for SmallCnn {
+    fn to_sparse_model(
+        &self,
+        masks: &crate::to_sparse::SparseMasks,
+        options: &crate::to_sparse::SparseOptions,
+    ) -> Result<crate::SparseModel, sparse_kernels::KernelError> {
+        Ok(crate::SparseModel::Cnn(crate::to_sparse::ToSparse::to_sparse(
+            self, masks, options,
+        )?))
+    }
+
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self
             .pool

@@ -13,11 +13,14 @@
 pub mod capture;
 pub mod char_transformer;
 pub mod cnn;
+pub mod dense_twin;
 pub mod error;
+pub mod exported;
 pub mod flops;
 pub mod import;
 pub mod mlp;
 pub mod mobilenet;
+pub mod packing;
 pub mod resnet;
 pub mod sparse_cnn;
 pub mod sparse_mlp;
@@ -36,9 +39,11 @@ use sparse_core::walk::{self, ParamPath, PathVisitor};
 pub use char_transformer::{CharTransformer, CharTransformerConfig};
 pub use cnn::{SmallCnn, SmallCnnConfig};
 pub use error::ModelError;
+pub use exported::{ExportError, ExportInfo, ExportedModel, SparseModel};
 pub use mlp::{Mlp, MlpConfig};
 pub use mobilenet::{MobileNetV1, MobileNetV1Config};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, Stem};
+pub use sparse_kernels::FormatKind;
 
 /// An image classifier usable by sparseburn's trainer.
 pub trait Classifier: Module {
@@ -51,6 +56,19 @@ pub trait Classifier: Module {
     /// Output positions (`H_out·W_out`) of every conv for one input `[C, H, W]`,
     /// keyed by weight path (linear layers are omitted: 1 position).
     fn output_positions(&self, input: [usize; 3]) -> BTreeMap<String, usize>;
+
+    /// The inference-only sparse twin under `masks` (by weight path), for
+    /// `sparseburn export`. Models without one return an error saying so.
+    fn to_sparse_model(
+        &self,
+        masks: &to_sparse::SparseMasks,
+        options: &to_sparse::SparseOptions,
+    ) -> Result<SparseModel, sparse_kernels::KernelError> {
+        let _ = (masks, options);
+        Err(sparse_kernels::KernelError::InvalidConfig(
+            "this model has no sparse twin to export; implement `Classifier::to_sparse_model` with `ToSparse`".into(),
+        ))
+    }
 }
 
 #[derive(Default)]

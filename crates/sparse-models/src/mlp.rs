@@ -51,6 +51,16 @@ impl MlpConfig {
 }
 
 impl Classifier for Mlp {
+    fn to_sparse_model(
+        &self,
+        masks: &crate::to_sparse::SparseMasks,
+        options: &crate::to_sparse::SparseOptions,
+    ) -> Result<crate::SparseModel, sparse_kernels::KernelError> {
+        Ok(crate::SparseModel::Mlp(crate::to_sparse::ToSparse::to_sparse(
+            self, masks, options,
+        )?))
+    }
+
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = images.flatten::<2>(1, 3);
         let last = self.layers.len() - 1;

@@ -146,6 +146,16 @@ impl MobileNetV1Config {
 }
 
 impl Classifier for MobileNetV1 {
+    fn to_sparse_model(
+        &self,
+        masks: &crate::to_sparse::SparseMasks,
+        options: &crate::to_sparse::SparseOptions,
+    ) -> Result<crate::SparseModel, sparse_kernels::KernelError> {
+        Ok(crate::SparseModel::MobileNetV1(crate::to_sparse::ToSparse::to_sparse(
+            self, masks, options,
+        )?))
+    }
+
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self.relu.forward(self.stem.1.forward(self.stem.0.forward(images)));
         for b in &self.blocks {

@@ -280,6 +280,16 @@ impl ResNet {
 }
 
 impl Classifier for ResNet {
+    fn to_sparse_model(
+        &self,
+        masks: &crate::to_sparse::SparseMasks,
+        options: &crate::to_sparse::SparseOptions,
+    ) -> Result<crate::SparseModel, sparse_kernels::KernelError> {
+        Ok(crate::SparseModel::ResNet(crate::to_sparse::ToSparse::to_sparse(
+            self, masks, options,
+        )?))
+    }
+
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self.relu.forward(self.bn1.forward(self.conv1.forward(images)));
         if let Some(pool) = &self.maxpool {

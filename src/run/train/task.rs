@@ -165,12 +165,23 @@ pub fn evaluate<M: Classifier>(
     device: &Device,
     batch: usize,
 ) -> Evaluation {
+    evaluate_with(&|images| model.forward(images), set, batcher, device, batch)
+}
+
+/// [`evaluate`] for any forward pass from images to logits (an exported model).
+pub fn evaluate_with(
+    forward: &dyn Fn(Tensor<4>) -> Tensor<2>,
+    set: &ImageSet,
+    batcher: &ImageBatcher,
+    device: &Device,
+    batch: usize,
+) -> Evaluation {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
     let (mut loss, mut correct) = (0.0f64, 0u64);
     let indices: Vec<usize> = (0..set.len()).collect();
     for chunk in indices.chunks(batch.max(1)) {
         let b = batcher.batch_indices(set, chunk, device, None);
-        let logits = model.forward(b.images);
+        let logits = forward(b.images);
         correct += correct_predictions(logits.clone(), b.targets.clone()).into_scalar::<i64>() as u64;
         loss += f64::from(loss_fn.forward(logits, b.targets).into_scalar::<f32>()) * chunk.len() as f64;
     }
