@@ -46,6 +46,12 @@ fn base(out: &Path) -> Vec<String> {
     .collect()
 }
 
+/// Sets the value that follows `flag` in `args` (a flag of [`base`]).
+fn set(args: &mut [String], flag: &str, value: &str) {
+    let at = args.iter().position(|a| a == flag).expect("a flag of base()");
+    args[at + 1] = value.to_string();
+}
+
 fn run(args: &[String]) -> Output {
     sparseburn(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
@@ -133,7 +139,7 @@ fn ctrl_c_checkpoints_and_the_run_resumes_exactly() {
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let long = |out: &Path| {
         let mut args = base(out);
-        args[10] = "30".into(); // epochs
+        set(&mut args, "--epochs", "30");
         args
     };
     assert!(run(&long(&a)).status.success());
@@ -172,7 +178,7 @@ fn the_saved_config_repeats_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     let mut args = base(&a);
-    args[10] = "2".into(); // epochs
+    set(&mut args, "--epochs", "2");
     assert!(run(&args).status.success());
     let again = tmp.path().join("again");
     let config = a.join("config.toml");
@@ -539,7 +545,7 @@ fn existing_runs_are_never_damaged() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     let mut args = base(&a);
-    args[10] = "1".into();
+    set(&mut args, "--epochs", "1");
     assert!(run(&args).status.success());
     let before: Vec<(PathBuf, Vec<u8>)> = files(&a);
 
@@ -809,8 +815,8 @@ fn a_reparameterising_method_resumes_exactly() {
     let args = |out: &Path| -> Vec<String> {
         let mut v = base(out);
         // AutoSparse instead of RigL: a learnable threshold in the model, α annealed per step
-        v[6] = "autosparse".into();
-        v[18] = "report_interval=5".into();
+        set(&mut v, "--method", "autosparse");
+        set(&mut v, "-m", "report_interval=5");
         v
     };
     assert_resumes_exactly(&args, "2", &a, &b);
@@ -853,9 +859,9 @@ fn gmp_prunes_on_a_grid_of_optimizer_steps_with_accumulation() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("gmp");
     let mut args = base(&out);
-    args[6] = "gmp".into();
-    args[10] = "3".into(); // epochs
-    args[18] = "delta_t=4".into();
+    set(&mut args, "--method", "gmp");
+    set(&mut args, "--epochs", "3");
+    set(&mut args, "-m", "delta_t=4");
     args.extend(["--grad-accumulation", "2"].map(String::from));
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -903,7 +909,7 @@ fn every_option_given_with_resume_is_applied_or_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
     let mut args = base(&a);
-    args[10] = "1".into();
+    set(&mut args, "--epochs", "1");
     assert!(run(&args).status.success());
     let before = files(&a);
     let resume = a.to_str().unwrap();
