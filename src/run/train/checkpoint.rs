@@ -178,27 +178,14 @@ impl Checkpointer {
         if let Err((name, value)) = check_finite(state.floats()) {
             bail!("not writing a checkpoint: {name} is {value}, which would not read back");
         }
-        let tmp = self.dir.file("checkpoint.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)?;
-        model
-            .clone()
-            .save_file(tmp.join("model"))
-            .map_err(|e| anyhow::anyhow!("saving the model: {e:?}"))?;
-        sparse.save(tmp.join("sparse.safetensors"))?;
-        write_atomic(
-            &tmp.join("trainer.json"),
-            serde_json::to_string_pretty(state)?.as_bytes(),
-        )?;
-        checksum::record(&tmp)?;
-        let (current, old) = (self.dir.file("checkpoint"), self.dir.file("checkpoint.old"));
-        let _ = std::fs::remove_dir_all(&old);
-        if current.exists() {
-            std::fs::rename(&current, &old)?;
-        }
-        std::fs::rename(&tmp, &current)?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        write_checkpoint(&self.dir, state, |tmp| {
+            model
+                .clone()
+                .save_file(tmp.join("model"))
+                .map_err(|e| anyhow::anyhow!("saving the model: {e:?}"))?;
+            sparse.save(tmp.join("sparse.safetensors"))?;
+            Ok(())
+        })
     }
 
     /// Restores the model, the sparse state and the trainer's counters, and keeps
@@ -253,4 +240,32 @@ impl Checkpointer {
         tracing::info!(step = state.step, epoch, "resumed");
         Ok((model, state))
     }
+}
+
+/// Writes `checkpoint/` of `dir` atomically: `files` fills a fresh
+/// `checkpoint.tmp/`, `trainer` goes to its `trainer.json`, the checksums of
+/// every file are recorded, then the folder is swapped in by renames (the
+/// previous checkpoint kept as `checkpoint.old/` until the new one is in place).
+pub fn write_checkpoint(
+    dir: &RunDir,
+    trainer: &impl Serialize,
+    files: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let tmp = dir.file("checkpoint.tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    files(&tmp)?;
+    write_atomic(
+        &tmp.join("trainer.json"),
+        serde_json::to_string_pretty(trainer)?.as_bytes(),
+    )?;
+    checksum::record(&tmp)?;
+    let (current, old) = (dir.file("checkpoint"), dir.file("checkpoint.old"));
+    let _ = std::fs::remove_dir_all(&old);
+    if current.exists() {
+        std::fs::rename(&current, &old)?;
+    }
+    std::fs::rename(&tmp, &current)?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
 }

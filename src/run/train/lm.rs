@@ -16,9 +16,10 @@ use sparse_models::{CharTransformer, CharTransformerConfig, count_params};
 
 use super::checkpoint::TrainerState;
 use super::language_model::{Batching, LanguageModelling};
+use super::summary::{Identity, epoch_summary};
 use super::{Fit, TrainOptions, open_run};
 use crate::data::text::{FORTUNES_DIR, Split, TextCorpus, Vocab};
-use crate::run::artifacts::{LmSummary, RunDir, Summary, Versions};
+use crate::run::artifacts::{LmSummary, RunDir, Summary};
 use crate::run::config::{LmSection, RunConfig};
 use crate::run::report;
 
@@ -202,47 +203,22 @@ fn finish_lm(
     state: &TrainerState,
     facts: LmFacts<'_>,
 ) -> anyhow::Result<Summary> {
-    let report_now = sparse.report();
-    let last = state.last.clone().context("the run trained no epoch")?;
-    let best = state.best.clone().context("the run has no best epoch")?;
     let macs = weight_macs(sparse);
-    let summary = Summary {
+    let id = Identity {
         model: MODEL_NAME.to_string(),
-        method: cfg.method.name().to_string(),
         dataset: facts.corpus,
-        device: cfg.device.name().to_string(),
-        seed: cfg.training.seed,
-        target_sparsity: cfg.target_sparsity(),
-        test_accuracy: last.test_acc,
-        test_loss: last.test_loss,
-        train_accuracy: last.train_acc,
         validation_images: facts.split_tokens[1],
-        best_epoch: best.epoch,
-        best_validation_accuracy: best.val_acc,
-        test_accuracy_at_best: best.test_acc,
-        sparsity: report_now.sparsity(),
-        nonzeros: report_now.nonzeros(),
-        sparse_layer_weights: report_now.numel(),
-        parameters: count_params(model),
-        dense_macs: macs.iter().map(|l| l.dense).sum(),
-        sparse_macs: macs.iter().map(|l| l.sparse).sum(),
-        itop: sparse.itop_rate(),
-        epochs: cfg.training.epochs as u64,
-        steps: state.step,
-        wall_seconds: state.wall_seconds,
-        train_samples_per_second: state.trained_samples as f64 / state.train_seconds.max(1e-9),
-        eval_samples_per_second: state.evaluated_samples as f64 / state.eval_seconds.max(1e-9),
-        versions: Versions::default(),
-        lm: Some(LmSummary {
-            tokens: facts.lm.tokens.to_string(),
-            vocab: facts.vocab.size(),
-            split_tokens: facts.split_tokens,
-            validation_bits_per_token: last.val_loss.unwrap_or(f64::NAN),
-            test_bits_per_token: last.test_loss,
-            sample: facts.sample,
-        }),
-        rl: None,
     };
+    let mut summary = epoch_summary(cfg, state, sparse, id, count_params(model), &macs)?;
+    let last = state.last.as_ref().context("the run trained no epoch")?;
+    summary.lm = Some(LmSummary {
+        tokens: facts.lm.tokens.to_string(),
+        vocab: facts.vocab.size(),
+        split_tokens: facts.split_tokens,
+        validation_bits_per_token: last.val_loss.unwrap_or(f64::NAN),
+        test_bits_per_token: last.test_loss,
+        sample: facts.sample,
+    });
     dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
     report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;
     Ok(summary)

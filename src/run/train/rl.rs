@@ -34,10 +34,11 @@ use sparse_methods::BuildContext;
 use sparse_models::count_params;
 use sparse_rl::{Dqn, DqnConfig, EnvId, MinAtarQConfig, MlpQConfig, QNetwork, eval_seeds};
 
+use super::checkpoint::write_checkpoint;
 use super::checksum;
 use super::interrupt::{Interrupted, Interrupter, LoopGuard};
 use super::{TrainOptions, open_run};
-use crate::run::artifacts::{RunDir, Summary, Versions, write_atomic};
+use crate::run::artifacts::{RunDir, Summary, Versions};
 use crate::run::config::{RlSection, RunConfig};
 use crate::run::{plots, report};
 
@@ -350,22 +351,7 @@ impl Agent<'_> {
         env: &dyn sparse_rl::Environment,
         state: &RlState,
     ) -> anyhow::Result<()> {
-        let tmp = self.dir.file("checkpoint.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        agent.save(&tmp, env)?;
-        write_atomic(
-            &tmp.join("trainer.json"),
-            serde_json::to_string_pretty(state)?.as_bytes(),
-        )?;
-        checksum::record(&tmp)?;
-        let (current, old) = (self.dir.file("checkpoint"), self.dir.file("checkpoint.old"));
-        let _ = std::fs::remove_dir_all(&old);
-        if current.exists() {
-            std::fs::rename(&current, &old)?;
-        }
-        std::fs::rename(&tmp, &current)?;
-        let _ = std::fs::remove_dir_all(&old);
-        Ok(())
+        write_checkpoint(self.dir, state, |tmp| Ok(agent.save(tmp, env)?))
     }
 
     fn finish<M: QNetwork>(&self, agent: &Dqn<M>, state: &RlState, seeds: &[u64]) -> anyhow::Result<Summary> {

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use sparse_core::Sparsifier;
+use sparse_core::stats::LayerMacs;
 use sparse_models::{Classifier, count_params, model_macs};
 
 use super::checkpoint::TrainerState;
@@ -19,6 +20,16 @@ pub struct RunFacts<'a> {
     pub validation_images: usize,
 }
 
+/// Who a summary is about: the fields that differ between tasks.
+pub struct Identity {
+    /// The model's name.
+    pub model: String,
+    /// The dataset's (or corpus') name.
+    pub dataset: String,
+    /// Samples held out for validation.
+    pub validation_images: usize,
+}
+
 /// Writes `summary.json`, the plots and `report.md`, and returns the summary.
 pub fn finish<M: Classifier>(
     cfg: &RunConfig,
@@ -28,28 +39,49 @@ pub fn finish<M: Classifier>(
     state: &TrainerState,
     facts: &RunFacts<'_>,
 ) -> anyhow::Result<Summary> {
-    let report_now = sparse.report();
     let macs = model_macs(model, facts.input, &sparse.active_counts())?;
+    let id = Identity {
+        model: cfg.model.name.name().to_string(),
+        dataset: facts.dataset.to_string(),
+        validation_images: facts.validation_images,
+    };
+    let summary = epoch_summary(cfg, state, sparse, id, count_params(model), &macs)?;
+    dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;
+    Ok(summary)
+}
+
+/// The summary of a run trained epoch by epoch and evaluated on held-out
+/// splits (images, text): every field but the task's own section.
+pub fn epoch_summary(
+    cfg: &RunConfig,
+    state: &TrainerState,
+    sparse: &Sparsifier,
+    id: Identity,
+    parameters: usize,
+    macs: &[LayerMacs],
+) -> anyhow::Result<Summary> {
+    let report_now = sparse.report();
     let last = state.last.clone().context("the run trained no epoch")?;
     let best = state.best.clone().context("the run has no best epoch")?;
-    let summary = Summary {
-        model: cfg.model.name.name().to_string(),
+    Ok(Summary {
+        model: id.model,
         method: cfg.method.name().to_string(),
-        dataset: facts.dataset.to_string(),
+        dataset: id.dataset,
         device: cfg.device.name().to_string(),
         seed: cfg.training.seed,
         target_sparsity: cfg.target_sparsity(),
         test_accuracy: last.test_acc,
         test_loss: last.test_loss,
         train_accuracy: last.train_acc,
-        validation_images: facts.validation_images,
+        validation_images: id.validation_images,
         best_epoch: best.epoch,
         best_validation_accuracy: best.val_acc,
         test_accuracy_at_best: best.test_acc,
         sparsity: report_now.sparsity(),
         nonzeros: report_now.nonzeros(),
         sparse_layer_weights: report_now.numel(),
-        parameters: count_params(model),
+        parameters,
         dense_macs: macs.iter().map(|l| l.dense).sum(),
         sparse_macs: macs.iter().map(|l| l.sparse).sum(),
         itop: sparse.itop_rate(),
@@ -61,8 +93,5 @@ pub fn finish<M: Classifier>(
         versions: Versions::default(),
         lm: None,
         rl: None,
-    };
-    dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
-    report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;
-    Ok(summary)
+    })
 }
