@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor};
+use burn::module::{Devices, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::store::{ModuleRecord, RecordError};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
 use sparse_core::{SharedSparsifier, SparseError};
 
@@ -32,9 +32,15 @@ use super::record;
 ///   back), stops the run through burn-train's `Interrupter` with the error as
 ///   reason before any checkpoint of that epoch, and is kept for
 ///   [`SparseModel::take_error`].
-/// - **Devices.** One device, or burn-train's `MultiDevice` strategy (one
-///   sparse step from the reduced gradients). `DistributedDataParallel`, where
-///   every worker steps its own replica, is refused with an error.
+/// - **Devices.** One device, or burn-train's `MultiDevice` strategy with
+///   either `MultiDeviceOptim`: burn-train 0.22.1 reduces the devices'
+///   gradients first and steps its one model once per optimizer step
+///   (`optimize` on the main device for `OptimMainDevice`, `optimize_multi`
+///   for `OptimSharded`), so there is one topology decision per step and every
+///   replica is forked from the stepped model. `DistributedDataParallel`,
+///   where every worker steps its own replica, is refused with an error before
+///   any replica steps (see `check_not_distributed`); why it is not supported,
+///   in docs/architecture.md#multi-device.
 #[derive(Clone, Debug)]
 pub struct SparseModel<M> {
     inner: M,
@@ -122,11 +128,29 @@ impl<M: Module> SparseModel<M> {
         }
     }
 
-    /// Refuses a second device stepping its own replica: burn-train's
-    /// `DistributedDataParallel` strategy has every worker call `optimize`
-    /// on its copy, which would advance the shared schedule once per device
-    /// and let each replica decide the topology. `MultiDevice` (one
-    /// `optimize_multi` from the reduced gradients) is the supported route.
+    /// Refuses a replica of burn-train's `DistributedDataParallel` strategy:
+    /// each DDP worker marks its replica's parameters distributed
+    /// (`Learner::grad_sharded`, burn-train-0.22.1
+    /// `learner/supervised/strategies/ddp/worker.rs:73`) and then calls
+    /// `optimize` on it once per step (`ddp/epoch.rs`), which would advance the
+    /// shared sparse schedule once per worker. Checked before any replica
+    /// steps, so no worker changes its masks.
+    fn check_not_distributed(&self) -> Result<(), SparseError> {
+        let mut visitor = FindDistributed::default();
+        self.inner.visit(&mut visitor);
+        match visitor.found {
+            false => Ok(()),
+            true => Err(SparseError::InvalidConfig(
+                "burn-train's DistributedDataParallel strategy is not supported: each worker steps its own replica, which would advance the shared sparse schedule once per worker and let each replica decide the topology; use ExecutionStrategy::MultiDevice (one step from the reduced gradients) or a single device".to_string(),
+            )),
+        }
+    }
+
+    /// Refuses a second device stepping its own replica, the fallback for
+    /// replicas not marked distributed (a custom strategy that steps one
+    /// replica per device). burn-train's `MultiDevice` always steps on its
+    /// main device (`optimize`) or through `optimize_multi`, which this does
+    /// not check.
     fn check_stepping_device(&self) -> Result<(), SparseError> {
         let Some(device) = self.inner.devices().into_iter().next() else {
             return Ok(());
@@ -154,6 +178,20 @@ impl<M: Module> SparseModel<M> {
             sparse: self.sparse.clone(),
             hooks: self.hooks.clone(),
         }
+    }
+}
+
+/// Whether any parameter is marked distributed (burn-train's DDP replicas).
+#[derive(Default)]
+struct FindDistributed {
+    found: bool,
+}
+
+impl ModuleVisitor for FindDistributed {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let tensor = param.val();
+        // `is_distributed` panics on a tensor without autodiff (burn-dispatch 0.22.1)
+        self.found |= tensor.is_autodiff() && tensor.is_distributed();
     }
 }
 
@@ -256,7 +294,7 @@ impl<M: TrainStep + Module> TrainStep for SparseModel<M> {
     }
 
     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
-        if let Err(error) = self.check_stepping_device() {
+        if let Err(error) = self.check_not_distributed().and_then(|()| self.check_stepping_device()) {
             self.fail(error);
             return self;
         }
@@ -264,6 +302,10 @@ impl<M: TrainStep + Module> TrainStep for SparseModel<M> {
     }
 
     fn optimize_multi(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: MultiGradientsParams) -> Self {
+        if let Err(error) = self.check_not_distributed() {
+            self.fail(error);
+            return self;
+        }
         self.sparse_step(|sparse, inner| sparse.step_multi_with(optim, inner, grads, lr))
     }
 }
