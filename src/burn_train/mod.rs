@@ -27,6 +27,11 @@
 //!   user's error, so a failed sparse step stops the run (reason: the error's
 //!   message, in `LearningResult::interrupted`) and the typed error is kept for
 //!   [`SparseModel::take_error`].
+//! - Devices: one, or burn-train's `MultiDevice` strategy, which steps its one
+//!   model once per optimizer step from the devices' summed gradients (one
+//!   topology decision, every replica forked from the result).
+//!   `DistributedDataParallel` steps every replica separately and is refused
+//!   with an error; see docs/architecture.md#multi-device.
 
 mod record;
 mod sparse_metric;
