@@ -4,63 +4,13 @@
 //! is at most 15% of its dense export, and bad input gets a one-line error
 //! that names the problem and the fix, with nothing overwritten.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn sparseburn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sparseburn"))
-        .args(args)
-        .output()
-        .expect("run sparseburn")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A one-line error (exit code 1, not a panic's 101) containing every needle.
-fn assert_error(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "expected a clean failure: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "`{n}` missing from: {err}");
-    }
-}
-
-/// Trains `model` (RigL, 90%, unless `extra` names another method or sparsity) for one epoch on a slice of Fashion-MNIST (the first `test_limit` test images) into `out`.
-fn train(out: &Path, model: &str, train_limit: &str, test_limit: &str, extra: &[&str]) {
-    let mut args = vec![
-        "train",
-        "--dataset",
-        "fashion-mnist",
-        "--model",
-        model,
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--train-limit",
-        train_limit,
-        "--test-limit",
-        test_limit,
-        "--validation",
-        "0",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    // RigL at 90% unless `extra` says otherwise
-    for (flag, default) in [("--method", "rigl"), ("--sparsity", "0.9")] {
-        if !extra.contains(&flag) {
-            args.extend([flag, default]);
-        }
-    }
-    let o = sparseburn(&args);
-    assert!(o.status.success(), "training {model}: {}", stderr(&o));
-}
+use common::{assert_error, infer, json, sparseburn, stderr, train};
 
 fn export(run: &Path, file: &Path, format: &str) -> Output {
     sparseburn(&[
@@ -71,26 +21,6 @@ fn export(run: &Path, file: &Path, format: &str) -> Output {
         "-o",
         file.to_str().unwrap(),
     ])
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// `infer` on the first `test_limit` test images; returns its JSON.
-fn infer(file: &Path, test_limit: &str, json_out: &Path) -> serde_json::Value {
-    let o = sparseburn(&[
-        "infer",
-        file.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-        "--test-limit",
-        test_limit,
-        "--json",
-        json_out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "infer: {}", stderr(&o));
-    json(json_out)
 }
 
 /// Exports `run` (auto), evaluates the file, and checks the accuracy against summary.json.

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use sparse_core::OptimizerConfig;
+use sparse_core::{OptimizerConfig, Pattern};
+use sparse_methods::oneshot::{OneShotConfig, OneShotMethod};
 use sparse_methods::{MethodConfig, Penalty, RegularizationConfig};
 use sparse_models::{FormatKind, MobileNetV1Config};
 
@@ -53,6 +54,8 @@ enum Command {
     Infer(InferArgs),
     /// Time an exported model (or a finished run) against its dense twin: latency, throughput, memory, size.
     Bench(BenchArgs),
+    /// Prune a trained dense model in one shot (magnitude, Wanda, SparseGPT) into an exported model file.
+    Prune(PruneArgs),
 }
 
 #[derive(Args)]
@@ -221,6 +224,93 @@ struct BenchArgs {
     /// Internal: run one side alone and print its peak RSS.
     #[arg(long, hide = true, value_parser = ["sparse", "dense"])]
     memory_of: Option<String>,
+}
+
+/// One-shot pruning methods.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PruneMethod {
+    /// Smallest |W| per layer.
+    Magnitude,
+    /// Smallest |W|·‖X‖ per output row (Sun et al. 2023).
+    Wanda,
+    /// OBS pruning with weight reconstruction from the calibration Hessian (Frantar & Alistarh 2023).
+    Sparsegpt,
+}
+
+impl PruneMethod {
+    fn method(self) -> OneShotMethod {
+        match self {
+            Self::Magnitude => OneShotMethod::Magnitude,
+            Self::Wanda => OneShotMethod::Wanda,
+            Self::Sparsegpt => OneShotMethod::SparseGpt,
+        }
+    }
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// A finished dense run folder (written by `sparseburn train --method dense --out DIR`); its final weights are pruned.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["model", "init_weights", "width"])]
+    run: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Or: torchvision-format weights of --model (a safetensors file).
+    #[arg(long, value_name = "FILE", requires = "model")]
+    init_weights: Option<PathBuf>,
+    /// The one-shot method.
+    #[arg(long, value_enum)]
+    method: PruneMethod,
+    /// Target sparsity in [0, 1) of the pruned layers [default: 0.5, or 1 - N/M with --pattern N:M].
+    #[arg(long)]
+    sparsity: Option<f64>,
+    /// unstructured, or N:M (keep N of every M consecutive fan-in weights, e.g. 2:4).
+    #[arg(long, value_name = "PATTERN", default_value = "unstructured")]
+    pattern: Pattern,
+    /// Leave the first conv/linear layer dense.
+    #[arg(long)]
+    dense_first_layer: bool,
+    /// Leave the last layer (the classifier) dense.
+    #[arg(long)]
+    dense_last_layer: bool,
+    /// Leave the weights matching this glob dense (e.g. 'layer1.*'), repeatable.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// The dataset: calibration images from its training split, accuracies on its test split [default with --run: the run's].
+    #[arg(long, value_enum, value_name = "DATASET")]
+    calibration: Option<DatasetKind>,
+    /// Folder with the dataset files.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Image folders: side of the resized images.
+    #[arg(long, value_name = "PIXELS")]
+    image_size: Option<usize>,
+    /// Image folders: 1 or 3 channels.
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Calibration images, drawn from the training split (Wanda and SparseGPT used 128 sequences).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    calibration_samples: usize,
+    /// Seed of the calibration images' choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Evaluate on the first N test images only [default with --run: the run's --test-limit, else all].
+    #[arg(long, value_name = "N")]
+    test_limit: Option<usize>,
+    /// Images per batch (calibration and evaluation).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// The layers' format in the file.
+    #[arg(long, value_enum, default_value = "auto")]
+    format: ExportFormat,
+    /// The model file to write (e.g. pruned.safetensors).
+    #[arg(short, long, value_name = "FILE")]
+    out: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Also write the report (accuracies, per-layer sparsity and error) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -715,8 +805,73 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn prune_command(args: PruneArgs) -> anyhow::Result<()> {
+    use crate::run::prune::{PruneOptions, Source, prune, render};
+    let source = match (&args.run, &args.init_weights, args.model.model) {
+        (Some(dir), _, _) => Source::Run(dir.clone()),
+        (None, Some(path), Some(name)) => Source::Weights {
+            model: crate::run::config::ModelSection {
+                width: args.model.width,
+                ..crate::run::config::ModelSection::new().with_name(name)
+            },
+            path: path.clone(),
+        },
+        _ => bail!(
+            "no model to prune: pass --run DIR (a finished dense run) or --model NAME --init-weights FILE (torchvision-format safetensors)"
+        ),
+    };
+    let data = args.calibration.map(|dataset| {
+        let d = crate::data::DataConfig::default();
+        crate::data::DataConfig {
+            dataset,
+            data_dir: args.data_dir.clone(),
+            image_size: args.image_size.unwrap_or(d.image_size),
+            channels: args.channels.unwrap_or(d.channels),
+            ..d
+        }
+    });
+    if data.is_none() && (args.data_dir.is_some() || args.image_size.is_some() || args.channels.is_some()) {
+        bail!("--data-dir, --image-size and --channels describe the --calibration dataset; pass --calibration too");
+    }
+    let sparsity = match (args.sparsity, &args.pattern) {
+        (Some(s), _) => s,
+        (None, Pattern::NM { n, m }) if *m > 0 => 1.0 - *n as f64 / *m as f64,
+        (None, _) => 0.5,
+    };
+    let filter = sparse_core::LayerFilter::new()
+        .with_exclude(args.exclude.clone())
+        .with_skip_first(args.dense_first_layer)
+        .with_skip_last(args.dense_last_layer);
+    let oneshot = OneShotConfig::new(args.method.method())
+        .with_sparsity(sparsity)
+        .with_pattern(args.pattern.clone())
+        .with_filter(filter);
+    if let Some(json) = &args.json {
+        crate::run::bench::json_target(Some(json))?;
+    }
+    let opts = PruneOptions {
+        source,
+        data,
+        test_limit: args.test_limit,
+        oneshot,
+        samples: args.calibration_samples,
+        seed: args.seed,
+        batch: args.batch_size as usize,
+        format: args.format.kind(),
+        out: args.out.clone(),
+        force: args.force,
+    };
+    let report = prune(&opts, &burn::tensor::Device::flex())?;
+    print!("{}", render(&report));
+    if let Some(json) = &args.json {
+        crate::run::artifacts::write_atomic(json, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Prune(args) => prune_command(args),
         Command::Export(args) => export_command(args),
         Command::Infer(args) => infer_command(args),
         Command::Bench(args) => bench_command(args),

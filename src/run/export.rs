@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use burn::module::Module;
 use burn::tensor::Device;
 use sparse_methods::BuildContext;
 use sparse_models::to_sparse::{SparseMasks, SparseOptions};
@@ -19,13 +20,17 @@ use super::train::checksum;
 use crate::data::ImageSet;
 
 /// A finished run folder, checked.
-struct FinishedRun {
-    cfg: RunConfig,
-    summary: Summary,
-    checkpoint: PathBuf,
+pub(crate) struct FinishedRun {
+    /// The run's settings.
+    pub cfg: RunConfig,
+    /// Its recorded figures.
+    pub summary: Summary,
+    /// Its final checkpoint folder.
+    pub checkpoint: PathBuf,
 }
 
-fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
+/// The finished run in `dir`, with its checkpoint's checksums verified.
+pub(crate) fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
     if !dir.join("config.toml").is_file() {
         bail!(
             "{} is not a sparseburn run folder (no config.toml); pass a folder written by `sparseburn train --out`",
@@ -84,6 +89,16 @@ fn check_exportable(cfg: &RunConfig, summary: &Summary) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `model` with the weights saved in the run checkpoint `checkpoint`.
+pub(crate) fn load_checkpoint<M: Module>(model: M, checkpoint: &Path) -> anyhow::Result<M> {
+    model.try_load_file(checkpoint.join("model")).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the saved model does not fit the run's config.toml ({e:?}); was the folder changed?",
+            checkpoint.display()
+        )
+    })
+}
+
 struct Convert<'a> {
     checkpoint: &'a Path,
     masks: SparseMasks,
@@ -94,12 +109,7 @@ impl WithModel for Convert<'_> {
     type Output = anyhow::Result<sparse_models::SparseModel>;
 
     fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> Self::Output {
-        let model = make().try_load_file(self.checkpoint.join("model")).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: the saved model does not fit the run's config.toml ({e:?}); was the folder changed?",
-                self.checkpoint.display()
-            )
-        })?;
+        let model = load_checkpoint(make(), self.checkpoint)?;
         let known = sparse_core::discovery::all_weights(&model);
         if let Some(path) = self.masks.0.keys().find(|p| !known.iter().any(|l| &l.path == *p)) {
             bail!(

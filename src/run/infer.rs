@@ -9,8 +9,8 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sparse_models::ExportedModel;
 
-use super::train::task::evaluate_with;
-use crate::data::{DataConfig, ImageBatcher};
+use super::train::task::{Evaluation, evaluate_with};
+use crate::data::{DataConfig, ImageBatcher, ImageSet};
 
 /// What `infer` measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -39,6 +39,13 @@ pub fn load_model(path: &Path, device: &Device) -> anyhow::Result<ExportedModel>
     ExportedModel::from_bytes(&bytes, device).with_context(|| path.display().to_string())
 }
 
+/// Evaluates `model` on `test` in batches of `batch`, normalised as the file says.
+pub fn evaluate(model: &ExportedModel, test: &ImageSet, batch: usize, device: &Device) -> Evaluation {
+    let info = &model.info;
+    let batcher = ImageBatcher::with_normalisation(info.input, info.mean.clone(), info.std.clone());
+    evaluate_with(&|images| model.model.forward(images), test, &batcher, device, batch)
+}
+
 /// Evaluates the model file `path` on the test split of `data` in batches of `batch`.
 pub fn infer(path: &Path, data: &DataConfig, batch: usize, device: &Device) -> anyhow::Result<InferResult> {
     let model = load_model(path, device)?;
@@ -47,8 +54,7 @@ pub fn infer(path: &Path, data: &DataConfig, batch: usize, device: &Device) -> a
         .check_input(test.shape, test.num_classes())
         .with_context(|| format!("{} on {}", path.display(), test.name))?;
     let info = &model.info;
-    let batcher = ImageBatcher::with_normalisation(info.input, info.mean.clone(), info.std.clone());
-    let eval = evaluate_with(&|images| model.model.forward(images), &test, &batcher, device, batch);
+    let eval = evaluate(&model, &test, batch, device);
     Ok(InferResult {
         model_file: path.display().to_string(),
         model: info.model.clone(),

@@ -34,6 +34,7 @@ use std::collections::BTreeMap;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use sparse_core::LayerFilter;
+use sparse_core::capture::CaptureInputs;
 use sparse_core::walk::{self, ParamPath, PathVisitor};
 
 pub use char_transformer::{CharTransformer, CharTransformerConfig};
@@ -45,8 +46,9 @@ pub use mobilenet::{MobileNetV1, MobileNetV1Config};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, Stem};
 pub use sparse_kernels::FormatKind;
 
-/// An image classifier usable by sparseburn's trainer.
-pub trait Classifier: Module {
+/// An image classifier usable by sparseburn's trainer; its conv/linear inputs can be
+/// captured ([`CaptureInputs`], for one-shot pruning).
+pub trait Classifier: Module + CaptureInputs<Batch = Tensor<4>, Output = Tensor<2>> {
     /// Logits `[B, classes]` for images `[B, C, H, W]`.
     fn forward(&self, images: Tensor<4>) -> Tensor<2>;
 
