@@ -1,4 +1,5 @@
-//! The `sparseburn` binary as a user runs it: exact resume, run folders, and
+//! The `sparseburn` binary as a user runs it: exact resume, run folders,
+//! gradient accumulation (with the samples SNIP and GraSP score on), and
 //! one-line errors for bad input that leave existing runs untouched.
 
 use std::io::Write;
@@ -879,6 +880,231 @@ fn gmp_prunes_on_a_grid_of_optimizer_steps_with_accumulation() {
             "{row}: sparsity {got}, expected {expected}"
         );
     }
+}
+
+/// The MLP's widths on the synthetic set: 784 inputs, hidden 300 and 100, 10 classes.
+const MLP_WIDTHS: [usize; 4] = [784, 300, 100, 10];
+
+/// A fixed value in [−1, 1) for entry `i` of stream `stream` (splitmix64's finaliser).
+fn fixed_uniform(stream: u64, i: usize) -> f32 {
+    let mut z = (stream << 32 | i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+}
+
+/// Writes initial MLP weights (uniform in ±1/√fan_in, small biases) in
+/// torchvision's layout for `--init-weights`, so the test knows a run's initial
+/// weights without its random generator.
+fn write_mlp_init(file: &Path) {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (l, w) in MLP_WIDTHS.windows(2).enumerate() {
+        let (fan_in, fan_out) = (w[0], w[1]);
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let bytes = |n: usize, stream: u64, scale: f32| -> Vec<u8> {
+            (0..n)
+                .flat_map(|i| (fixed_uniform(stream, i) * scale).to_le_bytes())
+                .collect()
+        };
+        let weight = bytes(fan_out * fan_in, 2 * l as u64, bound);
+        let bias = bytes(fan_out, 2 * l as u64 + 1, 0.1 * bound);
+        tensors.push((format!("layers.{l}.weight"), vec![fan_out, fan_in], weight));
+        tensors.push((format!("layers.{l}.bias"), vec![fan_out], bias));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    std::fs::write(file, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// A one-epoch `method` run on 256 synthetic images in batches of 32 with
+/// `--grad-accumulation k`, from the weights in `init`, at a learning rate so
+/// small that the kept weights stay their initial values (within 1e-6).
+fn pruning_at_init_run(out: &Path, method: &str, k: usize, init: &Path) {
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "mlp",
+        "--method",
+        method,
+        "--sparsity",
+        "0.8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--lr",
+        "1e-9",
+        "--grad-accumulation",
+        &k.to_string(),
+        "--init-weights",
+        init.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The weight matrices (no biases) of `weights`, as floats in Burn's `[in, out]` layout.
+fn weight_values(weights: &[Vec<u32>]) -> Vec<f32> {
+    weights
+        .iter()
+        .step_by(2)
+        .flatten()
+        .map(|b| f32::from_bits(*b))
+        .collect()
+}
+
+/// SNIP's saliency `|g ⊙ θ|` (Lee et al. 2019, Eq. 6 before normalising) of
+/// every weight of `model` (layer after layer, Burn's `[in, out]` layout), `g`
+/// the gradient of the mean cross-entropy over `indices` of `set`, in one batch.
+fn snip_saliency(
+    model: &sparseburn::sparse_models::Mlp,
+    set: &sparseburn::data::ImageSet,
+    indices: &[usize],
+    device: &burn::tensor::Device,
+) -> Vec<f32> {
+    use sparseburn::sparse_models::Classifier;
+    let batch = sparseburn::data::ImageBatcher::new(set).batch_indices(set, indices, device, None);
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(device)
+        .forward(model.forward(batch.images), batch.targets);
+    let grads = loss.backward();
+    let host = |t: burn::tensor::Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    model
+        .layers
+        .iter()
+        .flat_map(|l| {
+            let w = l.weight.val();
+            let g = host(w.grad(&grads).unwrap());
+            host(w)
+                .into_iter()
+                .zip(g)
+                .map(|(w, g)| (w * g).abs())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Positions where `kept` disagrees with the global top-κ of `scores` (κ the
+/// kept count), beyond a relative tolerance `tol` of the κ-th largest score τ:
+/// kept ones below τ(1 − tol) and dropped ones above τ(1 + tol). Also returns τ.
+fn misranked(scores: &[f32], kept: &[bool], tol: f32) -> (usize, f32) {
+    let kappa = kept.iter().filter(|k| **k).count();
+    let mut sorted = scores.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let tau = sorted[kappa - 1];
+    let wrong = scores
+        .iter()
+        .zip(kept)
+        .filter(|(s, k)| {
+            if **k {
+                **s < tau * (1.0 - tol)
+            } else {
+                **s > tau * (1.0 + tol)
+            }
+        })
+        .count();
+    (wrong, tau)
+}
+
+/// Golden (issue 13): with `--grad-accumulation 2` SNIP scores on the first
+/// optimizer step's 2·32 samples (docs/methods.md, SNIP and Gradient
+/// accumulation): the run's masks are the global top 20% of |g ⊙ θ| computed
+/// here on exactly those samples (batches 0 and 1 of epoch 0 in the run's
+/// shuffled order) in one batch, and are not those of the first micro-batch alone.
+#[test]
+fn snip_with_accumulation_scores_on_the_first_optimizer_steps_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = tmp.path().join("init.safetensors");
+    write_mlp_init(&init);
+    let out = tmp.path().join("snip");
+    pruning_at_init_run(&out, "snip", 2, &init);
+
+    let saved = weight_values(&weights(&out));
+    let kept: Vec<bool> = saved.iter().map(|w| *w != 0.0).collect();
+    let total: usize = MLP_WIDTHS.windows(2).map(|w| w[0] * w[1]).sum();
+    assert_eq!(kept.len(), total);
+    // global ranking: κ = round(N·(1 − s)) over all the sparse weights
+    assert_eq!(
+        kept.iter().filter(|k| **k).count(),
+        (total as f64 * 0.2).round() as usize
+    );
+
+    // the run's training set and order, from its saved config
+    let mut cfg = sparseburn::run::RunConfig::load(&out.join("config.toml")).unwrap();
+    let data = sparseburn::run::train::load_data(&mut cfg).unwrap();
+    let order = sparseburn::data::BatchOrder {
+        len: data.train.len(),
+        batch_size: 32,
+        seed: cfg.training.seed,
+    }
+    .epoch(0);
+    let device = burn::tensor::Device::flex().autodiff();
+    let model = sparseburn::sparse_models::import::load_torchvision(
+        sparseburn::sparse_models::MlpConfig::new().init(&device),
+        &init,
+    )
+    .unwrap();
+    // the run started from these weights and kept them
+    let initial: Vec<f32> = model
+        .layers
+        .iter()
+        .flat_map(|l| l.weight.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap())
+        .collect();
+    for (s, w) in saved.iter().zip(&initial).filter(|(s, _)| **s != 0.0) {
+        assert!((s - w).abs() <= 1e-6, "a kept weight moved from {w} to {s}");
+    }
+
+    let tol = 1e-4;
+    let (wrong, tau) = misranked(&snip_saliency(&model, &data.train, &order[..64], &device), &kept, tol);
+    assert!(tau > 0.0, "the κ-th saliency is 0: the ranking is a tie");
+    assert_eq!(
+        wrong, 0,
+        "{wrong} weights outside SNIP's top κ on the first 2·32 samples"
+    );
+    let (first_only, _) = misranked(&snip_saliency(&model, &data.train, &order[..32], &device), &kept, tol);
+    assert!(
+        first_only > total / 100,
+        "the first micro-batch alone gives nearly the same masks ({first_only} differ): the test cannot tell them apart"
+    );
+}
+/// GraSP does not take the optimizer step's samples (docs/methods.md, Gradient
+/// accumulation: "unchanged"): it scores on `samples_per_class` images of every
+/// class, in chunks of the batch size, so `--grad-accumulation 2` gives the
+/// masks of `--grad-accumulation 1` from the same initial weights, bit for bit.
+#[test]
+fn grasp_scores_on_the_same_samples_with_or_without_accumulation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let init = tmp.path().join("init.safetensors");
+    write_mlp_init(&init);
+    let kept = |k: usize| -> Vec<bool> {
+        let out = tmp.path().join(format!("grasp{k}"));
+        pruning_at_init_run(&out, "grasp", k, &init);
+        weight_values(&weights(&out)).iter().map(|w| *w != 0.0).collect()
+    };
+    let (one, two) = (kept(1), kept(2));
+    let total: usize = MLP_WIDTHS.windows(2).map(|w| w[0] * w[1]).sum();
+    assert_eq!(
+        one.iter().filter(|k| **k).count(),
+        (total as f64 * 0.2).round() as usize
+    );
+    let differ = one.iter().zip(&two).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        differ, 0,
+        "{differ} of {total} GraSP mask entries change with --grad-accumulation 2"
+    );
 }
 
 #[test]

@@ -21,7 +21,8 @@
 //! `w` or `b`, so the (zero-initialised) biases are ranked too, score 0 and are
 //! pruned; ours ranks the sparse weights only. It scores one weight draw and trains
 //! an independently drawn copy; ours scores the model's own initial weights. Its
-//! batch is 100 examples; ours is the run's first batch (`batch_size`).
+//! batch is 100 examples; ours is the run's first optimizer step's samples
+//! (`batch_size`, times `K` with gradient accumulation: the simulated batch).
 
 use burn::config::Config;
 use sparse_core::method::{GradRequest, InitContext, Method};
