@@ -3,45 +3,16 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor};
-use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use sparse_core::BackendKind;
 use sparse_models::import::load_torchvision;
 use sparse_models::{ModelError, ResNet, ResNetConfig, ResNetDepth};
 
+#[path = "common/torchvision.rs"]
+mod torchvision;
+use torchvision::{torchvision_resnet18, write_state};
+
 fn device() -> Device {
     BackendKind::from_env().unwrap().device().unwrap()
-}
-
-/// torchvision's ResNet-18 state-dict keys and shapes (PyTorch layout), written out independently.
-fn torchvision_resnet18(classes: usize) -> Vec<(String, Vec<usize>)> {
-    let mut keys = vec![("conv1.weight".to_string(), vec![64, 3, 7, 7])];
-    let bn = |keys: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
-        for k in ["weight", "bias", "running_mean", "running_var"] {
-            keys.push((format!("{p}.{k}"), vec![c]));
-        }
-        keys.push((format!("{p}.num_batches_tracked"), vec![]));
-    };
-    bn(&mut keys, "bn1", 64);
-    let mut in_ch = 64;
-    for (stage, width) in [64, 128, 256, 512].into_iter().enumerate() {
-        for b in 0..2 {
-            let p = format!("layer{}.{b}", stage + 1);
-            let first_in = if b == 0 { in_ch } else { width };
-            keys.push((format!("{p}.conv1.weight"), vec![width, first_in, 3, 3]));
-            bn(&mut keys, &format!("{p}.bn1"), width);
-            keys.push((format!("{p}.conv2.weight"), vec![width, width, 3, 3]));
-            bn(&mut keys, &format!("{p}.bn2"), width);
-            if b == 0 && stage > 0 {
-                keys.push((format!("{p}.downsample.0.weight"), vec![width, in_ch, 1, 1]));
-                bn(&mut keys, &format!("{p}.downsample.1"), width);
-            }
-        }
-        in_ch = width;
-    }
-    keys.push(("fc.weight".to_string(), vec![classes, 512]));
-    keys.push(("fc.bias".to_string(), vec![classes]));
-    keys
 }
 
 /// A known value for element `i` of tensor `key`.
@@ -53,29 +24,9 @@ fn value(key: &str, i: usize) -> f32 {
 }
 
 fn write(path: &std::path::Path, keys: &[(String, Vec<usize>)]) -> BTreeMap<String, Vec<f32>> {
-    let mut values = BTreeMap::new();
-    let mut blobs = Vec::new();
-    for (k, shape) in keys {
-        if k.ends_with("num_batches_tracked") {
-            blobs.push((k.clone(), Dtype::I64, shape.clone(), 5i64.to_le_bytes().to_vec()));
-            continue;
-        }
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|i| value(k, i)).collect();
-        blobs.push((
-            k.clone(),
-            Dtype::F32,
-            shape.clone(),
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
-        values.insert(k.clone(), v);
-    }
-    let views: Vec<(String, TensorView<'_>)> = blobs
-        .iter()
-        .map(|(k, d, s, b)| (k.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
-    values
+    write_state(path, keys, |k, shape| {
+        (0..shape.iter().product()).map(|i| value(k, i)).collect()
+    })
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
