@@ -13,6 +13,7 @@ pub mod lock;
 pub mod lr;
 pub mod models;
 pub mod plots;
+pub mod recipe;
 pub mod report;
 pub mod sweep;
 pub mod task_kind;
