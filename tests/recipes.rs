@@ -413,3 +413,25 @@ fn epochs_task_and_sweep_conflicts_are_refused() {
     assert!(stderr(&o).contains("cannot sweep a recipe"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+#[test]
+fn the_example_recipes_resolve() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/recipes");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let cfg = RunConfig::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        assert!(cfg.stages.len() >= 2, "{}", path.display());
+        // each ends sparse, and its epochs are the stages'
+        assert!(cfg.target_sparsity() > 0.0);
+        assert_eq!(cfg.training.epochs, cfg.stages.iter().map(|s| s.epochs).sum::<usize>());
+        // the written config reads back to the same config and the same text
+        let text = cfg.to_toml();
+        let again = RunConfig::from_table(toml::from_str(&text).unwrap()).unwrap();
+        assert_eq!(cfg, again);
+        assert_eq!(text, again.to_toml());
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["oneshot-finetune.toml", "warmup-gmp-finetune.toml"]);
+}
