@@ -171,9 +171,7 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
 
 /// The masks a stage leaves to the next, by weight path (none after a dense stage).
 fn carried_masks(stage: &Stage, sparse: &Sparsifier) -> Option<BTreeMap<String, Mask>> {
-    if stage.config.sparsity.is_none() {
-        return None;
-    }
+    stage.config.sparsity.as_ref()?;
     Some(
         sparse
             .layers()
