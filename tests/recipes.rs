@@ -345,7 +345,7 @@ fn error(stages: &str) -> String {
 
 #[test]
 fn recipes_that_cannot_run_are_refused_with_the_fix() {
-    let cases: [(&str, &str); 12] = [
+    let cases: [(&str, &str); 11] = [
         ("stage = []", "at least one [[stage]]"),
         ("[[stage]]\nname = \"a\"\nepochs = 0", "at least 1"),
         ("[[stage]]\nepochs = 1", "needs a name"),
@@ -369,11 +369,7 @@ fn recipes_that_cannot_run_are_refused_with_the_fix() {
         ),
         (
             "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"gmp\"\nsparsity = 0.9\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.8",
-            "set its sparsity to 0.9, or use gmp",
-        ),
-        (
-            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"lth\"",
-            "trains in rounds",
+            "pruned weights come back only in a dense stage",
         ),
         (
             "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\nsparsity = 0.5",
@@ -383,6 +379,35 @@ fn recipes_that_cannot_run_are_refused_with_the_fix() {
     for (stages, expected) in cases {
         let e = error(stages);
         assert!(e.contains(expected), "{stages}\n→ {e}");
+    }
+}
+
+#[test]
+fn stages_whose_method_cannot_run_there_are_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"lth\"\nsparsity = 0.8\n",
+            "trains in rounds",
+        ),
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"srste\"\n",
+            "changes the model's forward pass",
+        ),
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = { name = \"gmp\", delta_t = 5 }\nsparsity = 0.8\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.9\n",
+            "cannot reach 0.9; set its sparsity to 0.8, or use a method that prunes gradually",
+        ),
+    ];
+    for (i, (stages, expected)) in cases.iter().enumerate() {
+        let config = write_config(tmp.path(), &format!("{RUN}{stages}"));
+        let out = tmp.path().join(format!("run{i}"));
+        let o = train(&config, &out, &[]);
+        assert!(!o.status.success(), "{stages}");
+        let e = stderr(&o);
+        assert!(e.contains(expected) && !e.contains("panicked"), "{stages}\n→ {e}");
+        // nothing was trained, and the folder does not block a retry
+        assert!(!out.join("metrics.csv").exists(), "{stages}");
     }
 }
 

@@ -11,6 +11,7 @@
 
 use anyhow::{Context, bail};
 use sparse_core::Pattern;
+use sparse_methods::MethodConfig;
 
 use super::config::RunConfig;
 
@@ -30,19 +31,6 @@ pub const STAGE_KEYS: [&str; 10] = [
 
 /// The `[training]` keys a stage may set at its own top level.
 const TRAINING_KEYS: [&str; 5] = ["lr", "schedule", "milestones", "gamma", "warmup_epochs"];
-
-/// Methods that cannot be a stage: those that train in rounds (they own the
-/// whole run) and those that change the forward pass (their reparameterization
-/// would have to be carried into or out of the other stages' models).
-const NOT_A_STAGE: [(&str, &str); 4] = [
-    ("lth", "trains in rounds of its own"),
-    (
-        "one-shot",
-        "trains in rounds of its own (for one-shot pruning in a recipe use gmp with initial_sparsity = the stage's sparsity)",
-    ),
-    ("autosparse", "changes the model's forward pass"),
-    ("srste", "changes the model's forward pass"),
-];
 
 /// One stage of a recipe.
 #[derive(Clone, Debug, PartialEq)]
@@ -178,12 +166,6 @@ pub(crate) fn resolve_stages(base: &toml::Table, raw: Vec<RawStage>) -> anyhow::
         let label = format!("[[stage]] {} `{}`", i + 1, s.name);
         let table = stage_table(base, &s).with_context(|| label.clone())?;
         let config = RunConfig::from_table(table).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
-        if let Some((_, why)) = NOT_A_STAGE.iter().find(|(m, _)| *m == config.method.name()) {
-            bail!(
-                "{label}: method {} cannot be a stage of a recipe: it {why}",
-                config.method.name()
-            );
-        }
         stages.push(Stage {
             name: s.name,
             epochs: s.epochs,
@@ -209,7 +191,8 @@ fn stage_table(base: &toml::Table, stage: &RawStage) -> anyhow::Result<toml::Tab
                 "method must be a name (method = \"gmp\") or a table with one (method = {{ name = \"gmp\", delta_t = 50 }})"
             ),
         };
-        let dense = method.get("name").and_then(toml::Value::as_str) == Some("dense");
+        let name = method.get("name").and_then(toml::Value::as_str).unwrap_or_default();
+        let dense = MethodConfig::named(name).is_ok_and(|m| m.is_dense());
         if dense && !o.contains_key("sparsity") {
             t.remove("sparsity"); // a dense stage trains without the run's sparsity
         }
@@ -259,14 +242,14 @@ fn lay_over(t: &mut toml::Table, name: &str, over: toml::Table) {
 
 /// Checks that every stage can start from the masks of the one before: pruned
 /// weights come back only in a dense stage, so a sparse stage after a sparse one
-/// keeps its masks (same pattern; the same sparsity, or a higher one with GMP,
-/// which prunes further).
+/// keeps its masks (same pattern, at least their sparsity). Whether its method
+/// can raise the sparsity (GMP) is a property of the built method, checked when
+/// training starts (`train::stages`).
 fn check_carry_over(stages: &[Stage]) -> anyhow::Result<()> {
     let mut carried: Option<(&Stage, f64, &Pattern)> = None;
     for (i, stage) in stages.iter().enumerate() {
-        let c = &stage.config;
         let label = format!("[[stage]] {} `{}`", i + 1, stage.name);
-        let Some(s) = &c.sparsity else {
+        let Some(s) = &stage.config.sparsity else {
             carried = None; // a dense stage: every weight trains again
             continue;
         };
@@ -279,25 +262,22 @@ fn check_carry_over(stages: &[Stage]) -> anyhow::Result<()> {
                     before.name
                 );
             }
-            let gmp = c.method.name() == "gmp";
-            let same = (s.sparsity - at).abs() < 1e-9;
-            if gmp && s.sparsity + 1e-9 < at {
+            if s.sparsity + 1e-9 < at {
                 bail!(
-                    "{label}: gmp cannot reach sparsity {} from the masks of stage `{}` at {at} (pruned weights do not come back); set its sparsity to {at} or more, or put a dense stage between them",
+                    "{label}: sparsity {} cannot be reached from the masks of stage `{}` at {at} (pruned weights come back only in a dense stage); set its sparsity to {at} or more, or put a dense stage between them",
                     s.sparsity,
                     before.name
-                );
-            }
-            if !gmp && !same {
-                bail!(
-                    "{label}: {} keeps the sparsity of the masks it starts from, those of stage `{}` at {at}, but asks {}; set its sparsity to {at}, or use gmp to prune further",
-                    c.method.name(),
-                    before.name,
-                    s.sparsity
                 );
             }
         }
         carried = Some((stage, s.sparsity, &s.pattern));
     }
     Ok(())
+}
+
+/// The sparsity of the masks that stage `i` continues from (none when it starts
+/// as a run does: the first stage, or after a dense one).
+pub fn carried_sparsity(stages: &[Stage], i: usize) -> Option<f64> {
+    let before = stages[..i].last()?;
+    before.config.sparsity.as_ref().map(|s| s.sparsity)
 }

@@ -35,7 +35,7 @@ use super::runner::Runner;
 use super::task::Task;
 use super::{Fit, Fitted, build_sparsifier, init_masks};
 use crate::run::lr::Lr;
-use crate::run::recipe::Stage;
+use crate::run::recipe::{Stage, carried_sparsity};
 
 /// The run's steps of each stage, in order.
 pub fn stage_steps(stages: &[Stage], steps_per_epoch: u64) -> Vec<Range<u64>> {
@@ -78,6 +78,7 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
         let steps = bounds[i].end - bounds[i].start;
         build_sparsifier(&stages[i].config, model, filter.clone(), steps, spe, classes)
     };
+    check_methods(stages, |i| build(i, &model))?;
     let mut runner = Runner::new(
         task,
         Lr::new(&stages[0].config.training, spe)?,
@@ -167,6 +168,47 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
         sparse,
         state: runner.state,
     })
+}
+
+/// Checks, before training, that each stage's method can be a stage: not one
+/// that trains in rounds (it owns the whole run) or changes the forward pass
+/// (its reparameterization would have to enter or leave the other stages'
+/// model), and, when it continues sparser masks than its target, one that
+/// prunes gradually (GMP), so that it reaches its target.
+fn check_methods(stages: &[Stage], build: impl Fn(usize) -> anyhow::Result<Sparsifier>) -> anyhow::Result<()> {
+    for (i, stage) in stages.iter().enumerate() {
+        let label = format!("[[stage]] {} `{}`", i + 1, stage.name);
+        let sparse = build(i).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+        let method = sparse.method();
+        let why = if method.rounds().is_some() {
+            Some(
+                "trains in rounds of its own (for one-shot magnitude pruning in a recipe, use gmp with initial_sparsity = the stage's sparsity)",
+            )
+        } else if method.reparameterization().is_some() {
+            Some("changes the model's forward pass")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            bail!(
+                "{label}: method {} cannot be a stage of a recipe: it {why}",
+                method.name()
+            );
+        }
+        let target = stage.config.target_sparsity();
+        if let Some(at) = carried_sparsity(stages, i)
+            && !method.is_dense()
+            && target > at + 1e-9
+            && !method.prunes_gradually()
+        {
+            bail!(
+                "{label}: {} keeps the sparsity of the masks it continues, those of stage `{}` at {at}, so it cannot reach {target}; set its sparsity to {at}, or use a method that prunes gradually (gmp)",
+                method.name(),
+                stages[i - 1].name
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The masks a stage leaves to the next, by weight path (none after a dense stage).
