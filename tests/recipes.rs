@@ -460,3 +460,31 @@ fn the_example_recipes_resolve() {
     names.sort();
     assert_eq!(names, ["oneshot-finetune.toml", "warmup-gmp-finetune.toml"]);
 }
+
+#[test]
+fn a_recipe_run_exports_its_last_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    // the run's own [method] (SR-STE, which changes the forward pass and so
+    // cannot be exported) is not the model's: the stages' methods are
+    let text = format!("{RUN}[method]\nname = \"srste\"\n{}", &two_stages(1, 1)[RUN.len()..]);
+    let config = write_config(tmp.path(), &text);
+    let out = tmp.path().join("run");
+    let o = train(&config, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = tmp.path().join("model.safetensors");
+    let o = sparseburn(&["export", out.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sparseburn(&[
+        "infer",
+        file.to_str().unwrap(),
+        "--dataset",
+        "synthetic",
+        "--test-limit",
+        "300",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let recorded = format!("{:.2}%", 100.0 * summary["test_accuracy"].as_f64().unwrap());
+    let said = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(said.contains(&format!("accuracy {recorded}")), "{said}");
+}

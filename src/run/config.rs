@@ -510,6 +510,7 @@ impl RunConfig {
     pub fn dense_twin(&self) -> anyhow::Result<Self> {
         let mut table = self.to_table();
         table.remove("sparsity");
+        table.remove("stage"); // a recipe's twin: the run's [training] over all its epochs
         let dense: MethodConfig = DenseConfig::new().into();
         table.insert("method".into(), toml::Value::try_from(&dense)?);
         Self::from_table(table)
