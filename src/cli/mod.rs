@@ -639,6 +639,11 @@ fn sweep_command(args: SweepArgs) -> anyhow::Result<()> {
     };
     merge(&mut overrides, run.overrides()?);
     let mut base = args.config.table()?;
+    if base.contains_key("stage") {
+        bail!(
+            "a sweep trains one method per run and cannot sweep a recipe's [[stage]] blocks yet: train each recipe with `sparseburn train --config FILE`, or drop [[stage]] from the config"
+        );
+    }
     let file_method = base.remove("method");
     if file_method.is_some() {
         bail!("a sweep takes its methods from --methods: remove [method] from the config file");

@@ -41,6 +41,10 @@ pub struct EpochMetrics {
     /// In-time over-parameterisation rate: the fraction of the sparse layers'
     /// weights that have been active at some point of training.
     pub itop: f64,
+    /// The stage of a recipe (none for a one-stage run: then `metrics.csv` has
+    /// no `stage` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     /// Seconds of training in this epoch (timing: differs between runs).
     pub train_seconds: f64,
     /// Seconds of evaluation (timing).
@@ -49,8 +53,16 @@ pub struct EpochMetrics {
 
 const HEADER: &str = "round,epoch,step,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,sparsity,nonzeros,lr,drop_fraction,itop,train_seconds,eval_seconds";
 
-/// Columns of `metrics.csv`.
+/// The header of a recipe's `metrics.csv`: a `stage` column before the timings.
+const HEADER_STAGES: &str = "round,epoch,step,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,sparsity,nonzeros,lr,drop_fraction,itop,stage,train_seconds,eval_seconds";
+
+/// Columns of `metrics.csv` (one more, `stage`, in a recipe's).
 pub const COLUMNS: usize = 16;
+
+/// The header for rows like `row`.
+fn header(row: &EpochMetrics) -> &'static str {
+    if row.stage.is_some() { HEADER_STAGES } else { HEADER }
+}
 
 fn optional(x: Option<f64>) -> String {
     x.map(|d| d.to_string()).unwrap_or_default()
@@ -58,8 +70,9 @@ fn optional(x: Option<f64>) -> String {
 
 impl EpochMetrics {
     fn csv(&self) -> String {
+        let stage = self.stage.as_ref().map(|s| format!("{s},")).unwrap_or_default();
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{stage}{:.3},{:.3}",
             self.round,
             self.epoch,
             self.step,
@@ -139,7 +152,7 @@ impl RunDir {
         let new = !path.exists();
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         if new {
-            writeln!(f, "{HEADER}")?;
+            writeln!(f, "{}", header(row))?;
         }
         writeln!(f, "{}", row.csv())?;
         Ok(())
@@ -148,14 +161,19 @@ impl RunDir {
     /// Keeps only the rows up to `(round, epoch)` (on resume: the epochs the checkpoint has).
     pub fn truncate_metrics(&self, round: usize, epoch: u64) -> anyhow::Result<()> {
         let rows = self.read_metrics()?;
-        let kept: Vec<String> = std::iter::once(HEADER.to_string())
-            .chain(
-                rows.iter()
-                    .filter(|r| (r.round, r.epoch) <= (round, epoch))
-                    .map(EpochMetrics::csv),
-            )
+        let kept: Vec<&EpochMetrics> = rows.iter().filter(|r| (r.round, r.epoch) <= (round, epoch)).collect();
+        let Some(first) = kept.first() else {
+            // no row: the first one appended writes the header its kind needs
+            let path = self.file("metrics.csv");
+            if path.exists() {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+            return Ok(());
+        };
+        let lines: Vec<String> = std::iter::once(header(first).to_string())
+            .chain(kept.iter().map(|r| r.csv()))
             .collect();
-        self.write("metrics.csv", (kept.join("\n") + "\n").as_bytes())
+        self.write("metrics.csv", (lines.join("\n") + "\n").as_bytes())
     }
 
     /// The rows of `metrics.csv`.
@@ -195,8 +213,13 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 fn parse_row(line: &str) -> anyhow::Result<EpochMetrics> {
-    let f: Vec<&str> = line.split(',').collect();
-    anyhow::ensure!(f.len() == COLUMNS, "expected {COLUMNS} columns");
+    let mut f: Vec<&str> = line.split(',').collect();
+    anyhow::ensure!(
+        f.len() == COLUMNS || f.len() == COLUMNS + 1,
+        "expected {COLUMNS} columns ({} with a recipe's stage)",
+        COLUMNS + 1
+    );
+    let stage = (f.len() > COLUMNS).then(|| f.remove(14).to_string());
     let optional = |s: &str| -> anyhow::Result<Option<f64>> { Ok(if s.is_empty() { None } else { Some(s.parse()?) }) };
     Ok(EpochMetrics {
         round: f[0].parse()?,
@@ -213,6 +236,7 @@ fn parse_row(line: &str) -> anyhow::Result<EpochMetrics> {
         lr: f[11].parse()?,
         drop_fraction: optional(f[12])?,
         itop: f[13].parse()?,
+        stage,
         train_seconds: f[14].parse()?,
         eval_seconds: f[15].parse()?,
     })
@@ -274,6 +298,9 @@ pub struct Summary {
     pub eval_samples_per_second: f64,
     /// Versions of sparseburn and Burn.
     pub versions: Versions,
+    /// A recipe's stages, in order (absent for a one-stage run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageSummary>>,
     /// What a language-model run adds (`task = "lm"`; absent for image runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lm: Option<LmSummary>,
@@ -282,6 +309,26 @@ pub struct Summary {
     /// counted; `steps` counts environment steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rl: Option<crate::run::train::rl::RlSummary>,
+}
+
+/// Where a stage of a recipe starts and ends: epochs and optimizer steps of
+/// the run, the start exclusive (a stage from epoch 2 to 5 trains epochs 3, 4, 5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageSummary {
+    /// Its name.
+    pub name: String,
+    /// Its method.
+    pub method: String,
+    /// Its target sparsity (0 for a dense stage).
+    pub target_sparsity: f64,
+    /// Epochs of the run before it.
+    pub start_epoch: u64,
+    /// Epochs of the run at its end.
+    pub end_epoch: u64,
+    /// Optimizer steps of the run before it.
+    pub start_step: u64,
+    /// Optimizer steps of the run at its end.
+    pub end_step: u64,
 }
 
 /// The language model's figures in `summary.json` (losses there are in bits per token).

@@ -27,6 +27,7 @@ use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
 use super::lr::LrSchedule;
 use super::models::ModelKind;
+use super::recipe::{Stage, resolve_stages, set_total_epochs, take_stages};
 use super::task_kind::{RlEnv, TaskKind};
 use crate::data::text::TokenKind;
 use crate::data::{DataConfig, DatasetKind};
@@ -280,10 +281,12 @@ pub struct RunConfig {
     pub lm: Option<LmSection>,
     /// The agent (`task = "rl"` only).
     pub rl: Option<RlSection>,
+    /// The stages of a recipe (`[[stage]]`; empty for a one-stage run).
+    pub stages: Vec<Stage>,
 }
 
 /// The sections of a config file, in the order they are written.
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 12] = [
     "task",
     "device",
     "model",
@@ -295,6 +298,7 @@ pub const SECTIONS: [&str; 11] = [
     "training",
     "lm",
     "rl",
+    "stage",
 ];
 
 impl Default for RunConfig {
@@ -328,9 +332,21 @@ impl RunConfig {
             Some(toml::Value::String(s)) => s.parse()?,
             Some(other) => bail!("task must be text (image, lm, rl), not {other}"),
         };
+        let raw_stages = take_stages(&mut table)?;
+        if !raw_stages.is_empty() {
+            if task != TaskKind::Image {
+                bail!(
+                    "[[stage]] recipes apply to image classification only, not task = \"{}\"",
+                    task.name()
+                );
+            }
+            set_total_epochs(&mut table, &raw_stages)?;
+        }
         if task != TaskKind::Image {
             task_defaults(task, &mut table)?;
         }
+        // the run's own sections, which the stages inherit
+        let base = table.clone();
         let device = match table.remove("device") {
             None => BackendKind::Flex,
             Some(toml::Value::String(s)) => s.parse()?,
@@ -402,6 +418,11 @@ impl RunConfig {
             (_, Some(_)) => bail!("[rl] applies to the DQN agent only (task = \"rl\", --task rl)"),
             (_, None) => None,
         };
+        let stages = if raw_stages.is_empty() {
+            Vec::new()
+        } else {
+            resolve_stages(&base, raw_stages)?
+        };
         Ok(Self {
             task,
             device,
@@ -414,6 +435,7 @@ impl RunConfig {
             training,
             lm,
             rl,
+            stages,
         })
     }
 
@@ -472,6 +494,10 @@ impl RunConfig {
         if let Some(rl) = &self.rl {
             put("rl", toml::Value::try_from(rl));
         }
+        if !self.stages.is_empty() {
+            let stages = self.stages.iter().map(|s| toml::Value::Table(s.to_table())).collect();
+            t.insert("stage".into(), toml::Value::Array(stages));
+        }
         t
     }
 
@@ -484,14 +510,27 @@ impl RunConfig {
     pub fn dense_twin(&self) -> anyhow::Result<Self> {
         let mut table = self.to_table();
         table.remove("sparsity");
+        table.remove("stage"); // a recipe's twin: the run's [training] over all its epochs
         let dense: MethodConfig = DenseConfig::new().into();
         table.insert("method".into(), toml::Value::try_from(&dense)?);
         Self::from_table(table)
     }
 
-    /// The target sparsity (0 for the dense baseline).
+    /// The target sparsity (0 for the dense baseline; a recipe's last stage's).
     pub fn target_sparsity(&self) -> f64 {
-        self.sparsity.as_ref().map_or(0.0, |s| s.sparsity)
+        match self.stages.last() {
+            Some(last) => last.config.target_sparsity(),
+            None => self.sparsity.as_ref().map_or(0.0, |s| s.sparsity),
+        }
+    }
+
+    /// The method's name; a recipe's stages' methods joined by `+` (`dense+gmp+static`).
+    pub fn method_label(&self) -> String {
+        if self.stages.is_empty() {
+            return self.method.name().to_string();
+        }
+        let names: Vec<&str> = self.stages.iter().map(|s| s.config.method.name()).collect();
+        names.join("+")
     }
 
     /// The library's sparsity config for a model whose own policy is `policy`.
@@ -530,7 +569,7 @@ impl RunConfig {
         PathBuf::from("runs").join(format!(
             "{}-{}-{}-s{}-{stamp}",
             model,
-            self.method.name(),
+            self.method_label(),
             (self.target_sparsity() * 100.0).round(),
             self.training.seed
         ))

@@ -70,6 +70,8 @@ pub(crate) fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
 /// Refuses methods that change the forward pass (a reparameterization): the
 /// stored weights alone are not what their model computes.
 fn check_exportable(cfg: &RunConfig, summary: &Summary) -> anyhow::Result<()> {
+    // a recipe's model is its last stage's
+    let cfg = cfg.stages.last().map_or(cfg, |s| &s.config);
     let steps = summary.steps.max(1);
     let context = BuildContext {
         steps_per_epoch: (steps / summary.epochs.max(1)).max(1),

@@ -14,6 +14,7 @@ pub mod lr;
 pub mod models;
 pub mod plots;
 pub mod prune;
+pub mod recipe;
 pub mod report;
 pub mod sweep;
 pub mod task_kind;

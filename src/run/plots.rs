@@ -79,6 +79,7 @@ fn panel<DB: DrawingBackend>(
     epochs: usize,
     curves: &[Curve],
     axis: Axis,
+    marks: &[StageMark],
 ) -> anyhow::Result<()> {
     let log = matches!(axis, Axis::Log);
     let transform = |v: f64| if log { v.log10() } else { v };
@@ -115,6 +116,19 @@ fn panel<DB: DrawingBackend>(
         })
         .draw()
         .map_err(err)?;
+    let grey = RGBColor(110, 110, 110);
+    for (x, name) in marks {
+        chart
+            .draw_series(LineSeries::new([(*x, lo), (*x, hi)], grey.stroke_width(1)))
+            .map_err(err)?;
+        let style = ("sans-serif", 13)
+            .into_font()
+            .color(&grey)
+            .pos(Pos::new(HPos::Left, VPos::Top));
+        chart
+            .draw_series(std::iter::once(Text::new(name.clone(), (*x + 0.05, hi), style)))
+            .map_err(err)?;
+    }
     for (name, color, points) in curves {
         let points: Vec<(f64, f64)> = points
             .iter()
@@ -145,8 +159,28 @@ fn panel<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Where a stage of a recipe starts on the epoch axis, and its name.
+type StageMark = (f64, String);
+
+/// A vertical line where each stage of a recipe starts (between the last epoch
+/// of the stage before and its first), labelled with the stage's name.
+pub fn stage_marks(rows: &[EpochMetrics]) -> Vec<StageMark> {
+    let mut marks = Vec::new();
+    let mut before: Option<&str> = None;
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(stage) = r.stage.as_deref()
+            && before != Some(stage)
+        {
+            marks.push((i as f64 + 0.5, stage.to_string()));
+        }
+        before = r.stage.as_deref();
+    }
+    marks
+}
+
 /// Loss, accuracy (%), learning rate and sparsity (%) per epoch, in four panels.
-/// Epochs count on across rounds of iterative pruning.
+/// Epochs count on across rounds of iterative pruning; a recipe's stages are
+/// marked by vertical lines with their names.
 pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()> {
     font();
     let root = BitMapBackend::new(path, (1000, 720)).into_drawing_area();
@@ -162,6 +196,7 @@ pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()>
     };
     let panels = root.split_evenly((2, 2));
     let (blue, orange, red) = (COLORS[0], COLORS[1], COLORS[3]);
+    let marks = stage_marks(rows);
     panel(
         &panels[0],
         "loss",
@@ -176,6 +211,7 @@ pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()>
             min_pad: 1e-3,
             decimals: 3,
         },
+        &marks,
     )?;
     panel(
         &panels[1],
@@ -188,6 +224,7 @@ pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()>
             ("test", red, series(&|r| Some(100.0 * r.test_acc))),
         ],
         percent,
+        &marks,
     )?;
     panel(
         &panels[2],
@@ -196,6 +233,7 @@ pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()>
         epochs,
         &[("lr", blue, series(&|r| (r.lr > 0.0).then_some(r.lr)))],
         Axis::Log,
+        &marks,
     )?;
     panel(
         &panels[3],
@@ -204,6 +242,7 @@ pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()>
         epochs,
         &[("sparsity", blue, series(&|r| Some(100.0 * r.sparsity)))],
         percent,
+        &marks,
     )?;
     root.present().map_err(err)
 }
@@ -519,6 +558,7 @@ pub fn return_curves(path: &Path, eval: &[(f64, f64, f64)], train: &[(f64, f64)]
             min_pad: 1.0,
             decimals: 1,
         },
+        &[],
     )?;
     root.present().map_err(err)
 }

@@ -227,6 +227,25 @@ pub fn write(
             lm.sample
         );
     }
+    if let Some(stages) = &summary.stages {
+        let _ = writeln!(
+            r,
+            "\n## Stages\n\nThe recipe's stages (`[[stage]]`), in order; a stage from epoch a to b trains epochs a+1 to b. Vertical lines mark their starts in the learning curves.\n\n| stage | method | target sparsity | epochs | steps |\n|---|---|---|---|---|"
+        );
+        for s in stages {
+            let _ = writeln!(
+                r,
+                "| {} | {} | {} | {}–{} | {}–{} |",
+                s.name,
+                s.method,
+                pct(s.target_sparsity),
+                s.start_epoch,
+                s.end_epoch,
+                s.start_step,
+                s.end_step
+            );
+        }
+    }
     let _ = writeln!(r, "\n## Learning curves\n\n![curves](plots/learning_curves.png)\n");
     let _ = writeln!(r, "## Layers\n\n![density](plots/layer_density.png)\n");
     let _ = writeln!(r, "Shapes are {SHAPE_LEGEND}.\n");

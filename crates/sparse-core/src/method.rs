@@ -125,6 +125,13 @@ pub trait Method: Send + std::fmt::Debug {
         None
     }
 
+    /// Property: the method raises the sparsity of the masks it is given during
+    /// training, toward its target (GMP's schedule), so it can continue from masks
+    /// sparser than its start and still reach its target (a recipe's stage).
+    fn prunes_gradually(&self) -> bool {
+        false
+    }
+
     /// Property: training runs in several rounds (iterative pruning).
     fn rounds(&self) -> Option<&dyn Rounds> {
         None

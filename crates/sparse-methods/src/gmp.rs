@@ -141,6 +141,10 @@ impl Method for Gmp {
         Ok(())
     }
 
+    fn prunes_gradually(&self) -> bool {
+        true
+    }
+
     fn needs(&self, step: u64) -> Needs {
         let s = &self.schedule;
         let update = s.is_change_step(step) && step > 0 && s.sparsity_at(step) > s.sparsity_at(step - 1);

@@ -28,12 +28,20 @@ pub struct Best {
     pub test_acc: f64,
 }
 
+fn is_zero(x: &usize) -> bool {
+    *x == 0
+}
+
 /// Everything needed to continue a run, besides the model and sparse state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TrainerState {
     /// Round of iterative pruning.
     pub round: usize,
-    /// The next step.
+    /// Stage of a recipe (0-based; its sparse state is the checkpoint's, and its
+    /// step within the stage is `step` minus the stage's first step).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stage: usize,
+    /// The next step (of the run).
     pub step: u64,
     /// Sums of the current epoch.
     pub sums: EpochSums,
@@ -86,8 +94,18 @@ impl TrainerState {
     /// whose step lies beyond the schedule, or whose sums and epochs do not fit
     /// its step, is refused (it would "finish" silently or report wrong numbers).
     /// Steps are optimizer steps of `samples_per_step` samples each.
-    pub fn validate(&self, total_steps: u64, steps_per_epoch: u64, samples_per_step: u64) -> anyhow::Result<()> {
+    pub fn validate(&self, schedule: &Schedule) -> anyhow::Result<()> {
+        let Schedule {
+            total_steps,
+            steps_per_epoch,
+            samples_per_step,
+            ref stage_steps,
+            stage,
+        } = *schedule;
         let bad = |what: String| anyhow::anyhow!("trainer.json: {what}; the checkpoint does not belong to this run");
+        if self.stage != stage {
+            bail!(bad(format!("stage {} where stage {stage} was expected", self.stage)));
+        }
         if let Err((name, v)) = check_finite(self.floats()) {
             bail!(bad(format!("{name} is {v}")));
         }
@@ -101,6 +119,12 @@ impl TrainerState {
             bail!(bad(format!(
                 "step {} is beyond the schedule's {total_steps} steps",
                 self.step
+            )));
+        }
+        if !(stage_steps.start..=stage_steps.end).contains(&self.step) {
+            bail!(bad(format!(
+                "step {} lies outside its stage {} (steps {} to {})",
+                self.step, self.stage, stage_steps.start, stage_steps.end
             )));
         }
         let epochs = self.step / steps_per_epoch;
@@ -128,7 +152,9 @@ impl TrainerState {
                 self.step
             )));
         }
-        if self.best.as_ref().is_some_and(|b| b.epoch > epochs) || (self.best.is_none() && epochs > 0) {
+        // a recipe's stage keeps its own best epoch, none before its first epoch ends
+        let stage_first_epoch = stage_steps.start / steps_per_epoch;
+        if self.best.as_ref().is_some_and(|b| b.epoch > epochs) || (self.best.is_none() && epochs > stage_first_epoch) {
             bail!(bad(format!("the best epoch does not fit epoch {epochs}")));
         }
         Ok(())
@@ -136,7 +162,7 @@ impl TrainerState {
 }
 
 /// The schedule a restored checkpoint must fit.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Schedule {
     /// Steps of the whole run.
     pub total_steps: u64,
@@ -144,6 +170,11 @@ pub struct Schedule {
     pub steps_per_epoch: u64,
     /// Training samples per optimizer step (batch size × gradient accumulation).
     pub samples_per_step: u64,
+    /// The steps of the checkpoint's stage (`0..total_steps` for a one-stage
+    /// run); its sparse state counts from their start.
+    pub stage_steps: std::ops::Range<u64>,
+    /// The checkpoint's stage (0 for a one-stage run).
+    pub stage: usize,
 }
 
 /// Writes and reads `checkpoint/` of a run folder.
@@ -188,6 +219,21 @@ impl Checkpointer {
         })
     }
 
+    /// The stage of a recipe that the checkpoint is in (0 for a one-stage run),
+    /// read before the stage's sparse state is built to restore into.
+    pub fn stage(&self) -> anyhow::Result<usize> {
+        #[derive(Deserialize)]
+        struct Peek {
+            #[serde(default)]
+            stage: usize,
+        }
+        let ckpt = self.dir.checkpoint();
+        let text = std::fs::read_to_string(ckpt.join("trainer.json")).context("reading trainer.json")?;
+        let peek: Peek =
+            serde_json::from_str(&text).with_context(|| format!("{}: corrupt trainer state", ckpt.display()))?;
+        Ok(peek.stage)
+    }
+
     /// Restores the model, the sparse state and the trainer's counters, and keeps
     /// `metrics.csv` to the epochs the checkpoint has.
     pub fn restore<M: Module>(
@@ -202,13 +248,7 @@ impl Checkpointer {
         let text = std::fs::read_to_string(ckpt.join("trainer.json")).context("reading trainer.json")?;
         let state: TrainerState =
             serde_json::from_str(&text).with_context(|| format!("{}: corrupt trainer state", ckpt.display()))?;
-        state
-            .validate(
-                schedule.total_steps,
-                schedule.steps_per_epoch,
-                schedule.samples_per_step,
-            )
-            .with_context(|| ckpt.display().to_string())?;
+        state.validate(&schedule).with_context(|| ckpt.display().to_string())?;
         let steps_per_epoch = schedule.steps_per_epoch;
         // the method's reparameterization must be in the model before its weights load
         let model = sparse.attach(model)?;
@@ -219,12 +259,12 @@ impl Checkpointer {
             )
         })?;
         sparse.load(ckpt.join("sparse.safetensors"), &model)?;
-        if sparse.step_count() != state.step {
+        let in_stage = state.step - schedule.stage_steps.start;
+        if sparse.step_count() != in_stage {
             bail!(
-                "{}: the sparse state is at step {} but trainer.json at step {}; the checkpoint is inconsistent",
+                "{}: the sparse state is at step {} but trainer.json at step {in_stage} (of its stage); the checkpoint is inconsistent",
                 ckpt.display(),
                 sparse.step_count(),
-                state.step
             );
         }
         let model = sparse.apply_masks(model)?;

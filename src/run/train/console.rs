@@ -140,6 +140,7 @@ mod tests {
             lr: 1.234_5e-10,
             drop_fraction: None,
             itop: 1.0,
+            stage: None,
             train_seconds: 599.9,
             eval_seconds: 0.0,
         }

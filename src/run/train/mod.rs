@@ -17,6 +17,7 @@
 //! | [`divergence`] | stopping at the first loss that is not finite |
 //! | [`scoring`] | the samples a data-driven initialisation scores on |
 //! | [`rounds`] | runs that train in rounds (iterative pruning) |
+//! | [`stages`] | recipes: runs in stages, each with its own method, sparsity, optimizer and schedule |
 //! | [`interrupt`] | stopping cleanly (Ctrl-C, `--stop-after`) |
 //! | [`summary`] | `summary.json`, the plots and the report |
 //!
@@ -36,6 +37,7 @@ pub mod rl;
 pub mod rounds;
 pub mod runner;
 pub mod scoring;
+pub mod stages;
 pub mod summary;
 pub mod task;
 
@@ -297,6 +299,9 @@ impl<M: Module + 'static> Fit<'_, M> {
     /// Builds the method and the sparsifier for `model` (its sparse weights chosen
     /// by `filter`), and trains `task` from scratch or from the checkpoint.
     pub fn run<T: Task<M>>(self, mut model: M, filter: LayerFilter, task: T) -> anyhow::Result<Fitted<M>> {
+        if !self.cfg.stages.is_empty() {
+            return stages::train_stages(self, model, filter, task);
+        }
         let Fit {
             cfg,
             opts,
@@ -312,28 +317,7 @@ impl<M: Module + 'static> Fit<'_, M> {
         let accumulation = Accumulation::new(t.grad_accumulation, task.batches_per_epoch(), t.batch_size)?;
         let spe = accumulation.steps_per_epoch();
         let total = t.epochs as u64 * spe;
-        let sparsity = cfg.sparsity_config(filter);
-        let context = BuildContext {
-            total_steps: total,
-            steps_per_epoch: spe,
-            classes,
-            sparsity: sparsity.sparsity,
-            pattern: sparsity.pattern.clone(),
-        };
-        let method = cfg.method.build(&context)?;
-        let mut sparse = Sparsifier::new(&model, sparsity, method, &cfg.optimizer)?;
-        if let Some(penalty) = &cfg.penalty {
-            sparse = sparse.with_grad_term(penalty.term()?);
-        }
-        if let Some(path) = &cfg.model.mask_layer
-            && !sparse.layers().iter().any(|l| &l.path == path)
-        {
-            let known: Vec<&str> = sparse.layers().iter().map(|l| l.path.as_str()).collect();
-            bail!(
-                "mask_layer `{path}` is not a sparse layer; sparse layers: {}",
-                known.join(", ")
-            );
-        }
+        let mut sparse = build_sparsifier(cfg, &model, filter, total, spe, classes)?;
         let mut runner = Runner::new(
             task,
             Lr::new(t, spe)?,
@@ -373,19 +357,15 @@ impl<M: Module + 'static> Fit<'_, M> {
                         total_steps: total,
                         steps_per_epoch: spe,
                         samples_per_step: (t.batch_size * t.grad_accumulation) as u64 * units_per_sample,
+                        stage_steps: 0..total,
+                        stage: 0,
                     },
                 )?;
                 runner.saved_step = Some(state.step);
                 runner.state = state;
                 model
-            } else if sparse.method().needs_data_for_init() {
-                let task = &runner.task;
-                let name = sparse.method().name();
-                sparse
-                    .init_with(model, |m: &M, request| task.scoring_grads(m, request))
-                    .with_context(|| format!("{name} scores the weights on training data"))?
             } else {
-                sparse.init(model)?
+                init_masks(&mut sparse, model, &runner.task)?
             };
             tracing::info!(
                 density = sparse.report().density(),
@@ -404,5 +384,53 @@ impl<M: Module + 'static> Fit<'_, M> {
             sparse,
             state: runner.state,
         })
+    }
+}
+
+/// The method of `cfg` and its sparsifier for `model` (its sparse weights chosen
+/// by `filter`), for a training of `total` steps of which `spe` make an epoch.
+pub(crate) fn build_sparsifier<M: Module>(
+    cfg: &RunConfig,
+    model: &M,
+    filter: LayerFilter,
+    total: u64,
+    spe: u64,
+    classes: usize,
+) -> anyhow::Result<Sparsifier> {
+    let sparsity = cfg.sparsity_config(filter);
+    let context = BuildContext {
+        total_steps: total,
+        steps_per_epoch: spe,
+        classes,
+        sparsity: sparsity.sparsity,
+        pattern: sparsity.pattern.clone(),
+    };
+    let method = cfg.method.build(&context)?;
+    let mut sparse = Sparsifier::new(model, sparsity, method, &cfg.optimizer)?;
+    if let Some(penalty) = &cfg.penalty {
+        sparse = sparse.with_grad_term(penalty.term()?);
+    }
+    if let Some(path) = &cfg.model.mask_layer
+        && !sparse.layers().iter().any(|l| &l.path == path)
+    {
+        let known: Vec<&str> = sparse.layers().iter().map(|l| l.path.as_str()).collect();
+        bail!(
+            "mask_layer `{path}` is not a sparse layer; sparse layers: {}",
+            known.join(", ")
+        );
+    }
+    Ok(sparse)
+}
+
+/// The method's first masks for `model` (scored on `task`'s training data when
+/// the method needs data).
+pub(crate) fn init_masks<M: Module, T: Task<M>>(sparse: &mut Sparsifier, model: M, task: &T) -> anyhow::Result<M> {
+    if sparse.method().needs_data_for_init() {
+        let name = sparse.method().name();
+        sparse
+            .init_with(model, |m: &M, request| task.scoring_grads(m, request))
+            .with_context(|| format!("{name} scores the weights on training data"))
+    } else {
+        Ok(sparse.init(model)?)
     }
 }

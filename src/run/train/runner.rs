@@ -42,6 +42,11 @@ pub struct Runner<T> {
     epochs: usize,
     accumulation: Accumulation,
     mask_layer: Option<String>,
+    /// The stage of a recipe (none for a one-stage run).
+    stage: Option<String>,
+    /// The run's step where the current stage began (its learning-rate schedule
+    /// and its method count from there; 0 for a one-stage run).
+    stage_start: u64,
 }
 
 impl<T> Runner<T> {
@@ -71,6 +76,21 @@ impl<T> Runner<T> {
             epochs,
             accumulation,
             mask_layer,
+            stage: None,
+            stage_start: 0,
+        }
+    }
+
+    /// Starts stage `index` (named `name`) of a recipe at the run's step `start`,
+    /// with its learning-rate schedule; `fresh`: the stage begins now (not a
+    /// resume inside it), so its best epoch starts again.
+    pub fn start_stage(&mut self, index: usize, name: &str, lr: Lr, start: u64, fresh: bool) {
+        self.state.stage = index;
+        self.stage = Some(name.to_string());
+        self.stage_start = start;
+        self.lr = lr;
+        if fresh {
+            self.state.best = None;
         }
     }
 
@@ -142,7 +162,7 @@ impl<T> Runner<T> {
                 pending.push(step, stats);
             },
         );
-        let lr = self.lr.at(step);
+        let lr = self.lr.at(step - self.stage_start);
         let model = sparse.step(model, grads, lr)?;
         if self.pending.full() || b + 1 == spe {
             self.pending.read_into(&mut self.state.sums)?;
@@ -226,8 +246,11 @@ impl<T> Runner<T> {
             sparsity: report.sparsity(),
             nonzeros: report.nonzeros(),
             lr,
-            drop_fraction: sparse.method().drop_fraction(self.state.step.saturating_sub(1)),
+            drop_fraction: sparse
+                .method()
+                .drop_fraction((self.state.step - self.stage_start).saturating_sub(1)),
             itop: sparse.itop_rate(),
+            stage: self.stage.clone(),
             train_seconds: self.state.epoch_seconds,
             eval_seconds,
         };

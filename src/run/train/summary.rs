@@ -6,7 +6,8 @@ use sparse_core::stats::LayerMacs;
 use sparse_models::{Classifier, count_params, model_macs};
 
 use super::checkpoint::TrainerState;
-use crate::run::artifacts::{RunDir, Summary, Versions};
+use super::stages::stage_steps;
+use crate::run::artifacts::{RunDir, StageSummary, Summary, Versions};
 use crate::run::config::RunConfig;
 use crate::run::report;
 
@@ -66,7 +67,7 @@ pub fn epoch_summary(
     let best = state.best.clone().context("the run has no best epoch")?;
     Ok(Summary {
         model: id.model,
-        method: cfg.method.name().to_string(),
+        method: cfg.method_label(),
         dataset: id.dataset,
         device: cfg.device.name().to_string(),
         seed: cfg.training.seed,
@@ -91,7 +92,32 @@ pub fn epoch_summary(
         train_samples_per_second: state.trained_samples as f64 / state.train_seconds.max(1e-9),
         eval_samples_per_second: state.evaluated_samples as f64 / state.eval_seconds.max(1e-9),
         versions: Versions::default(),
+        stages: stage_summaries(cfg, state),
         lm: None,
         rl: None,
     })
+}
+
+/// Where each stage of a recipe starts and ends (none for a one-stage run).
+fn stage_summaries(cfg: &RunConfig, state: &TrainerState) -> Option<Vec<StageSummary>> {
+    if cfg.stages.is_empty() {
+        return None;
+    }
+    let spe = (state.step / (cfg.training.epochs as u64).max(1)).max(1);
+    let bounds = stage_steps(&cfg.stages, spe);
+    Some(
+        cfg.stages
+            .iter()
+            .zip(bounds)
+            .map(|(s, b)| StageSummary {
+                name: s.name.clone(),
+                method: s.config.method.name().to_string(),
+                target_sparsity: s.config.target_sparsity(),
+                start_epoch: b.start / spe,
+                end_epoch: b.end / spe,
+                start_step: b.start,
+                end_step: b.end,
+            })
+            .collect(),
+    )
 }
