@@ -249,11 +249,10 @@ fn sgd() -> ModuleOptimizer {
     SgdConfig::new()
         .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
         .init()
-        .into()
 }
 
 fn adam() -> ModuleOptimizer {
-    AdamConfig::new().init().into()
+    AdamConfig::new().init()
 }
 
 /// The weights a mask prunes are exactly 0.
@@ -294,8 +293,16 @@ fn assert_grown_state_zero(
 }
 
 /// Runs two DDP workers and a single-worker reference on the same reduced
-/// gradients for [`STEPS`] steps and checks every claim at every step.
-fn ddp_matches_single_worker(method: fn() -> Box<dyn sparseburn::sparse_core::Method>, optim: fn() -> ModuleOptimizer) {
+/// gradients for [`STEPS`] steps and checks every claim at every step. With
+/// `resume_at`, the workers are rebuilt before that step as burn-train resumes
+/// DDP: a fresh model (other random weights, fresh sparsifier) loads replica
+/// 0's record (`into_record`, what its checkpointer saves) and is cloned per
+/// worker, each with a fresh optimizer loaded from its saved record.
+fn ddp_matches_single_worker(
+    method: fn() -> Box<dyn sparseburn::sparse_core::Method>,
+    optim: fn() -> ModuleOptimizer,
+    resume_at: Option<usize>,
+) {
     let device = device();
     let initial = Net::new(&device).into_record();
     // burn-train's DDP: the learner (model and optimizer) cloned per device, then forked
@@ -304,7 +311,7 @@ fn ddp_matches_single_worker(method: fn() -> Box<dyn sparseburn::sparse_core::Me
         model: wrapped_model.clone().fork(&device),
         optim: optim(),
     });
-    let sparse = wrapped_model.sparsifier().clone();
+    let mut sparse = wrapped_model.sparsifier().clone();
     let mut single = Worker {
         model: wrapped(&initial, method()),
         optim: optim(),
@@ -319,6 +326,17 @@ fn ddp_matches_single_worker(method: fn() -> Box<dyn sparseburn::sparse_core::Me
     let orders = [Order::ZeroFirst, Order::OneFirst, Order::Concurrent];
     let (mut updates, mut grown) = (0, 0);
     for step in 0..STEPS {
+        if resume_at == Some(step) {
+            let saved = workers[0].model.clone().into_record();
+            let other = Net::new(&device).into_record();
+            let resumed = wrapped(&other, method()).load_record(saved);
+            assert_eq!(resumed.sparsifier().lock().step_count(), step as u64, "resumed step");
+            sparse = resumed.sparsifier().clone();
+            workers = workers.map(|w| Worker {
+                model: resumed.clone().fork(&device),
+                optim: optim().load_record(w.optim.to_record()),
+            });
+        }
         let before = sparse.lock().masks().to_vec();
         // each worker's own batch through its own replica; then the all-reduce
         let g0 = TrainStep::step(workers[0].model.inner(), batch(step, 0, &device)).grads;
@@ -371,12 +389,20 @@ fn ddp_matches_single_worker(method: fn() -> Box<dyn sparseburn::sparse_core::Me
 
 #[test]
 fn ddp_rigl_sgd_momentum_one_decision_per_step_identical_replicas() {
-    ddp_matches_single_worker(|| Box::new(rigl()), sgd);
+    ddp_matches_single_worker(|| Box::new(rigl()), sgd, None);
 }
 
 #[test]
 fn ddp_set_adam_one_decision_per_step_identical_replicas() {
-    ddp_matches_single_worker(|| Box::new(set()), adam);
+    ddp_matches_single_worker(|| Box::new(set()), adam, None);
+}
+
+/// DDP resumed from replica 0's record (burn-train's checkpoint of the main
+/// worker) in the middle of the run, between two topology updates, continues
+/// exactly: still equal to the uninterrupted single-worker run at every step.
+#[test]
+fn ddp_resumed_from_a_checkpoint_continues_exactly() {
+    ddp_matches_single_worker(|| Box::new(rigl()), adam, Some(5));
 }
 
 /// A replica that skipped a step (two behind the sparse state) is refused with
