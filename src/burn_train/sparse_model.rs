@@ -23,8 +23,11 @@ use super::record;
 ///   paths and ids are the user's: Burn's optimizer, parameter groups and
 ///   gradient clipping see the user's model.
 /// - **Step.** `optimize` and `optimize_multi` run
-///   [`sparse_core::Sparsifier::step_with`] with the `ModuleOptimizer` burn-train
-///   passes (any Burn optimizer).
+///   [`sparse_core::Sparsifier::step_with_record`] (or replay its record, see
+///   "Devices") with the `ModuleOptimizer` burn-train passes (any Burn
+///   optimizer). Changing the shared sparsifier's step counter after wrapping
+///   (`set_step`, `restart`, loading it directly) makes the next step an
+///   error: wrap the model again after such a change.
 /// - **Checkpoints.** `into_record` adds the sparse state (masks, ITOP record,
 ///   method state, step counter) to the model's record, and `try_load_record`
 ///   restores it (see `record.rs`).
@@ -51,8 +54,8 @@ pub struct SparseModel<M> {
     inner: M,
     sparse: SharedSparsifier,
     hooks: Hooks,
-    /// This replica's sparse step: the sparsifier's step counter when this
-    /// value was last stepped (each data-parallel replica carries its own).
+    /// The sparse step this replica takes next (the sparsifier's step counter
+    /// after this replica's last step); each data-parallel replica carries its own.
     step: u64,
 }
 
