@@ -7,7 +7,8 @@
 //! one worker thread and one data split per entry of the device list.
 //!
 //! `DistributedDataParallel` cannot run on a CPU backend in Burn 0.22.1 (the
-//! last test pins why); the sparse model refuses its replicas with an error.
+//! last test pins why); its call pattern is driven in-process in
+//! `tests/burn_train_ddp.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
@@ -343,7 +344,8 @@ fn two_devices_equal_one_device_with_the_global_batch() {
 /// distributed context panics (burn-dispatch-0.22.1 `ops/distributed.rs`, the
 /// backends listed with `distributed: false` in burn-backend-extension-0.22.1
 /// `catalog.rs`). Should a Burn upgrade make this test fail, DDP has become
-/// testable on CPU: test the refusal of DDP replicas, or replace it.
+/// testable on CPU: run `tests/burn_train_ddp.rs`'s checks under the real
+/// strategy, or replace this test.
 #[test]
 fn burn_0_22_has_no_ddp_on_this_cpu_backend() {
     if std::env::var("SPARSEBURN_DEVICE").is_ok_and(|d| d != "flex" && d != "ndarray") {

@@ -30,8 +30,10 @@
 //! - Devices: one, or burn-train's `MultiDevice` strategy, which steps its one
 //!   model once per optimizer step from the devices' summed gradients (one
 //!   topology decision, every replica forked from the result).
-//!   `DistributedDataParallel` steps every replica separately and is refused
-//!   with an error; see docs/architecture.md#multi-device.
+//!   `DistributedDataParallel` steps every replica separately: the first
+//!   replica to reach a step takes the one topology decision, the others
+//!   replay it on their own weights and optimizer; see
+//!   docs/architecture.md#multi-device.
 
 mod record;
 mod sparse_metric;

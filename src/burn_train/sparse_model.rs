@@ -9,7 +9,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::store::{ModuleRecord, RecordError};
 use burn::tensor::{Device, Tensor};
 use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
-use sparse_core::{SharedSparsifier, SparseError};
+use sparse_core::shared::sum_multi_grads;
+use sparse_core::{SharedSparsifier, SparseError, StepRecord};
 
 use super::record;
 
@@ -22,8 +23,11 @@ use super::record;
 ///   paths and ids are the user's: Burn's optimizer, parameter groups and
 ///   gradient clipping see the user's model.
 /// - **Step.** `optimize` and `optimize_multi` run
-///   [`sparse_core::Sparsifier::step_with`] with the `ModuleOptimizer` burn-train
-///   passes (any Burn optimizer).
+///   [`sparse_core::Sparsifier::step_with_record`] (or replay its record, see
+///   "Devices") with the `ModuleOptimizer` burn-train passes (any Burn
+///   optimizer). Changing the shared sparsifier's step counter after wrapping
+///   (`set_step`, `restart`, loading it directly) makes the next step an
+///   error: wrap the model again after such a change.
 /// - **Checkpoints.** `into_record` adds the sparse state (masks, ITOP record,
 ///   method state, step counter) to the model's record, and `try_load_record`
 ///   restores it (see `record.rs`).
@@ -32,20 +36,27 @@ use super::record;
 ///   back), stops the run through burn-train's `Interrupter` with the error as
 ///   reason before any checkpoint of that epoch, and is kept for
 ///   [`SparseModel::take_error`].
-/// - **Devices.** One device, or burn-train's `MultiDevice` strategy with
-///   either `MultiDeviceOptim`: burn-train 0.22.1 reduces the devices'
-///   gradients first and steps its one model once per optimizer step
-///   (`optimize` on the main device for `OptimMainDevice`, `optimize_multi`
-///   for `OptimSharded`), so there is one topology decision per step and every
-///   replica is forked from the stepped model. `DistributedDataParallel`,
-///   where every worker steps its own replica, is refused with an error before
-///   any replica steps (see `check_not_distributed`); why it is not supported,
-///   in docs/architecture.md#multi-device.
+/// - **Devices.** One device; burn-train's `MultiDevice` strategy with either
+///   `MultiDeviceOptim` (burn-train 0.22.1 reduces the devices' gradients
+///   first and steps its one model once per optimizer step: `optimize` on the
+///   main device, or `optimize_multi`); and `DistributedDataParallel`, where
+///   every worker steps its own replica with its own optimizer from the same
+///   all-reduced gradients. Each value carries its replica's step; the first
+///   replica to reach step t takes the sparse step (one topology decision, the
+///   step counter advanced once) and keeps its [`StepRecord`]; every other
+///   replica, one step behind the sparsifier, replays that record on its own
+///   weights and optimizer ([`sparse_core::Sparsifier::replay`]), so the
+///   replicas keep identical masks and weights. Only the last decision is
+///   kept: a replica more than one step behind is an error. Design and limits:
+///   docs/architecture.md#multi-device.
 #[derive(Clone, Debug)]
 pub struct SparseModel<M> {
     inner: M,
     sparse: SharedSparsifier,
     hooks: Hooks,
+    /// The sparse step this replica takes next (the sparsifier's step counter
+    /// after this replica's last step); each data-parallel replica carries its own.
+    step: u64,
 }
 
 /// What every clone of a [`SparseModel`] shares besides the sparsifier.
@@ -53,8 +64,9 @@ pub struct SparseModel<M> {
 struct Hooks {
     interrupter: Option<Interrupter>,
     error: Arc<Mutex<Option<SparseError>>>,
-    /// The device of the first `optimize` call (see [`SparseModel::check_stepping_device`]).
-    stepping_device: Arc<Mutex<Option<Device>>>,
+    /// The last topology decision, for the replicas that have not taken its
+    /// step yet (see [`SparseModel::replica_step`]).
+    last: Arc<Mutex<Option<StepRecord>>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -69,15 +81,20 @@ impl<M: Module> SparseModel<M> {
     /// Wraps `inner` (whose masks `sparse` has set) with `sparse`; a failed
     /// sparse step stops the run through `interrupter`, if given.
     pub fn new(inner: M, sparse: SharedSparsifier, interrupter: Option<Interrupter>) -> Self {
-        sparse.lock().warn_extra_decay();
+        let step = {
+            let sparse = sparse.lock();
+            sparse.warn_extra_decay();
+            sparse.step_count()
+        };
         Self {
             inner,
             sparse,
             hooks: Hooks {
                 interrupter,
                 error: Arc::default(),
-                stepping_device: Arc::default(),
+                last: Arc::default(),
             },
+            step,
         }
     }
 
@@ -116,60 +133,86 @@ impl<M: Module> SparseModel<M> {
         self.lock_error().get_or_insert(error);
     }
 
-    /// Runs `step` on `inner`; on error keeps `inner` as it was.
-    fn sparse_step(self, step: impl FnOnce(&SharedSparsifier, M) -> sparse_core::Result<M>) -> Self {
-        let before = self.inner.clone();
-        match step(&self.sparse, self.inner.clone()) {
-            Ok(inner) => Self { inner, ..self },
+    /// One sparse step of this replica at its step `self.step` (see the type's
+    /// docs, "Devices"): the first replica to reach it decides, under the
+    /// sparsifier's lock, and keeps the record; a replica one step behind the
+    /// sparsifier replays that record on its own weights and optimizer.
+    fn replica_step(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
+        if let Err(error) = self.wait_for_reduced_gradients() {
+            self.fail(error);
+            return self;
+        }
+        let outcome = {
+            let mut sparse = self.sparse.lock();
+            let mut last = self.lock_last();
+            let shared = sparse.step_count();
+            if self.step == shared {
+                sparse
+                    .step_with_record(optim, self.inner.clone(), grads, lr)
+                    .map(|(inner, record)| {
+                        *last = Some(record);
+                        inner
+                    })
+            } else {
+                match last.as_ref() {
+                    Some(record) if self.step + 1 == shared && record.step() == self.step => {
+                        sparse.replay(record, optim, self.inner.clone(), grads, lr)
+                    }
+                    _ => Err(self.out_of_step(shared)),
+                }
+            }
+        };
+        match outcome {
+            Ok(inner) => Self {
+                inner,
+                step: self.step + 1,
+                ..self
+            },
             Err(error) => {
                 self.fail(error);
-                Self { inner: before, ..self }
+                self
             }
         }
     }
 
-    /// Refuses a replica of burn-train's `DistributedDataParallel` strategy:
-    /// each DDP worker marks its replica's parameters distributed
-    /// (`Learner::grad_sharded`, burn-train-0.22.1
-    /// `learner/supervised/strategies/ddp/worker.rs:73`) and then calls
-    /// `optimize` on it once per step (`ddp/epoch.rs`), which would advance the
-    /// shared sparse schedule once per worker. Checked before any replica
-    /// steps, so no worker changes its masks.
-    fn check_not_distributed(&self) -> Result<(), SparseError> {
+    /// The error for a replica whose step is neither the sparsifier's step nor
+    /// the one before it.
+    fn out_of_step(&self, shared: u64) -> SparseError {
+        let local = self.step;
+        SparseError::InvalidConfig(match local > shared {
+            true => format!(
+                "this replica of the sparse model is at step {local}, ahead of its sparse state (step {shared}): the sparsifier was restored or reset (load, restart, set_step) without the model; wrap the model again (`sparseburn::burn_train::wrap`) after changing the sparsifier, or resume through burn-train's checkpoint"
+            ),
+            false => format!(
+                "this replica of the sparse model is at step {local}, more than one step behind its sparse state (step {shared}), whose topology decision for step {local} is no longer kept: every data-parallel replica must take every optimizer step (burn-train's DistributedDataParallel keeps its workers within one step through the gradient all-reduce); step every replica once per step, or use ExecutionStrategy::MultiDevice"
+            ),
+        })
+    }
+
+    /// Under burn-train's `DistributedDataParallel` (parameters marked
+    /// distributed by `Learner::grad_sharded`, burn-train-0.22.1
+    /// `ddp/worker.rs:73`), waits for this replica's devices, so that its
+    /// all-reduced gradients are complete before the sparsifier is locked. A
+    /// complete all-reduce of step t holds every worker's step-t gradients,
+    /// which a worker computes only after its `optimize` of step t-1 returned:
+    /// so no worker is more than one step behind one that steps, and no worker
+    /// holds the lock while it waits for another.
+    fn wait_for_reduced_gradients(&self) -> Result<(), SparseError> {
         let mut visitor = FindDistributed::default();
         self.inner.visit(&mut visitor);
-        match visitor.found {
-            false => Ok(()),
-            true => Err(SparseError::InvalidConfig(
-                "burn-train's DistributedDataParallel strategy is not supported: each worker steps its own replica, which would advance the shared sparse schedule once per worker and let each replica decide the topology; use ExecutionStrategy::MultiDevice (one step from the reduced gradients) or a single device".to_string(),
-            )),
+        if !visitor.found {
+            return Ok(());
         }
+        for device in self.inner.devices() {
+            device.sync().map_err(|e| {
+                SparseError::Backend(format!("waiting for the all-reduced gradients on {device:?}: {e:?}"))
+            })?;
+        }
+        Ok(())
     }
 
-    /// Refuses a second device stepping its own replica, the fallback for
-    /// replicas not marked distributed (a custom strategy that steps one
-    /// replica per device). burn-train's `MultiDevice` always steps on its
-    /// main device (`optimize`) or through `optimize_multi`, which this does
-    /// not check.
-    fn check_stepping_device(&self) -> Result<(), SparseError> {
-        let Some(device) = self.inner.devices().into_iter().next() else {
-            return Ok(());
-        };
-        let mut first = self
-            .hooks
-            .stepping_device
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match first.as_ref() {
-            None => {
-                *first = Some(device);
-                Ok(())
-            }
-            Some(seen) if *seen == device => Ok(()),
-            Some(seen) => Err(SparseError::InvalidConfig(format!(
-                "the sparse model was stepped on {device:?} after {seen:?}: burn-train's DistributedDataParallel strategy (one optimizer step per device) is not supported; use ExecutionStrategy::MultiDevice, which steps once from the reduced gradients, or a single device"
-            ))),
-        }
+    fn lock_last(&self) -> std::sync::MutexGuard<'_, Option<StepRecord>> {
+        self.hooks.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn with_inner(&self, inner: M) -> Self {
@@ -177,6 +220,7 @@ impl<M: Module> SparseModel<M> {
             inner,
             sparse: self.sparse.clone(),
             hooks: self.hooks.clone(),
+            step: self.step,
         }
     }
 }
@@ -263,11 +307,18 @@ impl<M: Module> Module for SparseModel<M> {
             ))
         })?;
         let inner = self.inner.clone().try_load_record(model)?;
-        self.sparse
-            .lock()
-            .load_bytes(&state, "model checkpoint", &inner)
-            .map_err(|e| RecordError::Validation(format!("sparse state: {e}")))?;
-        Ok(self.with_inner(inner))
+        let step = {
+            let mut sparse = self.sparse.lock();
+            sparse
+                .load_bytes(&state, "model checkpoint", &inner)
+                .map_err(|e| RecordError::Validation(format!("sparse state: {e}")))?;
+            sparse.step_count()
+        };
+        *self.lock_last() = None; // a decision of the timeline left behind
+        Ok(Self {
+            step,
+            ..self.with_inner(inner)
+        })
     }
 }
 
@@ -294,19 +345,12 @@ impl<M: TrainStep + Module> TrainStep for SparseModel<M> {
     }
 
     fn optimize(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: GradientsParams) -> Self {
-        if let Err(error) = self.check_not_distributed().and_then(|()| self.check_stepping_device()) {
-            self.fail(error);
-            return self;
-        }
-        self.sparse_step(|sparse, inner| sparse.step_with(optim, inner, grads, lr))
+        self.replica_step(optim, lr, grads)
     }
 
     fn optimize_multi(self, optim: &mut ModuleOptimizer, lr: ModuleLearningRate, grads: MultiGradientsParams) -> Self {
-        if let Err(error) = self.check_not_distributed() {
-            self.fail(error);
-            return self;
-        }
-        self.sparse_step(|sparse, inner| sparse.step_multi_with(optim, inner, grads, lr))
+        let grads = sum_multi_grads(&self.inner, grads);
+        self.replica_step(optim, lr, grads)
     }
 }
 

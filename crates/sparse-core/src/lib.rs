@@ -44,6 +44,7 @@ pub mod sparse_optimizer;
 pub mod sparsifier;
 pub mod state;
 pub mod stats;
+pub mod step_record;
 mod traverse;
 pub mod walk;
 
@@ -67,3 +68,4 @@ pub use sparse_init::SparseInit;
 pub use sparse_optimizer::SparseOptimizer;
 pub use sparsifier::Sparsifier;
 pub use stats::SparsityReport;
+pub use step_record::StepRecord;

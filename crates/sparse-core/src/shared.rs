@@ -98,7 +98,14 @@ impl SharedSparsifier {
         grads: MultiGradientsParams,
         lr: ModuleLearningRate,
     ) -> Result<M> {
-        let grads = traverse::merge_multi(&model, grads);
+        let grads = sum_multi_grads(&model, grads);
         self.step_with(optim, model, grads, lr)
     }
+}
+
+/// Sums each parameter's gradients from every device on the parameter's device
+/// (the gradients `ModuleOptimizer::step_multi` would step with), for a
+/// sparse step that takes `GradientsParams`.
+pub fn sum_multi_grads<M: Module>(model: &M, grads: MultiGradientsParams) -> GradientsParams {
+    traverse::merge_multi(model, grads)
 }

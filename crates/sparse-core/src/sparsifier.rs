@@ -34,6 +34,7 @@ use crate::optim::{MaskedOptimizer, OptimizerConfig};
 use crate::plan::{Plan, SparsityConfig};
 use crate::reparam::{self, ForwardRule};
 use crate::stats::{SparsityReport, itop_rate};
+use crate::step_record::{StepRecord, TopologyChange};
 use crate::traverse;
 
 /// Sparse training state of one model: plan, masks, method, optimizer, counters.
@@ -45,10 +46,10 @@ pub struct Sparsifier {
     pub(crate) explored: Vec<Mask>,
     pub(crate) step: u64,
     /// Terms added to the sparse weights' gradients (the method's, then the caller's).
-    terms: Vec<Arc<dyn GradTerm>>,
+    pub(crate) terms: Vec<Arc<dyn GradTerm>>,
     /// The method's forward rule, attached to the model by `attach`.
     rule: Option<Arc<dyn ForwardRule>>,
-    ids: HashMap<ParamId, usize>,
+    pub(crate) ids: HashMap<ParamId, usize>,
     devices: Vec<Device>,
     /// Device copies of the masks (f32 1.0 = active), one per sparse weight.
     keep: HashMap<ParamId, Tensor<1>>,
@@ -220,7 +221,7 @@ impl Sparsifier {
         grads: GradientsParams,
         lr: impl Into<ModuleLearningRate>,
     ) -> Result<M> {
-        self.step_inner(model, grads, lr.into(), None)
+        self.step_inner(model, grads, lr.into(), None).map(|(model, _)| model)
     }
 
     /// One training step with any Burn optimizer instead of the built-in one:
@@ -252,6 +253,19 @@ impl Sparsifier {
         grads: GradientsParams,
         lr: impl Into<ModuleLearningRate>,
     ) -> Result<M> {
+        self.step_with_record(optim, model, grads, lr).map(|(model, _)| model)
+    }
+
+    /// [`Sparsifier::step_with`], also returning what the step did, so that
+    /// other replicas of the model (data-parallel workers, each with its own
+    /// optimizer) can take the same step with [`Sparsifier::replay`].
+    pub fn step_with_record<M: Module>(
+        &mut self,
+        optim: &mut ModuleOptimizer,
+        model: M,
+        grads: GradientsParams,
+        lr: impl Into<ModuleLearningRate>,
+    ) -> Result<(M, StepRecord)> {
         self.step_inner(model, grads, lr.into(), Some(optim))
     }
 
@@ -262,9 +276,19 @@ impl Sparsifier {
         grads: GradientsParams,
         lr: ModuleLearningRate,
         mut burn: Option<&mut ModuleOptimizer>,
-    ) -> Result<M> {
+    ) -> Result<(M, StepRecord)> {
         self.ensure_bound(&model)?;
         let needs = self.method.needs(self.step);
+        let mut record = StepRecord {
+            step: self.step,
+            optimizer_step: !(needs.update && needs.skip_optimizer),
+            keep_before: if self.hard_masks() {
+                self.keep.clone()
+            } else {
+                HashMap::new()
+            },
+            change: None,
+        };
         let n = self.plan.layers().len();
         let dense_grads = if needs.grads {
             Some(traverse::read_grads(&model, &grads, &self.ids, n)?)
@@ -274,7 +298,7 @@ impl Sparsifier {
         let grads = traverse::add_grad_terms(&model, grads, &self.ids, self.plan.layers(), &self.terms, self.step);
         let mut model = model;
         if needs.update && needs.skip_optimizer {
-            model = self.run_method(model, dense_grads.as_deref(), needs.update, burn)?;
+            (model, record.change) = self.run_method(model, dense_grads.as_deref(), needs.update, burn)?;
         } else {
             let no_masks = HashMap::new();
             let keep = if self.hard_masks() { &self.keep } else { &no_masks };
@@ -286,12 +310,12 @@ impl Sparsifier {
                 }
             };
             if needs.any() {
-                model = self.run_method(model, dense_grads.as_deref(), needs.update, burn)?;
+                (model, record.change) = self.run_method(model, dense_grads.as_deref(), needs.update, burn)?;
             }
         }
         self.step += 1;
         self.method.before_step(self.step);
-        Ok(model)
+        Ok((model, record))
     }
 
     /// The step for burn-train: call from `TrainStep::optimize`, ignoring Burn's
@@ -319,7 +343,7 @@ impl Sparsifier {
         grads: Option<&[Vec<f32>]>,
         update: bool,
         burn: Option<&mut ModuleOptimizer>,
-    ) -> Result<M> {
+    ) -> Result<(M, Option<TopologyChange>)> {
         let n = self.plan.layers().len();
         let mut weights = if update {
             Some(traverse::read_weights(&model, &self.ids, n)?)
@@ -363,7 +387,7 @@ impl Sparsifier {
             _ => model,
         };
         if changed.is_empty() && !weights_changed {
-            return Ok(model);
+            return Ok((model, None));
         }
         for &l in &changed {
             self.explored[l] = self.explored[l].or(&self.masks[l]);
@@ -387,7 +411,31 @@ impl Sparsifier {
             self.optim.reset_inactive(&reset);
         }
         tracing::debug!(step = self.step, layers = changed.len(), "topology update");
-        Ok(self.masked(model))
+        let change = self.topology_change(weights.filter(|_| weights_changed), &before, &changed);
+        Ok((self.masked(model), Some(change)))
+    }
+
+    /// The [`TopologyChange`] of a step that changed the `changed` layers'
+    /// masks from `before` (and wrote `weights`, if given), for
+    /// [`Sparsifier::replay`]: the same state zeroing as
+    /// `reset_burn_state` and the same re-masking as `masked`.
+    fn topology_change(&self, weights: Option<Vec<Vec<f32>>>, before: &[Mask], changed: &[usize]) -> TopologyChange {
+        let hard = self.hard_masks();
+        let reset = match hard {
+            false => Vec::new(),
+            true => changed
+                .iter()
+                .map(|&l| {
+                    let layer = &self.plan.layers()[l];
+                    (layer.param_id, layer.shape.clone(), before[l].and(&self.masks[l]))
+                })
+                .collect(),
+        };
+        TopologyChange {
+            weights,
+            reset,
+            keep_after: hard.then(|| self.keep.clone()),
+        }
     }
 
     /// Zeroes, in a Burn optimizer, the state of every weight of the `changed`
