@@ -375,6 +375,21 @@ fn a_dqn_run_writes_returns_per_episode_and_a_seeded_evaluation() {
     assert!(eval.is_finite() && (eval - mean).abs() < 1e-9, "{eval} vs {mean}");
     assert_eq!(column(&out, "eval_return").last().copied(), Some(eval));
     assert_eq!(column(&out, "env_steps"), [300.0, 600.0, 900.0]);
+    // the best evaluation: the first epoch with the highest mean return in metrics.csv
+    let (evals, stds) = (column(&out, "eval_return"), column(&out, "eval_return_std"));
+    let top = evals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let at = evals.iter().position(|r| *r == top).unwrap();
+    let best = &rl["best"];
+    assert_eq!(best["eval_return"].as_f64(), Some(top));
+    assert_eq!(best["eval_return_std"].as_f64(), Some(stds[at]));
+    assert_eq!(best["epoch"].as_u64(), Some(at as u64 + 1));
+    assert_eq!(s["best_epoch"].as_u64(), Some(at as u64 + 1));
+    assert_eq!(best["env_steps"].as_u64(), Some(300 * (at as u64 + 1)));
+    // a DQN run has no test set: no accuracy or loss field with a made-up value
+    for field in ["test_accuracy", "test_loss", "train_accuracy", "test_accuracy_at_best"] {
+        assert!(s.get(field).is_none(), "{field} in an RL summary: {s}");
+    }
+    assert!(s["best_validation_accuracy"].is_null(), "{s}");
     assert!((s["sparsity"].as_f64().unwrap() - 0.8).abs() < 0.01);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(

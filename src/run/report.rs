@@ -131,12 +131,12 @@ pub fn write(
         "# {} with {} on {}\n",
         summary.model, summary.method, summary.dataset
     );
-    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let pct = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{:.2}%", 100.0 * x));
     let best = match summary.best_validation_accuracy {
         Some(v) => format!(
             "epoch {}: validation {}, test {}",
             summary.best_epoch,
-            pct(v),
+            pct(Some(v)),
             pct(summary.test_accuracy_at_best)
         ),
         None => format!(
@@ -238,7 +238,7 @@ pub fn write(
                 "| {} | {} | {} | {}–{} | {}–{} |",
                 s.name,
                 s.method,
-                pct(s.target_sparsity),
+                pct(Some(s.target_sparsity)),
                 s.start_epoch,
                 s.end_epoch,
                 s.start_step,
