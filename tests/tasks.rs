@@ -196,6 +196,21 @@ fn a_language_model_run_writes_the_run_folder_with_bits_per_character_and_a_samp
     }
     assert_eq!(column(&out, "val_loss").last().copied(), Some(val));
     assert_eq!(column(&out, "test_loss").len(), 3);
+    // the best epoch is the first with the lowest validation bits per character
+    // (metrics.csv's val_loss), not the one with the best accuracy
+    let val_bpc = column(&out, "val_loss");
+    let lowest = val_bpc.iter().copied().fold(f64::INFINITY, f64::min);
+    let at = val_bpc.iter().position(|v| *v == lowest).unwrap();
+    assert_eq!(s["best_epoch"].as_u64(), Some(at as u64 + 1), "{val_bpc:?}");
+    assert_eq!(lm["best_validation_bits_per_token"].as_f64(), Some(lowest));
+    assert_eq!(
+        lm["test_bits_per_token_at_best"].as_f64(),
+        Some(column(&out, "test_loss")[at])
+    );
+    assert_eq!(
+        s["best_validation_accuracy"].as_f64(),
+        Some(column(&out, "val_acc")[at])
+    );
     assert!((s["sparsity"].as_f64().unwrap() - 0.8).abs() < 0.01);
     let sample = lm["sample"].as_str().unwrap();
     // the prompt "The " starts with a character the corpus lacks: "he " and 300 more
@@ -206,6 +221,13 @@ fn a_language_model_run_writes_the_run_folder_with_bits_per_character_and_a_samp
         "{report}"
     );
     assert!(report.contains("bits per token"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "best epoch (by validation bits per token) | epoch {}: validation {lowest:.4}",
+            at + 1
+        )),
+        "{report}"
+    );
 }
 
 #[test]

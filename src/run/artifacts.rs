@@ -353,6 +353,13 @@ pub struct LmSummary {
     pub validation_bits_per_token: f64,
     /// Test bits per token after the last epoch.
     pub test_bits_per_token: f64,
+    /// Validation bits per token of the best epoch (`best_epoch`: the lowest;
+    /// none in summaries written before it was recorded).
+    #[serde(default)]
+    pub best_validation_bits_per_token: Option<f64>,
+    /// Test bits per token at the best epoch (reported, never used for the choice).
+    #[serde(default)]
+    pub test_bits_per_token_at_best: Option<f64>,
     /// Text generated from the prompt by the trained model (also in `report.md`).
     pub sample: String,
 }

@@ -432,19 +432,9 @@ impl Agent<'_> {
         self.dir
             .write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
         std::fs::create_dir_all(self.dir.file("plots"))?;
-        let eval: Vec<(f64, f64, f64)> = state
-            .rows
-            .iter()
-            .map(|r| (r.epoch as f64, r.eval_return, r.eval_return_std))
-            .collect();
-        let train: Vec<(f64, f64)> = state
-            .rows
-            .iter()
-            .filter_map(|r| r.train_return.map(|t| (r.epoch as f64, t)))
-            .collect();
         report::or_warn(
             "returns.png",
-            plots::return_curves(&self.dir.file("plots/returns.png"), &eval, &train),
+            plots::return_curves(&self.dir.file("plots/returns.png"), &return_points(&state.rows)),
         );
         report::or_warn(
             "layer_density.png",
@@ -557,6 +547,18 @@ impl Agent<'_> {
         );
         r
     }
+}
+
+/// The points of the returns plot: one per epoch, at its environment steps.
+pub fn return_points(rows: &[RlEpoch]) -> Vec<plots::ReturnPoint> {
+    rows.iter()
+        .map(|r| plots::ReturnPoint {
+            env_steps: r.env_steps as f64,
+            eval_mean: r.eval_return,
+            eval_std: r.eval_return_std,
+            train: r.train_return,
+        })
+        .collect()
 }
 
 /// The epoch with the highest mean evaluation return (the first of equals);
