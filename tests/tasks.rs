@@ -252,6 +252,36 @@ fn a_language_model_run_resumes_bit_for_bit() {
     assert_eq!(summary(&a)["lm"], summary(&b)["lm"]);
 }
 
+#[test]
+fn an_lm_checkpoint_whose_best_epoch_was_chosen_by_accuracy_is_refused_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let out = tmp.path().join("run");
+    let mut first = lm_args(&folder, &out);
+    first.extend(["--stop-after".into(), "1".into()]);
+    let stopped = run(&first);
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    // what an older sparseburn wrote: the best epoch without its losses (with
+    // checksums that fit, as that version recorded them)
+    let ckpt = out.join("checkpoint");
+    let path = ckpt.join("trainer.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let best = state["best"].as_object_mut().unwrap();
+    assert!(
+        best.remove("val_loss").is_some() && best.remove("test_loss").is_some(),
+        "{best:?}"
+    );
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    sparseburn::run::train::checksum::record(&ckpt).unwrap();
+    let resumed = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
+    assert!(!resumed.status.success());
+    let e = stderr(&resumed);
+    assert!(
+        e.contains("lowest validation bits per token") && e.contains("new folder"),
+        "{e}"
+    );
+}
+
 /// One line on stderr starting with `error: `, holding every needle; no run folder left.
 fn assert_corpus_error(o: &Output, out: &Path, needles: &[&str]) {
     assert!(!o.status.success());
