@@ -67,7 +67,7 @@ pub fn run(cfg: &RunConfig) -> anyhow::Result<()> {
     let s = train(cfg, &opts)?;
     println!(
         "test accuracy {:.2}% at sparsity {:.1}%",
-        100.0 * s.test_accuracy,
+        100.0 * s.test_accuracy.unwrap_or(f64::NAN),
         100.0 * s.sparsity
     );
     Ok(())

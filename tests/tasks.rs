@@ -196,6 +196,21 @@ fn a_language_model_run_writes_the_run_folder_with_bits_per_character_and_a_samp
     }
     assert_eq!(column(&out, "val_loss").last().copied(), Some(val));
     assert_eq!(column(&out, "test_loss").len(), 3);
+    // the best epoch is the first with the lowest validation bits per character
+    // (metrics.csv's val_loss), not the one with the best accuracy
+    let val_bpc = column(&out, "val_loss");
+    let lowest = val_bpc.iter().copied().fold(f64::INFINITY, f64::min);
+    let at = val_bpc.iter().position(|v| *v == lowest).unwrap();
+    assert_eq!(s["best_epoch"].as_u64(), Some(at as u64 + 1), "{val_bpc:?}");
+    assert_eq!(lm["best_validation_bits_per_token"].as_f64(), Some(lowest));
+    assert_eq!(
+        lm["test_bits_per_token_at_best"].as_f64(),
+        Some(column(&out, "test_loss")[at])
+    );
+    assert_eq!(
+        s["best_validation_accuracy"].as_f64(),
+        Some(column(&out, "val_acc")[at])
+    );
     assert!((s["sparsity"].as_f64().unwrap() - 0.8).abs() < 0.01);
     let sample = lm["sample"].as_str().unwrap();
     // the prompt "The " starts with a character the corpus lacks: "he " and 300 more
@@ -206,6 +221,13 @@ fn a_language_model_run_writes_the_run_folder_with_bits_per_character_and_a_samp
         "{report}"
     );
     assert!(report.contains("bits per token"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "best epoch (by validation bits per token) | epoch {}: validation {lowest:.4}",
+            at + 1
+        )),
+        "{report}"
+    );
 }
 
 #[test]
@@ -228,6 +250,36 @@ fn a_language_model_run_resumes_bit_for_bit() {
     let vocab = vocabulary(&folder);
     assert!(weights(&a, vocab) == weights(&b, vocab), "weights differ");
     assert_eq!(summary(&a)["lm"], summary(&b)["lm"]);
+}
+
+#[test]
+fn an_lm_checkpoint_whose_best_epoch_was_chosen_by_accuracy_is_refused_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let out = tmp.path().join("run");
+    let mut first = lm_args(&folder, &out);
+    first.extend(["--stop-after".into(), "1".into()]);
+    let stopped = run(&first);
+    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+    // what an older sparseburn wrote: the best epoch without its losses (with
+    // checksums that fit, as that version recorded them)
+    let ckpt = out.join("checkpoint");
+    let path = ckpt.join("trainer.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let best = state["best"].as_object_mut().unwrap();
+    assert!(
+        best.remove("val_loss").is_some() && best.remove("test_loss").is_some(),
+        "{best:?}"
+    );
+    std::fs::write(&path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    sparseburn::run::train::checksum::record(&ckpt).unwrap();
+    let resumed = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
+    assert!(!resumed.status.success());
+    let e = stderr(&resumed);
+    assert!(
+        e.contains("lowest validation bits per token") && e.contains("new folder"),
+        "{e}"
+    );
 }
 
 /// One line on stderr starting with `error: `, holding every needle; no run folder left.
@@ -375,6 +427,21 @@ fn a_dqn_run_writes_returns_per_episode_and_a_seeded_evaluation() {
     assert!(eval.is_finite() && (eval - mean).abs() < 1e-9, "{eval} vs {mean}");
     assert_eq!(column(&out, "eval_return").last().copied(), Some(eval));
     assert_eq!(column(&out, "env_steps"), [300.0, 600.0, 900.0]);
+    // the best evaluation: the first epoch with the highest mean return in metrics.csv
+    let (evals, stds) = (column(&out, "eval_return"), column(&out, "eval_return_std"));
+    let top = evals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let at = evals.iter().position(|r| *r == top).unwrap();
+    let best = &rl["best"];
+    assert_eq!(best["eval_return"].as_f64(), Some(top));
+    assert_eq!(best["eval_return_std"].as_f64(), Some(stds[at]));
+    assert_eq!(best["epoch"].as_u64(), Some(at as u64 + 1));
+    assert_eq!(s["best_epoch"].as_u64(), Some(at as u64 + 1));
+    assert_eq!(best["env_steps"].as_u64(), Some(300 * (at as u64 + 1)));
+    // a DQN run has no test set: no accuracy or loss field with a made-up value
+    for field in ["test_accuracy", "test_loss", "train_accuracy", "test_accuracy_at_best"] {
+        assert!(s.get(field).is_none(), "{field} in an RL summary: {s}");
+    }
+    assert!(s["best_validation_accuracy"].is_null(), "{s}");
     assert!((s["sparsity"].as_f64().unwrap() - 0.8).abs() < 0.01);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(

@@ -440,12 +440,13 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 /// The side-by-side comparison of a sparse run and its dense twin.
 pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let opt_pct = |x: Option<f64>| x.map_or("—".to_string(), pct);
     let metric = SweepMetric::of(sparse);
     let mut rows = match metric {
         SweepMetric::Accuracy => vec![(
             "test accuracy (last epoch)",
-            pct(dense.test_accuracy),
-            pct(sparse.test_accuracy),
+            opt_pct(dense.test_accuracy),
+            opt_pct(sparse.test_accuracy),
         )],
         SweepMetric::BitsPerToken => vec![(
             "test bits per token",
@@ -461,8 +462,8 @@ pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     if metric == SweepMetric::Accuracy && dense.best_validation_accuracy.is_some() {
         rows.push((
             "test acc., best val. epoch",
-            pct(dense.test_accuracy_at_best),
-            pct(sparse.test_accuracy_at_best),
+            opt_pct(dense.test_accuracy_at_best),
+            opt_pct(sparse.test_accuracy_at_best),
         ));
     }
     rows.extend([
@@ -497,7 +498,7 @@ pub fn compare(sparse: &Summary, dense: &Summary) -> String {
     s.push_str(&match metric {
         SweepMetric::Accuracy => format!(
             "accuracy gap: {:+.2} points with {ratio:.1}x fewer weights and multiply-adds in the sparse layers\n",
-            100.0 * (sparse.test_accuracy - dense.test_accuracy)
+            100.0 * (metric.value(sparse) - metric.value(dense))
         ),
         SweepMetric::BitsPerToken => format!(
             "bits-per-token gap: {:+.4} with {ratio:.1}x fewer weights in the sparse layers\n",
@@ -589,7 +590,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
             rl.eval_return_std,
             rl.eval_seeds.len()
         ),
-        _ => format!("test accuracy {:.2}%", 100.0 * summary.test_accuracy),
+        _ => format!("test accuracy {:.2}%", 100.0 * SweepMetric::Accuracy.value(&summary)),
     };
     println!(
         "\n{} {} on {}: {metric}, sparsity {:.2}%, {} nonzeros; report: {}",

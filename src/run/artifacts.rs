@@ -257,21 +257,29 @@ pub struct Summary {
     pub seed: u64,
     /// Target sparsity (0 for the dense baseline).
     pub target_sparsity: f64,
-    /// Test accuracy after the last epoch.
-    pub test_accuracy: f64,
-    /// Test loss after the last epoch.
-    pub test_loss: f64,
-    /// Training accuracy of the last epoch.
-    pub train_accuracy: f64,
+    /// Test accuracy after the last epoch (none for a DQN run, which has no
+    /// test set: absent from its `summary.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    /// Test loss after the last epoch (none for a DQN run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    /// Training accuracy of the last epoch (none for a DQN run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_accuracy: Option<f64>,
     /// Images held out of the training set for validation (0: none).
     pub validation_images: usize,
-    /// The epoch with the best validation accuracy (of the last round), 1-based;
-    /// without a validation split, the last epoch (no selection on the test set).
+    /// The best epoch (of the last round), 1-based: by validation accuracy for an
+    /// image classifier, by validation bits per token for a language model, by
+    /// mean evaluation return for a DQN agent; without a validation split, the
+    /// last epoch (no selection on the test set).
     pub best_epoch: u64,
     /// The best validation accuracy (none without a validation split).
     pub best_validation_accuracy: Option<f64>,
-    /// Test accuracy at the best epoch (reported, never used for the choice).
-    pub test_accuracy_at_best: f64,
+    /// Test accuracy at the best epoch (reported, never used for the choice;
+    /// none for a DQN run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy_at_best: Option<f64>,
     /// Global sparsity of the sparse layers.
     pub sparsity: f64,
     /// Active weights of the sparse layers.
@@ -305,8 +313,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lm: Option<LmSummary>,
     /// What a DQN run adds (`task = "rl"`; absent otherwise). A DQN run has no
-    /// classes: its accuracy and loss fields are 0 and its multiply-adds are not
-    /// counted; `steps` counts environment steps.
+    /// classes nor test set: its accuracy and loss fields are absent, its
+    /// multiply-adds are not counted (0), `steps` counts environment steps and
+    /// `best_epoch` is the epoch of the best mean evaluation return.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rl: Option<crate::run::train::rl::RlSummary>,
 }
@@ -344,6 +353,13 @@ pub struct LmSummary {
     pub validation_bits_per_token: f64,
     /// Test bits per token after the last epoch.
     pub test_bits_per_token: f64,
+    /// Validation bits per token of the best epoch (`best_epoch`: the lowest;
+    /// none in summaries written before it was recorded).
+    #[serde(default)]
+    pub best_validation_bits_per_token: Option<f64>,
+    /// Test bits per token at the best epoch (reported, never used for the choice).
+    #[serde(default)]
+    pub test_bits_per_token_at_best: Option<f64>,
     /// Text generated from the prompt by the trained model (also in `report.md`).
     pub sample: String,
 }

@@ -165,8 +165,9 @@ fn info(run: &FinishedRun, train: &ImageSet, format: FormatKind) -> ExportInfo {
         format: format.name().into(),
         dataset: s.dataset.clone(),
         method: s.method.clone(),
-        test_accuracy: s.test_accuracy,
-        test_loss: s.test_loss,
+        // an image run always has both (only a DQN run lacks them)
+        test_accuracy: s.test_accuracy.unwrap_or(f64::NAN),
+        test_loss: s.test_loss.unwrap_or(f64::NAN),
         sparsity: s.sparsity,
         nonzeros: s.nonzeros,
     }

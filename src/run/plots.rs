@@ -1,6 +1,9 @@
 //! PNG plots of a run and of a sweep (plotters, bitmap backend, DejaVu Sans).
 //! Accuracies, sparsities and densities are drawn in percent; non-finite values
-//! (a diverged run) are left out rather than drawn.
+//! (a diverged run) are left out rather than drawn. What a panel draws (titles,
+//! axis labels, curves) is computed first ([`PanelSpec`]): a language model's
+//! loss panel is in bits per token, a DQN run's returns are drawn against
+//! environment steps.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -60,27 +63,64 @@ fn finite_range(values: impl Iterator<Item = f64>, min_pad: f64) -> (f64, f64) {
 }
 
 /// One curve of a panel: name, colour, points.
-type Curve = (&'static str, RGBColor, Vec<(f64, f64)>);
+pub type Curve = (&'static str, RGBColor, Vec<(f64, f64)>);
 
 /// How a panel's y axis is drawn.
-#[derive(Clone, Copy)]
-enum Axis {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Axis {
     /// Linear, with at least this much padding, labels with these decimals.
     Linear { min_pad: f64, decimals: usize },
     /// Logarithmic (base 10), labels like `1e-3`.
     Log,
 }
 
+/// The x axis of a panel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum XAxis {
+    /// Epochs 1 to this.
+    Epochs(usize),
+    /// Environment steps of a DQN run, 0 to this.
+    EnvSteps(f64),
+}
+
+/// What one panel draws (computed before drawing, so it can be checked).
+#[derive(Clone, Debug)]
+pub struct PanelSpec {
+    /// The title.
+    pub title: &'static str,
+    /// The y axis' label.
+    pub y_desc: &'static str,
+    /// The x axis.
+    pub x: XAxis,
+    /// The curves.
+    pub curves: Vec<Curve>,
+    /// How the y axis is drawn.
+    pub axis: Axis,
+}
+
+/// What a run's metrics are: image classification (loss in nats, accuracy)
+/// or a language model (loss in bits per token, next-token accuracy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CurveKind {
+    /// Cross-entropy in nats and accuracy.
+    Classification,
+    /// Bits per token (lower is better) and next-token accuracy.
+    LanguageModel,
+}
+
 /// Draws one panel of lines with a circle at every point (so a one-epoch run shows its point).
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    y_desc: &str,
-    epochs: usize,
-    curves: &[Curve],
-    axis: Axis,
+    spec: &PanelSpec,
     marks: &[StageMark],
 ) -> anyhow::Result<()> {
+    let PanelSpec {
+        title,
+        y_desc,
+        x,
+        ref curves,
+        axis,
+    } = *spec;
     let log = matches!(axis, Axis::Log);
     let transform = |v: f64| if log { v.log10() } else { v };
     let min_pad = match axis {
@@ -91,23 +131,25 @@ fn panel<DB: DrawingBackend>(
         curves.iter().flat_map(|(_, _, p)| p.iter().map(|(_, y)| transform(*y))),
         min_pad,
     );
+    let (x_range, x_desc, x_labels) = match x {
+        XAxis::Epochs(epochs) => (0.5f64..epochs.max(1) as f64 + 0.5, "epoch", epochs.clamp(1, 10) + 1),
+        XAxis::EnvSteps(steps) => (0.0f64..steps.max(1.0) * 1.02, "environment steps", 6),
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.5f64..epochs.max(1) as f64 + 0.5, lo..hi)
+        .build_cartesian_2d(x_range, lo..hi)
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("epoch")
-        .x_labels(epochs.clamp(1, 10) + 1)
-        .x_label_formatter(&|x| {
-            if (x - x.round()).abs() < 1e-6 && *x >= 1.0 {
-                format!("{x:.0}")
-            } else {
-                String::new()
-            }
+        .x_desc(x_desc)
+        .x_labels(x_labels)
+        .x_label_formatter(&|v| match x {
+            XAxis::Epochs(_) if (v - v.round()).abs() < 1e-6 && *v >= 1.0 => format!("{v:.0}"),
+            XAxis::Epochs(_) => String::new(),
+            XAxis::EnvSteps(_) => format!("{v:.0}"),
         })
         .y_desc(y_desc)
         .y_label_formatter(&|v| match axis {
@@ -178,15 +220,27 @@ pub fn stage_marks(rows: &[EpochMetrics]) -> Vec<StageMark> {
     marks
 }
 
-/// Loss, accuracy (%), learning rate and sparsity (%) per epoch, in four panels.
-/// Epochs count on across rounds of iterative pruning; a recipe's stages are
-/// marked by vertical lines with their names.
-pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()> {
+/// Loss, accuracy (%), learning rate and sparsity (%) per epoch, in four panels
+/// (see [`curve_panels`]). Epochs count on across rounds of iterative pruning; a
+/// recipe's stages are marked by vertical lines with their names.
+pub fn learning_curves(path: &Path, rows: &[EpochMetrics], kind: CurveKind) -> anyhow::Result<()> {
     font();
     let root = BitMapBackend::new(path, (1000, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    let panels = root.split_evenly((2, 2));
+    let marks = stage_marks(rows);
+    for (area, spec) in panels.iter().zip(curve_panels(rows, kind)) {
+        panel(area, &spec, &marks)?;
+    }
+    root.present().map_err(err)
+}
+
+/// The four panels of [`learning_curves`]: the loss (cross-entropy in nats, or
+/// bits per token for a language model, lower is better), the accuracy (%, the
+/// next-token accuracy of a language model), the learning rate and the sparsity (%).
+pub fn curve_panels(rows: &[EpochMetrics], kind: CurveKind) -> Vec<PanelSpec> {
     let x: Vec<f64> = (1..=rows.len()).map(|i| i as f64).collect();
-    let epochs = rows.len();
+    let epochs = XAxis::Epochs(rows.len());
     let percent = Axis::Linear {
         min_pad: 0.5,
         decimals: 1,
@@ -194,57 +248,56 @@ pub fn learning_curves(path: &Path, rows: &[EpochMetrics]) -> anyhow::Result<()>
     let series = |f: &dyn Fn(&EpochMetrics) -> Option<f64>| -> Vec<(f64, f64)> {
         x.iter().zip(rows).filter_map(|(x, r)| f(r).map(|y| (*x, y))).collect()
     };
-    let panels = root.split_evenly((2, 2));
     let (blue, orange, red) = (COLORS[0], COLORS[1], COLORS[3]);
-    let marks = stage_marks(rows);
-    panel(
-        &panels[0],
-        "loss",
-        "cross-entropy",
-        epochs,
-        &[
-            ("train", blue, series(&|r| Some(r.train_loss))),
-            ("validation", orange, series(&|r| r.val_loss)),
-            ("test", red, series(&|r| Some(r.test_loss))),
-        ],
-        Axis::Linear {
-            min_pad: 1e-3,
-            decimals: 3,
+    let (loss_title, loss_desc, acc_title) = match kind {
+        CurveKind::Classification => ("loss", "cross-entropy", "accuracy"),
+        CurveKind::LanguageModel => (
+            "bits per token (lower is better)",
+            "bits per token",
+            "next-token accuracy",
+        ),
+    };
+    vec![
+        PanelSpec {
+            title: loss_title,
+            y_desc: loss_desc,
+            x: epochs,
+            curves: vec![
+                ("train", blue, series(&|r| Some(r.train_loss))),
+                ("validation", orange, series(&|r| r.val_loss)),
+                ("test", red, series(&|r| Some(r.test_loss))),
+            ],
+            axis: Axis::Linear {
+                min_pad: 1e-3,
+                decimals: 3,
+            },
         },
-        &marks,
-    )?;
-    panel(
-        &panels[1],
-        "accuracy",
-        "%",
-        epochs,
-        &[
-            ("train", blue, series(&|r| Some(100.0 * r.train_acc))),
-            ("validation", orange, series(&|r| r.val_acc.map(|v| 100.0 * v))),
-            ("test", red, series(&|r| Some(100.0 * r.test_acc))),
-        ],
-        percent,
-        &marks,
-    )?;
-    panel(
-        &panels[2],
-        "learning rate (last step of the epoch)",
-        "lr",
-        epochs,
-        &[("lr", blue, series(&|r| (r.lr > 0.0).then_some(r.lr)))],
-        Axis::Log,
-        &marks,
-    )?;
-    panel(
-        &panels[3],
-        "sparsity of the sparse layers",
-        "%",
-        epochs,
-        &[("sparsity", blue, series(&|r| Some(100.0 * r.sparsity)))],
-        percent,
-        &marks,
-    )?;
-    root.present().map_err(err)
+        PanelSpec {
+            title: acc_title,
+            y_desc: "%",
+            x: epochs,
+            curves: vec![
+                ("train", blue, series(&|r| Some(100.0 * r.train_acc))),
+                ("validation", orange, series(&|r| r.val_acc.map(|v| 100.0 * v))),
+                ("test", red, series(&|r| Some(100.0 * r.test_acc))),
+            ],
+            axis: percent,
+        },
+        PanelSpec {
+            title: "learning rate (last step of the epoch)",
+            y_desc: "lr",
+            x: epochs,
+            curves: vec![("lr", blue, series(&|r| (r.lr > 0.0).then_some(r.lr)))],
+            axis: Axis::Log,
+        },
+        PanelSpec {
+            title: "sparsity of the sparse layers",
+            y_desc: "%",
+            x: epochs,
+            curves: vec![("sparsity", blue, series(&|r| Some(100.0 * r.sparsity)))],
+            axis: percent,
+        },
+    ]
 }
 
 /// Density (%) of every sparse layer, one bar per layer, top to bottom in model order.
@@ -531,36 +584,53 @@ pub fn metric_vs_sparsity(path: &Path, series: &[Series], axis: &SweepAxis<'_>) 
     root.present().map_err(err)
 }
 
-/// A DQN run's learning curves: the mean evaluation return (± one standard
-/// deviation over the evaluation episodes) and the mean return of the training
-/// episodes, per epoch.
-pub fn return_curves(path: &Path, eval: &[(f64, f64, f64)], train: &[(f64, f64)]) -> anyhow::Result<()> {
+/// One point of a DQN run's curves: after `env_steps` environment steps, the
+/// mean and standard deviation of the evaluation returns and the mean return of
+/// the training episodes that ended since the point before (if any did).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReturnPoint {
+    /// Environment steps trained.
+    pub env_steps: f64,
+    /// Mean evaluation return.
+    pub eval_mean: f64,
+    /// Its standard deviation over the evaluation episodes.
+    pub eval_std: f64,
+    /// Mean return of the training episodes.
+    pub train: Option<f64>,
+}
+
+/// A DQN run's learning curves (see [`return_panel`]).
+pub fn return_curves(path: &Path, points: &[ReturnPoint]) -> anyhow::Result<()> {
     font();
     let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let epochs = eval.len();
-    let (blue, orange, grey) = (COLORS[0], COLORS[1], COLORS[7 % COLORS.len()]);
-    let mean: Vec<(f64, f64)> = eval.iter().map(|&(x, m, _)| (x, m)).collect();
-    let low: Vec<(f64, f64)> = eval.iter().map(|&(x, m, s)| (x, m - s)).collect();
-    let high: Vec<(f64, f64)> = eval.iter().map(|&(x, m, s)| (x, m + s)).collect();
-    panel(
-        &root,
-        "return per episode",
-        "return",
-        epochs,
-        &[
-            ("evaluation (mean)", blue, mean),
-            ("evaluation − std", grey, low),
-            ("evaluation + std", grey, high),
-            ("training episodes (mean)", orange, train.to_vec()),
+    panel(&root, &return_panel(points), &[])?;
+    root.present().map_err(err)
+}
+
+/// The panel of a DQN run: episode return vs environment steps, the mean
+/// evaluation return with lines at ± one standard deviation over the evaluation
+/// episodes, and the mean return of the training episodes.
+pub fn return_panel(points: &[ReturnPoint]) -> PanelSpec {
+    let (blue, orange, grey) = (COLORS[0], COLORS[1], COLORS[7]);
+    let curve = |f: &dyn Fn(&ReturnPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        points.iter().filter_map(|p| f(p).map(|y| (p.env_steps, y))).collect()
+    };
+    PanelSpec {
+        title: "return per episode",
+        y_desc: "episode return",
+        x: XAxis::EnvSteps(points.iter().map(|p| p.env_steps).fold(0.0, f64::max)),
+        curves: vec![
+            ("evaluation (mean)", blue, curve(&|p| Some(p.eval_mean))),
+            ("evaluation − std", grey, curve(&|p| Some(p.eval_mean - p.eval_std))),
+            ("evaluation + std", grey, curve(&|p| Some(p.eval_mean + p.eval_std))),
+            ("training episodes (mean)", orange, curve(&|p| p.train)),
         ],
-        Axis::Linear {
+        axis: Axis::Linear {
             min_pad: 1.0,
             decimals: 1,
         },
-        &[],
-    )?;
-    root.present().map_err(err)
+    }
 }
 
 #[cfg(test)]
@@ -603,6 +673,84 @@ mod tests {
         assert!(count([0, 0, 0]) > 0, "no kept (black) cell");
         // downsampled: the picture is at most 150 cells a side, not 400
         assert!(img.height() < 400, "{}", img.height());
+    }
+
+    fn epoch_row(epoch: u64, val_loss: f64, test_loss: f64) -> EpochMetrics {
+        EpochMetrics {
+            round: 0,
+            epoch,
+            step: 5 * epoch,
+            train_loss: 3.0,
+            train_acc: 0.25,
+            val_loss: Some(val_loss),
+            val_acc: Some(0.5),
+            test_loss,
+            test_acc: 0.4,
+            sparsity: 0.8,
+            nonzeros: 10,
+            lr: 0.003,
+            drop_fraction: None,
+            itop: 0.0,
+            stage: None,
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+        }
+    }
+
+    fn curve<'a>(spec: &'a PanelSpec, name: &str) -> &'a [(f64, f64)] {
+        &spec.curves.iter().find(|c| c.0 == name).unwrap().2
+    }
+
+    #[test]
+    fn a_language_model_plots_bits_per_token_and_an_image_run_its_cross_entropy() {
+        let rows = [epoch_row(1, 2.5, 2.6), epoch_row(2, 2.1, 2.2)];
+        let lm = curve_panels(&rows, CurveKind::LanguageModel);
+        assert_eq!(
+            (lm[0].title, lm[0].y_desc),
+            ("bits per token (lower is better)", "bits per token")
+        );
+        assert_eq!(curve(&lm[0], "validation"), [(1.0, 2.5), (2.0, 2.1)]);
+        assert_eq!(curve(&lm[0], "test"), [(1.0, 2.6), (2.0, 2.2)]);
+        assert_eq!((lm[1].title, lm[1].y_desc), ("next-token accuracy", "%"));
+        assert_eq!(curve(&lm[1], "test"), [(1.0, 40.0), (2.0, 40.0)]);
+        assert!(
+            lm.iter()
+                .all(|p| p.x == XAxis::Epochs(2) && p.y_desc != "cross-entropy")
+        );
+        let image = curve_panels(&rows, CurveKind::Classification);
+        let labels: Vec<_> = image.iter().map(|p| (p.title, p.y_desc)).collect();
+        assert_eq!(
+            labels,
+            [
+                ("loss", "cross-entropy"),
+                ("accuracy", "%"),
+                ("learning rate (last step of the epoch)", "lr"),
+                ("sparsity of the sparse layers", "%"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dqn_run_plots_episode_returns_against_environment_steps() {
+        let point = |env_steps, eval_mean, eval_std, train| ReturnPoint {
+            env_steps,
+            eval_mean,
+            eval_std,
+            train,
+        };
+        let points = [point(300.0, 20.0, 5.0, None), point(600.0, 40.0, 10.0, Some(15.0))];
+        let spec = return_panel(&points);
+        assert_eq!((spec.title, spec.y_desc), ("return per episode", "episode return"));
+        assert_eq!(spec.x, XAxis::EnvSteps(600.0));
+        assert_eq!(curve(&spec, "evaluation (mean)"), [(300.0, 20.0), (600.0, 40.0)]);
+        assert_eq!(curve(&spec, "evaluation − std"), [(300.0, 15.0), (600.0, 30.0)]);
+        assert_eq!(curve(&spec, "evaluation + std"), [(300.0, 25.0), (600.0, 50.0)]);
+        // an epoch in which no training episode ended has no training point
+        assert_eq!(curve(&spec, "training episodes (mean)"), [(600.0, 15.0)]);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("returns.png");
+        return_curves(&path, &points).unwrap();
+        assert!(image::open(&path).is_ok());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use sparse_core::stats::LayerMacs;
 use sparse_core::{LayerKind, Mask, Sparsifier};
 
-use super::artifacts::{RunDir, Summary};
+use super::artifacts::{LmSummary, RunDir, Summary};
 use super::plots;
 
 /// The sparse layer whose mask is tracked over time: the chosen one, else the largest.
@@ -54,6 +54,16 @@ pub fn shape_text(kind: LayerKind, shape: &[usize]) -> String {
     dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×")
 }
 
+/// The best epoch of a language model: its validation and test bits per token.
+fn lm_best(epoch: u64, lm: &LmSummary) -> String {
+    let bits = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{x:.4}"));
+    format!(
+        "epoch {epoch}: validation {}, test {} bits per token",
+        bits(lm.best_validation_bits_per_token),
+        bits(lm.test_bits_per_token_at_best)
+    )
+}
+
 /// A count with a K/M/G suffix (multiply-adds in tables).
 pub(crate) fn human(n: u64) -> String {
     match n {
@@ -85,7 +95,15 @@ pub fn write(
     let rows = dir.read_metrics()?;
     or_warn(
         "learning_curves.png",
-        plots::learning_curves(&dir.file("plots/learning_curves.png"), &rows),
+        plots::learning_curves(
+            &dir.file("plots/learning_curves.png"),
+            &rows,
+            if summary.lm.is_some() {
+                plots::CurveKind::LanguageModel
+            } else {
+                plots::CurveKind::Classification
+            },
+        ),
     );
     or_warn(
         "layer_density.png",
@@ -131,12 +149,12 @@ pub fn write(
         "# {} with {} on {}\n",
         summary.model, summary.method, summary.dataset
     );
-    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    let pct = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{:.2}%", 100.0 * x));
     let best = match summary.best_validation_accuracy {
         Some(v) => format!(
             "epoch {}: validation {}, test {}",
             summary.best_epoch,
-            pct(v),
+            pct(Some(v)),
             pct(summary.test_accuracy_at_best)
         ),
         None => format!(
@@ -163,7 +181,10 @@ pub fn write(
                 format!("{:.4} / {:.4}", lm.validation_bits_per_token, lm.test_bits_per_token),
             ),
             ("test next-token accuracy (last epoch)", pct(summary.test_accuracy)),
-            ("best epoch (by validation next-token accuracy)", best),
+            (
+                "best epoch (by validation bits per token)",
+                lm_best(summary.best_epoch, lm),
+            ),
             (
                 "tokens (train / validation / test)",
                 format!(
@@ -238,7 +259,7 @@ pub fn write(
                 "| {} | {} | {} | {}–{} | {}–{} |",
                 s.name,
                 s.method,
-                pct(s.target_sparsity),
+                pct(Some(s.target_sparsity)),
                 s.start_epoch,
                 s.end_epoch,
                 s.start_step,

@@ -208,7 +208,7 @@ impl SweepMetric {
     /// The run's value.
     pub fn value(self, summary: &Summary) -> f64 {
         match self {
-            Self::Accuracy => summary.test_accuracy,
+            Self::Accuracy => summary.test_accuracy.unwrap_or(f64::NAN),
             Self::BitsPerToken => summary.lm.as_ref().map_or(f64::NAN, |l| l.test_bits_per_token),
             Self::Return => summary.rl.as_ref().map_or(f64::NAN, |r| r.eval_return),
         }

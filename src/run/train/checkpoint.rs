@@ -13,9 +13,11 @@ use sparse_core::Sparsifier;
 use super::checksum;
 use super::divergence::check_finite;
 use super::metrics::EpochSums;
+use super::selection::Selection;
 use crate::run::artifacts::{EpochMetrics, RunDir, write_atomic};
 
-/// The epoch with the best validation accuracy so far.
+/// The best epoch so far (see [`super::selection`]: by validation accuracy, or
+/// by validation bits per token for a language model).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     /// Round.
@@ -26,6 +28,13 @@ pub struct Best {
     pub val_acc: Option<f64>,
     /// Test accuracy at that epoch.
     pub test_acc: f64,
+    /// Validation loss at that epoch, recorded when the choice is by loss (a
+    /// language model; absent from image runs and from older checkpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+    /// Test loss at that epoch, recorded when the choice is by loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
 }
 
 fn is_zero(x: &usize) -> bool {
@@ -57,7 +66,7 @@ pub struct TrainerState {
     pub evaluated_samples: u64,
     /// Wall seconds of the sessions before this one.
     pub wall_seconds: f64,
-    /// The best epoch (by validation accuracy) of the current round.
+    /// The best epoch (by the task's [`super::selection::Selection`]) of the current round.
     pub best: Option<Best>,
     /// The last epoch's metrics.
     pub last: Option<EpochMetrics>,
@@ -77,6 +86,8 @@ impl TrainerState {
             v.extend([
                 ("best.test_acc", b.test_acc),
                 ("best.val_acc", b.val_acc.unwrap_or(0.0)),
+                ("best.val_loss", b.val_loss.unwrap_or(0.0)),
+                ("best.test_loss", b.test_loss.unwrap_or(0.0)),
             ]);
         }
         if let Some(l) = &self.last {
@@ -101,8 +112,10 @@ impl TrainerState {
             samples_per_step,
             ref stage_steps,
             stage,
+            selection,
         } = *schedule;
         let bad = |what: String| anyhow::anyhow!("trainer.json: {what}; the checkpoint does not belong to this run");
+        selection.check_restored(self.best.as_ref())?;
         if self.stage != stage {
             bail!(bad(format!("stage {} where stage {stage} was expected", self.stage)));
         }
@@ -175,6 +188,8 @@ pub struct Schedule {
     pub stage_steps: std::ops::Range<u64>,
     /// The checkpoint's stage (0 for a one-stage run).
     pub stage: usize,
+    /// What the task's best epoch is chosen by (the restored one must fit it).
+    pub selection: Selection,
 }
 
 /// Writes and reads `checkpoint/` of a run folder.

@@ -25,6 +25,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{GradRequest, Rng, host};
 use sparse_models::CharTransformer;
 
+use super::selection::Selection;
 use super::task::{Evaluation, MicroBatch, Split, StepStats, Task, correct_predictions};
 
 /// The splits of a corpus as token ids, and how to batch them.
@@ -189,6 +190,11 @@ impl Task<CharTransformer> for LanguageModelling {
                 })
             }
         }
+    }
+
+    /// Bits per token, the language model's metric (lower is better).
+    fn selection(&self) -> Selection {
+        Selection::Loss
     }
 
     fn samples(&self, split: Split) -> usize {

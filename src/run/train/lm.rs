@@ -3,7 +3,8 @@
 //! (`crate::data::text`), the char transformer of `[lm]` with sparse attention
 //! and MLP projections, trained by the same runner, checkpoints and resume as an
 //! image run; `summary.json` and `report.md` add the validation and test bits per
-//! token and a sample of generated text.
+//! token and a sample of generated text. The best epoch is the one with the
+//! lowest validation bits per token (`super::selection`).
 
 use std::path::PathBuf;
 
@@ -217,6 +218,8 @@ fn finish_lm(
         split_tokens: facts.split_tokens,
         validation_bits_per_token: last.val_loss.unwrap_or(f64::NAN),
         test_bits_per_token: last.test_loss,
+        best_validation_bits_per_token: state.best.as_ref().and_then(|b| b.val_loss),
+        test_bits_per_token_at_best: state.best.as_ref().and_then(|b| b.test_loss),
         sample: facts.sample,
     });
     dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;

@@ -37,6 +37,7 @@ pub mod rl;
 pub mod rounds;
 pub mod runner;
 pub mod scoring;
+pub mod selection;
 pub mod stages;
 pub mod summary;
 pub mod task;
@@ -359,6 +360,7 @@ impl<M: Module + 'static> Fit<'_, M> {
                         samples_per_step: (t.batch_size * t.grad_accumulation) as u64 * units_per_sample,
                         stage_steps: 0..total,
                         stage: 0,
+                        selection: runner.task.selection(),
                     },
                 )?;
                 runner.saved_step = Some(state.step);

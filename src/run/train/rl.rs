@@ -16,7 +16,9 @@
 //! episode's return and length), `checkpoint/` (the agent's networks, sparsifier,
 //! replay buffer, exploration generator and environment state, `trainer.json`,
 //! and the SHA-256 of every file, checked on resume), `summary.json` (`rl`: the last evaluation's seeds and
-//! returns), `report.md` and `plots/`.
+//! returns, its mean ± std, and the best evaluation's mean ± std, epoch and
+//! environment steps; no accuracy or loss field: a DQN run has no test set),
+//! `report.md` and `plots/`.
 //!
 //! **Resume.** A checkpoint is written at the end of every epoch, where the
 //! whole state (replay buffer and environment generator included) is saved, and
@@ -129,12 +131,29 @@ pub struct RlSummary {
     pub eval_return: f64,
     /// Its standard deviation over the episodes.
     pub eval_return_std: f64,
+    /// The best evaluation of the run (none in a summary written before it was
+    /// recorded).
+    #[serde(default)]
+    pub best: Option<RlBest>,
     /// The evaluation seeds.
     pub eval_seeds: Vec<u64>,
     /// The return of each evaluation episode, in seed order.
     pub eval_returns: Vec<f64>,
     /// Gymnasium's reward threshold of the environment, if it has one.
     pub reward_threshold: Option<f64>,
+}
+
+/// The evaluation with the highest mean return (the first epoch reaching it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RlBest {
+    /// Its epoch (also `best_epoch` of the summary).
+    pub epoch: u64,
+    /// Environment steps trained before it.
+    pub env_steps: u64,
+    /// Its mean return.
+    pub eval_return: f64,
+    /// Their standard deviation over the episodes.
+    pub eval_return_std: f64,
 }
 
 /// Trains the agent of `cfg` into `opts.out` and returns its summary.
@@ -361,6 +380,7 @@ impl Agent<'_> {
         let report_now = sparse.report();
         let train_seconds: f64 = state.rows.iter().map(|r| r.train_seconds).sum();
         let eval_seconds: f64 = state.rows.iter().map(|r| r.eval_seconds).sum();
+        let best = best_evaluation(&state.rows).context("the run trained no epoch")?;
         let rl = RlSummary {
             env: self.env_id.name().to_string(),
             env_steps: last.env_steps,
@@ -368,6 +388,12 @@ impl Agent<'_> {
             episodes: last.episodes,
             eval_return: last.eval_return,
             eval_return_std: last.eval_return_std,
+            best: Some(RlBest {
+                epoch: best.epoch,
+                env_steps: best.env_steps,
+                eval_return: best.eval_return,
+                eval_return_std: best.eval_return_std,
+            }),
             eval_seeds: seeds.to_vec(),
             eval_returns: state.eval_returns.clone(),
             reward_threshold: self.env_id.reward_threshold(),
@@ -379,13 +405,13 @@ impl Agent<'_> {
             device: cfg.device.name().to_string(),
             seed: cfg.training.seed,
             target_sparsity: cfg.target_sparsity(),
-            test_accuracy: 0.0,
-            test_loss: 0.0,
-            train_accuracy: 0.0,
+            test_accuracy: None,
+            test_loss: None,
+            train_accuracy: None,
             validation_images: 0,
-            best_epoch: last.epoch,
+            best_epoch: best.epoch,
             best_validation_accuracy: None,
-            test_accuracy_at_best: 0.0,
+            test_accuracy_at_best: None,
             sparsity: report_now.sparsity(),
             nonzeros: report_now.nonzeros(),
             sparse_layer_weights: report_now.numel(),
@@ -406,19 +432,9 @@ impl Agent<'_> {
         self.dir
             .write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
         std::fs::create_dir_all(self.dir.file("plots"))?;
-        let eval: Vec<(f64, f64, f64)> = state
-            .rows
-            .iter()
-            .map(|r| (r.epoch as f64, r.eval_return, r.eval_return_std))
-            .collect();
-        let train: Vec<(f64, f64)> = state
-            .rows
-            .iter()
-            .filter_map(|r| r.train_return.map(|t| (r.epoch as f64, t)))
-            .collect();
         report::or_warn(
             "returns.png",
-            plots::return_curves(&self.dir.file("plots/returns.png"), &eval, &train),
+            plots::return_curves(&self.dir.file("plots/returns.png"), &return_points(&state.rows)),
         );
         report::or_warn(
             "layer_density.png",
@@ -455,6 +471,15 @@ impl Agent<'_> {
                         rl.eval_return_std,
                         rl.eval_seeds.len()
                     ),
+                ),
+                (
+                    "best evaluation return",
+                    rl.best.as_ref().map_or("—".to_string(), |b| {
+                        format!(
+                            "{:.1} ± {:.1} at epoch {} ({} environment steps)",
+                            b.eval_return, b.eval_return_std, b.epoch, b.env_steps
+                        )
+                    }),
                 ),
                 (
                     "evaluation seeds",
@@ -524,9 +549,64 @@ impl Agent<'_> {
     }
 }
 
+/// The points of the returns plot: one per epoch, at its environment steps.
+pub fn return_points(rows: &[RlEpoch]) -> Vec<plots::ReturnPoint> {
+    rows.iter()
+        .map(|r| plots::ReturnPoint {
+            env_steps: r.env_steps as f64,
+            eval_mean: r.eval_return,
+            eval_std: r.eval_return_std,
+            train: r.train_return,
+        })
+        .collect()
+}
+
+/// The epoch with the highest mean evaluation return (the first of equals);
+/// none without epochs.
+pub fn best_evaluation(rows: &[RlEpoch]) -> Option<&RlEpoch> {
+    rows.iter().fold(None, |best: Option<&RlEpoch>, r| match best {
+        Some(b) if b.eval_return >= r.eval_return => Some(b),
+        _ => Some(r),
+    })
+}
+
 fn append(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
     f.write_all(text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: u64, eval_return: f64) -> RlEpoch {
+        RlEpoch {
+            epoch,
+            env_steps: 100 * epoch,
+            train_steps: 0,
+            episodes: 0,
+            train_return: None,
+            eval_return,
+            eval_return_std: 0.0,
+            epsilon: 0.0,
+            sparsity: 0.0,
+            nonzeros: 0,
+            itop: 0.0,
+            train_seconds: 0.0,
+            eval_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_best_evaluation_is_the_first_with_the_highest_mean_return() {
+        assert!(best_evaluation(&[]).is_none());
+        let rows = [row(1, 9.0), row(2, 30.0), row(3, 12.0), row(4, 30.0), row(5, 20.0)];
+        let best = best_evaluation(&rows).unwrap();
+        assert_eq!((best.epoch, best.env_steps), (2, 200));
+        // a higher return later wins
+        let rows = [row(1, 9.0), row(2, 30.0), row(3, 31.0)];
+        assert_eq!(best_evaluation(&rows).unwrap().epoch, 3);
+    }
 }

@@ -11,7 +11,7 @@ use burn::module::Module;
 use sparse_core::Sparsifier;
 
 use super::accumulate::{Accumulation, step_gradients};
-use super::checkpoint::{Best, Checkpointer, TrainerState};
+use super::checkpoint::{Checkpointer, TrainerState};
 use super::console::{Console, progress_message};
 use super::divergence::{Diverged, check_finite};
 use super::interrupt::{Interrupted, Interrupter, LoopGuard};
@@ -257,17 +257,9 @@ impl<T> Runner<T> {
         let dir = self.checkpointer.dir();
         dir.append_metrics(&row)?;
         report::save_mask_snapshot(dir, sparse, self.mask_layer.as_deref(), row.round, epoch)?;
-        let better = match (&self.state.best, row.val_acc) {
-            (Some(best), Some(v)) => best.val_acc.is_none_or(|b| v > b),
-            _ => true, // the first epoch, or no validation: the last epoch
-        };
-        if better {
-            self.state.best = Some(Best {
-                round: row.round,
-                epoch,
-                val_acc: row.val_acc,
-                test_acc: row.test_acc,
-            });
+        let selection = self.task.selection();
+        if selection.improves(self.state.best.as_ref(), &row) {
+            self.state.best = Some(selection.best_of(&row));
         }
         self.console.epoch(&row, self.epochs, self.rounds);
         self.state.last = Some(row);

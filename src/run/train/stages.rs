@@ -110,6 +110,7 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
                 samples_per_step: (t.batch_size * t.grad_accumulation) as u64 * units_per_sample,
                 stage_steps: bounds[k].clone(),
                 stage: k,
+                selection: runner.task.selection(),
             },
         )?;
         runner.saved_step = Some(state.step);

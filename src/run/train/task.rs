@@ -12,6 +12,7 @@ use sparse_core::{GradRequest, Rng};
 use sparse_models::Classifier;
 
 use super::scoring::class_balanced;
+use super::selection::Selection;
 use crate::data::{BatchOrder, ImageBatcher, ImageSet};
 
 /// The statistics of one training step, still on the device (read back in groups).
@@ -66,6 +67,11 @@ pub trait Task<M> {
 
     /// Samples of `split` (0 when absent).
     fn samples(&self, split: Split) -> usize;
+
+    /// What the best epoch is chosen by (validation accuracy unless the task says otherwise).
+    fn selection(&self) -> Selection {
+        Selection::Accuracy
+    }
 
     /// Gradients for a data-driven initialisation (SNIP's first batch, GraSP's
     /// samples per class), logits divided by `request.temperature`.
