@@ -245,6 +245,46 @@ fn assert_resumes_exactly(text: &str, stop: &str, tmp: &Path) {
     assert_eq!(weights(&a), weights(&b), "weights differ (stopped after {stop})");
 }
 
+/// The fraction of pruned weights in a run's saved masks.
+fn saved_sparsity(dir: &Path) -> f64 {
+    let masks = sparseburn::sparse_core::state::read_masks(dir.join("checkpoint/sparse.safetensors")).unwrap();
+    let total: usize = masks.iter().map(|(_, _, m)| m.len()).sum();
+    let active: usize = masks.iter().map(|(_, _, m)| m.count_ones()).sum();
+    1.0 - active as f64 / total as f64
+}
+
+#[test]
+fn a_one_shot_gmp_stage_after_a_sparse_stage_prunes_to_its_target() {
+    // GMP to 50%, then GMP with a flat schedule at 90% (one-shot pruning, as
+    // docs/recipes.md writes it): the second stage prunes the handed-over masks
+    // to 90% at its first step
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"{RUN}
+[[stage]]
+name = "half"
+epochs = 1
+method = {{ name = "gmp", delta_t = 5, prune_end_fraction = 0.5 }}
+sparsity = 0.5
+
+[[stage]]
+name = "oneshot"
+epochs = 1
+method = {{ name = "gmp", initial_sparsity = 0.9 }}
+sparsity = 0.9
+"#
+    );
+    let config = write_config(tmp.path(), &text);
+    let out = tmp.path().join("run");
+    let o = train(&config, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved = saved_sparsity(&out);
+    assert!((saved - 0.9).abs() < 1e-3, "saved masks at sparsity {saved}");
+    let sparsity: Vec<f64> = column(&out, "sparsity").iter().map(|v| v.parse().unwrap()).collect();
+    assert!((sparsity[0] - 0.5).abs() < 1e-3, "{sparsity:?}");
+    assert!((sparsity[1] - 0.9).abs() < 1e-3, "{sparsity:?}");
+}
+
 #[test]
 fn a_two_stage_recipe_resumes_exactly_when_interrupted_in_either_stage() {
     let tmp = tempfile::tempdir().unwrap();
@@ -397,6 +437,11 @@ fn stages_whose_method_cannot_run_there_are_refused_before_training() {
         (
             "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = { name = \"gmp\", delta_t = 5 }\nsparsity = 0.8\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.9\n",
             "cannot reach 0.9; set its sparsity to 0.8, or use a method that prunes gradually",
+        ),
+        // a stage that continues masks gets its method's plan check too
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = { name = \"gmp\", delta_t = 5 }\nsparsity = { sparsity = 0.5, distribution = \"global\" }\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"mest\"\nsparsity = { sparsity = 0.5, distribution = \"global\" }\n",
+            "mutates per layer: use the unstructured pattern with a per-layer distribution",
         ),
     ];
     for (i, (stages, expected)) in cases.iter().enumerate() {
