@@ -533,3 +533,51 @@ fn a_recipe_run_exports_its_last_stage() {
     let said = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
     assert!(said.contains(&format!("accuracy {recorded}")), "{said}");
 }
+
+#[test]
+fn prune_and_compare_dense_judge_a_recipe_by_its_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let prune = |run: &Path, file: &str| {
+        sparseburn(&[
+            "prune",
+            "--run",
+            run.to_str().unwrap(),
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.5",
+            "-o",
+            t.join(file).to_str().unwrap(),
+        ])
+    };
+
+    // sparse stages under a dense top-level [method] (which no stage uses):
+    // sparse, refused with the stage's method
+    let sparse = format!("{RUN}[method]\nname = \"dense\"\n{}", &two_stages(1, 1)[RUN.len()..]);
+    let config = write_config(t, &sparse);
+    let run = t.join("sparse");
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prune(&run, "a.safetensors");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("trained sparse with `gmp` (stage `prune`)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // dense stages without a [method] of the run's own (the default is RigL): dense
+    let dense = format!(
+        "{RUN}[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\nlr = 0.05\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"dense\"\n"
+    );
+    let config = write_config(t, &dense);
+    let run = t.join("dense");
+    let o = train(&config, &run, &["--compare-dense"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("dense baseline already"), "{}", stderr(&o));
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prune(&run, "b.safetensors");
+    assert!(o.status.success(), "{}", stderr(&o));
+}

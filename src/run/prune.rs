@@ -119,11 +119,10 @@ pub struct PruneReport {
 /// Refuses a run folder that is not a finished dense run.
 fn dense_run(dir: &Path) -> anyhow::Result<super::export::FinishedRun> {
     let run = finished_run(dir)?;
-    if !run.cfg.method.is_dense() {
+    if let Some(method) = run.cfg.sparse_method_text() {
         bail!(
-            "{} was trained sparse with `{}`; one-shot pruning starts from a dense model: prune a run of `sparseburn train --method dense`, or export this one with `sparseburn export`",
+            "{} was trained sparse with {method}; one-shot pruning starts from a dense model: prune a run of `sparseburn train --method dense`, or export this one with `sparseburn export`",
             dir.display(),
-            run.cfg.method.name()
         );
     }
     Ok(run)
