@@ -385,7 +385,7 @@ fn error(stages: &str) -> String {
 
 #[test]
 fn recipes_that_cannot_run_are_refused_with_the_fix() {
-    let cases: [(&str, &str); 11] = [
+    let cases: [(&str, &str); 12] = [
         ("stage = []", "at least one [[stage]]"),
         ("[[stage]]\nname = \"a\"\nepochs = 0", "at least 1"),
         ("[[stage]]\nepochs = 1", "needs a name"),
@@ -414,6 +414,10 @@ fn recipes_that_cannot_run_are_refused_with_the_fix() {
         (
             "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\nsparsity = 0.5",
             "dense baseline trains without sparsity",
+        ),
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"gmp\"\nsparsity = 0.9\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = { sparsity = 0.9, distribution = \"erk\" }",
+            "drop its distribution (it inherits theirs)",
         ),
     ];
     for (stages, expected) in cases {
@@ -495,6 +499,12 @@ fn the_example_recipes_resolve() {
         // each ends sparse, and its epochs are the stages'
         assert!(cfg.target_sparsity() > 0.0);
         assert_eq!(cfg.training.epochs, cfg.stages.iter().map(|s| s.epochs).sum::<usize>());
+        // a sparse stage after a sparse one trains (and records) its masks' distribution
+        for pair in cfg.stages.windows(2) {
+            if let (Some(a), Some(b)) = (&pair[0].config.sparsity, &pair[1].config.sparsity) {
+                assert_eq!(a.distribution, b.distribution, "{}: {}", path.display(), pair[1].name);
+            }
+        }
         // the written config reads back to the same config and the same text
         let text = cfg.to_toml();
         let again = RunConfig::from_table(toml::from_str(&text).unwrap()).unwrap();
