@@ -298,6 +298,28 @@ fn a_two_stage_recipe_resumes_exactly_when_interrupted_in_either_stage() {
 }
 
 #[test]
+fn a_three_stage_recipe_resumes_exactly_at_the_sparse_hand_over_and_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // warm-up → GMP → a fixed-mask fine-tune with its own optimizer (Adam)
+    let text = two_stages(1, 1)
+        + r#"
+[[stage]]
+name = "finetune"
+epochs = 2
+method = "static"
+sparsity = 0.8
+optimizer = { name = "adam" }
+lr = 0.001
+"#;
+    // at the GMP → static boundary (the masks handed over), inside the fine-tune
+    for stop in ["2", "3"] {
+        assert_resumes_exactly(&text, stop, tmp.path());
+    }
+    let stages = column(&tmp.path().join("b3"), "stage");
+    assert_eq!(stages, ["warmup", "prune", "finetune", "finetune"]);
+}
+
+#[test]
 fn ctrl_c_in_the_second_stage_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), &two_stages(2, 10));
