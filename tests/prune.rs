@@ -404,3 +404,79 @@ fn bad_input_gets_a_clear_error_and_nothing_is_overwritten() {
     ]);
     assert_ne!(std::fs::read(&out).unwrap(), original);
 }
+
+/// An image folder of 28x28 RGB images, two classes whose shades vary with the
+/// image's number (so that a few images have another mean than all of them).
+fn image_folder(root: &Path) {
+    for (split, n) in [("train", 6u8), ("test", 2)] {
+        for c in 0..2u8 {
+            let d = root.join(split).join(format!("class{c}"));
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let shade = 100 * c + 25 * i;
+                image::RgbImage::from_pixel(28, 28, image::Rgb([shade, 255 - shade, i * 30]))
+                    .save(d.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_run_is_pruned_and_evaluated_on_its_own_data_and_normalisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let folder = t.join("images");
+    image_folder(&folder);
+    let run = t.join("run");
+    // a train limit: the folder's mean and std come from those 2 images only
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        folder.to_str().unwrap(),
+        "--image-size",
+        "28",
+        "--model",
+        "mlp",
+        "--method",
+        "dense",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--train-limit",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported = t.join("exported.safetensors");
+    let o = sparseburn(&["export", run.to_str().unwrap(), "-o", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pruned = t.join("pruned.safetensors");
+    let out = prune(&[
+        "--run",
+        run.to_str().unwrap(),
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--calibration-samples",
+        "2",
+        "-o",
+        pruned.to_str().unwrap(),
+    ]);
+    let recorded = json(&run.join("summary.json"))["test_accuracy"].as_f64().unwrap();
+    assert_eq!(printed(&out, "before"), recorded, "{out}");
+    let info = |path: &Path| {
+        let device = burn::tensor::Device::flex();
+        sparseburn::sparse_models::ExportedModel::from_bytes(&std::fs::read(path).unwrap(), &device)
+            .unwrap()
+            .info
+    };
+    let (run_info, pruned_info) = (info(&exported), info(&pruned));
+    assert_eq!(pruned_info.mean, run_info.mean);
+    assert_eq!(pruned_info.std, run_info.std);
+}
