@@ -172,6 +172,19 @@ fn prune_then_infer_gives_the_printed_accuracy_sparsity_and_pattern() {
         let sparsity = zeros as f64 / w.len() as f64;
         assert!((0.5..0.501).contains(&sparsity), "{name}: {sparsity}");
     }
+    // SparseGPT reconstructs: kept weights differ from the trained dense ones
+    // (magnitude or Wanda pruning would keep them as they are)
+    let trained = t.join("trained.safetensors");
+    let o = sparseburn(&["export", run_arg, "--format", "dense", "-o", trained.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for ((name, _, w), (_, _, d)) in mlp_weights(&nm).into_iter().zip(mlp_weights(&trained)) {
+        let kept = w.iter().filter(|v| **v != 0.0).count();
+        let changed = w.iter().zip(&d).filter(|(a, b)| **a != 0.0 && a != b).count();
+        assert!(
+            changed * 2 > kept,
+            "{name}: {changed} of {kept} kept weights reconstructed"
+        );
+    }
 }
 
 /// A small deterministic generator (xorshift64*), independent of the crate's.
