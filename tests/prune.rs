@@ -337,6 +337,26 @@ fn bad_input_gets_a_clear_error_and_nothing_is_overwritten() {
         &["unstructured and N:M"],
     );
 
+    // a calibration dataset the run's model does not fit
+    let folder = t.join("images");
+    image_folder(&folder);
+    assert_error(
+        &with(&[
+            "--method",
+            "wanda",
+            "--calibration",
+            "folder",
+            "--data-dir",
+            folder.to_str().unwrap(),
+            "--image-size",
+            "28",
+        ]),
+        &[
+            "--calibration dataset (3x28x28 images, 2 classes) does not fit the run's model",
+            "drop --calibration",
+        ],
+    );
+
     // calibration images: none, or more than the training split has
     assert_error(
         &with(&["--method", "wanda", "--calibration-samples", "0"]),
