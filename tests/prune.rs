@@ -172,6 +172,19 @@ fn prune_then_infer_gives_the_printed_accuracy_sparsity_and_pattern() {
         let sparsity = zeros as f64 / w.len() as f64;
         assert!((0.5..0.501).contains(&sparsity), "{name}: {sparsity}");
     }
+    // SparseGPT reconstructs: kept weights differ from the trained dense ones
+    // (magnitude or Wanda pruning would keep them as they are)
+    let trained = t.join("trained.safetensors");
+    let o = sparseburn(&["export", run_arg, "--format", "dense", "-o", trained.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for ((name, _, w), (_, _, d)) in mlp_weights(&nm).into_iter().zip(mlp_weights(&trained)) {
+        let kept = w.iter().filter(|v| **v != 0.0).count();
+        let changed = w.iter().zip(&d).filter(|(a, b)| **a != 0.0 && a != b).count();
+        assert!(
+            changed * 2 > kept,
+            "{name}: {changed} of {kept} kept weights reconstructed"
+        );
+    }
 }
 
 /// A small deterministic generator (xorshift64*), independent of the crate's.
@@ -324,6 +337,26 @@ fn bad_input_gets_a_clear_error_and_nothing_is_overwritten() {
         &["unstructured and N:M"],
     );
 
+    // a calibration dataset the run's model does not fit
+    let folder = t.join("images");
+    image_folder(&folder);
+    assert_error(
+        &with(&[
+            "--method",
+            "wanda",
+            "--calibration",
+            "folder",
+            "--data-dir",
+            folder.to_str().unwrap(),
+            "--image-size",
+            "28",
+        ]),
+        &[
+            "--calibration dataset (3x28x28 images, 2 classes) does not fit the run's model",
+            "drop --calibration",
+        ],
+    );
+
     // calibration images: none, or more than the training split has
     assert_error(
         &with(&["--method", "wanda", "--calibration-samples", "0"]),
@@ -403,4 +436,80 @@ fn bad_input_gets_a_clear_error_and_nothing_is_overwritten() {
         "--force",
     ]);
     assert_ne!(std::fs::read(&out).unwrap(), original);
+}
+
+/// An image folder of 28x28 RGB images, two classes whose shades vary with the
+/// image's number (so that a few images have another mean than all of them).
+fn image_folder(root: &Path) {
+    for (split, n) in [("train", 6u8), ("test", 2)] {
+        for c in 0..2u8 {
+            let d = root.join(split).join(format!("class{c}"));
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let shade = 100 * c + 25 * i;
+                image::RgbImage::from_pixel(28, 28, image::Rgb([shade, 255 - shade, i * 30]))
+                    .save(d.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_run_is_pruned_and_evaluated_on_its_own_data_and_normalisation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let folder = t.join("images");
+    image_folder(&folder);
+    let run = t.join("run");
+    // a train limit: the folder's mean and std come from those 2 images only
+    let o = sparseburn(&[
+        "train",
+        "--dataset",
+        "folder",
+        "--data-dir",
+        folder.to_str().unwrap(),
+        "--image-size",
+        "28",
+        "--model",
+        "mlp",
+        "--method",
+        "dense",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "--train-limit",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported = t.join("exported.safetensors");
+    let o = sparseburn(&["export", run.to_str().unwrap(), "-o", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pruned = t.join("pruned.safetensors");
+    let out = prune(&[
+        "--run",
+        run.to_str().unwrap(),
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--calibration-samples",
+        "2",
+        "-o",
+        pruned.to_str().unwrap(),
+    ]);
+    let recorded = json(&run.join("summary.json"))["test_accuracy"].as_f64().unwrap();
+    assert_eq!(printed(&out, "before"), recorded, "{out}");
+    let info = |path: &Path| {
+        let device = burn::tensor::Device::flex();
+        sparseburn::sparse_models::ExportedModel::from_bytes(&std::fs::read(path).unwrap(), &device)
+            .unwrap()
+            .info
+    };
+    let (run_info, pruned_info) = (info(&exported), info(&pruned));
+    assert_eq!(pruned_info.mean, run_info.mean);
+    assert_eq!(pruned_info.std, run_info.std);
 }

@@ -245,6 +245,46 @@ fn assert_resumes_exactly(text: &str, stop: &str, tmp: &Path) {
     assert_eq!(weights(&a), weights(&b), "weights differ (stopped after {stop})");
 }
 
+/// The fraction of pruned weights in a run's saved masks.
+fn saved_sparsity(dir: &Path) -> f64 {
+    let masks = sparseburn::sparse_core::state::read_masks(dir.join("checkpoint/sparse.safetensors")).unwrap();
+    let total: usize = masks.iter().map(|(_, _, m)| m.len()).sum();
+    let active: usize = masks.iter().map(|(_, _, m)| m.count_ones()).sum();
+    1.0 - active as f64 / total as f64
+}
+
+#[test]
+fn a_one_shot_gmp_stage_after_a_sparse_stage_prunes_to_its_target() {
+    // GMP to 50%, then GMP with a flat schedule at 90% (one-shot pruning, as
+    // docs/recipes.md writes it): the second stage prunes the handed-over masks
+    // to 90% at its first step
+    let tmp = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"{RUN}
+[[stage]]
+name = "half"
+epochs = 1
+method = {{ name = "gmp", delta_t = 5, prune_end_fraction = 0.5 }}
+sparsity = 0.5
+
+[[stage]]
+name = "oneshot"
+epochs = 1
+method = {{ name = "gmp", initial_sparsity = 0.9 }}
+sparsity = 0.9
+"#
+    );
+    let config = write_config(tmp.path(), &text);
+    let out = tmp.path().join("run");
+    let o = train(&config, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved = saved_sparsity(&out);
+    assert!((saved - 0.9).abs() < 1e-3, "saved masks at sparsity {saved}");
+    let sparsity: Vec<f64> = column(&out, "sparsity").iter().map(|v| v.parse().unwrap()).collect();
+    assert!((sparsity[0] - 0.5).abs() < 1e-3, "{sparsity:?}");
+    assert!((sparsity[1] - 0.9).abs() < 1e-3, "{sparsity:?}");
+}
+
 #[test]
 fn a_two_stage_recipe_resumes_exactly_when_interrupted_in_either_stage() {
     let tmp = tempfile::tempdir().unwrap();
@@ -255,6 +295,28 @@ fn a_two_stage_recipe_resumes_exactly_when_interrupted_in_either_stage() {
     }
     let stages = column(&tmp.path().join("b3"), "stage");
     assert_eq!(stages, ["warmup", "warmup", "prune", "prune"]);
+}
+
+#[test]
+fn a_three_stage_recipe_resumes_exactly_at_the_sparse_hand_over_and_after_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // warm-up → GMP → a fixed-mask fine-tune with its own optimizer (Adam)
+    let text = two_stages(1, 1)
+        + r#"
+[[stage]]
+name = "finetune"
+epochs = 2
+method = "static"
+sparsity = 0.8
+optimizer = { name = "adam" }
+lr = 0.001
+"#;
+    // at the GMP → static boundary (the masks handed over), inside the fine-tune
+    for stop in ["2", "3"] {
+        assert_resumes_exactly(&text, stop, tmp.path());
+    }
+    let stages = column(&tmp.path().join("b3"), "stage");
+    assert_eq!(stages, ["warmup", "prune", "finetune", "finetune"]);
 }
 
 #[test]
@@ -345,7 +407,7 @@ fn error(stages: &str) -> String {
 
 #[test]
 fn recipes_that_cannot_run_are_refused_with_the_fix() {
-    let cases: [(&str, &str); 11] = [
+    let cases: [(&str, &str); 12] = [
         ("stage = []", "at least one [[stage]]"),
         ("[[stage]]\nname = \"a\"\nepochs = 0", "at least 1"),
         ("[[stage]]\nepochs = 1", "needs a name"),
@@ -375,6 +437,10 @@ fn recipes_that_cannot_run_are_refused_with_the_fix() {
             "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\nsparsity = 0.5",
             "dense baseline trains without sparsity",
         ),
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"gmp\"\nsparsity = 0.9\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = { sparsity = 0.9, distribution = \"erk\" }",
+            "drop its distribution (it inherits theirs)",
+        ),
     ];
     for (stages, expected) in cases {
         let e = error(stages);
@@ -397,6 +463,11 @@ fn stages_whose_method_cannot_run_there_are_refused_before_training() {
         (
             "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = { name = \"gmp\", delta_t = 5 }\nsparsity = 0.8\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.9\n",
             "cannot reach 0.9; set its sparsity to 0.8, or use a method that prunes gradually",
+        ),
+        // a stage that continues masks gets its method's plan check too
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = { name = \"gmp\", delta_t = 5 }\nsparsity = { sparsity = 0.5, distribution = \"global\" }\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"mest\"\nsparsity = { sparsity = 0.5, distribution = \"global\" }\n",
+            "mutates per layer: use the unstructured pattern with a per-layer distribution",
         ),
     ];
     for (i, (stages, expected)) in cases.iter().enumerate() {
@@ -450,6 +521,12 @@ fn the_example_recipes_resolve() {
         // each ends sparse, and its epochs are the stages'
         assert!(cfg.target_sparsity() > 0.0);
         assert_eq!(cfg.training.epochs, cfg.stages.iter().map(|s| s.epochs).sum::<usize>());
+        // a sparse stage after a sparse one trains (and records) its masks' distribution
+        for pair in cfg.stages.windows(2) {
+            if let (Some(a), Some(b)) = (&pair[0].config.sparsity, &pair[1].config.sparsity) {
+                assert_eq!(a.distribution, b.distribution, "{}: {}", path.display(), pair[1].name);
+            }
+        }
         // the written config reads back to the same config and the same text
         let text = cfg.to_toml();
         let again = RunConfig::from_table(toml::from_str(&text).unwrap()).unwrap();
@@ -487,4 +564,52 @@ fn a_recipe_run_exports_its_last_stage() {
     let recorded = format!("{:.2}%", 100.0 * summary["test_accuracy"].as_f64().unwrap());
     let said = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
     assert!(said.contains(&format!("accuracy {recorded}")), "{said}");
+}
+
+#[test]
+fn prune_and_compare_dense_judge_a_recipe_by_its_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let prune = |run: &Path, file: &str| {
+        sparseburn(&[
+            "prune",
+            "--run",
+            run.to_str().unwrap(),
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.5",
+            "-o",
+            t.join(file).to_str().unwrap(),
+        ])
+    };
+
+    // sparse stages under a dense top-level [method] (which no stage uses):
+    // sparse, refused with the stage's method
+    let sparse = format!("{RUN}[method]\nname = \"dense\"\n{}", &two_stages(1, 1)[RUN.len()..]);
+    let config = write_config(t, &sparse);
+    let run = t.join("sparse");
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prune(&run, "a.safetensors");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("trained sparse with `gmp` (stage `prune`)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // dense stages without a [method] of the run's own (the default is RigL): dense
+    let dense = format!(
+        "{RUN}[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\nlr = 0.05\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"dense\"\n"
+    );
+    let config = write_config(t, &dense);
+    let run = t.join("dense");
+    let o = train(&config, &run, &["--compare-dense"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("dense baseline already"), "{}", stderr(&o));
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = prune(&run, "b.safetensors");
+    assert!(o.status.success(), "{}", stderr(&o));
 }

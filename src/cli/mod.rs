@@ -571,7 +571,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
             (cfg, out, false)
         }
     };
-    if args.compare_dense && cfg.method.is_dense() {
+    if args.compare_dense && cfg.is_dense() {
         bail!("--compare-dense trains the dense twin of a sparse run; this run is the dense baseline already");
     }
     let opts = TrainOptions {

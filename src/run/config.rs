@@ -524,6 +524,33 @@ impl RunConfig {
         }
     }
 
+    /// The config the model was trained under last: a recipe's last stage's,
+    /// else the run's own (whose `[method]` a recipe's stages do not use).
+    pub fn final_config(&self) -> &RunConfig {
+        self.stages.last().map_or(self, |s| &s.config)
+    }
+
+    /// Whether the run trains dense throughout: every stage of a recipe dense,
+    /// else the run's method.
+    pub fn is_dense(&self) -> bool {
+        if self.stages.is_empty() {
+            return self.method.is_dense();
+        }
+        self.stages.iter().all(|s| s.config.method.is_dense())
+    }
+
+    /// The run's first sparse method, as text for a message: `` `gmp` `` or, in
+    /// a recipe, `` `gmp` (stage `prune`) `` (none when the run is dense).
+    pub fn sparse_method_text(&self) -> Option<String> {
+        if self.stages.is_empty() {
+            return (!self.method.is_dense()).then(|| format!("`{}`", self.method.name()));
+        }
+        self.stages
+            .iter()
+            .find(|s| !s.config.method.is_dense())
+            .map(|s| format!("`{}` (stage `{}`)", s.config.method.name(), s.name))
+    }
+
     /// The method's name; a recipe's stages' methods joined by `+` (`dense+gmp+static`).
     pub fn method_label(&self) -> String {
         if self.stages.is_empty() {

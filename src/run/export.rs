@@ -71,7 +71,7 @@ pub(crate) fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
 /// stored weights alone are not what their model computes.
 fn check_exportable(cfg: &RunConfig, summary: &Summary) -> anyhow::Result<()> {
     // a recipe's model is its last stage's
-    let cfg = cfg.stages.last().map_or(cfg, |s| &s.config);
+    let cfg = cfg.final_config();
     let steps = summary.steps.max(1);
     let context = BuildContext {
         steps_per_epoch: (steps / summary.epochs.max(1)).max(1),

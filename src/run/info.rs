@@ -25,7 +25,8 @@ impl WithModel for Info<'_> {
 
     fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> anyhow::Result<String> {
         let model = make();
-        let sparsity = self.cfg.sparsity_config(model.sparsity_filter());
+        // a recipe's model is its last stage's
+        let sparsity = self.cfg.final_config().sparsity_config(model.sparsity_filter());
         let layers = discover(&model, &sparsity.filter)?;
         let target = sparsity.sparsity;
         let global = sparsity.distribution == sparse_core::Distribution::Global;
@@ -59,7 +60,7 @@ impl WithModel for Info<'_> {
             self.input[1],
             self.input[2],
             self.classes,
-            self.cfg.method.name(),
+            self.cfg.method_label(),
             100.0 * target,
         );
         let _ = writeln!(out, "shape: {SHAPE_LEGEND}");

@@ -119,11 +119,10 @@ pub struct PruneReport {
 /// Refuses a run folder that is not a finished dense run.
 fn dense_run(dir: &Path) -> anyhow::Result<super::export::FinishedRun> {
     let run = finished_run(dir)?;
-    if !run.cfg.method.is_dense() {
+    if let Some(method) = run.cfg.sparse_method_text() {
         bail!(
-            "{} was trained sparse with `{}`; one-shot pruning starts from a dense model: prune a run of `sparseburn train --method dense`, or export this one with `sparseburn export`",
+            "{} was trained sparse with {method}; one-shot pruning starts from a dense model: prune a run of `sparseburn train --method dense`, or export this one with `sparseburn export`",
             dir.display(),
-            run.cfg.method.name()
         );
     }
     Ok(run)
@@ -190,7 +189,14 @@ impl WithModel for Job<'_> {
             device,
         } = self;
         let model = match load {
-            Load::Checkpoint(checkpoint) => load_checkpoint(make(), checkpoint)?,
+            Load::Checkpoint(checkpoint) => load_checkpoint(make(), checkpoint).map_err(|e| match opts.data {
+                Some(_) => anyhow::anyhow!(
+                    "the --calibration dataset ({} images, {} classes) does not fit the run's model; drop --calibration to use the run's own data, or pass the dataset it was trained on",
+                    shape_text(train.shape),
+                    train.num_classes()
+                ),
+                None => e,
+            })?,
             Load::Torchvision(path) => sparse_models::import::load_torchvision(make(), path).with_context(|| {
                 format!(
                     "the weights do not fit this model for {} images with {} classes; pass a torchvision-format file of that model",

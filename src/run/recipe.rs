@@ -164,8 +164,12 @@ pub(crate) fn resolve_stages(base: &toml::Table, raw: Vec<RawStage>) -> anyhow::
     let mut stages = Vec::with_capacity(raw.len());
     for (i, s) in raw.into_iter().enumerate() {
         let label = format!("[[stage]] {} `{}`", i + 1, s.name);
-        let table = stage_table(base, &s).with_context(|| label.clone())?;
-        let config = RunConfig::from_table(table).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+        let mut table = stage_table(base, &s).with_context(|| label.clone())?;
+        let resolve = |t: toml::Table| RunConfig::from_table(t).map_err(|e| anyhow::anyhow!("{label}: {e:#}"));
+        let mut config = resolve(table.clone())?;
+        if let Some(before) = stages.last() {
+            config = inherit_distribution(before, config, &mut table, &label, resolve)?;
+        }
         stages.push(Stage {
             name: s.name,
             epochs: s.epochs,
@@ -174,6 +178,41 @@ pub(crate) fn resolve_stages(base: &toml::Table, raw: Vec<RawStage>) -> anyhow::
     }
     check_carry_over(&stages)?;
     Ok(stages)
+}
+
+/// A sparse stage that continues the masks of the sparse stage `before` trains
+/// under their distribution (the one recorded must be the one trained): it
+/// inherits it, in place of its method's reference default; one it names
+/// itself must be the same.
+fn inherit_distribution(
+    before: &Stage,
+    config: RunConfig,
+    table: &mut toml::Table,
+    label: &str,
+    resolve: impl Fn(toml::Table) -> anyhow::Result<RunConfig>,
+) -> anyhow::Result<RunConfig> {
+    let (Some(from), Some(now)) = (&before.config.sparsity, &config.sparsity) else {
+        return Ok(config);
+    };
+    if from.distribution == now.distribution {
+        return Ok(config);
+    }
+    let named = matches!(table.get("sparsity"), Some(toml::Value::Table(t)) if t.contains_key("distribution"));
+    if named {
+        bail!(
+            "{label}: its distribution {} differs from {} of stage `{}`, whose masks it continues; drop its distribution (it inherits theirs), or put a dense stage between them",
+            now.distribution,
+            from.distribution,
+            before.name
+        );
+    }
+    let distribution = toml::Value::try_from(&from.distribution).context("writing the inherited distribution")?;
+    lay_over(
+        table,
+        "sparsity",
+        toml::Table::from_iter([("distribution".to_string(), distribution)]),
+    );
+    resolve(table.clone())
 }
 
 /// The run's table with the keys of `stage` laid over it.

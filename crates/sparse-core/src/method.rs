@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::context::{GradRequest, GradientOracle, InitContext, StepContext};
 use crate::error::Result;
 use crate::mask::Mask;
+use crate::plan::Plan;
 use crate::reparam::Reparameterize;
 pub use crate::rounds::{Rewind, Rounds};
 use crate::sparse_init::SparseInit;
@@ -71,6 +72,24 @@ pub trait Method: Send + std::fmt::Debug {
 
     /// Sets the initial masks in `masks` (given all-active).
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()>;
+
+    /// Checks that the method can train under `plan` (its pattern, its
+    /// distribution, its own settings against the sparsity) and prepares what it
+    /// derives from the plan, as [`Method::init`] does before its first masks.
+    fn check_plan(&mut self, plan: &Plan) -> Result<()> {
+        let _ = plan;
+        Ok(())
+    }
+
+    /// Continues from `masks` handed over by an earlier stage of training (a
+    /// recipe's sparse stage before this one) instead of [`Method::init`]: brings
+    /// them to the method's starting point. Default: checks the plan
+    /// ([`Method::check_plan`]) and keeps the masks. GMP prunes them to its
+    /// schedule's sparsity at step 0 by its own magnitude criterion.
+    fn continue_from(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
+        let _ = masks;
+        self.check_plan(ctx.plan())
+    }
 
     /// What the method needs at step `step`.
     fn needs(&self, step: u64) -> Needs {

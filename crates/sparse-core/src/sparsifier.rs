@@ -579,6 +579,32 @@ impl Sparsifier {
         Ok(self.masked(model))
     }
 
+    /// Continues training from `masks` handed over by an earlier stage (a
+    /// recipe's sparse stage): the method brings them to its starting point
+    /// ([`Method::continue_from`]: e.g. GMP prunes to its schedule's sparsity at
+    /// step 0; a drop/grow method checks its plan), then the training restarts at
+    /// step 0 from them as in [`Sparsifier::restart`].
+    pub fn continue_from<M: Module>(&mut self, model: M, mut masks: Vec<Mask>) -> Result<M> {
+        self.check_masks(&masks)?;
+        let model = self.attach(model)?;
+        self.bind(&model)?;
+        let mut weights = traverse::read_weights(&model, &self.ids, self.plan.layers().len())?;
+        let mut ctx = InitContext::new(&self.plan, &mut weights, self.plan.config().seed);
+        self.method.continue_from(&mut ctx, &mut masks)?;
+        if ctx.weights_changed() {
+            return Err(SparseError::method(
+                self.method.name(),
+                "changed the weights while continuing from handed-over masks",
+            ));
+        }
+        self.restart(model, masks, 0)
+    }
+
+    /// Checks that the method can train under the plan ([`Method::check_plan`]).
+    pub fn check_plan(&mut self) -> Result<()> {
+        self.method.check_plan(&self.plan)
+    }
+
     /// Sets the step counter that drives the schedules, e.g. to the number of
     /// environment steps in deep RL, where topology updates count environment
     /// steps rather than optimizer steps (Graesser et al. 2022).

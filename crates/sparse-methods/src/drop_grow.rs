@@ -152,6 +152,10 @@ impl<U: DropGrow> Method for DropGrowMethod<U> {
         Ok(())
     }
 
+    fn check_plan(&mut self, plan: &Plan) -> Result<()> {
+        self.updater.check(plan)
+    }
+
     fn default_sparse_init(&self) -> SparseInit {
         self.updater.sparse_init()
     }

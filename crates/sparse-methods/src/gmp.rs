@@ -141,6 +141,22 @@ impl Method for Gmp {
         Ok(())
     }
 
+    /// Masks handed over by an earlier stage are pruned, by magnitude, to the
+    /// schedule's sparsity at step 0 (`s_i`, Eq. 1) when they are denser: so a
+    /// flat schedule (`initial_sparsity` = the target, one-shot pruning) after a
+    /// sparse stage still reaches its target.
+    fn continue_from(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
+        let s0 = self.schedule.sparsity_at(0);
+        let total: usize = masks.iter().map(Mask::len).sum();
+        let active: usize = masks.iter().map(Mask::count_ones).sum();
+        let now = 1.0 - active as f64 / total.max(1) as f64;
+        if s0 > now + 1e-9 {
+            let carried: Vec<Mask> = masks.to_vec();
+            masks.clone_from_slice(&prune_to(ctx.plan(), ctx.weights(), &carried, s0)?);
+        }
+        Ok(())
+    }
+
     fn prunes_gradually(&self) -> bool {
         true
     }

@@ -238,6 +238,9 @@ impl WithModel for Job<'_> {
             }
         };
         let filter = model.sparsity_filter();
+        let steps_per_epoch =
+            Accumulation::new(t.grad_accumulation, Task::<M>::batches_per_epoch(&task), t.batch_size)?
+                .steps_per_epoch();
         let fitted = Fit {
             cfg,
             opts,
@@ -260,6 +263,7 @@ impl WithModel for Job<'_> {
                 dataset: &dataset,
                 input: facts_input,
                 validation_images,
+                steps_per_epoch,
             },
         )
     }

@@ -7,8 +7,9 @@
 //!
 //! - the weights carry over as they are;
 //! - the masks carry over from a sparse stage to the next sparse one (its method
-//!   continues from them: GMP prunes further, a static or DST method keeps their
-//!   sparsity); a dense stage trains every weight again, and a sparse stage after
+//!   continues from them: GMP prunes them at once to its schedule's sparsity at
+//!   the stage's first step, then further on its schedule; a static or DST method
+//!   keeps their sparsity, after its plan check); a dense stage trains every weight again, and a sparse stage after
 //!   a dense one (or the first stage) starts as a run would, with its method's
 //!   own first masks (GMP from dense, or one-shot magnitude pruning with
 //!   `initial_sparsity` = the target);
@@ -179,7 +180,8 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
 fn check_methods(stages: &[Stage], build: impl Fn(usize) -> anyhow::Result<Sparsifier>) -> anyhow::Result<()> {
     for (i, stage) in stages.iter().enumerate() {
         let label = format!("[[stage]] {} `{}`", i + 1, stage.name);
-        let sparse = build(i).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+        let mut sparse = build(i).map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
+        sparse.check_plan().map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
         let method = sparse.method();
         let why = if method.rounds().is_some() {
             Some(
@@ -226,8 +228,10 @@ fn carried_masks(stage: &Stage, sparse: &Sparsifier) -> Option<BTreeMap<String, 
 }
 
 /// Starts a stage's sparsifier on `model`: from the `carried` masks of a sparse
-/// stage before (a sparse weight that stage did not have starts active), else
-/// with its method's first masks.
+/// stage before (a sparse weight that stage did not have starts active), brought
+/// to the method's starting point (`Sparsifier::continue_from`: GMP prunes them to
+/// its schedule's sparsity at the stage's step 0; a drop/grow method checks its
+/// plan), else with its method's first masks.
 fn begin<M: Module, T: Task<M>>(
     sparse: &mut Sparsifier,
     model: M,
@@ -241,7 +245,7 @@ fn begin<M: Module, T: Task<M>>(
                 .iter()
                 .map(|l| carried.get(&l.path).cloned().unwrap_or_else(|| Mask::ones(l.numel())))
                 .collect();
-            Ok(sparse.restart(model, masks, 0)?)
+            Ok(sparse.continue_from(model, masks)?)
         }
         _ => init_masks(sparse, model, task),
     }

@@ -19,6 +19,8 @@ pub struct RunFacts<'a> {
     pub input: [usize; 3],
     /// Images held out for validation.
     pub validation_images: usize,
+    /// Optimizer steps per epoch (where a recipe's stages start and end).
+    pub steps_per_epoch: u64,
 }
 
 /// Who a summary is about: the fields that differ between tasks.
@@ -46,7 +48,8 @@ pub fn finish<M: Classifier>(
         dataset: facts.dataset.to_string(),
         validation_images: facts.validation_images,
     };
-    let summary = epoch_summary(cfg, state, sparse, id, count_params(model), &macs)?;
+    let mut summary = epoch_summary(cfg, state, sparse, id, count_params(model), &macs)?;
+    summary.stages = stage_summaries(cfg, facts.steps_per_epoch);
     dir.write("summary.json", serde_json::to_string_pretty(&summary)?.as_bytes())?;
     report::write(dir, &summary, sparse, cfg.model.mask_layer.as_deref(), &macs)?;
     Ok(summary)
@@ -92,18 +95,18 @@ pub fn epoch_summary(
         train_samples_per_second: state.trained_samples as f64 / state.train_seconds.max(1e-9),
         eval_samples_per_second: state.evaluated_samples as f64 / state.eval_seconds.max(1e-9),
         versions: Versions::default(),
-        stages: stage_summaries(cfg, state),
+        stages: None, // a recipe's: `finish`, which knows the steps per epoch
         lm: None,
         rl: None,
     })
 }
 
 /// Where each stage of a recipe starts and ends (none for a one-stage run).
-fn stage_summaries(cfg: &RunConfig, state: &TrainerState) -> Option<Vec<StageSummary>> {
+fn stage_summaries(cfg: &RunConfig, steps_per_epoch: u64) -> Option<Vec<StageSummary>> {
     if cfg.stages.is_empty() {
         return None;
     }
-    let spe = (state.step / (cfg.training.epochs as u64).max(1)).max(1);
+    let spe = steps_per_epoch.max(1);
     let bounds = stage_steps(&cfg.stages, spe);
     Some(
         cfg.stages
