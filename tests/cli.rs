@@ -6,16 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn sparseburn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sparseburn"))
-        .args(args)
-        .output()
-        .expect("run sparseburn")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{metrics_without_timings, sparseburn, stderr, weights};
 
 /// A small, fast run on the synthetic set.
 fn base(out: &Path) -> Vec<String> {
@@ -55,41 +47,6 @@ fn set(args: &mut [String], flag: &str, value: &str) {
 
 fn run(args: &[String]) -> Output {
     sparseburn(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// Every parameter of the saved MLP (synthetic set: 784 inputs, 10 classes).
-fn weights(dir: &Path) -> Vec<Vec<u32>> {
-    use burn::module::Module;
-    let device = burn::tensor::Device::flex();
-    let model = sparseburn::sparse_models::MlpConfig::new()
-        .init(&device)
-        .load_file(dir.join("checkpoint/model"));
-    model
-        .layers
-        .iter()
-        .flat_map(|l| [l.weight.val(), l.bias.as_ref().unwrap().val().unsqueeze()])
-        .map(|t| {
-            t.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        })
-        .collect()
-}
-
-/// `metrics.csv` without the two timing columns (the last two).
-fn metrics_without_timings(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let cells: Vec<&str> = l.split(',').collect();
-            cells[..cells.len() - 2].join(",")
-        })
-        .collect()
 }
 
 /// Trains `args` once in full into `a` and once stopped after `stop` epochs and

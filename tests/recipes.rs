@@ -6,18 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{metrics_without_timings, sparseburn, stderr, weights};
+
 use sparseburn::run::RunConfig;
-
-fn sparseburn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sparseburn"))
-        .args(args)
-        .output()
-        .expect("run sparseburn")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The run's sections: the MLP on 1280 synthetic images in batches of 64 (20
 /// steps per epoch), no `[method]` of its own (the stages give theirs).
@@ -92,37 +84,6 @@ fn column(dir: &Path, name: &str) -> Vec<String> {
         .position(|c| c == name)
         .unwrap_or_else(|| panic!("no column {name}"));
     rows[1..].iter().map(|r| r[at].clone()).collect()
-}
-
-/// `metrics.csv` without the two timing columns (the last two).
-fn metrics_without_timings(dir: &Path) -> Vec<String> {
-    metrics(dir)
-        .iter()
-        .map(|cells| cells[..cells.len() - 2].join(","))
-        .collect()
-}
-
-/// Every parameter of the saved MLP, as bits (parameter ids differ between processes).
-fn weights(dir: &Path) -> Vec<Vec<u32>> {
-    use burn::module::Module;
-    let device = burn::tensor::Device::flex();
-    let model = sparseburn::sparse_models::MlpConfig::new()
-        .init(&device)
-        .load_file(dir.join("checkpoint/model"));
-    model
-        .layers
-        .iter()
-        .flat_map(|l| [l.weight.val(), l.bias.as_ref().unwrap().val().unsqueeze()])
-        .map(|t| {
-            t.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        })
-        .collect()
 }
 
 fn close(a: f64, b: f64) -> bool {

@@ -1,5 +1,7 @@
 //! Helpers shared by the CLI tests: running the binary, one-line errors, a short
-//! training run on Fashion-MNIST, `infer` with its JSON.
+//! training run on Fashion-MNIST, `infer` with its JSON, a run's metrics and
+//! weights. Each test binary uses a part of them.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -80,4 +82,39 @@ pub fn infer(file: &Path, test_limit: &str, json_out: &Path) -> serde_json::Valu
     ]);
     assert!(o.status.success(), "infer: {}", stderr(&o));
     json(json_out)
+}
+
+/// `metrics.csv` without the two timing columns (the last two).
+pub fn metrics_without_timings(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            cells[..cells.len() - 2].join(",")
+        })
+        .collect()
+}
+
+/// Every parameter of a run's saved MLP, as bits (parameter ids differ between processes).
+pub fn weights(dir: &Path) -> Vec<Vec<u32>> {
+    use burn::module::Module;
+    let device = burn::tensor::Device::flex();
+    let model = sparseburn::sparse_models::MlpConfig::new()
+        .init(&device)
+        .load_file(dir.join("checkpoint/model"));
+    model
+        .layers
+        .iter()
+        .flat_map(|l| [l.weight.val(), l.bias.as_ref().unwrap().val().unsqueeze()])
+        .map(|t| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect()
+        })
+        .collect()
 }
