@@ -30,7 +30,8 @@ pub struct Choice {
 ///
 /// Depthwise convolutions and layers at or above the crossover density stay
 /// dense (2:4 at 50% therefore stays dense: it measured slower than dense);
-/// whole-neuron masks become smaller dense layers; constant fan-in becomes
+/// whole-neuron masks become smaller dense layers (not in grouped
+/// convolutions, which the channel format does not support); constant fan-in becomes
 /// condensed, sparser N:M masks N:M; everything else CSR.
 pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
     let density = mask.density();
@@ -49,7 +50,8 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
         let on = layer.neuron_indices(o).filter(|&f| mask.get(f)).count();
         on == 0 || on == layer.fan_in()
     });
-    if neurons_whole && density < 1.0 {
+    let grouped = matches!(op, OpKind::Conv { groups, .. } if groups > 1);
+    if neurons_whole && density < 1.0 && !grouped {
         return pick(
             FormatKind::Channel,
             format!("whole neurons pruned (density {density:.3})"),
@@ -75,4 +77,30 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
         return pick(FormatKind::Nm, format!("{n}:{m} pattern"));
     }
     pick(FormatKind::Csr, format!("unstructured at density {density:.3}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A grouped convolution with whole output channels pruned is never sent
+    /// to the channel format, which needs `groups = 1` (found by the conv
+    /// property test: `auto` picked channel and the build failed).
+    #[test]
+    fn grouped_conv_with_whole_channels_pruned_is_not_channel() {
+        let layer = SparseLayer::conv("c.weight", &[4, 2, 1, 1]);
+        let mask = Mask::from_bools(&[true, true, false, false, false, false, false, false]);
+        let grouped = OpKind::Conv {
+            cin_g: 2,
+            kernel: [1, 1],
+            groups: 2,
+        };
+        assert_ne!(choose(&layer, grouped, &mask).format, FormatKind::Channel);
+        let plain = OpKind::Conv {
+            cin_g: 2,
+            kernel: [1, 1],
+            groups: 1,
+        };
+        assert_eq!(choose(&layer, plain, &mask).format, FormatKind::Channel);
+    }
 }
