@@ -574,3 +574,315 @@ fn prune_and_compare_dense_judge_a_recipe_by_its_stages() {
     let o = prune(&run, "b.safetensors");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+// ---- one-shot pruning at a stage's start (`prune = { method = ... }`) ----
+
+/// Dense training for `dense` epochs, then a static fine-tune of `finetune`
+/// epochs at 50% (uniform) that starts with one-shot pruning by `prune` on the
+/// first 2 training batches; `lr` is the fine-tune's learning rate.
+fn one_shot_recipe(dense: usize, finetune: usize, prune: &str, lr: &str) -> String {
+    format!(
+        r#"{RUN}
+[[stage]]
+name = "dense"
+epochs = {dense}
+method = "dense"
+lr = 0.05
+schedule = "constant"
+
+[[stage]]
+name = "finetune"
+epochs = {finetune}
+method = "static"
+sparsity = {{ sparsity = 0.5, distribution = "uniform" }}
+prune = {{ method = "{prune}", calibration_batches = 2 }}
+lr = {lr}
+schedule = "constant"
+"#
+    )
+}
+
+/// The MLP's layers of a run folder as `(W [fan-in × neurons] row-major, bias)` in f64.
+fn layers(dir: &Path) -> Vec<(Vec<f64>, Vec<f64>)> {
+    let w = weights(dir);
+    let f = |bits: &Vec<u32>| bits.iter().map(|b| f64::from(f32::from_bits(*b))).collect::<Vec<f64>>();
+    w.chunks(2).map(|p| (f(&p[0]), f(&p[1]))).collect()
+}
+
+/// The run's saved masks by weight path, with their shapes.
+fn masks(dir: &Path) -> Vec<(String, Vec<usize>, sparseburn::sparse_core::Mask)> {
+    let mut m = sparseburn::sparse_core::state::read_masks(dir.join("checkpoint/sparse.safetensors")).unwrap();
+    m.sort_by(|a, b| a.0.cmp(&b.0));
+    m
+}
+
+/// The calibration images of `config`'s run, flattened: the first `batches`
+/// batches of its first epoch's order (loaded with the crate's data pipeline;
+/// everything computed from them in these tests is the test's own).
+fn calibration_images(config: &Path, batches: usize) -> Vec<Vec<f64>> {
+    use sparseburn::data::{BatchOrder, ImageBatcher};
+    let mut cfg = RunConfig::load(config).unwrap();
+    let data = sparseburn::run::train::load_data(&mut cfg).unwrap();
+    let train = data.train;
+    let size = cfg.training.batch_size;
+    let order = BatchOrder {
+        len: train.len(),
+        batch_size: size,
+        seed: cfg.training.seed,
+    }
+    .epoch(0);
+    let batcher = ImageBatcher::new(&train);
+    let device = burn::tensor::Device::flex();
+    order[..batches * size]
+        .chunks(size)
+        .flat_map(|chunk| {
+            let images = batcher.batch_indices(&train, chunk, &device, None).images;
+            let b = images.dims()[0];
+            let v = images.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+            let per = v.len() / b;
+            v.chunks(per)
+                .map(|r| r.iter().map(|x| f64::from(*x)).collect())
+                .collect::<Vec<Vec<f64>>>()
+        })
+        .collect()
+}
+
+/// `x·W + b` for every row of `x` (W is `fan-in × neurons`), with ReLU when `relu`.
+fn linear(x: &[Vec<f64>], w: &[f64], b: &[f64], relu: bool) -> Vec<Vec<f64>> {
+    let out = b.len();
+    x.iter()
+        .map(|row| {
+            let mut y = b.to_vec();
+            for (j, xj) in row.iter().enumerate() {
+                if *xj != 0.0 {
+                    for (o, yo) in y.iter_mut().enumerate() {
+                        *yo += xj * w[j * out + o];
+                    }
+                }
+            }
+            if relu {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            y
+        })
+        .collect()
+}
+
+/// `‖X·A − X·B‖²_F` for `fan-in × neurons` matrices A and B.
+fn output_error(x: &[Vec<f64>], a: &[f64], b: &[f64], out: usize) -> f64 {
+    let d: Vec<f64> = a.iter().zip(b).map(|(p, q)| p - q).collect();
+    linear(x, &d, &vec![0.0; out], false)
+        .iter()
+        .flatten()
+        .map(|v| v * v)
+        .sum()
+}
+
+#[test]
+fn a_wanda_stage_prunes_by_weight_times_input_norm_per_row_and_the_fine_tune_keeps_the_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), &one_shot_recipe(1, 2, "wanda", "0.05"));
+    // the dense weights pruned: the checkpoint at the end of the dense stage
+    let (dense_dir, run) = (tmp.path().join("dense"), tmp.path().join("run"));
+    let o = train(&config, &dense_dir, &["--stop-after", "1"]);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dense = layers(&dense_dir);
+    let saved = masks(&run);
+    assert_eq!(saved.len(), dense.len(), "every layer is pruned");
+    // Wanda (Sun et al. 2023): S_ij = |W_ij|·‖X_j‖₂ over the calibration tokens,
+    // the ⌊0.5·fan-in⌋ lowest of each output neuron pruned; each layer's inputs
+    // come from the model whose earlier layers are already pruned
+    let mut x = calibration_images(&config, 2);
+    assert_eq!(x.len(), 2 * 64);
+    let last = dense.len() - 1;
+    for (l, ((w, b), (path, shape, mask))) in dense.iter().zip(&saved).enumerate() {
+        assert_eq!(path, &format!("layers.{l}.weight"));
+        let (fan_in, out) = (shape[0], shape[1]);
+        let norms: Vec<f64> = (0..fan_in)
+            .map(|j| x.iter().map(|row| row[j] * row[j]).sum::<f64>().sqrt())
+            .collect();
+        let pruned = fan_in / 2;
+        let mut disagree = 0;
+        for o in 0..out {
+            let score = |j: usize| w[j * out + o].abs() * norms[j];
+            let mut order: Vec<usize> = (0..fan_in).collect();
+            order.sort_by(|&a, &c| score(a).total_cmp(&score(c)).then(a.cmp(&c)));
+            // the cut between the last pruned and the first kept score
+            let cut = 0.5 * (score(order[pruned - 1]) + score(order[pruned]));
+            for (rank, &j) in order.iter().enumerate() {
+                let kept = rank >= pruned;
+                if mask.get(j * out + o) != kept {
+                    // only a near-tie at the cut may differ (f32 activations in the run)
+                    assert!(
+                        (score(j) - cut).abs() <= 1e-5 * cut,
+                        "{path} neuron {o} input {j}: kept {} but score {} vs cut {cut}",
+                        mask.get(j * out + o),
+                        score(j)
+                    );
+                    disagree += 1;
+                }
+            }
+            let kept = (0..fan_in).filter(|&j| mask.get(j * out + o)).count();
+            assert_eq!(kept, fan_in - pruned, "{path} neuron {o}");
+        }
+        assert!(disagree * 1000 <= fan_in * out, "{path}: {disagree} near-ties differ");
+        // the next layer's inputs: this layer pruned
+        let pruned_w: Vec<f64> = w
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if mask.get(i) { *v } else { 0.0 })
+            .collect();
+        x = linear(&x, &pruned_w, b, l < last);
+    }
+
+    // the fine-tune keeps the masks: same nonzeros in every fine-tune epoch, the
+    // pruned weights exactly 0 in the final model, and the weights trained on
+    assert_eq!(column(&run, "stage"), ["dense", "finetune", "finetune"]);
+    let nonzeros = column(&run, "nonzeros");
+    assert_eq!(nonzeros[1], nonzeros[2]);
+    let active: usize = saved.iter().map(|(_, _, m)| m.count_ones()).sum();
+    assert_eq!(nonzeros[1].parse::<usize>().unwrap(), active);
+    let last_weights = layers(&run);
+    for ((w, _), (path, _, mask)) in last_weights.iter().zip(&saved) {
+        for (i, v) in w.iter().enumerate() {
+            if !mask.get(i) {
+                assert_eq!(*v, 0.0, "{path}[{i}] pruned but {v}");
+            }
+        }
+    }
+    assert_ne!(last_weights[0].0, dense[0].0, "the fine-tune trained");
+}
+
+#[test]
+fn a_sparsegpt_stage_prunes_exactly_and_reconstructs_better_than_magnitude() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a fine-tune step of lr 1e-20 leaves every weight as the pruning wrote it
+    // (|lr·g| is far below half an f32 ulp of any weight that is not 0)
+    let config = write_config(tmp.path(), &one_shot_recipe(1, 1, "sparsegpt", "1e-20"));
+    let (dense_dir, run) = (tmp.path().join("dense"), tmp.path().join("run"));
+    let o = train(&config, &dense_dir, &["--stop-after", "1"]);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dense = layers(&dense_dir);
+    let pruned = layers(&run);
+    let saved = masks(&run);
+    let mut x = calibration_images(&config, 2);
+    let last = dense.len() - 1;
+    for (l, (((w, _), (w_hat, b_hat)), (path, shape, mask))) in dense.iter().zip(&pruned).zip(&saved).enumerate() {
+        let (fan_in, out) = (shape[0], shape[1]);
+        // sparsity exact: half of the layer's weights pruned, and 0 in the model
+        assert_eq!(mask.count_ones() * 2, fan_in * out, "{path}");
+        for (i, v) in w_hat.iter().enumerate() {
+            if !mask.get(i) {
+                assert_eq!(*v, 0.0, "{path}[{i}]");
+            }
+        }
+        // SparseGPT updates the kept weights (magnitude and Wanda keep them as they are)
+        let changed = (0..w.len()).filter(|&i| mask.get(i) && w_hat[i] != w[i]).count();
+        assert!(
+            changed * 2 > mask.count_ones(),
+            "{path}: {changed} kept weights updated"
+        );
+        // on this layer's calibration inputs (from the already pruned layers
+        // before it): ‖WX − ŴX‖² of SparseGPT ≤ that of magnitude pruning at the
+        // same sparsity (the largest |W| of the layer kept)
+        let mut by_size: Vec<usize> = (0..w.len()).collect();
+        by_size.sort_by(|&a, &c| w[c].abs().total_cmp(&w[a].abs()).then(a.cmp(&c)));
+        let mut magnitude = vec![0.0; w.len()];
+        for &i in &by_size[..mask.count_ones()] {
+            magnitude[i] = w[i];
+        }
+        let sparsegpt = output_error(&x, w, w_hat, out);
+        let by_magnitude = output_error(&x, w, &magnitude, out);
+        assert!(
+            sparsegpt <= by_magnitude,
+            "{path}: SparseGPT error {sparsegpt} > magnitude {by_magnitude}"
+        );
+        x = linear(&x, w_hat, b_hat, l < last);
+    }
+}
+
+#[test]
+fn a_one_shot_stage_resumes_exactly_before_at_and_after_the_pruning() {
+    let tmp = tempfile::tempdir().unwrap();
+    // inside the dense stage, at its end (the pruning is the next step),
+    // inside the pruned fine-tune (resumed from the checkpoint: no second pruning)
+    let wanda = one_shot_recipe(2, 2, "wanda", "0.05");
+    for stop in ["1", "2", "3"] {
+        assert_resumes_exactly(&wanda, stop, tmp.path());
+    }
+    let sparsegpt = tmp.path().join("sparsegpt");
+    std::fs::create_dir(&sparsegpt).unwrap();
+    for stop in ["2", "3"] {
+        assert_resumes_exactly(&one_shot_recipe(2, 2, "sparsegpt", "0.05"), stop, &sparsegpt);
+    }
+}
+
+#[test]
+fn one_shot_stages_that_cannot_run_are_refused_with_the_fix() {
+    let dense = "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"dense\"\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"dense\"\nprune = \"wanda\""),
+            "give the stage a sparsity and a sparse method",
+        ),
+        (
+            "[[stage]]\nname = \"a\"\nepochs = 1\nmethod = \"gmp\"\nsparsity = 0.5\n[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = \"wanda\"".into(),
+            "put a dense stage between them, or drop prune",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"sparsegpt\", calibration_batches = 0 }}"),
+            "set calibration_batches to 1 or more",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = \"obs\""),
+            "unknown one-shot pruning method `obs`; use magnitude, wanda, sparsegpt",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ calibration_batches = 2 }}"),
+            "prune must be a one-shot method",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"wanda\", samples = 2 }}"),
+            "samples",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.75, pattern = \"block:2x2\" }}\nprune = \"wanda\""),
+            "keeps the unstructured or N:M pattern",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.5, pattern = \"2:4\" }}\nprune = {{ method = \"sparsegpt\", block_size = 6 }}"),
+            "must be a multiple of M = 4",
+        ),
+    ];
+    for (stages, expected) in cases {
+        let e = error(&stages);
+        assert!(e.contains(expected), "{stages}\n→ {e}");
+    }
+
+    // refused when training starts, before the first step
+    let tmp = tempfile::tempdir().unwrap();
+    let starts = [
+        // an epoch has 20 batches
+        (
+            format!(
+                "{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"wanda\", calibration_batches = 21 }}\n"
+            ),
+            "set it to at most 20",
+        ),
+    ];
+    for (i, (stages, expected)) in starts.iter().enumerate() {
+        let config = write_config(tmp.path(), &format!("{RUN}{stages}"));
+        let out = tmp.path().join(format!("run{i}"));
+        let o = train(&config, &out, &[]);
+        assert!(!o.status.success(), "{stages}");
+        let e = stderr(&o);
+        assert!(e.contains(expected) && !e.contains("panicked"), "{stages}\n→ {e}");
+        assert!(!out.join("metrics.csv").exists(), "{stages}");
+    }
+}

@@ -8,18 +8,29 @@
 //! [`RunConfig`] (the run's table with the stage's keys laid over it), so every
 //! check of a one-stage run applies to a stage too. The trainer runs the stages
 //! one after the other on the same model (see `train::stages`).
+//!
+//! A stage may also start with one-shot pruning (`prune = { method = "wanda" }`):
+//! at its first step the current weights are pruned to the stage's sparsity and
+//! pattern by [`sparse_methods::oneshot`] (magnitude, Wanda, SparseGPT),
+//! calibrated on the run's own training batches, and the stage's method trains
+//! on from those masks ([`StagePrune`]).
 
 use anyhow::{Context, bail};
-use sparse_core::Pattern;
+use burn::config::Config;
+use serde_json::Value;
+use sparse_core::{LayerFilter, Pattern};
 use sparse_methods::MethodConfig;
+use sparse_methods::oneshot::{CaptureMode, OneShotConfig, OneShotMethod, SparseGptSettings, Target};
+use sparse_methods::registry::fill_defaults;
 
 use super::config::RunConfig;
 
 /// The keys a `[[stage]]` takes.
-pub const STAGE_KEYS: [&str; 10] = [
+pub const STAGE_KEYS: [&str; 11] = [
     "name",
     "epochs",
     "method",
+    "prune",
     "sparsity",
     "optimizer",
     "lr",
@@ -42,6 +53,71 @@ pub struct Stage {
     /// The run's config with the stage's keys laid over it (its `training.epochs`
     /// are the stage's; its learning-rate schedule runs over the stage).
     pub config: Box<RunConfig>,
+    /// One-shot pruning at the stage's first step, if any.
+    pub prune: Option<StagePrune>,
+}
+
+/// One-shot pruning at the start of a stage (`prune = "wanda"` or
+/// `prune = { method = "sparsegpt", calibration_batches = 8 }` in a `[[stage]]`).
+///
+/// At the stage's first step the model's current weights are pruned to the
+/// stage's `sparsity`, `pattern` and `distribution` over the stage's sparse
+/// layers with [`sparse_methods::oneshot::prune`] (layer by layer in forward
+/// order, as `sparseburn prune` does): magnitude keeps the largest `|W|`; Wanda
+/// (Sun et al. 2023) the largest `|W_ij|·‖X_j‖₂` in each output row; SparseGPT
+/// (Frantar & Alistarh 2023) solves the layer-wise OBS problem
+/// `min ‖WX − ŴX‖²` row by row and updates the kept weights. `X` are the
+/// layers' inputs on the first `calibration_batches` training batches of the
+/// run's first epoch (the run's seed orders them, no augmentation), so a resumed
+/// run calibrates on the same images. The stage's method then trains from those
+/// masks ([`sparse_core::Sparsifier::continue_from`]: `static` keeps them, a DST
+/// method moves weights at their per-layer counts).
+#[derive(Config, Debug, PartialEq)]
+pub struct StagePrune {
+    /// `magnitude`, `wanda` or `sparsegpt`.
+    pub method: OneShotMethod,
+    /// Training batches (of the run's batch size) whose layer inputs calibrate
+    /// Wanda and SparseGPT (and the per-layer reconstruction error logged).
+    #[config(default = 4)]
+    pub calibration_batches: usize,
+    /// SparseGPT: columns per lazy-update block (paper: 128).
+    #[config(default = 128)]
+    pub block_size: usize,
+    /// SparseGPT: dampening as a fraction of the mean Hessian diagonal (paper: 0.01).
+    #[config(default = 0.01)]
+    pub dampening: f64,
+}
+
+impl StagePrune {
+    /// Reads `prune = "wanda"` or `prune = { method = "wanda", ... }`.
+    fn from_toml(value: &toml::Value) -> anyhow::Result<Self> {
+        let table = match value {
+            toml::Value::String(_) => toml::Table::from_iter([("method".to_string(), value.clone())]),
+            toml::Value::Table(t) if t.contains_key("method") => t.clone(),
+            _ => bail!(
+                "prune must be a one-shot method (prune = \"wanda\") or a table with one (prune = {{ method = \"sparsegpt\", calibration_batches = 8 }}); methods: magnitude, wanda, sparsegpt"
+            ),
+        };
+        let Value::Object(map) = serde_json::to_value(table)? else {
+            bail!("prune must be a table");
+        };
+        Ok(fill_defaults(&StagePrune::new(OneShotMethod::Magnitude), map, "prune")?)
+    }
+
+    /// The one-shot run that prunes a stage of `config`, over the layers
+    /// `policy` (the model's own sparsity policy) and the stage's sparsity settings choose.
+    pub fn one_shot(&self, config: &RunConfig, policy: LayerFilter) -> OneShotConfig {
+        let sparsity = config.sparsity_config(policy);
+        OneShotConfig::new(self.method)
+            .with_sparsity(sparsity.sparsity)
+            .with_pattern(sparsity.pattern)
+            .with_distribution(sparsity.distribution)
+            .with_filter(sparsity.filter)
+            .with_mode(CaptureMode::Sequential)
+            .with_block_size(self.block_size)
+            .with_dampening(self.dampening)
+            .with_report_error(true)
+    }
 }
 
 impl Stage {
@@ -63,6 +139,9 @@ impl Stage {
             put("sparsity", toml::Value::try_from(s));
         }
         put("optimizer", toml::Value::try_from(&c.optimizer));
+        if let Some(p) = &self.prune {
+            put("prune", toml::Value::try_from(p));
+        }
         if let Ok(toml::Value::Table(training)) = toml::Value::try_from(&c.training) {
             for key in TRAINING_KEYS {
                 if let Some(v) = training.get(key) {
@@ -170,14 +249,74 @@ pub(crate) fn resolve_stages(base: &toml::Table, raw: Vec<RawStage>) -> anyhow::
         if let Some(before) = stages.last() {
             config = inherit_distribution(before, config, &mut table, &label, resolve)?;
         }
+        let prune = s
+            .overrides
+            .get("prune")
+            .map(StagePrune::from_toml)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
         stages.push(Stage {
             name: s.name,
             epochs: s.epochs,
             config: Box::new(config),
+            prune,
         });
     }
     check_carry_over(&stages)?;
+    check_prune(&stages)?;
     Ok(stages)
+}
+
+/// Checks each stage that starts with one-shot pruning: it prunes a dense
+/// model (the first stage, or after a dense stage) into masks that the stage's
+/// own sparse method trains on; Wanda and SparseGPT get calibration batches;
+/// the pattern is one the pruning keeps (unstructured, N:M); SparseGPT's
+/// settings are valid. Whether the model reports its layers' inputs and the
+/// epoch has the calibration batches is checked when training starts.
+fn check_prune(stages: &[Stage]) -> anyhow::Result<()> {
+    for (i, stage) in stages.iter().enumerate() {
+        let Some(prune) = &stage.prune else { continue };
+        let label = format!("[[stage]] {} `{}`", i + 1, stage.name);
+        let method = prune.method.name();
+        let Some(sparsity) = &stage.config.sparsity else {
+            bail!(
+                "{label}: prune = {method} needs a sparse stage to train the pruned model: give the stage a sparsity and a sparse method (method = \"static\" keeps the pruned masks), or drop prune"
+            );
+        };
+        if let Some(before) = stages[..i].last().filter(|b| b.config.sparsity.is_some()) {
+            bail!(
+                "{label}: prune = {method} prunes a dense model, but stage `{}` before it hands over sparse masks; put a dense stage between them, or drop prune (a gmp stage prunes handed-over masks further by magnitude)",
+                before.name
+            );
+        }
+        if prune.method.needs_calibration() && prune.calibration_batches == 0 {
+            bail!(
+                "{label}: prune = {method} scores the weights on the layers' inputs, but calibration_batches = 0; set calibration_batches to 1 or more (e.g. 4)"
+            );
+        }
+        let target = match sparsity.pattern {
+            Pattern::Unstructured => Target::Sparsity(sparsity.sparsity),
+            Pattern::NM { n, m } => Target::NM { n, m },
+            ref other => bail!(
+                "{label}: one-shot pruning keeps the unstructured or N:M pattern, not {other}; set the stage's pattern to unstructured or e.g. 2:4"
+            ),
+        };
+        if prune.method == OneShotMethod::SparseGpt {
+            // the block size and dampening, and an N:M block size's alignment
+            // (a layer's fan-in is checked against M when training starts)
+            let fan_in = match target {
+                Target::NM { m, .. } => m,
+                Target::Sparsity(_) => 1,
+            };
+            SparseGptSettings {
+                block_size: prune.block_size,
+                dampening: prune.dampening,
+            }
+            .check(fan_in, target)
+            .map_err(|e| anyhow::anyhow!("{label}: prune: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// A sparse stage that continues the masks of the sparse stage `before` trains

@@ -13,6 +13,12 @@
 //!   a dense one (or the first stage) starts as a run would, with its method's
 //!   own first masks (GMP from dense, or one-shot magnitude pruning with
 //!   `initial_sparsity` = the target);
+//! - a stage with `prune` (one-shot magnitude, Wanda or SparseGPT) prunes the
+//!   dense model it starts from at its first step, calibrated on the run's first
+//!   training batches, and its method continues from those masks; this happens
+//!   only where the stage starts, so a run resumed inside the stage restores the
+//!   pruned model and masks from the checkpoint and never prunes again, and a run
+//!   resumed at the boundary prunes the same restored weights on the same batches;
 //! - the optimizer state starts from zero (momentum, Adam's moments), as in
 //!   SparseML's recipes where each stage's optimizer settings take effect anew;
 //! - the best epoch (by validation accuracy) is the current stage's.
@@ -27,6 +33,7 @@ use std::ops::Range;
 use anyhow::bail;
 use burn::module::Module;
 use sparse_core::{LayerFilter, Mask, Sparsifier};
+use sparse_methods::oneshot::OneShotOutcome;
 
 use super::accumulate::Accumulation;
 use super::checkpoint::{Checkpointer, Schedule};
@@ -80,6 +87,7 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
         build_sparsifier(&stages[i].config, model, filter.clone(), steps, spe, classes)
     };
     check_methods(stages, |i| build(i, &model))?;
+    check_prunes(stages, &model, &filter, &task)?;
     let mut runner = Runner::new(
         task,
         Lr::new(&stages[0].config.training, spe)?,
@@ -119,7 +127,7 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
         (k, model, sparse)
     } else {
         let mut sparse = build(0, &model)?;
-        let model = init_masks(&mut sparse, model, &runner.task)?;
+        let model = begin(&stages[0], &mut sparse, model, None, &runner.task, &filter)?;
         (0, model, sparse)
     };
     if opts.verbose {
@@ -129,7 +137,7 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
         if i > first {
             let carried = carried_masks(&stages[i - 1], &sparse);
             let mut next = build(i, &model)?;
-            model = begin(&mut next, model, carried, &runner.task)?;
+            model = begin(stage, &mut next, model, carried, &runner.task, &filter)?;
             sparse = next;
         }
         let range = &bounds[i];
@@ -227,17 +235,49 @@ fn carried_masks(stage: &Stage, sparse: &Sparsifier) -> Option<BTreeMap<String, 
     )
 }
 
-/// Starts a stage's sparsifier on `model`: from the `carried` masks of a sparse
-/// stage before (a sparse weight that stage did not have starts active), brought
-/// to the method's starting point (`Sparsifier::continue_from`: GMP prunes them to
+/// Checks, before training, each stage that starts with one-shot pruning
+/// against the model and the task: the settings against the layers (e.g. M of
+/// N:M dividing each fan-in), the calibration batches against an epoch's, and
+/// that the model reports every pruned layer's input.
+fn check_prunes<M: Module, T: Task<M>>(
+    stages: &[Stage],
+    model: &M,
+    policy: &LayerFilter,
+    task: &T,
+) -> anyhow::Result<()> {
+    for (i, stage) in stages.iter().enumerate() {
+        if let Some(prune) = &stage.prune {
+            let config = prune.one_shot(&stage.config, policy.clone());
+            task.check_one_shot(model, &config, prune.calibration_batches)
+                .map_err(|e| {
+                    anyhow::anyhow!("[[stage]] {} `{}`: prune = {}: {e:#}", i + 1, stage.name, prune.method)
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts `stage`'s sparsifier on `model`: with its one-shot pruning when it
+/// has one ([`prune_at_start`]); else from the `carried` masks of a sparse stage
+/// before (a sparse weight that stage did not have starts active), brought to
+/// the method's starting point (`Sparsifier::continue_from`: GMP prunes them to
 /// its schedule's sparsity at the stage's step 0; a drop/grow method checks its
-/// plan), else with its method's first masks.
+/// plan); else with its method's first masks.
 fn begin<M: Module, T: Task<M>>(
+    stage: &Stage,
     sparse: &mut Sparsifier,
     model: M,
     carried: Option<BTreeMap<String, Mask>>,
     task: &T,
+    policy: &LayerFilter,
 ) -> anyhow::Result<M> {
+    if let Some(prune) = &stage.prune {
+        let config = prune.one_shot(&stage.config, policy.clone());
+        let outcome = task
+            .one_shot(&model, &config, prune.calibration_batches)
+            .map_err(|e| anyhow::anyhow!("stage `{}`: one-shot {}: {e:#}", stage.name, prune.method))?;
+        return prune_at_start(sparse, model, &outcome);
+    }
     match carried {
         Some(carried) if !sparse.method().is_dense() => {
             let masks = sparse
@@ -249,4 +289,28 @@ fn begin<M: Module, T: Task<M>>(
         }
         _ => init_masks(sparse, model, task),
     }
+}
+
+/// Writes the one-shot `outcome`'s weights into `model` (SparseGPT updates the
+/// kept ones) and continues the stage's method from its masks.
+fn prune_at_start<M: Module>(sparse: &mut Sparsifier, model: M, outcome: &OneShotOutcome) -> anyhow::Result<M> {
+    let pruned = outcome.masks();
+    let mut masks = Vec::with_capacity(sparse.layers().len());
+    for layer in sparse.layers() {
+        let Some(mask) = pruned.get(&layer.path) else {
+            bail!(
+                "the one-shot pruning did not prune the sparse layer `{}`; its layers and the stage's must be the same",
+                layer.path
+            );
+        };
+        masks.push(mask.clone());
+    }
+    tracing::info!(
+        sparsity = outcome.sparsity(),
+        error = ?outcome.total_error(),
+        layers = masks.len(),
+        "one-shot pruning at the stage's start"
+    );
+    let model = outcome.apply(model)?;
+    Ok(sparse.continue_from(model, masks)?)
 }

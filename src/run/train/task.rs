@@ -5,10 +5,12 @@
 //! implementation of the same trait, with the loop, metrics, checkpoints and
 //! rounds unchanged.
 
+use anyhow::bail;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor};
 use sparse_core::{GradRequest, Rng};
+use sparse_methods::oneshot::{self, OneShotConfig, OneShotOutcome};
 use sparse_models::Classifier;
 
 use super::scoring::class_balanced;
@@ -76,7 +78,26 @@ pub trait Task<M> {
     /// Gradients for a data-driven initialisation (SNIP's first batch, GraSP's
     /// samples per class), logits divided by `request.temperature`.
     fn scoring_grads(&self, model: &M, request: &GradRequest) -> sparse_core::Result<GradientsParams>;
+
+    /// Checks that [`Task::one_shot`] can prune `model` by `config` on `batches`
+    /// calibration batches (before training starts). A task whose model cannot
+    /// report its layers' inputs refuses.
+    fn check_one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<()> {
+        let _ = (model, config, batches);
+        bail!(NO_ONE_SHOT)
+    }
+
+    /// Prunes `model` in one shot by `config` ([`oneshot::prune`]), calibrated on
+    /// the layers' inputs of the first `batches` training batches of the run's
+    /// first epoch (in the order of the run's seed, without augmentation), and
+    /// returns the masks and pruned weights (`model` itself is not changed).
+    fn one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<OneShotOutcome> {
+        let _ = (model, config, batches);
+        bail!(NO_ONE_SHOT)
+    }
 }
+
+const NO_ONE_SHOT: &str = "this task's model cannot report its layers' inputs, so it cannot be pruned in one shot; a stage's prune applies to image classification";
 
 /// Image classification with cross-entropy.
 pub struct ImageClassification {
@@ -142,6 +163,24 @@ impl ImageClassification {
     pub fn with_scoring_batches(mut self, batches: usize) -> Self {
         self.scoring_batches = batches.max(1);
         self
+    }
+
+    /// The first `batches` training batches of the first epoch's order, without
+    /// augmentation, on the inference device: one-shot pruning's calibration images.
+    fn calibration(&self, batches: usize) -> anyhow::Result<Vec<Tensor<4>>> {
+        let available = self.order.batches_per_epoch();
+        if batches > available {
+            bail!(
+                "calibration_batches = {batches}, but an epoch has {available} batches of {} training images; set it to at most {available}",
+                self.order.batch_size
+            );
+        }
+        let size = self.order.batch_size;
+        let inner = self.device.clone().inner();
+        Ok(self.order.epoch(0)[..batches * size]
+            .chunks(size)
+            .map(|chunk| self.batcher.batch_indices(&self.train, chunk, &inner, None).images)
+            .collect())
     }
 
     /// The images of batch `b` of `epoch`.
@@ -259,5 +298,17 @@ impl<M: Classifier> Task<M> for ImageClassification {
             accumulator.accumulate(model, grads);
         }
         Ok(accumulator.grads())
+    }
+
+    /// Checks the settings against the layers and runs one capturing forward
+    /// pass on the first calibration batch (every layer to prune must report its input).
+    fn check_one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<()> {
+        let images = self.calibration(batches)?;
+        Ok(oneshot::check(model, images.first(), config)?)
+    }
+
+    fn one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<OneShotOutcome> {
+        let images = self.calibration(batches)?;
+        Ok(oneshot::prune(model, &images, config)?)
     }
 }

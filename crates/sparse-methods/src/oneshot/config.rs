@@ -2,12 +2,13 @@
 
 use burn::config::Config;
 use sparse_core::distribution::Distribution;
-use sparse_core::{LayerFilter, Pattern};
+use sparse_core::{LayerFilter, Pattern, SparseError};
 
 use super::sparsegpt::SparseGptSettings;
 
-/// Which weights go (and whether the rest is updated).
-#[derive(Config, Debug, PartialEq)]
+/// Which weights go (and whether the rest is updated). Written as its name
+/// (`"magnitude"`, `"wanda"`, `"sparsegpt"`) in config files, as on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OneShotMethod {
     /// Smallest `|W|` per layer ([`super::magnitude`]); needs no calibration data.
     Magnitude,
@@ -18,6 +19,9 @@ pub enum OneShotMethod {
 }
 
 impl OneShotMethod {
+    /// Every method, in the order the help lists them.
+    pub const ALL: [Self; 3] = [Self::Magnitude, Self::Wanda, Self::SparseGpt];
+
     /// Name as used on the command line.
     pub fn name(&self) -> &'static str {
         match self {
@@ -26,7 +30,48 @@ impl OneShotMethod {
             Self::SparseGpt => "sparsegpt",
         }
     }
+
+    /// Whether it scores the weights on the layers' calibration inputs (Wanda,
+    /// SparseGPT); magnitude pruning needs no data.
+    pub fn needs_calibration(&self) -> bool {
+        *self != Self::Magnitude
+    }
 }
+
+impl std::fmt::Display for OneShotMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OneShotMethod {
+    type Err = SparseError;
+
+    fn from_str(s: &str) -> Result<Self, SparseError> {
+        Self::ALL.into_iter().find(|m| m.name() == s.trim()).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+            SparseError::InvalidConfig(format!(
+                "unknown one-shot pruning method `{s}`; use {}",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+impl serde::Serialize for OneShotMethod {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OneShotMethod {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl burn::config::Config for OneShotMethod {}
 
 /// Where each layer's calibration inputs come from.
 #[derive(Config, Debug, PartialEq)]

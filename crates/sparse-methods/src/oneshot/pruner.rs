@@ -81,6 +81,24 @@ pub fn prune<M: CaptureInputs>(model: &M, calibration: &[M::Batch], config: &One
     Ok(OneShotOutcome { layers: reports })
 }
 
+/// Checks, without pruning, that [`prune`] can run `config` on `model`: the
+/// sparsity, the pattern and SparseGPT's settings against the layers, the
+/// calibration data a method needs, and, given a calibration `batch`, that the
+/// model's [`CaptureInputs::forward_capture`] reports every layer to prune (so a
+/// training recipe can refuse a bad one-shot stage before it trains).
+pub fn check<M: CaptureInputs>(model: &M, batch: Option<&M::Batch>, config: &OneShotConfig) -> Result<()> {
+    let layers = discover(model, &config.filter)?;
+    check_config(config, &layers)?;
+    match batch {
+        Some(batch) => forward_order(&model.valid(), batch, &layers).map(|_| ()),
+        None if config.method.needs_calibration() => Err(SparseError::method(
+            config.method.name(),
+            "needs calibration data (the activations of each layer); pass at least one calibration batch",
+        )),
+        None => Ok(()),
+    }
+}
+
 fn paths(layers: &[SparseLayer]) -> Vec<String> {
     layers.iter().map(|l| l.path.clone()).collect()
 }
