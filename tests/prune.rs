@@ -513,3 +513,148 @@ fn a_run_is_pruned_and_evaluated_on_its_own_data_and_normalisation() {
     assert_eq!(pruned_info.mean, run_info.mean);
     assert_eq!(pruned_info.std, run_info.std);
 }
+
+/// Mean cross-entropy of the torchvision-format MLP `torch` on the first
+/// `limit` Fashion-MNIST test images normalised as `(x/255 − mean)/std`,
+/// computed here in f64 from the raw pixels.
+fn mlp_loss(torch: &[(String, Vec<usize>, Vec<f32>)], limit: usize, mean: f64, std: f64) -> f64 {
+    let data = sparseburn::data::DataConfig {
+        test_limit: limit,
+        ..Default::default()
+    };
+    let (_, test) = data.load().unwrap();
+    assert_eq!(test.len(), limit);
+    let layers: Vec<(&Vec<usize>, &Vec<f32>, &Vec<f32>)> =
+        torch.chunks(2).map(|p| (&p[0].1, &p[0].2, &p[1].2)).collect();
+    let mut total = 0.0;
+    for i in 0..test.len() {
+        let mut x: Vec<f64> = test
+            .image(i)
+            .iter()
+            .map(|p| (f64::from(*p) / 255.0 - mean) / std)
+            .collect();
+        for (l, (shape, w, b)) in layers.iter().enumerate() {
+            let (out, fan_in) = (shape[0], shape[1]);
+            let mut y: Vec<f64> = (0..out)
+                .map(|o| f64::from(b[o]) + (0..fan_in).map(|j| f64::from(w[o * fan_in + j]) * x[j]).sum::<f64>())
+                .collect();
+            if l + 1 < layers.len() {
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            x = y;
+        }
+        let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let log_sum = max + x.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+        total += log_sum - x[usize::from(test.labels[i])];
+    }
+    total / test.len() as f64
+}
+
+#[test]
+fn mean_and_std_reach_calibration_evaluation_and_the_file_and_a_wrong_count_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let weights = t.join("mlp-torch.safetensors");
+    let torch = torch_mlp(&weights, &[784, 300, 100, 10]);
+    let run = |name: &str, extra: &[&str]| {
+        let (file, report) = (t.join(format!("{name}.safetensors")), t.join(format!("{name}.json")));
+        let mut args = vec![
+            "--model",
+            "mlp",
+            "--init-weights",
+            weights.to_str().unwrap(),
+            "--calibration",
+            "fashion-mnist",
+            "--calibration-samples",
+            "16",
+            "--test-limit",
+            "100",
+            "--method",
+            "wanda",
+            "--sparsity",
+            "0.5",
+            "--format",
+            "dense",
+            "-o",
+            file.to_str().unwrap(),
+            "--json",
+            report.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        prune(&args);
+        (file, json(&report))
+    };
+    let (default_file, default_report) = run("default", &[]);
+    let (file, report) = run("given", &["--mean", "0.1", "--std", "0.7"]);
+
+    // evaluation: the dense model's loss is that of (x/255 − 0.1)/0.7 inputs
+    let loss = report["loss_before"].as_f64().unwrap();
+    let expected = mlp_loss(&torch, 100, 0.1, 0.7);
+    assert!(
+        (loss - expected).abs() <= 1e-4 * expected,
+        "loss {loss}, expected {expected}"
+    );
+    let default_loss = default_report["loss_before"].as_f64().unwrap();
+    assert!(
+        (default_loss - expected).abs() > 1e-3 * expected,
+        "{default_loss} vs {expected}"
+    );
+    // calibration: Wanda's input norms change, and with them its first layer's masks
+    let zeros = |path: &Path| -> Vec<bool> { mlp_weights(path)[0].2.iter().map(|v| *v == 0.0).collect() };
+    assert_ne!(zeros(&file), zeros(&default_file));
+    // the written model records them (`infer` normalises with them)
+    let info = |path: &Path| {
+        let device = burn::tensor::Device::flex();
+        sparseburn::sparse_models::ExportedModel::from_bytes(&std::fs::read(path).unwrap(), &device)
+            .unwrap()
+            .info
+    };
+    let given = info(&file);
+    assert_eq!((given.mean, given.std), (vec![0.1], vec![0.7]));
+    assert_ne!(info(&default_file).mean, vec![0.1]);
+
+    // one value per channel (Fashion-MNIST has 1), std above 0, and only with --init-weights
+    let out = t.join("bad.safetensors");
+    let bad = |extra: &[&str]| {
+        let mut args = vec![
+            "prune",
+            "--model",
+            "mlp",
+            "--init-weights",
+            weights.to_str().unwrap(),
+            "--calibration",
+            "fashion-mnist",
+            "--method",
+            "magnitude",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        sparseburn(&args)
+    };
+    assert_error(
+        &bad(&["--mean", "0.485,0.456,0.406"]),
+        &[
+            "--mean has 3 value(s)",
+            "1 channel(s)",
+            "pass 1 comma-separated value(s)",
+        ],
+    );
+    assert_error(&bad(&["--std", "0.5,0.5"]), &["--std has 2 value(s)", "pass 1"]);
+    assert_error(&bad(&["--std", "0"]), &["--std 0", "above 0"]);
+    assert!(!out.exists());
+    let dense_run = t.join("missing-run");
+    let o = sparseburn(&[
+        "prune",
+        "--run",
+        dense_run.to_str().unwrap(),
+        "--method",
+        "magnitude",
+        "--mean",
+        "0.5",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("drop --mean and --std"), "{}", stderr(&o));
+}

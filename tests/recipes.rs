@@ -496,7 +496,14 @@ fn the_example_recipes_resolve() {
         names.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
     names.sort();
-    assert_eq!(names, ["oneshot-finetune.toml", "warmup-gmp-finetune.toml"]);
+    assert_eq!(
+        names,
+        [
+            "oneshot-finetune.toml",
+            "wanda-24-finetune.toml",
+            "warmup-gmp-finetune.toml"
+        ]
+    );
 }
 
 #[test]
@@ -754,6 +761,15 @@ fn a_wanda_stage_prunes_by_weight_times_input_norm_per_row_and_the_fine_tune_kee
         }
     }
     assert_ne!(last_weights[0].0, dense[0].0, "the fine-tune trained");
+    // the stage's pruning in the summary and the report
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["stages"][1]["prune"], "wanda");
+    assert!(summary["stages"][0].get("prune").is_none());
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains("| finetune | one-shot wanda, then static | 50.00% |"),
+        "{report}"
+    );
 }
 
 #[test]

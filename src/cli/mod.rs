@@ -287,6 +287,18 @@ struct PruneArgs {
     /// Image folders: 1 or 3 channels.
     #[arg(long)]
     channels: Option<usize>,
+    /// With --init-weights: the per-channel mean, comma-separated, of the pixels scaled to [0, 1] that the weights expect (images are fed as (x − mean)/std); torchvision's ImageNet weights: 0.485,0.456,0.406 [default: the dataset's own, as `train` normalises].
+    #[arg(
+        long,
+        value_name = "M,...",
+        value_delimiter = ',',
+        requires = "init_weights",
+        allow_negative_numbers = true
+    )]
+    mean: Vec<f32>,
+    /// With --init-weights: the per-channel standard deviation, comma-separated, that the weights expect; torchvision's ImageNet weights: 0.229,0.224,0.225 [default: the dataset's own].
+    #[arg(long, value_name = "S,...", value_delimiter = ',', requires = "init_weights")]
+    std: Vec<f32>,
     /// Calibration images, drawn from the training split (Wanda and SparseGPT used 128 sequences).
     #[arg(long, value_name = "N", default_value_t = 128)]
     calibration_samples: usize,
@@ -812,7 +824,12 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn prune_command(args: PruneArgs) -> anyhow::Result<()> {
-    use crate::run::prune::{PruneOptions, Source, prune, render};
+    use crate::run::prune::{Normalisation, PruneOptions, Source, prune, render};
+    if args.run.is_some() && !(args.mean.is_empty() && args.std.is_empty()) {
+        bail!(
+            "--mean and --std say how --init-weights expect their images; a run folder's model is normalised as it was trained: drop --mean and --std"
+        );
+    }
     let source = match (&args.run, &args.init_weights, args.model.model) {
         (Some(dir), _, _) => Source::Run(dir.clone()),
         (None, Some(path), Some(name)) => Source::Weights {
@@ -861,6 +878,10 @@ fn prune_command(args: PruneArgs) -> anyhow::Result<()> {
         test_limit: args.test_limit,
         oneshot,
         samples: args.calibration_samples,
+        normalisation: Normalisation {
+            mean: (!args.mean.is_empty()).then(|| args.mean.clone()),
+            std: (!args.std.is_empty()).then(|| args.std.clone()),
+        },
         seed: args.seed,
         batch: args.batch_size as usize,
         format: args.format.kind(),

@@ -328,6 +328,9 @@ pub struct StageSummary {
     pub name: String,
     /// Its method.
     pub method: String,
+    /// The one-shot pruning at its start (`wanda`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<String>,
     /// Its target sparsity (0 for a dense stage).
     pub target_sparsity: f64,
     /// Epochs of the run before it.

@@ -52,6 +52,8 @@ pub struct PruneOptions {
     pub oneshot: OneShotConfig,
     /// Calibration images.
     pub samples: usize,
+    /// The normalisation the weights expect, where it is not the dataset's own.
+    pub normalisation: Normalisation,
     /// Seed of the calibration images' choice.
     pub seed: u64,
     /// Images per batch (calibration and evaluation).
@@ -62,6 +64,60 @@ pub struct PruneOptions {
     pub out: PathBuf,
     /// Replace `out` if it exists.
     pub force: bool,
+}
+
+/// Per-channel normalisation of the pixels scaled to `[0, 1]`, `(x − mean) / std`,
+/// given on the command line (`--mean`, `--std`); `None` keeps the dataset's own
+/// statistics (what `sparseburn train` uses). torchvision's ImageNet weights
+/// expect mean `0.485, 0.456, 0.406` and std `0.229, 0.224, 0.225`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Normalisation {
+    /// Per-channel mean.
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation.
+    pub std: Option<Vec<f32>>,
+}
+
+impl Normalisation {
+    /// Sets the given values on `sets` (calibration and evaluation images and
+    /// the written model's record), after checking one value per channel, each
+    /// finite, and every std above 0.
+    pub fn apply(&self, sets: [&mut ImageSet; 2]) -> anyhow::Result<()> {
+        let channels = sets[0].shape[0];
+        let check = |flag: &str, values: &[f32], positive: bool| -> anyhow::Result<()> {
+            if values.len() != channels {
+                bail!(
+                    "--{flag} has {} value(s), but the {} images have {channels} channel(s); pass {channels} comma-separated value(s) (torchvision's ImageNet weights: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)",
+                    values.len(),
+                    sets[0].name.split('/').next().unwrap_or_default()
+                );
+            }
+            if let Some(v) = values.iter().find(|v| !v.is_finite() || (positive && **v <= 0.0)) {
+                let what = if positive {
+                    "a finite number above 0"
+                } else {
+                    "a finite number"
+                };
+                bail!("--{flag} {v}: each value must be {what}");
+            }
+            Ok(())
+        };
+        if let Some(mean) = &self.mean {
+            check("mean", mean, false)?;
+        }
+        if let Some(std) = &self.std {
+            check("std", std, true)?;
+        }
+        for set in sets {
+            if let Some(mean) = &self.mean {
+                set.mean = mean.clone();
+            }
+            if let Some(std) = &self.std {
+                set.std = std.clone();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One pruned layer.
@@ -277,7 +333,8 @@ pub fn prune(opts: &PruneOptions, device: &Device) -> anyhow::Result<PruneReport
         test_limit: opts.test_limit.unwrap_or(data.test_limit),
         ..data
     };
-    let (train, test) = data.load().context("loading the calibration dataset")?;
+    let (mut train, mut test) = data.load().context("loading the calibration dataset")?;
+    opts.normalisation.apply([&mut train, &mut test])?;
     let load = match (&run, load) {
         (Some(run), _) => Load::Checkpoint(&run.checkpoint),
         (None, Some(path)) => Load::Torchvision(path),

@@ -258,7 +258,10 @@ pub fn write(
                 r,
                 "| {} | {} | {} | {}–{} | {}–{} |",
                 s.name,
-                s.method,
+                match &s.prune {
+                    Some(p) => format!("one-shot {p}, then {}", s.method),
+                    None => s.method.clone(),
+                },
                 pct(Some(s.target_sparsity)),
                 s.start_epoch,
                 s.end_epoch,

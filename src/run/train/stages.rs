@@ -151,8 +151,12 @@ pub(crate) fn train_stages<M: Module + 'static, T: Task<M>>(
             "stage"
         );
         if opts.verbose && fresh {
+            let prune = stage
+                .prune
+                .as_ref()
+                .map_or(String::new(), |p| format!("one-shot {}, then ", p.method));
             println!(
-                "stage {}/{} `{}`: {} at sparsity {:.2}, epochs {}-{}",
+                "stage {}/{} `{}`: {prune}{} at sparsity {:.2}, epochs {}-{}",
                 i + 1,
                 stages.len(),
                 stage.name,

@@ -115,6 +115,7 @@ fn stage_summaries(cfg: &RunConfig, steps_per_epoch: u64) -> Option<Vec<StageSum
             .map(|(s, b)| StageSummary {
                 name: s.name.clone(),
                 method: s.config.method.name().to_string(),
+                prune: s.prune.as_ref().map(|p| p.method.name().to_string()),
                 target_sparsity: s.config.target_sparsity(),
                 start_epoch: b.start / spe,
                 end_epoch: b.end / spe,
