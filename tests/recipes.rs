@@ -865,7 +865,11 @@ fn one_shot_stages_that_cannot_run_are_refused_with_the_fix() {
         ),
         (
             format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"wanda\", samples = 2 }}"),
-            "samples",
+            "[prune] has no key `samples`; its keys: block_size, calibration_batches, dampening, method",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"sparsegpt\", dampening = -1.0 }}"),
+            "dampening -1 must be a finite number >= 0",
         ),
         (
             format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.75, pattern = \"block:2x2\" }}\nprune = \"wanda\""),
@@ -890,6 +894,13 @@ fn one_shot_stages_that_cannot_run_are_refused_with_the_fix() {
                 "{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"wanda\", calibration_batches = 21 }}\n"
             ),
             "set it to at most 20",
+        ),
+        // 3:8 and the hidden layer's fan-in of 300
+        (
+            format!(
+                "{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.625, pattern = \"3:8\" }}\nprune = \"wanda\"\n"
+            ),
+            "needs M to divide the fan-in 300",
         ),
     ];
     for (i, (stages, expected)) in starts.iter().enumerate() {

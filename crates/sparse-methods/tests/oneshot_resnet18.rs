@@ -195,7 +195,7 @@ fn output_energy(layer: &SparseLayer, w: &[f32], x: &Matrix) -> f64 {
 }
 
 fn run(model: &ResNet, images: &[Tensor<4>], method: OneShotMethod) -> Vec<LayerReport> {
-    let config = OneShotConfig::new(method.clone())
+    let config = OneShotConfig::new(method)
         .with_sparsity(0.5)
         .with_mode(CaptureMode::OnePass)
         .with_report_error(method == OneShotMethod::SparseGpt);
