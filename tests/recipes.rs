@@ -872,8 +872,12 @@ fn one_shot_stages_that_cannot_run_are_refused_with_the_fix() {
             "dampening -1 must be a finite number >= 0",
         ),
         (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.7, pattern = \"2:4\" }}\nprune = \"wanda\""),
+            "pattern 2:4 fixes the sparsity at 0.5, but the target is 0.7; set the sparsity to 0.5",
+        ),
+        (
             format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.75, pattern = \"block:2x2\" }}\nprune = \"wanda\""),
-            "keeps the unstructured or N:M pattern",
+            "supports the unstructured and N:M patterns, not block:2x2; use unstructured or e.g. 2:4",
         ),
         (
             format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.5, pattern = \"2:4\" }}\nprune = {{ method = \"sparsegpt\", block_size = 6 }}"),

@@ -20,7 +20,7 @@ use burn::config::Config;
 use serde_json::Value;
 use sparse_core::{LayerFilter, Pattern};
 use sparse_methods::MethodConfig;
-use sparse_methods::oneshot::{CaptureMode, OneShotConfig, OneShotMethod, SparseGptSettings, Target};
+use sparse_methods::oneshot::{self, CaptureMode, OneShotConfig, OneShotMethod};
 use sparse_methods::registry::fill_defaults;
 
 use super::config::RunConfig;
@@ -278,11 +278,11 @@ fn check_prune(stages: &[Stage]) -> anyhow::Result<()> {
         let Some(prune) = &stage.prune else { continue };
         let label = format!("[[stage]] {} `{}`", i + 1, stage.name);
         let method = prune.method.name();
-        let Some(sparsity) = &stage.config.sparsity else {
+        if stage.config.sparsity.is_none() {
             bail!(
                 "{label}: prune = {method} needs a sparse stage to train the pruned model: give the stage a sparsity and a sparse method (method = \"static\" keeps the pruned masks), or drop prune"
             );
-        };
+        }
         if let Some(before) = stages[..i].last().filter(|b| b.config.sparsity.is_some()) {
             bail!(
                 "{label}: prune = {method} prunes a dense model, but stage `{}` before it hands over sparse masks; put a dense stage between them, or drop prune (a gmp stage prunes handed-over masks further by magnitude)",
@@ -294,27 +294,9 @@ fn check_prune(stages: &[Stage]) -> anyhow::Result<()> {
                 "{label}: prune = {method} scores the weights on the layers' inputs, but calibration_batches = 0; set calibration_batches to 1 or more (e.g. 4)"
             );
         }
-        let target = match sparsity.pattern {
-            Pattern::Unstructured => Target::Sparsity(sparsity.sparsity),
-            Pattern::NM { n, m } => Target::NM { n, m },
-            ref other => bail!(
-                "{label}: one-shot pruning keeps the unstructured or N:M pattern, not {other}; set the stage's pattern to unstructured or e.g. 2:4"
-            ),
-        };
-        if prune.method == OneShotMethod::SparseGpt {
-            // the block size and dampening, and an N:M block size's alignment
-            // (a layer's fan-in is checked against M when training starts)
-            let fan_in = match target {
-                Target::NM { m, .. } => m,
-                Target::Sparsity(_) => 1,
-            };
-            SparseGptSettings {
-                block_size: prune.block_size,
-                dampening: prune.dampening,
-            }
-            .check(fan_in, target)
-            .map_err(|e| anyhow::anyhow!("{label}: prune: {e}"))?;
-        }
+        // the sparsity, pattern and method's settings (the layers are checked when training starts)
+        oneshot::check_settings(&prune.one_shot(&stage.config, LayerFilter::new()))
+            .map_err(|e| anyhow::anyhow!("{label}: prune = {method}: {e}"))?;
     }
     Ok(())
 }

@@ -49,6 +49,6 @@ pub use calibration::{LayerStats, calibration_stats};
 pub use config::{CaptureMode, OneShotConfig, OneShotMethod};
 pub use matrix::Matrix;
 pub use outcome::{LayerReport, OneShotOutcome};
-pub use pruner::{check, prune};
+pub use pruner::{check, check_settings, prune};
 pub use sparsegpt::{SparseGptSettings, sparsegpt_prune};
 pub use target::Target;

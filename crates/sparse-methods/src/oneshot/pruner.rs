@@ -107,7 +107,12 @@ fn global_needs_data(config: &OneShotConfig) -> bool {
     config.distribution == Distribution::Global && config.method != OneShotMethod::Magnitude
 }
 
-fn check_config(config: &OneShotConfig, layers: &[SparseLayer]) -> Result<()> {
+/// Checks the settings that do not depend on the model's layers: the sparsity,
+/// a pattern one-shot pruning keeps (unstructured, or N:M at its sparsity
+/// `1 − N/M` under a per-layer distribution), and SparseGPT's block size and
+/// dampening (a block size a multiple of M under N:M). A recipe checks a
+/// stage's pruning with it when its config is read.
+pub fn check_settings(config: &OneShotConfig) -> Result<()> {
     check_sparsity(config.sparsity)?;
     match config.pattern {
         Pattern::Unstructured => {}
@@ -116,9 +121,6 @@ fn check_config(config: &OneShotConfig, layers: &[SparseLayer]) -> Result<()> {
                 return Err(SparseError::InvalidConfig(format!(
                     "the global distribution cannot keep the {n}:{m} pattern; use the uniform distribution with N:M"
                 )));
-            }
-            for layer in layers {
-                config.pattern.check(layer)?;
             }
             let fixed = 1.0 - n as f64 / m as f64;
             if (config.sparsity - fixed).abs() > 1e-9 {
@@ -130,11 +132,30 @@ fn check_config(config: &OneShotConfig, layers: &[SparseLayer]) -> Result<()> {
         }
         ref other => {
             return Err(SparseError::InvalidConfig(format!(
-                "one-shot pruning supports the unstructured and N:M patterns, not {}",
-                other.name()
+                "one-shot pruning supports the unstructured and N:M patterns, not {other}; use unstructured or e.g. 2:4"
             )));
         }
     }
+    if config.method == OneShotMethod::SparseGpt {
+        let target = target_of_pattern(config).unwrap_or(Target::Sparsity(config.sparsity));
+        // a fan-in of M (or 1) passes the layer check: only the settings are checked here
+        let fan_in = match target {
+            Target::NM { m, .. } => m,
+            Target::Sparsity(_) => 1,
+        };
+        config.sparsegpt().check(fan_in, target)?;
+    }
+    Ok(())
+}
+
+fn check_config(config: &OneShotConfig, layers: &[SparseLayer]) -> Result<()> {
+    // a layer N:M does not fit is named first (it is what the user can change)
+    if let Pattern::NM { .. } = config.pattern {
+        for layer in layers {
+            config.pattern.check(layer)?;
+        }
+    }
+    check_settings(config)?;
     if config.method == OneShotMethod::SparseGpt {
         let target = target_of_pattern(config).unwrap_or(Target::Sparsity(config.sparsity));
         for layer in layers {
