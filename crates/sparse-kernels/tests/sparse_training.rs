@@ -436,3 +436,40 @@ fn set_mlp_trains_sparse_as_masked_dense() {
     let updates = sparse_equals_masked_dense(set(), set(), 12);
     assert!(updates >= 2, "SET changed masks only {updates} times");
 }
+
+/// The tiled growth equals `sparse_core::select::top_k` over the dense
+/// `|Xᵀ·dY|` (computed here by plain loops in f64) on eligible positions, for
+/// every tile width; small integer inputs make the sums exact, so the many
+/// ties exercise the tie rule (lower flat index first).
+#[test]
+fn tiled_growth_equals_the_dense_top_k() {
+    use sparse_kernels::train::growth::grow_top_k;
+    let (d_in, d_out, batch) = (9, 14, 5);
+    let layer = SparseLayer::linear("fc.weight", d_in, d_out);
+    let mut rng = Rng::new(21);
+    let int = |rng: &mut Rng, n: usize| -> Vec<f32> { (0..n).map(|_| rng.below(5) as f32 - 2.0).collect() };
+    let (x, dy) = (int(&mut rng, batch * d_in), int(&mut rng, batch * d_out));
+    let exclude = random_mask(layer.numel(), 0.4, &mut rng);
+    let mut dense = vec![0.0f32; layer.numel()];
+    for i in 0..d_in {
+        for o in 0..d_out {
+            let s: f64 = (0..batch)
+                .map(|b| f64::from(x[b * d_in + i]) * f64::from(dy[b * d_out + o]))
+                .sum();
+            dense[i * d_out + o] = s.abs() as f32;
+        }
+    }
+    let eligible = (0..layer.numel() as u32).filter(|&f| !exclude.get(f as usize));
+    for k in [0, 1, 7, 30, layer.numel()] {
+        let want = sparse_core::select::top_k(eligible.clone(), k, |f| dense[f as usize]);
+        for tile in [1, 3, 14, 100] {
+            let got = grow_top_k(&layer, &x, &dy, batch, &exclude, k, tile).unwrap();
+            assert_eq!(got, want, "k {k}, tile {tile}");
+        }
+    }
+    let conv = SparseLayer::conv("conv.weight", &[2, 2, 1, 1]);
+    let err = grow_top_k(&conv, &[], &[], 0, &Mask::ones(4), 1, 1).unwrap_err();
+    assert!(err.to_string().contains("conv.weight"), "{err}");
+    let err = grow_top_k(&layer, &x[1..], &dy, batch, &exclude, 1, 1).unwrap_err();
+    assert!(err.to_string().contains("fc.weight"), "{err}");
+}
