@@ -140,7 +140,8 @@ impl SparseParam {
         } else {
             grad.to_device(&device)
         };
-        let values = self.values.clone();
+        // moved out, not cloned, so the backend may update the buffer in place
+        let values = std::mem::replace(&mut self.values, Tensor::zeros([0], &device));
         self.values = update_values(config, lr, None, values, grad, &mut self.slots, self.time);
         self.time += 1;
         Ok(())
