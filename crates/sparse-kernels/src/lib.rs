@@ -11,7 +11,10 @@
 //!   fallback, and a handwritten backward under autodiff);
 //! * [`modules`]: [`SparseLinear`] and [`SparseConv2d`], built from Burn's
 //!   `Linear`/`Conv2d` (optionally with a folded `BatchNorm`) and a mask, with
-//!   a per-layer format choice.
+//!   a per-layer format choice;
+//! * [`train`]: training in sparse execution (part 2): [`SparseParam`], a
+//!   layer's values and optimizer state kept compact, re-aligned at topology
+//!   updates.
 //!
 //! See `docs/sparse-execution.md` for the dispatch per backend and the
 //! measured speed.
@@ -25,6 +28,7 @@ pub mod indices;
 pub mod modules;
 pub mod ops;
 pub mod plan;
+pub mod train;
 
 pub use activation::Activation;
 pub use error::{KernelError, Result};
@@ -32,3 +36,4 @@ pub use formats::{Built, FormatKind};
 pub use modules::{SparseConv2d, SparseLinear};
 pub use ops::SparseOps;
 pub use plan::{OpKind, SparsePlan};
+pub use train::SparseParam;

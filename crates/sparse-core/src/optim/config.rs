@@ -68,8 +68,8 @@ impl OptimizerConfig {
         Self::Adam(AdamSettings::new())
     }
 
-    /// Number of state tensors per parameter.
-    pub(super) fn slots(&self) -> usize {
+    /// Number of state tensors per parameter (SGD with momentum: 1, Adam: 2).
+    pub fn slots(&self) -> usize {
         match self {
             Self::Sgd(s) if s.momentum == 0.0 => 0,
             Self::Sgd(_) => 1,

@@ -101,6 +101,41 @@ impl MaskedOptimizer {
     }
 }
 
+/// One update of `config`'s rule: the new weights from weights `w`, their
+/// gradient `g`, the state `slots` (`config.slots()` tensors shaped like `w`:
+/// SGD's velocity, Adam's first and second moment; updated in place) and the
+/// number of steps taken before this one (`time`). `decay` overrides the
+/// configured weight decay. An empty `slots` starts from zero state; any
+/// other length than `config.slots()` is a caller's bug and panics.
+///
+/// The one implementation of the rules: [`MaskedOptimizer`] applies it to the
+/// dense (masked) tensors, the sparse execution path to vectors of active
+/// values, so both do the same f32 operations in the same order.
+pub fn update_values<const D: usize>(
+    config: &OptimizerConfig,
+    lr: f64,
+    decay: Option<f64>,
+    w: Tensor<D>,
+    g: Tensor<D>,
+    slots: &mut Vec<Tensor<D>>,
+    time: u64,
+) -> Tensor<D> {
+    if slots.is_empty() {
+        slots.extend((0..config.slots()).map(|_| w.zeros_like()));
+    }
+    assert_eq!(
+        slots.len(),
+        config.slots(),
+        "optimizer state has {} tensors, the rule keeps {}",
+        slots.len(),
+        config.slots()
+    );
+    match config {
+        OptimizerConfig::Sgd(s) => sgd_update(s, lr, decay, w, g, slots, time),
+        OptimizerConfig::Adam(s) => adam_update(s, lr, decay, w, g, slots, time),
+    }
+}
+
 struct StepMapper<'a> {
     optim: &'a mut MaskedOptimizer,
     lr: ModuleLearningRate,
@@ -157,10 +192,7 @@ impl PathMapper for StepMapper<'_> {
             .iter()
             .find(|(p, _)| crate::discovery::glob_match(p, &path))
             .map(|(_, d)| *d);
-        let updated = match &optim.config {
-            OptimizerConfig::Sgd(s) => sgd_update(s, lr, decay, weight, grad, &mut slots, state.time),
-            OptimizerConfig::Adam(s) => adam_update(s, lr, decay, weight, grad, &mut slots, state.time),
-        };
+        let updated = update_values(&optim.config, lr, decay, weight, grad, &mut slots, state.time);
         state.time += 1;
         state.slots = slots.into_iter().map(|s| s.reshape([numel])).collect();
         let state = state.clone();

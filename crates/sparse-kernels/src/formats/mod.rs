@@ -96,6 +96,11 @@ pub(crate) fn check_inputs(layer: &SparseLayer, op: OpKind, mask: &Mask, weights
             ),
         ));
     }
+    check_op(layer, op)
+}
+
+/// Checks that the operator `op` agrees with `layer`'s kind and shape.
+pub(crate) fn check_op(layer: &SparseLayer, op: OpKind) -> Result<()> {
     let fits = match (layer.kind, op) {
         (LayerKind::Linear, OpKind::Linear) => true,
         (LayerKind::Conv, OpKind::Conv { cin_g, kernel, groups }) => {
