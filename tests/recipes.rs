@@ -181,29 +181,33 @@ gamma = 0.5
     assert_eq!(metrics_without_timings(&out), metrics_without_timings(&again));
 }
 
-/// Trains `text` in full into `a`, and into `b` stopped after `stop` epochs and
-/// resumed: metrics (timings aside), sparse state and weights agree bit for bit.
-fn assert_resumes_exactly(text: &str, stop: &str, tmp: &Path) {
+/// Trains `text` in full into `a` once, and for each of `stops` into `b<stop>`
+/// stopped after that many epochs and resumed: metrics (timings aside), sparse
+/// state and weights agree bit for bit with the uninterrupted run.
+fn assert_resumes_exactly(text: &str, stops: &[&str], tmp: &Path) {
     let config = write_config(tmp, text);
-    let (a, b) = (tmp.join(format!("a{stop}")), tmp.join(format!("b{stop}")));
+    let a = tmp.join("a");
     let full = train(&config, &a, &[]);
     assert!(full.status.success(), "{}", stderr(&full));
-    let stopped = train(&config, &b, &["--stop-after", stop]);
-    assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
-    assert_eq!(metrics(&b).len(), 1 + stop.parse::<usize>().unwrap());
-    let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
-    assert!(resumed.status.success(), "{}", stderr(&resumed));
-    assert_eq!(
-        metrics_without_timings(&a),
-        metrics_without_timings(&b),
-        "stopped after {stop}"
-    );
-    let state = "checkpoint/sparse.safetensors";
-    assert!(
-        std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap(),
-        "sparse state differs (stopped after {stop})"
-    );
-    assert_eq!(weights(&a), weights(&b), "weights differ (stopped after {stop})");
+    for stop in stops {
+        let b = tmp.join(format!("b{stop}"));
+        let stopped = train(&config, &b, &["--stop-after", stop]);
+        assert_eq!(stopped.status.code(), Some(130), "{}", stderr(&stopped));
+        assert_eq!(metrics(&b).len(), 1 + stop.parse::<usize>().unwrap());
+        let resumed = sparseburn(&["train", "--resume", b.to_str().unwrap()]);
+        assert!(resumed.status.success(), "{}", stderr(&resumed));
+        assert_eq!(
+            metrics_without_timings(&a),
+            metrics_without_timings(&b),
+            "stopped after {stop}"
+        );
+        let state = "checkpoint/sparse.safetensors";
+        assert!(
+            std::fs::read(a.join(state)).unwrap() == std::fs::read(b.join(state)).unwrap(),
+            "sparse state differs (stopped after {stop})"
+        );
+        assert_eq!(weights(&a), weights(&b), "weights differ (stopped after {stop})");
+    }
 }
 
 /// The fraction of pruned weights in a run's saved masks.
@@ -251,9 +255,7 @@ fn a_two_stage_recipe_resumes_exactly_when_interrupted_in_either_stage() {
     let tmp = tempfile::tempdir().unwrap();
     let text = two_stages(2, 2);
     // inside the warm-up, at the boundary, inside the GMP stage
-    for stop in ["1", "2", "3"] {
-        assert_resumes_exactly(&text, stop, tmp.path());
-    }
+    assert_resumes_exactly(&text, &["1", "2", "3"], tmp.path());
     let stages = column(&tmp.path().join("b3"), "stage");
     assert_eq!(stages, ["warmup", "warmup", "prune", "prune"]);
 }
@@ -273,9 +275,7 @@ optimizer = { name = "adam" }
 lr = 0.001
 "#;
     // at the GMP → static boundary (the masks handed over), inside the fine-tune
-    for stop in ["2", "3"] {
-        assert_resumes_exactly(&text, stop, tmp.path());
-    }
+    assert_resumes_exactly(&text, &["2", "3"], tmp.path());
     let stages = column(&tmp.path().join("b3"), "stage");
     assert_eq!(stages, ["warmup", "prune", "finetune", "finetune"]);
 }
@@ -760,7 +760,13 @@ fn a_wanda_stage_prunes_by_weight_times_input_norm_per_row_and_the_fine_tune_kee
             }
         }
     }
-    assert_ne!(last_weights[0].0, dense[0].0, "the fine-tune trained");
+    // and the fine-tune trained the kept weights: Wanda leaves them as they
+    // were (the dense values), so in every layer some kept weight moved from
+    // its dense value (a pruning that froze the weights would fail here)
+    for (((w, _), (w_dense, _)), (path, _, mask)) in last_weights.iter().zip(&dense).zip(&saved) {
+        let moved = (0..w.len()).filter(|&i| mask.get(i) && w[i] != w_dense[i]).count();
+        assert!(moved > 0, "{path}: no kept weight trained in the fine-tune");
+    }
     // the stage's pruning in the summary and the report
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["stages"][1]["prune"], "wanda");
@@ -824,19 +830,71 @@ fn a_sparsegpt_stage_prunes_exactly_and_reconstructs_better_than_magnitude() {
 }
 
 #[test]
+fn a_rigl_stage_after_a_pruned_static_stage_starts_from_its_masks_and_keeps_the_sparsity() {
+    // dense → (one-shot Wanda) static → RigL, which updates at its steps 0 and
+    // 25 (of 40) and drops 5% of each layer's active weights at most
+    let tmp = tempfile::tempdir().unwrap();
+    let text = one_shot_recipe(1, 1, "wanda", "0.05")
+        + r#"
+[[stage]]
+name = "rigl"
+epochs = 2
+method = { name = "rigl", delta_t = 25, end_fraction = 1.0, drop_fraction = 0.05 }
+sparsity = 0.5
+lr = 0.05
+schedule = "constant"
+"#;
+    let config = write_config(tmp.path(), &text);
+    let (pruned, early, run) = (
+        tmp.path().join("pruned"),
+        tmp.path().join("early"),
+        tmp.path().join("run"),
+    );
+    for (dir, stop) in [(&pruned, "2"), (&early, "3")] {
+        let o = train(&config, dir, &["--stop-after", stop]);
+        assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    }
+    let o = train(&config, &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(column(&run, "stage"), ["dense", "finetune", "rigl", "rigl"]);
+
+    let (handed, first, last) = (masks(&pruned), masks(&early), masks(&run));
+    assert_eq!(handed.len(), last.len());
+    for (((path, _, m0), (_, _, m1)), (_, _, m2)) in handed.iter().zip(&first).zip(&last) {
+        // RigL keeps each layer's count of active weights
+        assert_eq!(m1.count_ones(), m0.count_ones(), "{path}");
+        assert_eq!(m2.count_ones(), m0.count_ones(), "{path}");
+        // its step-0 masks are the handed-over ones: after its step-0 update
+        // (a drop and a regrowth of at most ⌈5%⌉ of the active weights each)
+        // the masks differ from them in at most 2·⌈0.05·active⌉ places (masks
+        // of its own, drawn at random at 50%, would differ in about half)
+        let bound = 2 * m0.count_ones().div_ceil(20);
+        let moved = (0..m0.len()).filter(|&i| m0.get(i) != m1.get(i)).count();
+        assert!(moved <= bound, "{path}: {moved} of {} differ after step 0", m0.len());
+    }
+    // and RigL moved weights at step 25
+    let moved: usize = first
+        .iter()
+        .zip(&last)
+        .map(|((_, _, a), (_, _, b))| (0..a.len()).filter(|&i| a.get(i) != b.get(i)).count())
+        .sum();
+    assert!(moved > 0, "RigL moved no weight at its step 25");
+    let sparsity: Vec<f64> = column(&run, "sparsity").iter().map(|v| v.parse().unwrap()).collect();
+    for s in &sparsity[1..] {
+        assert!((s - 0.5).abs() < 1e-3, "{sparsity:?}");
+    }
+}
+
+#[test]
 fn a_one_shot_stage_resumes_exactly_before_at_and_after_the_pruning() {
     let tmp = tempfile::tempdir().unwrap();
     // inside the dense stage, at its end (the pruning is the next step),
     // inside the pruned fine-tune (resumed from the checkpoint: no second pruning)
     let wanda = one_shot_recipe(2, 2, "wanda", "0.05");
-    for stop in ["1", "2", "3"] {
-        assert_resumes_exactly(&wanda, stop, tmp.path());
-    }
+    assert_resumes_exactly(&wanda, &["1", "2", "3"], tmp.path());
     let sparsegpt = tmp.path().join("sparsegpt");
     std::fs::create_dir(&sparsegpt).unwrap();
-    for stop in ["2", "3"] {
-        assert_resumes_exactly(&one_shot_recipe(2, 2, "sparsegpt", "0.05"), stop, &sparsegpt);
-    }
+    assert_resumes_exactly(&one_shot_recipe(2, 2, "sparsegpt", "0.05"), &["2", "3"], &sparsegpt);
 }
 
 #[test]
@@ -883,6 +941,14 @@ fn one_shot_stages_that_cannot_run_are_refused_with_the_fix() {
             format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = {{ sparsity = 0.5, pattern = \"2:4\" }}\nprune = {{ method = \"sparsegpt\", block_size = 6 }}"),
             "must be a multiple of M = 4",
         ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"wanda\", dampening = 0.1 }}"),
+            "prune = wanda: dampening applies only to sparsegpt, which reconstructs the kept weights; drop dampening, or use method = \"sparsegpt\"",
+        ),
+        (
+            format!("{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"magnitude\", block_size = 64, dampening = 0.1 }}"),
+            "block_size and dampening applies only to sparsegpt",
+        ),
     ];
     for (stages, expected) in cases {
         let e = error(&stages);
@@ -916,4 +982,12 @@ fn one_shot_stages_that_cannot_run_are_refused_with_the_fix() {
         assert!(e.contains(expected) && !e.contains("panicked"), "{stages}\n→ {e}");
         assert!(!out.join("metrics.csv").exists(), "{stages}");
     }
+    // magnitude pruning needs no calibration data: more calibration batches
+    // than an epoch has are not refused
+    let stages = format!(
+        "{dense}[[stage]]\nname = \"b\"\nepochs = 1\nmethod = \"static\"\nsparsity = 0.5\nprune = {{ method = \"magnitude\", calibration_batches = 21 }}\n"
+    );
+    let config = write_config(tmp.path(), &format!("{RUN}{stages}"));
+    let o = train(&config, &tmp.path().join("magnitude"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -20,7 +20,7 @@ use burn::config::Config;
 use serde_json::Value;
 use sparse_core::{LayerFilter, Pattern};
 use sparse_methods::MethodConfig;
-use sparse_methods::oneshot::{self, CaptureMode, OneShotConfig, OneShotMethod};
+use sparse_methods::oneshot::{self, CaptureMode, OneShotConfig, OneShotMethod, SparseGptSettings};
 use sparse_methods::registry::fill_defaults;
 
 use super::config::RunConfig;
@@ -80,12 +80,12 @@ pub struct StagePrune {
     /// Wanda and SparseGPT (and the per-layer reconstruction error logged).
     #[config(default = 4)]
     pub calibration_batches: usize,
-    /// SparseGPT: columns per lazy-update block (paper: 128).
-    #[config(default = 128)]
-    pub block_size: usize,
-    /// SparseGPT: dampening as a fraction of the mean Hessian diagonal (paper: 0.01).
-    #[config(default = 0.01)]
-    pub dampening: f64,
+    /// SparseGPT only: columns per lazy-update block (unset: the default of
+    /// [`SparseGptSettings`], the paper's 128).
+    pub block_size: Option<usize>,
+    /// SparseGPT only: dampening as a fraction of the mean Hessian diagonal
+    /// (unset: the default of [`SparseGptSettings`], the paper's 0.01).
+    pub dampening: Option<f64>,
 }
 
 impl StagePrune {
@@ -101,21 +101,64 @@ impl StagePrune {
         let Value::Object(map) = serde_json::to_value(table)? else {
             bail!("prune must be a table");
         };
-        Ok(fill_defaults(&StagePrune::new(OneShotMethod::Magnitude), map, "prune")?)
+        let prune = fill_defaults(&StagePrune::new(OneShotMethod::Magnitude), map, "prune")?;
+        prune.check_settings_apply()?;
+        Ok(prune)
+    }
+
+    /// Refuses `block_size` and `dampening` for a method that does not
+    /// reconstruct the kept weights (they would silently do nothing).
+    fn check_settings_apply(&self) -> anyhow::Result<()> {
+        if self.method.reconstructs() {
+            return Ok(());
+        }
+        let given: Vec<&str> = [
+            ("block_size", self.block_size.is_some()),
+            ("dampening", self.dampening.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        let methods: Vec<&str> = OneShotMethod::ALL
+            .iter()
+            .filter(|m| m.reconstructs())
+            .map(OneShotMethod::name)
+            .collect();
+        bail!(
+            "prune = {}: {} applies only to {}, which reconstructs the kept weights; drop {}, or use method = \"{}\"",
+            self.method,
+            given.join(" and "),
+            methods.join(", "),
+            given.join(" and "),
+            methods.first().copied().unwrap_or_default()
+        )
+    }
+
+    /// SparseGPT's settings: those given, else [`SparseGptSettings`]'s defaults.
+    fn sparsegpt(&self) -> SparseGptSettings {
+        let default = SparseGptSettings::default();
+        SparseGptSettings {
+            block_size: self.block_size.unwrap_or(default.block_size),
+            dampening: self.dampening.unwrap_or(default.dampening),
+        }
     }
 
     /// The one-shot run that prunes a stage of `config`, over the layers
     /// `policy` (the model's own sparsity policy) and the stage's sparsity settings choose.
     pub fn one_shot(&self, config: &RunConfig, policy: LayerFilter) -> OneShotConfig {
         let sparsity = config.sparsity_config(policy);
+        let settings = self.sparsegpt();
         OneShotConfig::new(self.method)
             .with_sparsity(sparsity.sparsity)
             .with_pattern(sparsity.pattern)
             .with_distribution(sparsity.distribution)
             .with_filter(sparsity.filter)
             .with_mode(CaptureMode::Sequential)
-            .with_block_size(self.block_size)
-            .with_dampening(self.dampening)
+            .with_block_size(settings.block_size)
+            .with_dampening(settings.dampening)
             .with_report_error(true)
     }
 }

@@ -27,7 +27,7 @@
 //! resumed run rebuilds that stage and continues it; a checkpoint at the last
 //! epoch of a stage resumes into the same boundary as the uninterrupted run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use anyhow::bail;
@@ -197,7 +197,7 @@ fn check_methods(stages: &[Stage], build: impl Fn(usize) -> anyhow::Result<Spars
         let method = sparse.method();
         let why = if method.rounds().is_some() {
             Some(
-                "trains in rounds of its own (for one-shot magnitude pruning in a recipe, use gmp with initial_sparsity = the stage's sparsity)",
+                "trains in rounds of its own (for one-shot magnitude pruning in a recipe, give a sparse stage prune = \"magnitude\")",
             )
         } else if method.reparameterization().is_some() {
             Some("changes the model's forward pass")
@@ -295,20 +295,33 @@ fn begin<M: Module, T: Task<M>>(
     }
 }
 
+/// The one-shot pruning pruned other layers than the stage's sparsifier trains.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the one-shot pruning pruned the layers [{pruned}] but the stage's sparse layers are [{sparse}]; both come from the stage's sparsity settings and must be the same"
+)]
+pub struct PrunedLayersDiffer {
+    /// The layers the pruning returned masks for.
+    pub pruned: String,
+    /// The stage's sparse layers.
+    pub sparse: String,
+}
+
 /// Writes the one-shot `outcome`'s weights into `model` (SparseGPT updates the
-/// kept ones) and continues the stage's method from its masks.
+/// kept ones) and continues the stage's method from its masks: one for each of
+/// the sparsifier's layers, and none for another layer.
 fn prune_at_start<M: Module>(sparse: &mut Sparsifier, model: M, outcome: &OneShotOutcome) -> anyhow::Result<M> {
-    let pruned = outcome.masks();
-    let mut masks = Vec::with_capacity(sparse.layers().len());
-    for layer in sparse.layers() {
-        let Some(mask) = pruned.get(&layer.path) else {
-            bail!(
-                "the one-shot pruning did not prune the sparse layer `{}`; its layers and the stage's must be the same",
-                layer.path
-            );
-        };
-        masks.push(mask.clone());
+    let mut pruned = outcome.masks();
+    let layers: BTreeSet<&str> = sparse.layers().iter().map(|l| l.path.as_str()).collect();
+    if layers.len() != sparse.layers().len() || !pruned.keys().map(String::as_str).eq(layers.iter().copied()) {
+        let names = |paths: Vec<&str>| paths.join(", ");
+        return Err(PrunedLayersDiffer {
+            pruned: names(pruned.keys().map(String::as_str).collect()),
+            sparse: names(sparse.layers().iter().map(|l| l.path.as_str()).collect()),
+        }
+        .into());
     }
+    let masks: Vec<Mask> = sparse.layers().iter().filter_map(|l| pruned.remove(&l.path)).collect();
     tracing::info!(
         sparsity = outcome.sparsity(),
         error = ?outcome.total_error(),

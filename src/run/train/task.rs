@@ -10,7 +10,7 @@ use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor};
 use sparse_core::{GradRequest, Rng};
-use sparse_methods::oneshot::{self, OneShotConfig, OneShotOutcome};
+use sparse_methods::oneshot::{self, OneShotConfig, OneShotMethod, OneShotOutcome};
 use sparse_models::Classifier;
 
 use super::scoring::class_balanced;
@@ -80,8 +80,10 @@ pub trait Task<M> {
     fn scoring_grads(&self, model: &M, request: &GradRequest) -> sparse_core::Result<GradientsParams>;
 
     /// Checks that [`Task::one_shot`] can prune `model` by `config` on `batches`
-    /// calibration batches (before training starts). A task whose model cannot
-    /// report its layers' inputs refuses.
+    /// calibration batches (before training starts): an epoch has them (where
+    /// the method needs calibration data), and a capturing forward pass on the
+    /// first reports every layer to prune. A task whose model cannot report its
+    /// layers' inputs refuses.
     fn check_one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<()> {
         let _ = (model, config, batches);
         bail!(NO_ONE_SHOT)
@@ -167,20 +169,38 @@ impl ImageClassification {
 
     /// The first `batches` training batches of the first epoch's order, without
     /// augmentation, on the inference device: one-shot pruning's calibration images.
-    fn calibration(&self, batches: usize) -> anyhow::Result<Vec<Tensor<4>>> {
+    /// The calibration batches of a one-shot `method` asked for `batches`: all
+    /// of them when an epoch has them; else refused for a method that needs the
+    /// layers' inputs, and an epoch's worth for one that does not (magnitude:
+    /// they only measure the reconstruction error logged).
+    fn calibration_count(&self, method: OneShotMethod, batches: usize) -> anyhow::Result<usize> {
         let available = self.order.batches_per_epoch();
-        if batches > available {
+        if batches <= available {
+            return Ok(batches);
+        }
+        if method.needs_calibration() {
             bail!(
                 "calibration_batches = {batches}, but an epoch has {available} batches of {} training images; set it to at most {available}",
                 self.order.batch_size
             );
         }
+        tracing::info!(
+            calibration_batches = batches,
+            available,
+            "{method} needs no calibration data; its error is measured on an epoch's batches"
+        );
+        Ok(available)
+    }
+
+    /// The first `batches` training batches of the run's first epoch (at most an epoch's).
+    fn calibration(&self, batches: usize) -> Vec<Tensor<4>> {
         let size = self.order.batch_size;
         let inner = self.device.clone().inner();
-        Ok(self.order.epoch(0)[..batches * size]
+        let order = self.order.epoch(0);
+        order[..(batches * size).min(order.len())]
             .chunks(size)
             .map(|chunk| self.batcher.batch_indices(&self.train, chunk, &inner, None).images)
-            .collect())
+            .collect()
     }
 
     /// The images of batch `b` of `epoch`.
@@ -300,15 +320,17 @@ impl<M: Classifier> Task<M> for ImageClassification {
         Ok(accumulator.grads())
     }
 
-    /// Checks the settings against the layers and runs one capturing forward
-    /// pass on the first calibration batch (every layer to prune must report its input).
+    /// Checks the calibration count against an epoch's batches, the settings
+    /// against the layers, and runs one capturing forward pass on the first
+    /// calibration batch, the only one built (every layer to prune must report its input).
     fn check_one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<()> {
-        let images = self.calibration(batches)?;
-        Ok(oneshot::check(model, images.first(), config)?)
+        let count = self.calibration_count(config.method, batches)?;
+        let first = self.calibration(count.min(1));
+        Ok(oneshot::check(model, first.first(), config)?)
     }
 
     fn one_shot(&self, model: &M, config: &OneShotConfig, batches: usize) -> anyhow::Result<OneShotOutcome> {
-        let images = self.calibration(batches)?;
-        Ok(oneshot::prune(model, &images, config)?)
+        let count = self.calibration_count(config.method, batches)?;
+        Ok(oneshot::prune(model, &self.calibration(count), config)?)
     }
 }

@@ -36,6 +36,12 @@ impl OneShotMethod {
     pub fn needs_calibration(&self) -> bool {
         *self != Self::Magnitude
     }
+
+    /// Whether it reconstructs the kept weights (SparseGPT), the only method
+    /// whose [`SparseGptSettings`] (block size, dampening) take effect.
+    pub fn reconstructs(&self) -> bool {
+        *self == Self::SparseGpt
+    }
 }
 
 impl std::fmt::Display for OneShotMethod {
