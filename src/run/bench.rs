@@ -31,18 +31,9 @@ pub struct Quartiles {
 }
 
 impl Quartiles {
-    fn of(mut v: Vec<f64>) -> Self {
-        v.sort_by(f64::total_cmp);
-        let q = |p: f64| {
-            v.get(((v.len().saturating_sub(1)) as f64 * p).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        Self {
-            q1: q(0.25),
-            median: q(0.5),
-            q3: q(0.75),
-        }
+    fn of(v: Vec<f64>) -> Self {
+        let [q1, median, q3] = sparse_kernels::timing::quartiles(v);
+        Self { q1, median, q3 }
     }
 }
 

@@ -21,6 +21,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_kernels::timing::quartiles;
 use sparse_kernels::{Activation, FormatKind, SparseConv2d, SparseLinear};
 
 struct Args {
@@ -52,12 +53,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    [q(0.25), q(0.5), q(0.75)]
 }
 
 /// Runs the sparse side `n` times without timing (`--sparse-only`); true if it did.

@@ -21,6 +21,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{OptimizerConfig, Rng, Sparsifier, SparsityConfig};
+use sparse_kernels::timing::quartiles;
 use sparse_kernels::{Activation, OpKind, SparseParam};
 use sparse_methods::StaticRandom;
 
@@ -71,12 +72,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    [q(0.25), q(0.5), q(0.75)]
 }
 
 fn batch(a: &Args, t: u64, dev: &Device) -> (Tensor<2>, Tensor<1, Int>) {

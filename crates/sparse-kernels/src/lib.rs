@@ -28,6 +28,7 @@ pub mod indices;
 pub mod modules;
 pub mod ops;
 pub mod plan;
+pub mod timing;
 pub mod train;
 
 pub use activation::Activation;

@@ -13,6 +13,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use sparse_core::distribution::Allocation;
 use sparse_core::{Distribution, Mask, Pattern, Rng};
+use sparse_kernels::timing::quartiles;
 use sparse_models::to_sparse::{SparseMasks, SparseOptions, ToSparse};
 use sparse_models::{Classifier, MobileNetV1Config, ResNetConfig, ResNetDepth};
 
@@ -58,12 +59,6 @@ fn erk_masks<M: Classifier>(model: &M, sparsity: f64) -> BTreeMap<String, Mask> 
             )
         })
         .collect()
-}
-
-fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    [q(0.25), q(0.5), q(0.75)]
 }
 
 fn race(name: &str, rounds: usize, mut dense: impl FnMut(), mut sparse: impl FnMut(), json: &mut Vec<String>) {
