@@ -685,16 +685,24 @@ fn output_error(x: &[Vec<f64>], a: &[f64], b: &[f64], out: usize) -> f64 {
         .sum()
 }
 
-#[test]
-fn a_wanda_stage_prunes_by_weight_times_input_norm_per_row_and_the_fine_tune_keeps_the_masks() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = write_config(tmp.path(), &one_shot_recipe(1, 2, "wanda", "0.05"));
-    // the dense weights pruned: the checkpoint at the end of the dense stage
-    let (dense_dir, run) = (tmp.path().join("dense"), tmp.path().join("run"));
+/// Trains `recipe` twice under `dir`: stopped after its first (dense) stage
+/// into `dense/`, and to the end into `run/`; returns the config file and both
+/// folders.
+fn dense_stage_and_run(dir: &Path, recipe: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let config = write_config(dir, recipe);
+    let (dense_dir, run) = (dir.join("dense"), dir.join("run"));
     let o = train(&config, &dense_dir, &["--stop-after", "1"]);
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     let o = train(&config, &run, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+    (config, dense_dir, run)
+}
+
+#[test]
+fn a_wanda_stage_prunes_by_weight_times_input_norm_per_row_and_the_fine_tune_keeps_the_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    // the dense weights pruned: the checkpoint at the end of the dense stage
+    let (config, dense_dir, run) = dense_stage_and_run(tmp.path(), &one_shot_recipe(1, 2, "wanda", "0.05"));
 
     let dense = layers(&dense_dir);
     let saved = masks(&run);
@@ -783,12 +791,7 @@ fn a_sparsegpt_stage_prunes_exactly_and_reconstructs_better_than_magnitude() {
     let tmp = tempfile::tempdir().unwrap();
     // a fine-tune step of lr 1e-20 leaves every weight as the pruning wrote it
     // (|lr·g| is far below half an f32 ulp of any weight that is not 0)
-    let config = write_config(tmp.path(), &one_shot_recipe(1, 1, "sparsegpt", "1e-20"));
-    let (dense_dir, run) = (tmp.path().join("dense"), tmp.path().join("run"));
-    let o = train(&config, &dense_dir, &["--stop-after", "1"]);
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    let o = train(&config, &run, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (config, dense_dir, run) = dense_stage_and_run(tmp.path(), &one_shot_recipe(1, 1, "sparsegpt", "1e-20"));
 
     let dense = layers(&dense_dir);
     let pruned = layers(&run);

@@ -4,24 +4,16 @@
 //! bad corpora get one-line errors. Tiny models and budgets: the file runs in
 //! seconds.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
+use common::{metrics_without_timings, sparseburn, stderr};
 use sparseburn::sparse_core::walk::{self, ParamPath, PathVisitor};
 use sparseburn::sparse_models::{CharTransformer, CharTransformerConfig};
-
-fn sparseburn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sparseburn"))
-        .args(args)
-        .output()
-        .expect("run sparseburn")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A corpus of `lines` lines of eight words from a small vocabulary, from a
 /// fixed linear congruential generator (no file of ours is needed).
@@ -103,18 +95,6 @@ fn lm_args(corpus: &Path, out: &Path) -> Vec<String> {
 
 fn run(args: &[String]) -> Output {
     sparseburn(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-/// `metrics.csv` without the two timing columns (the last two).
-fn metrics_without_timings(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("metrics.csv"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let cells: Vec<&str> = l.split(',').collect();
-            cells[..cells.len() - 2].join(",")
-        })
-        .collect()
 }
 
 fn column(dir: &Path, name: &str) -> Vec<f64> {
