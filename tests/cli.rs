@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
+use crate::common;
 use common::{metrics_without_timings, sparseburn, stderr, weights};
 
 /// A small, fast run on the synthetic set.

@@ -4,7 +4,7 @@
 //! is at most 15% of its dense export, and bad input gets a one-line error
 //! that names the problem and the fix, with nothing overwritten.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

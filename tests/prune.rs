@@ -4,7 +4,7 @@
 //! pruning keeps the same weights as an independent top-k, and bad input gets a
 //! one-line error that names the problem and the fix.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

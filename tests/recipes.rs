@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
+use crate::common;
 use common::{metrics_without_timings, sparseburn, stderr, weights};
 
 use sparseburn::run::RunConfig;

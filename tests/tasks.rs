@@ -4,7 +4,7 @@
 //! bad corpora get one-line errors. Tiny models and budgets: the file runs in
 //! seconds.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -5,7 +5,7 @@
 //! with all-dense masks the wrapped optimizer is the bare one bit for bit, and
 //! a run resumed from Burn's optimizer record continues bit for bit.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 

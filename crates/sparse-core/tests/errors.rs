@@ -1,6 +1,6 @@
 //! Bad input gets a typed error that names the problem and the fix.
 
-mod common;
+use crate::common;
 
 use common::{Net, RandomSwap, device};
 use sparse_core::{Distribution, LayerFilter, OptimizerConfig, Pattern, SparseError, Sparsifier, SparsityConfig};

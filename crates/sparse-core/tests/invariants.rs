@@ -4,7 +4,7 @@
 //! * pruned weights, their (masked) gradients and their optimizer moments are exactly 0;
 //! * the pattern holds (every N:M group, every neuron's fan-in, every block).
 
-mod common;
+use crate::common;
 
 use common::{Net, RandomSwap, device, values};
 use proptest::prelude::*;

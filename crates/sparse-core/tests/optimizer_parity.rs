@@ -1,7 +1,7 @@
 //! With all-dense masks, the mask-aware optimizers equal Burn's own SGD, Adam
 //! and AdamW (max |difference| <= 1e-6 over several steps).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Save at step k, load into a fresh model, continue to step N: masks and
 //! weights are bit-identical to an uninterrupted run.
 
-mod common;
+use crate::common;
 
 use burn::module::Module;
 use common::{Net, RandomSwap, device, values};

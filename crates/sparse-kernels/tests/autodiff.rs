@@ -2,7 +2,7 @@
 //! masked gradients: dX, the stored values' dW (SDDMM) and db for the linear
 //! op (handwritten backward), dX and db for the convolution.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Tensor;
 use common::{device, mask, rand, rel_err, tensor, values};

@@ -1,7 +1,7 @@
 //! `SparseConv2d` equals the dense masked convolution over random shapes,
 //! strides, paddings, dilations and groups; BatchNorm folding equals conv + BN.
 
-mod common;
+use crate::common;
 
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{BatchNormConfig, PaddingConfig2d};

@@ -1,6 +1,6 @@
 //! Every format round-trips to the masked dense weights, and rejects masks it cannot hold.
 
-mod common;
+use crate::common;
 
 use common::{mask, rand};
 use proptest::prelude::*;

@@ -1,7 +1,7 @@
 //! `SparseLinear` in every format equals the dense masked layer, on the device
 //! named by `SPARSEBURN_DEVICE` (flex kernels, CubeCL kernels or the fallback).
 
-mod common;
+use crate::common;
 
 use common::{cases, device, linear_ref, mask, rand, rel_err, tensor, values};
 use proptest::prelude::*;

@@ -3,7 +3,7 @@
 //! `MaskedOptimizer`, the re-alignment of values and moments at a topology
 //! update, and a two-layer MLP trained sparse against the masked-dense path.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! `channelwise` default (issue 13): `Ŵ = sign(W)·h(|W| − σ(s_o))` with `s_o` the
 //! logit of the weight's neuron, broadcast over the neuron's fan-in.
 
-mod common;
+use crate::common;
 
 use burn::module::Param;
 use burn::tensor::{Tensor, TensorData};

@@ -4,7 +4,7 @@
 //! reset optimizer state, the schedule window, and exchanges inside N:M,
 //! constant fan-in and block patterns.
 
-mod common;
+use crate::common;
 
 use common::{Data, Mlp, device, host};
 use sparse_core::method::{Method, StepContext};

@@ -2,7 +2,7 @@
 //! fresh weights pruned by magnitude (`np.percentile(|w|, 100·s)`, keep above), a
 //! mutation every 5 epochs from epoch 0.
 
-mod common;
+use crate::common;
 
 use common::{Mlp, device};
 use sparse_core::{Distribution, Mask, OptimizerConfig, Sparsifier, SparsityConfig};

@@ -38,8 +38,7 @@ use sparse_methods::oneshot::{CaptureMode, LayerReport, Matrix, OneShotConfig, O
 use sparse_models::import::load_torchvision;
 use sparse_models::{ResNet, ResNetConfig, ResNetDepth};
 
-#[path = "../../sparse-models/tests/common/torchvision.rs"]
-mod torchvision;
+use crate::torchvision;
 use torchvision::{torchvision_resnet18, write_state};
 
 const CLASSES: usize = 10;

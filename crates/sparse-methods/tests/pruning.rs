@@ -2,7 +2,7 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the formulas
 
-mod common;
+use crate::common;
 
 use burn::module::{Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;

@@ -3,7 +3,7 @@
 //! from the reference's rules; the threshold and fan-in are recomputed here from
 //! the reference's formulas (`τ = max(1, ⌊γ·⌊T/n⌋⌋)`, `k = ⌊T/(n − ablated)⌋`).
 
-mod common;
+use crate::common;
 
 use sparse_core::method::{Method, StepContext};
 use sparse_core::{Distribution, Mask, Pattern, Plan, SparseLayer, SparsityConfig, UpdateSchedule};

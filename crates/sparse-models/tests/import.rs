@@ -7,8 +7,7 @@ use sparse_core::BackendKind;
 use sparse_models::import::load_torchvision;
 use sparse_models::{ModelError, ResNet, ResNetConfig, ResNetDepth};
 
-#[path = "common/torchvision.rs"]
-mod torchvision;
+use crate::torchvision;
 use torchvision::{torchvision_resnet18, write_state};
 
 fn device() -> Device {

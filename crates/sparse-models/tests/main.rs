@@ -1,0 +1,12 @@
+//! The integration tests, one module per file, built as one test binary:
+//! one link instead of one per file keeps the debug build small on disk and
+//! quicker to link (`cargo test --test integration <module>::` runs one file).
+
+mod capture;
+mod char_transformer;
+mod exported;
+mod import;
+mod models;
+mod sparse_twins;
+#[path = "common/torchvision.rs"]
+mod torchvision;

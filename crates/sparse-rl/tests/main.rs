@@ -1,0 +1,9 @@
+//! The integration tests, one module per file, built as one test binary:
+//! one link instead of one per file keeps the debug build small on disk and
+//! quicker to link (`cargo test --test integration <module>::` runs one file).
+
+mod acrobot;
+mod breakout;
+mod cartpole;
+#[cfg(feature = "agent")]
+mod dqn;
