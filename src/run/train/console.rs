@@ -4,6 +4,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::selection::Selection;
 use crate::run::artifacts::EpochMetrics;
 
 /// The progress bar's layout: message, bar, steps, time left (at most 80 columns
@@ -14,8 +15,19 @@ const PROGRESS_TEMPLATE: &str = "{msg} {bar:12} {pos}/{len} {eta_precise}";
 #[cfg(test)]
 const PROGRESS_FIXED: usize = 1 + 12 + 1 + 9 + 1 + 8;
 
-/// The legend of the epoch lines.
+/// The legend of the epoch lines of a classifier.
 pub const LEGEND: &str = "ep = epoch, loss = training loss, val/test = accuracy, sp = sparsity, lr = rate";
+
+/// The legend of the epoch lines of a language model, whose figures are losses.
+pub const LEGEND_LM: &str = "ep = epoch, loss/val/test = bits per token (lower is better), sp = sparsity";
+
+/// The legend for a run whose best epoch is chosen by `selection`.
+fn legend(selection: Selection) -> &'static str {
+    match selection {
+        Selection::Accuracy => LEGEND,
+        Selection::Loss => LEGEND_LM,
+    }
+}
 
 /// Prints the run's progress (or nothing when not verbose).
 pub struct Console {
@@ -61,17 +73,18 @@ impl Console {
         }
     }
 
-    /// Prints the line of a finished epoch.
-    pub fn epoch(&mut self, row: &EpochMetrics, epochs: usize, rounds: bool) {
+    /// Prints the line of a finished epoch of a run whose best epoch is chosen
+    /// by `selection` (its figures: accuracy, or bits per token).
+    pub fn epoch(&mut self, row: &EpochMetrics, epochs: usize, rounds: bool, selection: Selection) {
         self.clear();
         if !self.verbose {
             return;
         }
         if !self.legend_shown {
-            println!("{LEGEND}");
+            println!("{}", legend(selection));
             self.legend_shown = true;
         }
-        println!("{}", epoch_line(row, epochs, rounds));
+        println!("{}", epoch_line(row, epochs, rounds, selection));
     }
 }
 
@@ -100,20 +113,29 @@ fn short_time(seconds: f64) -> String {
     }
 }
 
-/// The line of a finished epoch: the validation accuracy (the training
-/// accuracy when there is no validation split), the test accuracy, sparsity,
-/// the last step's learning rate with three significant digits, and the time.
-pub fn epoch_line(row: &EpochMetrics, epochs: usize, rounds: bool) -> String {
-    let first = match row.val_acc {
-        Some(v) => format!("val {:.2}%", 100.0 * v),
-        None => format!("train {:.2}%", 100.0 * row.train_acc),
+/// The line of a finished epoch: the figures `selection` chooses by (validation
+/// and test accuracy; for a language model, validation and test bits per token),
+/// the training figure when there is no validation split, then sparsity, the
+/// last step's learning rate with three significant digits, and the time.
+pub fn epoch_line(row: &EpochMetrics, epochs: usize, rounds: bool, selection: Selection) -> String {
+    let figures = match selection {
+        Selection::Accuracy => {
+            let first = match row.val_acc {
+                Some(v) => format!("val {:.2}%", 100.0 * v),
+                None => format!("train {:.2}%", 100.0 * row.train_acc),
+            };
+            format!("{first} test {:.2}%", 100.0 * row.test_acc)
+        }
+        Selection::Loss => match row.val_loss {
+            Some(v) => format!("val {v:.4} test {:.4}", row.test_loss),
+            None => format!("test {:.4}", row.test_loss),
+        },
     };
     format!(
-        "{}ep {}/{epochs} loss {:.4} {first} test {:.2}% sp {:.1}% lr {:.2e} {}",
+        "{}ep {}/{epochs} loss {:.4} {figures} sp {:.1}% lr {:.2e} {}",
         round_prefix(row.round, rounds),
         row.epoch,
         row.train_loss,
-        100.0 * row.test_acc,
         100.0 * row.sparsity,
         row.lr,
         short_time(row.train_seconds + row.eval_seconds)
@@ -148,22 +170,44 @@ mod tests {
 
     #[test]
     fn lines_fit_80_columns_at_their_longest() {
-        for val in [Some(1.0), None] {
-            let line = epoch_line(&row(val), 999, true);
-            assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+        for selection in [Selection::Accuracy, Selection::Loss] {
+            for val in [Some(1.0), None] {
+                let line = epoch_line(&row(val), 999, true, selection);
+                assert!(line.chars().count() <= 80, "{} columns: {line}", line.chars().count());
+            }
+            assert!(legend(selection).chars().count() <= 80);
         }
         let message = progress_message(Some(9), 999, 999, 12.345_678, 1.0, 1.0);
         let width = message.chars().count() + PROGRESS_FIXED;
         assert!(width <= 80, "{width} columns: {message}");
-        assert!(LEGEND.chars().count() <= 80);
     }
 
     #[test]
     fn the_last_learning_rate_keeps_its_digits() {
         let mut r = row(Some(0.9));
         r.lr = 2.741e-6;
-        let line = epoch_line(&r, 30, false);
+        let line = epoch_line(&r, 30, false, Selection::Accuracy);
         assert!(line.contains("lr 2.74e-6"), "{line}");
         assert!(line.starts_with("ep 999/30 "), "{line}");
+    }
+
+    #[test]
+    fn a_language_model_line_shows_bits_per_token_not_accuracy() {
+        let mut r = row(Some(0.25));
+        (r.val_loss, r.test_loss, r.train_loss) = (Some(2.345_67), 2.5, 2.0);
+        let line = epoch_line(&r, 30, false, Selection::Loss);
+        assert!(
+            line.starts_with("ep 999/30 loss 2.0000 val 2.3457 test 2.5000 sp 99.9% "),
+            "{line}"
+        );
+        assert_eq!(
+            line.matches('%').count(),
+            1,
+            "only the sparsity is a percentage: {line}"
+        );
+        r.val_loss = None;
+        let line = epoch_line(&r, 30, false, Selection::Loss);
+        assert!(line.starts_with("ep 999/30 loss 2.0000 test 2.5000 sp"), "{line}");
+        assert!(legend(Selection::Loss).contains("bits per token"));
     }
 }

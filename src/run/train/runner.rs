@@ -261,7 +261,7 @@ impl<T> Runner<T> {
         if selection.improves(self.state.best.as_ref(), &row) {
             self.state.best = Some(selection.best_of(&row));
         }
-        self.console.epoch(&row, self.epochs, self.rounds);
+        self.console.epoch(&row, self.epochs, self.rounds, selection);
         self.state.last = Some(row);
         if self.checkpoints {
             self.checkpoint(model, sparse)?;
