@@ -12,6 +12,7 @@ use std::process::Output;
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use common::{metrics_without_timings, sparseburn, stderr};
+use serde_json::json;
 use sparseburn::sparse_core::walk::{self, ParamPath, PathVisitor};
 use sparseburn::sparse_models::{CharTransformer, CharTransformerConfig};
 
@@ -685,6 +686,65 @@ fn task_configs_read_back_as_written() {
     assert_eq!(cartpole.training.batch_size, 128);
     let bad = sparseburn::cli::train_config(&["--task", "lm", "--d-model", "30", "--heads", "4"]);
     assert!(format!("{:#}", bad.unwrap_err()).contains("multiple of heads 4"));
+}
+
+/// The method's switches of the run `args` configure.
+fn method_switches(args: &[&str]) -> serde_json::Map<String, serde_json::Value> {
+    sparseburn::cli::train_config(args).unwrap().method.switches()
+}
+
+#[test]
+fn a_dqn_run_takes_graesser_et_al_s_mask_update_schedule_unless_told_otherwise() {
+    // Graesser et al. (ICML 2022), classic control: an update every 1000 steps,
+    // drop fraction 0.5 decayed by a cosine, no update after 75% of training
+    for method in ["rigl", "set"] {
+        let m = method_switches(&["--task", "rl", "--method", method]);
+        assert_eq!(m["delta_t"], 1000, "{method}: {m:?}");
+        assert_eq!(m["drop_fraction"], 0.5, "{method}: {m:?}");
+        assert_eq!(m["drop_schedule"], "cosine", "{method}: {m:?}");
+        assert_eq!(m["end_fraction"], 0.75, "{method}: {m:?}");
+    }
+    // the default method (no --method) takes it too
+    assert_eq!(method_switches(&["--task", "rl"])["delta_t"], 1000);
+    // pruning between 20% and 75% of training, every 1000 steps
+    let gmp = method_switches(&["--task", "rl", "--method", "gmp"]);
+    let pruning = (
+        &gmp["prune_begin_fraction"],
+        &gmp["prune_end_fraction"],
+        &gmp["delta_t"],
+    );
+    assert_eq!(pruning, (&json!(0.2), &json!(0.75), &json!(1000)), "{gmp:?}");
+    // a switch given wins, even when it equals the image task's default
+    let image = method_switches(&["--method", "rigl"]);
+    assert_ne!(image["delta_t"], 1000, "the image task keeps RigL's own ΔT");
+    let given = format!("delta_t={}", image["delta_t"]);
+    let m = method_switches(&[
+        "--task",
+        "rl",
+        "--method",
+        "rigl",
+        "-m",
+        &given,
+        "-m",
+        "drop_fraction=0.1",
+    ]);
+    assert_eq!((&m["delta_t"], &m["drop_fraction"]), (&image["delta_t"], &json!(0.1)));
+    assert_eq!(
+        m["end_fraction"], 0.75,
+        "the switches not given keep the task's defaults"
+    );
+    // MinAtar: their Atari DQN's every 5000 steps at 0.3; the end stays the method's
+    let breakout = method_switches(&["--task", "rl", "--env", "breakout", "--method", "rigl"]);
+    assert_eq!(
+        (&breakout["delta_t"], &breakout["drop_fraction"]),
+        (&json!(5000), &json!(0.3))
+    );
+    assert_eq!(breakout["end_fraction"], image["end_fraction"]);
+    // a method without these switches is untouched
+    assert_eq!(
+        method_switches(&["--task", "rl", "--method", "dense"]),
+        method_switches(&["--method", "dense"])
+    );
 }
 
 #[test]

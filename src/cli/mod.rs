@@ -662,23 +662,19 @@ fn sweep_command(args: SweepArgs) -> anyhow::Result<()> {
         bail!("a sweep takes its methods from --methods: remove [method] from the config file");
     }
     merge(&mut base, overrides);
-    let switches = switches(&args.method_args)?;
-    let mut methods: Vec<MethodConfig> = args.methods.iter().map(|m| m.0.default_config()).collect();
-    for (key, value) in &switches {
-        let mut used = false;
-        for m in &mut methods {
-            if m.registered().switches.iter().any(|s| s.key == key) {
-                m.set(key, serde_json::to_value(value)?)?;
-                used = true;
-            }
-        }
-        if !used {
-            bail!("no swept method has the switch `{key}`; see `sparseburn methods`");
-        }
+    let switches: toml::Table = switches(&args.method_args)?.into_iter().collect();
+    let methods: Vec<MethodConfig> = args.methods.iter().map(|m| m.0.default_config()).collect();
+    if let Some(key) = switches.keys().find(|key| {
+        !methods
+            .iter()
+            .any(|m| m.registered().switches.iter().any(|s| s.key == *key))
+    }) {
+        bail!("no swept method has the switch `{key}`; see `sparseburn methods`");
     }
     let spec = SweepSpec {
         base,
         methods,
+        switches,
         sparsities: args.sparsities,
         seeds: (1..=args.seeds).collect(),
         out: args.out,

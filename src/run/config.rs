@@ -803,15 +803,61 @@ fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Graesser et al.'s (ICML 2022) mask-update schedule for DQN, by switch: laid
+/// on whichever of these switches the run's method has, so any drop/grow or
+/// pruning method takes it without being named. Classic control (their Table 1
+/// and gin config): an update every 1 000 environment steps, drop fraction 0.5
+/// with cosine decay, none after 75% of training; pruning from 20% to 75% of
+/// training, every 1 000 steps. MinAtar (their Atari DQN's): every 5 000 steps,
+/// drop fraction 0.3 with cosine decay.
+fn rl_method_defaults(minatar: bool) -> Vec<(&'static str, toml::Value)> {
+    let cosine = toml::Value::String("cosine".into());
+    if minatar {
+        return vec![
+            ("delta_t", toml::Value::Integer(5000)),
+            ("drop_fraction", toml::Value::Float(0.3)),
+            ("drop_schedule", cosine),
+        ];
+    }
+    vec![
+        ("delta_t", toml::Value::Integer(1000)),
+        ("drop_fraction", toml::Value::Float(0.5)),
+        ("drop_schedule", cosine),
+        ("end_fraction", toml::Value::Float(0.75)),
+        ("prune_begin_fraction", toml::Value::Float(0.2)),
+        ("prune_end_fraction", toml::Value::Float(0.75)),
+    ]
+}
+
+/// The switches of [`rl_method_defaults`] that the method of `table` has
+/// (none for an unknown method, which `from_table` refuses by name).
+fn rl_method_switches(table: &toml::Table, minatar: bool) -> Vec<(&'static str, toml::Value)> {
+    let default = MethodConfig::from(RigLConfig::new());
+    let name = table
+        .get("method")
+        .and_then(|m| m.get("name"))
+        .and_then(toml::Value::as_str)
+        .unwrap_or(default.name());
+    let Ok(method) = sparse_methods::registry::find(name) else {
+        return Vec::new();
+    };
+    rl_method_defaults(minatar)
+        .into_iter()
+        .filter(|(key, _)| method.switches.iter().any(|s| s.key == *key))
+        .collect()
+}
+
 /// Lays the agent's defaults under the user's keys: Adam with Graesser et al.'s
-/// weight decay 1e-6, 20 epochs; classic control: batch 128 at lr 1e-3;
-/// Breakout: MinAtar's batch 32 at lr 2.5e-4 and its `[rl]` settings.
+/// weight decay 1e-6, 20 epochs, their mask-update schedule
+/// ([`rl_method_defaults`]); classic control: batch 128 at lr 1e-3; Breakout:
+/// MinAtar's batch 32 at lr 2.5e-4 and its `[rl]` settings.
 fn rl_defaults(table: &mut toml::Table) {
     let minatar = table
         .get("rl")
         .and_then(|rl| rl.get("env"))
         .and_then(toml::Value::as_str)
         .is_some_and(|e| e == RlEnv::Breakout.name());
+    let method = rl_method_switches(table, minatar);
     let mut lay = |name: &str, values: Vec<(&str, toml::Value)>| {
         let section = table
             .entry(name)
@@ -839,6 +885,9 @@ fn rl_defaults(table: &mut toml::Table) {
             ("weight_decay", toml::Value::Float(if minatar { 0.0 } else { 1e-6 })),
         ],
     );
+    if !method.is_empty() {
+        lay("method", method);
+    }
     if minatar {
         lay(
             "rl",

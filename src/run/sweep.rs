@@ -26,8 +26,11 @@ pub struct SweepSpec {
     /// Settings shared by every run, as given (a config file's table with the
     /// command-line options laid over it).
     pub base: toml::Table,
-    /// Methods with their switches (`dense` runs once per seed, at sparsity 0).
+    /// Methods (`dense` runs once per seed, at sparsity 0).
     pub methods: Vec<MethodConfig>,
+    /// The switches given (`-m key=value`), each laid on the methods that have
+    /// it; every other switch takes the run's default (the task's, then the method's).
+    pub switches: toml::Table,
     /// Target sparsities.
     pub sparsities: Vec<f64>,
     /// Seeds.
@@ -86,7 +89,14 @@ impl SweepSpec {
     /// The config of one run.
     pub fn run_config(&self, method: &MethodConfig, sparsity: f64, seed: u64) -> anyhow::Result<RunConfig> {
         let mut table = self.base.clone();
-        table.insert("method".into(), toml::Value::try_from(method)?);
+        let mut method_table = toml::Table::new();
+        method_table.insert("name".into(), toml::Value::String(method.name().into()));
+        for (key, value) in &self.switches {
+            if method.registered().switches.iter().any(|s| s.key == key) {
+                method_table.insert(key.clone(), value.clone());
+            }
+        }
+        table.insert("method".into(), toml::Value::Table(method_table));
         let sparsity_table = table
             .entry("sparsity")
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -313,16 +323,45 @@ fn write_results(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn spec(sparsities: Vec<f64>) -> SweepSpec {
         SweepSpec {
             base: toml::Table::new(),
             methods: vec![sparse_methods::RigLConfig::new().into()],
+            switches: toml::Table::new(),
             sparsities,
             seeds: vec![1],
             out: PathBuf::from("unused"),
         }
+    }
+
+    #[test]
+    fn a_run_takes_the_switches_given_and_the_task_s_defaults_for_the_rest() {
+        let mut spec = spec(vec![0.9]);
+        spec.base.insert("task".into(), toml::Value::String("rl".into()));
+        let switches = |spec: &SweepSpec| spec.run_config(&spec.methods[0], 0.9, 1).unwrap().method.switches();
+        let m = switches(&spec);
+        assert_eq!(
+            (&m["delta_t"], &m["drop_fraction"]),
+            (&json!(1000), &json!(0.5)),
+            "{m:?}"
+        );
+        // a switch given wins, even at RigL's own default
+        let own = sparse_methods::RigLConfig::new().delta_t;
+        spec.switches.insert("delta_t".into(), toml::Value::Integer(own as i64));
+        let m = switches(&spec);
+        assert_eq!(
+            (&m["delta_t"], &m["drop_fraction"]),
+            (&json!(own), &json!(0.5)),
+            "{m:?}"
+        );
+        // a switch the method lacks is not laid on it
+        spec.switches
+            .insert("prune_begin_fraction".into(), toml::Value::Float(0.1));
+        assert!(!switches(&spec).contains_key("prune_begin_fraction"));
     }
 
     #[test]
