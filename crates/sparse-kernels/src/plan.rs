@@ -371,8 +371,22 @@ impl PlanData {
 
     /// For every value, its position `row · cols + col` in the dense matrix;
     /// padding maps to `rows · cols` (one slot past the end).
+    ///
+    /// # Panics
+    /// For a matrix of 2³¹ − 1 or more entries, whose positions an `i32` cannot
+    /// hold (only the densifying fallback and the Cube SDDMM use them; flex's
+    /// kernels never do), rather than wrapping them into wrong positions.
     pub fn dense_positions(&self) -> &[i32] {
         self.dense_pos.get_or_init(|| {
+            let slots = self.rows * self.cols;
+            assert!(
+                i32::try_from(slots).is_ok(),
+                "a {}x{} sparse layer has {slots} dense positions, more than an i32 index holds: \
+                 the densifying fallback and the Cube SDDMM cannot address it; train it on flex, \
+                 whose sparse kernels never index the dense matrix",
+                self.rows,
+                self.cols
+            );
             let csr = self.csr();
             let mut pos = vec![(self.rows * self.cols) as i32; self.n_values];
             for r in 0..self.rows {
@@ -410,5 +424,36 @@ impl PlanData {
             }
             Storage::Bsr(b) => (b.block_row_ptr.len() + b.block_col.len()) * 4,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indices::Indices;
+
+    /// A CSR plan of `rows × cols` with one value, at the last column of the last row.
+    fn one_value(rows: usize, cols: usize) -> SparsePlan {
+        let mut row_ptr = vec![0u32; rows + 1];
+        row_ptr[rows] = 1;
+        let csr = CsrView {
+            row_ptr,
+            col: Indices::narrowest(vec![(cols - 1) as u32], cols),
+            perm: None,
+        };
+        SparsePlan::new(rows, cols, 1, OpKind::Linear, Storage::Csr, Some(csr), Vec::new())
+    }
+
+    #[test]
+    fn dense_positions_reach_the_last_i32_and_refuse_beyond_it() {
+        // 46 340² < 2³¹ − 1: the last entry's position is exact
+        let fits = one_value(46_340, 46_340);
+        assert_eq!(fits.dense_positions(), [46_340 * 46_340 - 1]);
+        // 65 536 × 32 768 = 2³¹ entries: refused by name, never wrapped
+        let huge = one_value(65_536, 32_768);
+        let call = std::panic::AssertUnwindSafe(|| huge.dense_positions().to_vec());
+        let panic = std::panic::catch_unwind(call).unwrap_err();
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("65536x32768") && message.contains("flex"), "{message}");
     }
 }
