@@ -604,6 +604,22 @@ fn a_dqn_sweep_compares_mean_evaluation_returns() {
         "{rows:?}"
     );
     assert!(dense.is_finite() && set.is_finite());
+    // the learning curves: one point per epoch (here one, at 200 steps)
+    assert!(out.join("return_vs_steps.png").is_file());
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let std = |runs: &[&str]| {
+        let v: Vec<f64> = runs.iter().map(|r| ret(&summary(&out.join(r)))).collect();
+        let mean = v.iter().sum::<f64>() / 2.0;
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>()).sqrt()
+    };
+    let dense_row = format!(
+        "| dense | {dense:.1} ± {:.1} |",
+        std(&["dense-s0-seed1", "dense-s0-seed2"])
+    );
+    assert!(
+        md.contains("| run | 200 |") && md.contains(&dense_row),
+        "{dense_row} in {md}"
+    );
 }
 
 #[test]

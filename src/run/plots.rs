@@ -584,6 +584,68 @@ pub fn metric_vs_sparsity(path: &Path, series: &[Series], axis: &SweepAxis<'_>) 
     root.present().map_err(err)
 }
 
+/// A sweep's curves against environment steps: for each series (a method at a
+/// sparsity) the mean over seeds, a line with a point per evaluation, inside a
+/// band of ± one standard deviation over seeds.
+pub fn curves_over_seeds(path: &Path, series: &[Series], axis: &SweepAxis<'_>) -> anyhow::Result<()> {
+    font();
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let x_hi = points().map(|(x, _, _)| *x).fold(1.0, f64::max);
+    let (lo, hi) = finite_range(
+        points().flat_map(|(_, m, s)| [m - s.unwrap_or(0.0), m + s.unwrap_or(0.0)]),
+        1.0,
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(axis.caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_hi * 1.02, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("environment steps")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc(axis.y_desc)
+        .draw()
+        .map_err(err)?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let pts: Vec<&(f64, f64, Option<f64>)> = pts.iter().filter(|(_, m, _)| m.is_finite()).collect();
+        let band: Vec<(f64, f64)> = pts
+            .iter()
+            .filter_map(|(x, m, s)| s.map(|s| (*x, m + s)))
+            .chain(pts.iter().rev().filter_map(|(x, m, s)| s.map(|s| (*x, m - s))))
+            .collect();
+        if band.len() > 2 {
+            chart
+                .draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled())))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|(x, m, _)| (*x, *m)),
+                color.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|(x, m, _)| Circle::new((*x, *m), 3, color.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
 /// One point of a DQN run's curves: after `env_steps` environment steps, the
 /// mean and standard deviation of the evaluation returns and the mean return of
 /// the training episodes that ended since the point before (if any did).

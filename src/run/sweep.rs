@@ -124,6 +124,7 @@ pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
     std::fs::create_dir_all(&spec.out).with_context(|| format!("creating {}", spec.out.display()))?;
     let _lock = FolderLock::acquire(&spec.out)?; // one sweep per folder, held to the end
     let mut results: BTreeMap<(String, u64), Vec<Summary>> = BTreeMap::new();
+    let mut curves: Curves = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for method in &spec.methods {
         order.push(method.name().to_string());
@@ -142,14 +143,106 @@ pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
                     }
                     e
                 })?;
-                results
-                    .entry((method.name().to_string(), sparsity_key(sparsity)))
-                    .or_default()
-                    .push(summary);
+                let key = (method.name().to_string(), sparsity_key(sparsity));
+                if summary.rl.is_some() {
+                    let curve = super::train::rl::eval_curve(&dir.join("metrics.csv"))?;
+                    curves.entry(key.clone()).or_default().push(curve);
+                }
+                results.entry(key).or_default().push(summary);
             }
         }
     }
-    write_results(&spec.out, &order, &results)
+    let mut md = write_results(&spec.out, &order, &results)?;
+    if !curves.is_empty() {
+        md.push_str(&learning_curves(&spec.out, &order, &curves)?);
+    }
+    Ok(md)
+}
+
+/// Each DQN run's evaluation curve (environment steps, mean return), by method
+/// and sparsity key, one per seed.
+type Curves = BTreeMap<(String, u64), Vec<Vec<(u64, f64)>>>;
+
+/// Mean ± std over the runs of the evaluation return at each environment-step
+/// count that every run reached.
+fn mean_curve(runs: &[Vec<(u64, f64)>]) -> Vec<(f64, f64, Option<f64>)> {
+    let Some(first) = runs.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .filter_map(|(steps, _)| {
+            let at = |run: &Vec<(u64, f64)>| run.iter().find(|(s, _)| s == steps).map(|(_, v)| *v);
+            let values: Option<Vec<f64>> = runs.iter().map(at).collect();
+            values.map(|v| {
+                let (mean, std) = mean_std(&v);
+                (*steps as f64, mean, std)
+            })
+        })
+        .collect()
+}
+
+/// `5k` for whole thousands of environment steps.
+fn steps_label(steps: f64) -> String {
+    if steps >= 1000.0 && steps % 1000.0 == 0.0 {
+        format!("{:.0}k", steps / 1000.0)
+    } else {
+        format!("{steps:.0}")
+    }
+}
+
+/// A DQN sweep's learning curves: `return_vs_steps.png` and a table appended
+/// to `results.md` (and returned), the evaluation return (mean ± std over
+/// seeds) of each method and sparsity after each epoch.
+fn learning_curves(out: &Path, order: &[String], curves: &Curves) -> anyhow::Result<String> {
+    let mut series: Vec<plots::Series> = Vec::new();
+    for method in order {
+        for ((m, s), runs) in curves.iter().filter(|((m, _), _)| m == method) {
+            let name = if *s == 0 {
+                m.clone()
+            } else {
+                format!("{m} {}%", *s as f64 / 1e4)
+            };
+            series.push((name, mean_curve(runs)));
+        }
+    }
+    let steps: Vec<f64> =
+        series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|(x, _, _)| *x))
+            .fold(Vec::new(), |mut all, x| {
+                if !all.contains(&x) {
+                    all.push(x);
+                }
+                all
+            });
+    let mut md = String::from("\nEvaluation return by environment steps (mean ± std over seeds):\n\n| run |");
+    for x in &steps {
+        let _ = write!(md, " {} |", steps_label(*x));
+    }
+    let _ = writeln!(md, "\n|---|{}", "---|".repeat(steps.len()));
+    for (name, pts) in &series {
+        let _ = write!(md, "| {name} |");
+        for x in &steps {
+            let cell = match pts.iter().find(|(px, _, _)| px == x) {
+                Some((_, m, Some(s))) => format!("{m:.1} ± {s:.1}"),
+                Some((_, m, None)) => format!("{m:.1}"),
+                None => "—".into(),
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        md.push('\n');
+    }
+    let mut file = std::fs::OpenOptions::new().append(true).open(out.join("results.md"))?;
+    std::io::Write::write_all(&mut file, md.as_bytes())?;
+    let axis = plots::SweepAxis {
+        caption: "evaluation return vs environment steps (mean ± std over seeds)",
+        y_desc: "evaluation return",
+        scale: 1.0,
+    };
+    let path = out.join("return_vs_steps.png");
+    super::report::or_warn("return_vs_steps.png", plots::curves_over_seeds(&path, &series, &axis));
+    Ok(md)
 }
 
 fn run_one(cfg: &RunConfig, dir: &Path, opts: &TrainOptions) -> anyhow::Result<Summary> {
@@ -336,6 +429,32 @@ mod tests {
             seeds: vec![1],
             out: PathBuf::from("unused"),
         }
+    }
+
+    #[test]
+    fn learning_curves_average_the_seeds_at_the_steps_every_run_reached() {
+        let runs = vec![vec![(100, 10.0), (200, 20.0)], vec![(100, 30.0)]];
+        let curve = mean_curve(&runs);
+        assert_eq!(curve.len(), 1, "200 steps are missing from the second run: {curve:?}");
+        let (x, mean, std) = curve[0];
+        assert_eq!((x, mean), (100.0, 20.0));
+        assert!((std.unwrap() - 200f64.sqrt()).abs() < 1e-12, "sample std of 10 and 30");
+        assert_eq!(mean_curve(&runs[..1])[1], (200.0, 20.0, None));
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("results.md"), "table\n").unwrap();
+        let curves: Curves = [
+            (("b".to_string(), 900_000), runs),
+            (("a".to_string(), 0), vec![vec![(100, 5.0), (200, 7.0)]]),
+        ]
+        .into_iter()
+        .collect();
+        let md = learning_curves(tmp.path(), &["a".into(), "b".into()], &curves).unwrap();
+        assert!(md.contains("| run | 100 | 200 |"), "{md}");
+        assert!(md.contains("| a | 5.0 | 7.0 |"), "{md}");
+        assert!(md.contains("| b 90% | 20.0 ± 14.1 | — |"), "{md}");
+        let written = std::fs::read_to_string(tmp.path().join("results.md")).unwrap();
+        assert_eq!(written, format!("table\n{md}"));
+        assert!(image::open(tmp.path().join("return_vs_steps.png")).is_ok());
     }
 
     #[test]

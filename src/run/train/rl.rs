@@ -549,6 +549,33 @@ impl Agent<'_> {
     }
 }
 
+/// The mean evaluation return after each epoch of the DQN run whose
+/// `metrics.csv` is `path`, with its environment steps (a sweep's learning curves).
+pub fn eval_curve(path: &Path) -> anyhow::Result<Vec<(u64, f64)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|c| *c == name)
+            .with_context(|| format!("{} has no `{name}` column: not a DQN run's metrics", path.display()))
+    };
+    let (steps, eval) = (column("env_steps")?, column("eval_return")?);
+    lines
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let cells: Vec<&str> = line.split(',').collect();
+            let cell = |i: usize| cells.get(i).copied().unwrap_or_default();
+            let bad = || format!("{}: a malformed row `{line}`", path.display());
+            Ok((
+                cell(steps).parse().with_context(bad)?,
+                cell(eval).parse().with_context(bad)?,
+            ))
+        })
+        .collect()
+}
+
 /// The points of the returns plot: one per epoch, at its environment steps.
 pub fn return_points(rows: &[RlEpoch]) -> Vec<plots::ReturnPoint> {
     rows.iter()
@@ -580,6 +607,22 @@ fn append(path: &Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_evaluation_curve_reads_back_from_metrics_csv() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("metrics.csv");
+        let rows = [row(1, 9.5), row(2, -30.25)];
+        let csv: Vec<String> = rows.iter().map(RlEpoch::csv).collect();
+        std::fs::write(&path, format!("{HEADER}\n{}\n", csv.join("\n"))).unwrap();
+        assert_eq!(eval_curve(&path).unwrap(), [(100, 9.5), (200, -30.25)]);
+        std::fs::write(&path, "epoch,train_loss\n1,0.5\n").unwrap();
+        let e = eval_curve(&path).unwrap_err().to_string();
+        assert!(e.contains("no `env_steps` column"), "{e}");
+        std::fs::write(&path, format!("{HEADER}\n1,x\n")).unwrap();
+        let e = eval_curve(&path).unwrap_err().to_string();
+        assert!(e.contains("malformed row `1,x`"), "{e}");
+    }
 
     fn row(epoch: u64, eval_return: f64) -> RlEpoch {
         RlEpoch {
