@@ -148,6 +148,39 @@ fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+/// Each crate's integration tests are one binary, `tests/main.rs` with a module
+/// per file (one link instead of one per file): a file it does not list would
+/// silently never compile nor run.
+#[test]
+fn every_integration_test_file_is_a_module_of_its_crate_s_test_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("tests")];
+    for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+        dirs.push(entry.unwrap().path().join("tests"));
+    }
+    let mut checked = 0;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "rs") && stem != "main" {
+                let declared = main.lines().any(|l| l.trim() == format!("mod {stem};"));
+                assert!(
+                    declared,
+                    "{} is not in {}: add `mod {stem};`",
+                    path.display(),
+                    dir.join("main.rs").display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} test files found");
+}
+
 #[test]
 fn the_trainer_never_checks_a_method_by_name() {
     let mut files = Vec::new();

@@ -227,7 +227,8 @@ pub struct LmSection {
 /// under the keys not given (warm-up 5000, target copy every 1000, ε over 100k
 /// steps; `[training]` batch 32, lr 2.5e-4). An epoch is `steps_per_epoch`
 /// environment steps followed by a greedy evaluation on fixed seeds; every step
-/// count of the method (ΔT, T_end) counts environment steps.
+/// count of the method (ΔT, T_end) counts environment steps, and the method's
+/// update schedule defaults to Graesser et al.'s (`rl_method_defaults`).
 #[derive(Config, Debug, PartialEq)]
 pub struct RlSection {
     /// The environment.
