@@ -8,7 +8,6 @@ mod burn_train_multi;
 mod cli;
 mod common;
 mod config;
-mod data_inputs;
 mod export;
 mod hardening;
 mod method_defaults;

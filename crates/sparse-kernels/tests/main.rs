@@ -6,6 +6,5 @@ mod autodiff;
 mod common;
 mod conv;
 mod formats;
-mod host_kernels;
 mod linear;
 mod sparse_training;
