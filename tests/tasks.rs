@@ -712,7 +712,11 @@ fn method_switches(args: &[&str]) -> serde_json::Map<String, serde_json::Value> 
 #[test]
 fn a_dqn_run_takes_graesser_et_al_s_mask_update_schedule_unless_told_otherwise() {
     // Graesser et al. (ICML 2022), classic control: an update every 1000 steps,
-    // drop fraction 0.5 decayed by a cosine, no update after 75% of training
+    // drop fraction 0.5 decayed by a cosine (each unlike the image task's
+    // defaults, checked first), no update after 75% of training
+    let image = method_switches(&["--method", "set"]);
+    assert_eq!((&image["delta_t"], &image["drop_fraction"]), (&json!(100), &json!(0.3)));
+    assert_eq!(image["drop_schedule"], "constant");
     for method in ["rigl", "set"] {
         let m = method_switches(&["--task", "rl", "--method", method]);
         assert_eq!(m["delta_t"], 1000, "{method}: {m:?}");
@@ -722,7 +726,7 @@ fn a_dqn_run_takes_graesser_et_al_s_mask_update_schedule_unless_told_otherwise()
     }
     // the default method (no --method) takes it too
     assert_eq!(method_switches(&["--task", "rl"])["delta_t"], 1000);
-    // pruning between 20% and 75% of training, every 1000 steps
+    // pruning from 20% (GMP's own default: 0) to 75% of training, every 1000 steps
     let gmp = method_switches(&["--task", "rl", "--method", "gmp"]);
     let pruning = (
         &gmp["prune_begin_fraction"],
@@ -730,32 +734,34 @@ fn a_dqn_run_takes_graesser_et_al_s_mask_update_schedule_unless_told_otherwise()
         &gmp["delta_t"],
     );
     assert_eq!(pruning, (&json!(0.2), &json!(0.75), &json!(1000)), "{gmp:?}");
-    // a switch given wins, even when it equals the image task's default
-    let image = method_switches(&["--method", "rigl"]);
-    assert_ne!(image["delta_t"], 1000, "the image task keeps RigL's own ΔT");
-    let given = format!("delta_t={}", image["delta_t"]);
+    // MEST counts delta_t steps (its own default: a mutation every 5 epochs)
+    let mest = method_switches(&["--task", "rl", "--method", "mest"]);
+    assert_eq!(
+        (&mest["delta_epochs"], &mest["delta_t"]),
+        (&json!(0.0), &json!(1000)),
+        "{mest:?}"
+    );
+    // a switch given wins, even when it equals the image task's default, and
+    // the switches not given keep the task's defaults
     let m = method_switches(&[
         "--task",
         "rl",
         "--method",
-        "rigl",
+        "set",
         "-m",
-        &given,
+        "delta_t=100",
         "-m",
         "drop_fraction=0.1",
     ]);
-    assert_eq!((&m["delta_t"], &m["drop_fraction"]), (&image["delta_t"], &json!(0.1)));
-    assert_eq!(
-        m["end_fraction"], 0.75,
-        "the switches not given keep the task's defaults"
-    );
-    // MinAtar: their Atari DQN's every 5000 steps at 0.3; the end stays the method's
-    let breakout = method_switches(&["--task", "rl", "--env", "breakout", "--method", "rigl"]);
+    assert_eq!((&m["delta_t"], &m["drop_fraction"]), (&json!(100), &json!(0.1)));
+    assert_eq!(m["drop_schedule"], "cosine");
+    // MinAtar: their Atari DQN's every 5000 steps at 0.3, cosine; the end stays the method's
+    let breakout = method_switches(&["--task", "rl", "--env", "breakout", "--method", "set"]);
     assert_eq!(
         (&breakout["delta_t"], &breakout["drop_fraction"]),
         (&json!(5000), &json!(0.3))
     );
-    assert_eq!(breakout["end_fraction"], image["end_fraction"]);
+    assert_eq!(breakout["drop_schedule"], "cosine");
     // a method without these switches is untouched
     assert_eq!(
         method_switches(&["--task", "rl", "--method", "dense"]),

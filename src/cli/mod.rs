@@ -664,11 +664,10 @@ fn sweep_command(args: SweepArgs) -> anyhow::Result<()> {
     merge(&mut base, overrides);
     let switches: toml::Table = switches(&args.method_args)?.into_iter().collect();
     let methods: Vec<MethodConfig> = args.methods.iter().map(|m| m.0.default_config()).collect();
-    if let Some(key) = switches.keys().find(|key| {
-        !methods
-            .iter()
-            .any(|m| m.registered().switches.iter().any(|s| s.key == *key))
-    }) {
+    if let Some(key) = switches
+        .keys()
+        .find(|key| !methods.iter().any(|m| m.registered().has_switch(key)))
+    {
         bail!("no swept method has the switch `{key}`; see `sparseburn methods`");
     }
     let spec = SweepSpec {

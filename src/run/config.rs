@@ -810,18 +810,22 @@ fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> 
 /// and gin config): an update every 1 000 environment steps, drop fraction 0.5
 /// with cosine decay, none after 75% of training; pruning from 20% to 75% of
 /// training, every 1 000 steps. MinAtar (their Atari DQN's): every 5 000 steps,
-/// drop fraction 0.3 with cosine decay.
+/// drop fraction 0.3 with cosine decay. `delta_epochs = 0` makes a method that
+/// counts its interval in epochs (MEST) count `delta_t` steps instead.
 fn rl_method_defaults(minatar: bool) -> Vec<(&'static str, toml::Value)> {
     let cosine = toml::Value::String("cosine".into());
+    let in_steps = ("delta_epochs", toml::Value::Float(0.0));
     if minatar {
         return vec![
             ("delta_t", toml::Value::Integer(5000)),
+            in_steps,
             ("drop_fraction", toml::Value::Float(0.3)),
             ("drop_schedule", cosine),
         ];
     }
     vec![
         ("delta_t", toml::Value::Integer(1000)),
+        in_steps,
         ("drop_fraction", toml::Value::Float(0.5)),
         ("drop_schedule", cosine),
         ("end_fraction", toml::Value::Float(0.75)),
@@ -844,7 +848,7 @@ fn rl_method_switches(table: &toml::Table, minatar: bool) -> Vec<(&'static str, 
     };
     rl_method_defaults(minatar)
         .into_iter()
-        .filter(|(key, _)| method.switches.iter().any(|s| s.key == *key))
+        .filter(|(key, _)| method.has_switch(key))
         .collect()
 }
 

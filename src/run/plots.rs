@@ -591,6 +591,16 @@ pub fn curves_over_seeds(path: &Path, series: &[Series], axis: &SweepAxis<'_>) -
     font();
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
+    let scaled: Vec<Series> = series
+        .iter()
+        .map(|(name, p)| {
+            let p = p
+                .iter()
+                .map(|(x, m, s)| (*x, axis.scale * m, s.map(|s| axis.scale * s)));
+            (name.clone(), p.collect())
+        })
+        .collect();
+    let series = &scaled;
     let points = || series.iter().flat_map(|(_, p)| p.iter());
     let x_hi = points().map(|(x, _, _)| *x).fold(1.0, f64::max);
     let (lo, hi) = finite_range(

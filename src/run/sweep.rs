@@ -26,10 +26,12 @@ pub struct SweepSpec {
     /// Settings shared by every run, as given (a config file's table with the
     /// command-line options laid over it).
     pub base: toml::Table,
-    /// Methods (`dense` runs once per seed, at sparsity 0).
+    /// Methods (`dense` runs once per seed, at sparsity 0); a switch set away
+    /// from the method's default is kept.
     pub methods: Vec<MethodConfig>,
-    /// The switches given (`-m key=value`), each laid on the methods that have
-    /// it; every other switch takes the run's default (the task's, then the method's).
+    /// Switches for every method (`-m key=value`), each laid on the methods that
+    /// have it; a switch neither here nor set in `methods` takes the run's
+    /// default (the task's, then the method's).
     pub switches: toml::Table,
     /// Target sparsities.
     pub sparsities: Vec<f64>,
@@ -86,17 +88,28 @@ impl SweepSpec {
         Ok(())
     }
 
+    /// The `[method]` table of `method`'s runs: its name, the switches it sets
+    /// away from its defaults, and those of [`SweepSpec::switches`] it has.
+    fn method_table(&self, method: &MethodConfig) -> anyhow::Result<toml::Table> {
+        let registered = method.registered();
+        let defaults = registered.default_config().switches();
+        let mut table = toml::Table::new();
+        table.insert("name".into(), toml::Value::String(method.name().into()));
+        for (key, value) in method.switches() {
+            if defaults.get(&key) != Some(&value) {
+                table.insert(key, toml::Value::try_from(value)?);
+            }
+        }
+        for (key, value) in self.switches.iter().filter(|(k, _)| registered.has_switch(k)) {
+            table.insert(key.clone(), value.clone());
+        }
+        Ok(table)
+    }
+
     /// The config of one run.
     pub fn run_config(&self, method: &MethodConfig, sparsity: f64, seed: u64) -> anyhow::Result<RunConfig> {
         let mut table = self.base.clone();
-        let mut method_table = toml::Table::new();
-        method_table.insert("name".into(), toml::Value::String(method.name().into()));
-        for (key, value) in &self.switches {
-            if method.registered().switches.iter().any(|s| s.key == key) {
-                method_table.insert(key.clone(), value.clone());
-            }
-        }
-        table.insert("method".into(), toml::Value::Table(method_table));
+        table.insert("method".into(), toml::Value::Table(self.method_table(method)?));
         let sparsity_table = table
             .entry("sparsity")
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -145,8 +158,10 @@ pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
                 })?;
                 let key = (method.name().to_string(), sparsity_key(sparsity));
                 if summary.rl.is_some() {
-                    let curve = super::train::rl::eval_curve(&dir.join("metrics.csv"))?;
-                    curves.entry(key.clone()).or_default().push(curve);
+                    match super::train::rl::eval_curve(&dir.join("metrics.csv")) {
+                        Ok(curve) => curves.entry(key.clone()).or_default().push(curve),
+                        Err(e) => tracing::warn!("{}: left out of the learning curves: {e:#}", dir.display()),
+                    }
                 }
                 results.entry(key).or_default().push(summary);
             }
@@ -206,16 +221,9 @@ fn learning_curves(out: &Path, order: &[String], curves: &Curves) -> anyhow::Res
             series.push((name, mean_curve(runs)));
         }
     }
-    let steps: Vec<f64> =
-        series
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|(x, _, _)| *x))
-            .fold(Vec::new(), |mut all, x| {
-                if !all.contains(&x) {
-                    all.push(x);
-                }
-                all
-            });
+    let mut steps: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|(x, _, _)| *x)).collect();
+    steps.sort_by(f64::total_cmp);
+    steps.dedup();
     let mut md = String::from("\nEvaluation return by environment steps (mean ± std over seeds):\n\n| run |");
     for x in &steps {
         let _ = write!(md, " {} |", steps_label(*x));
@@ -481,6 +489,15 @@ mod tests {
         spec.switches
             .insert("prune_begin_fraction".into(), toml::Value::Float(0.1));
         assert!(!switches(&spec).contains_key("prune_begin_fraction"));
+        // a library caller's method config keeps what it sets away from the defaults
+        spec.switches.clear();
+        spec.methods = vec![sparse_methods::RigLConfig::new().with_drop_fraction(0.2).into()];
+        let m = switches(&spec);
+        assert_eq!(
+            (&m["delta_t"], &m["drop_fraction"]),
+            (&json!(1000), &json!(0.2)),
+            "{m:?}"
+        );
     }
 
     #[test]

@@ -373,8 +373,8 @@ impl PlanData {
     /// padding maps to `rows · cols` (one slot past the end).
     ///
     /// # Panics
-    /// For a matrix of 2³¹ − 1 or more entries, whose positions an `i32` cannot
-    /// hold (only the densifying fallback and the Cube SDDMM use them; flex's
+    /// For a matrix of 2³¹ or more entries, whose positions (and the padding's
+    /// one past the end) an `i32` cannot hold (only the densifying fallback and the Cube SDDMM use them; flex's
     /// kernels never do), rather than wrapping them into wrong positions.
     pub fn dense_positions(&self) -> &[i32] {
         self.dense_pos.get_or_init(|| {

@@ -173,6 +173,11 @@ impl Registered {
         (self.default)()
     }
 
+    /// Whether the method has the switch `key`.
+    pub fn has_switch(&self, key: &str) -> bool {
+        self.switches.iter().any(|s| s.key == key)
+    }
+
     /// `(switch, default value)` pairs, in order.
     pub fn defaults(&self) -> Vec<(Switch, Value)> {
         let table = self.default_config().switches();
@@ -385,7 +390,7 @@ impl MethodConfig {
     /// lists the switches the method has.
     pub fn set(&mut self, key: &str, value: Value) -> Result<()> {
         let registered = self.registered();
-        if !registered.switches.iter().any(|s| s.key == key) {
+        if !registered.has_switch(key) {
             let known: Vec<&str> = registered.switches.iter().map(|s| s.key).collect();
             return Err(SparseError::InvalidConfig(if known.is_empty() {
                 format!(

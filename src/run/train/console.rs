@@ -19,7 +19,7 @@ const PROGRESS_FIXED: usize = 1 + 12 + 1 + 9 + 1 + 8;
 pub const LEGEND: &str = "ep = epoch, loss = training loss, val/test = accuracy, sp = sparsity, lr = rate";
 
 /// The legend of the epoch lines of a language model, whose figures are losses.
-pub const LEGEND_LM: &str = "ep = epoch, loss/val/test = bits per token (lower is better), sp = sparsity";
+pub const LEGEND_LM: &str = "ep = epoch, loss/val/test = bits per token, sp = sparsity, lr = rate";
 
 /// The legend for a run whose best epoch is chosen by `selection`.
 fn legend(selection: Selection) -> &'static str {
