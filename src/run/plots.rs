@@ -486,6 +486,40 @@ impl SweepAxis<'static> {
     };
 }
 
+/// A sweep plot's chart: f64 axes on a bitmap.
+type SweepChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The chart of a sweep plot on `root`, with its caption and ranges.
+fn sweep_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> anyhow::Result<SweepChart<'a, 'b>> {
+    ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+/// The legend of a sweep plot, boxed, at `position`.
+fn sweep_legend<'a, 'b: 'a>(chart: &mut SweepChart<'a, 'b>, position: SeriesLabelPosition) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)
+}
+
 /// A sweep's metric (mean ± std over seeds) against the sparsity, one line per method;
 /// the dense baseline (sparsity 0) is a dashed horizontal line.
 pub fn metric_vs_sparsity(path: &Path, series: &[Series], axis: &SweepAxis<'_>) -> anyhow::Result<()> {
@@ -514,13 +548,7 @@ pub fn metric_vs_sparsity(path: &Path, series: &[Series], axis: &SweepAxis<'_>) 
         }),
         0.2,
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axis.caption, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(x_lo..x_hi, lo..hi)
-        .map_err(err)?;
+    let mut chart = sweep_chart(&root, axis.caption, x_lo..x_hi, lo..hi)?;
     chart
         .configure_mesh()
         .x_desc("sparsity of the sparse layers, %")
@@ -574,13 +602,7 @@ pub fn metric_vs_sparsity(path: &Path, series: &[Series], axis: &SweepAxis<'_>) 
             .draw_series(pts.iter().map(|(s, m, _)| Circle::new((*s, *m), 5, color.filled())))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    sweep_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     root.present().map_err(err)
 }
 
@@ -607,13 +629,7 @@ pub fn curves_over_seeds(path: &Path, series: &[Series], axis: &SweepAxis<'_>) -
         points().flat_map(|(_, m, s)| [m - s.unwrap_or(0.0), m + s.unwrap_or(0.0)]),
         1.0,
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axis.caption, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_hi * 1.02, lo..hi)
-        .map_err(err)?;
+    let mut chart = sweep_chart(&root, axis.caption, 0.0..x_hi * 1.02, lo..hi)?;
     chart
         .configure_mesh()
         .x_desc("environment steps")
@@ -646,13 +662,7 @@ pub fn curves_over_seeds(path: &Path, series: &[Series], axis: &SweepAxis<'_>) -
             .draw_series(pts.iter().map(|(x, m, _)| Circle::new((*x, *m), 3, color.filled())))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    sweep_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(err)
 }
 
