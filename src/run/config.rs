@@ -370,10 +370,10 @@ impl RunConfig {
         };
         let method = resolve_method(
             match section(&mut table, "method")? {
-                None => RigLConfig::new().into(),
+                None => default_method(),
                 Some(mut map) => {
                     // switches without a method name are the default method's
-                    let default: MethodConfig = RigLConfig::new().into();
+                    let default = default_method();
                     map.entry("name")
                         .or_insert_with(|| Value::String(default.name().into()));
                     MethodConfig::from_value(Value::Object(map))?
@@ -804,6 +804,11 @@ fn task_defaults(task: TaskKind, table: &mut toml::Table) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// The method of a run whose config names none: RigL with its defaults.
+fn default_method() -> MethodConfig {
+    RigLConfig::new().into()
+}
+
 /// Graesser et al.'s (ICML 2022) mask-update schedule for DQN, by switch: laid
 /// on whichever of these switches the run's method has, so any drop/grow or
 /// pruning method takes it without being named. Classic control (their Table 1
@@ -837,7 +842,7 @@ fn rl_method_defaults(minatar: bool) -> Vec<(&'static str, toml::Value)> {
 /// The switches of [`rl_method_defaults`] that the method of `table` has
 /// (none for an unknown method, which `from_table` refuses by name).
 fn rl_method_switches(table: &toml::Table, minatar: bool) -> Vec<(&'static str, toml::Value)> {
-    let default = MethodConfig::from(RigLConfig::new());
+    let default = default_method();
     let name = table
         .get("method")
         .and_then(|m| m.get("name"))
