@@ -10,6 +10,13 @@ use crate::plan::OpKind;
 /// measured on 1024×1024 (CSR tied dense at 80% sparsity; at batch 64 it
 /// still won at 70% and lost at 60%).
 pub const LINEAR_DENSE_FROM: f64 = 0.2;
+/// Linear layers of at most this many weights stay dense at any density: a
+/// sparse call's fixed cost outweighs what it saves. Measured
+/// (`cargo bench -p sparse-kernels --bench kernels -- --quick small-`, 90%
+/// sparsity, 2026-12-01): 128×128 ran 0.40x and 256×256 0.84x of dense at
+/// batch 64 (both ahead at batch 1 by a few microseconds), 512×512 won at both
+/// (2.1x, 1.6x). The char transformer's 128-wide projections fall below it.
+pub const LINEAR_DENSE_UP_TO: usize = 65_536;
 /// k×k convolutions at or above this density stay dense (3×3, 128 channels,
 /// 28×28: sparse 1.8x at 80% sparsity, tied at 70%).
 pub const CONV_DENSE_FROM: f64 = 0.3;
@@ -57,6 +64,12 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
             format!("whole neurons pruned (density {density:.3})"),
         );
     }
+    if op == OpKind::Linear && layer.numel() <= LINEAR_DENSE_UP_TO {
+        return pick(
+            FormatKind::Dense,
+            format!("{} weights <= {LINEAR_DENSE_UP_TO}: too small to gain", layer.numel()),
+        );
+    }
     if density >= crossover {
         return pick(
             FormatKind::Dense,
@@ -82,6 +95,30 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn every_tenth(n: usize) -> Mask {
+        Mask::from_bools(&(0..n).map(|i| i % 10 == 0).collect::<Vec<_>>())
+    }
+
+    /// Small linear layers stay dense whatever their density; from just above
+    /// the size limit the density decides.
+    #[test]
+    fn small_linear_layers_stay_dense() {
+        for (d, want) in [
+            (128, FormatKind::Dense),
+            (256, FormatKind::Dense),
+            (512, FormatKind::Csr),
+        ] {
+            let layer = SparseLayer::linear("fc.weight", d, d);
+            let got = choose(&layer, OpKind::Linear, &every_tenth(d * d)).format;
+            assert_eq!(got, want, "{d}x{d}");
+        }
+        let layer = SparseLayer::linear("fc.weight", 257, 256);
+        assert_eq!(
+            choose(&layer, OpKind::Linear, &every_tenth(257 * 256)).format,
+            FormatKind::Csr
+        );
+    }
 
     /// A grouped convolution with whole output channels pruned is never sent
     /// to the channel format, which needs `groups = 1` (found by the conv
