@@ -29,7 +29,7 @@ use sparse_rl::{Dqn, DqnConfig, EnvId, Environment, MlpQ, MlpQConfig};
 use sparseburn::data::text::{FORTUNES_DIR, Split, TextCorpus, TokenKind, token_tensor};
 use sparseburn::prelude::*;
 use sparseburn::sparse_core::Rng;
-use sparseburn::sparse_models::{CharTransformer, CharTransformerConfig};
+use sparseburn::sparse_models::{CharTransformer, CharTransformerConfig, NextToken};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

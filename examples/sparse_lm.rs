@@ -21,7 +21,7 @@ use burn::optim::GradientsParams;
 use sparseburn::data::text::{FORTUNES_DIR, Split, TextCorpus, TokenKind, token_tensor};
 use sparseburn::prelude::*;
 use sparseburn::sparse_core::{Rng, optim::AdamSettings};
-use sparseburn::sparse_models::CharTransformerConfig;
+use sparseburn::sparse_models::{CharTransformerConfig, NextToken};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

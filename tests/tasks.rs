@@ -429,6 +429,11 @@ fn a_dqn_run_writes_returns_per_episode_and_a_seeded_evaluation() {
         report.contains("evaluation return") && report.contains("1000000..=1000002"),
         "{report}"
     );
+    // its Q-network is not exported: a clear error, no file
+    let file = tmp.path().join("q.safetensors");
+    let o = sparseburn(&["export", out.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    common::assert_error(&o, &["DQN run", "not exported"]);
+    assert!(!file.exists());
 }
 
 #[test]
@@ -786,4 +791,85 @@ fn a_damaged_dqn_checkpoint_is_refused_by_name() {
     for n in ["replay.safetensors", "SHA-256"] {
         assert!(stderr(&o).contains(n), "{}", stderr(&o));
     }
+}
+
+/// `sparseburn export` of a language-model run writes its sparse twin with the
+/// vocabulary; `infer` gives the test bits per token the run recorded (in
+/// `auto`, which keeps these tiny projections dense, and forced to CSR), and
+/// `bench` reports tokens per second; a wrong corpus or image options are refused.
+#[test]
+fn a_language_model_exports_infers_its_recorded_bits_and_benchmarks_tokens_per_second() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = corpus(tmp.path(), 300);
+    let out = tmp.path().join("run");
+    let o = run(&lm_args(&folder, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recorded = summary(&out)["lm"]["test_bits_per_token"].as_f64().unwrap();
+    let (dir, corpus_dir) = (out.to_str().unwrap(), folder.to_str().unwrap());
+    for format in ["auto", "csr"] {
+        let file = tmp.path().join(format!("{format}.safetensors"));
+        let o = sparseburn(&["export", dir, "--format", format, "-o", file.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let json = tmp.path().join(format!("{format}.json"));
+        let o = sparseburn(&[
+            "infer",
+            file.to_str().unwrap(),
+            "--data-dir",
+            corpus_dir,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r = common::json(&json);
+        let bits = r["bits_per_token"].as_f64().unwrap();
+        assert!(
+            (bits - recorded).abs() <= 1e-5 * recorded,
+            "{format}: {bits} vs {recorded}"
+        );
+        assert_eq!(r["recorded_bits_per_token"].as_f64(), Some(recorded));
+        assert_eq!(r["tokens"].as_u64(), Some(200));
+        let formats: Vec<&str> = r["formats"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(formats.len(), 7, "6 projections and the head: {r}");
+        let want = if format == "auto" { "dense" } else { "csr" };
+        assert!(formats.iter().all(|f| *f == want), "{format}: {formats:?}");
+    }
+    let file = tmp.path().join("csr.safetensors");
+    let json = tmp.path().join("bench.json");
+    let o = sparseburn(&[
+        "bench",
+        file.to_str().unwrap(),
+        "--quick",
+        "--no-memory",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("tokens/s"));
+    let b = common::json(&json);
+    let e2e = b["end_to_end"].as_array().unwrap();
+    assert_eq!(e2e.len(), 2);
+    for (race, windows) in e2e.iter().zip([1u64, 32]) {
+        assert_eq!(race["tokens"].as_u64(), Some(16 * windows));
+        let ms = race["race"]["sparse_ms"]["median"].as_f64().unwrap();
+        let rate = race["sparse_tokens_per_s"].as_f64().unwrap();
+        assert!((rate - (16 * windows) as f64 * 1e3 / ms).abs() <= 1e-6 * rate, "{race}");
+    }
+    assert_eq!(b["layers"].as_array().unwrap().len(), 7);
+    // a run folder benchmarks too
+    let o = sparseburn(&["bench", dir, "--quick", "--no-memory"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // image options, and a corpus with another vocabulary, are refused
+    let o = sparseburn(&["infer", file.to_str().unwrap(), "--dataset", "fashion-mnist"]);
+    common::assert_error(&o, &["language model", "--dataset"]);
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("t.txt"), "xyz xyz xyz\n".repeat(200)).unwrap();
+    let o = sparseburn(&["infer", file.to_str().unwrap(), "--data-dir", other.to_str().unwrap()]);
+    common::assert_error(&o, &["another vocabulary", "--data-dir"]);
 }

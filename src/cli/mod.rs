@@ -184,10 +184,11 @@ struct InferArgs {
     /// An exported model file.
     #[arg(value_name = "MODEL")]
     model: PathBuf,
-    /// The dataset.
+    /// The dataset (image models; a language model is evaluated on the test
+    /// split of its corpus: --data-dir, else fortunes).
     #[arg(long, value_enum)]
-    dataset: DatasetKind,
-    /// Folder with the dataset files.
+    dataset: Option<DatasetKind>,
+    /// Folder with the dataset files (a language model's corpus folder).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Use only the first N test images (as the run did with --test-limit).
@@ -750,30 +751,36 @@ fn export_command(args: ExportArgs) -> anyhow::Result<()> {
     }
     let counts: Vec<String> = counts.iter().map(|(f, n)| format!("{n} {f}")).collect();
     println!(
-        "wrote {} ({bytes} bytes): {} on {}, test accuracy {:.2}% as recorded, sparsity {:.2}%; layers: {}",
+        "wrote {} ({bytes} bytes): {}; layers: {}",
         args.out.display(),
-        model.info.model,
-        model.info.dataset,
-        100.0 * model.info.test_accuracy,
-        100.0 * model.info.sparsity,
+        model.describe(),
         counts.join(", ")
     );
     Ok(())
 }
 
 fn infer_command(args: InferArgs) -> anyhow::Result<()> {
+    if let Some(json) = &args.json {
+        crate::run::bench::json_target(Some(json))?;
+    }
+    if crate::run::bench_lm::is_language_model(&args.model)? {
+        return infer_lm_command(&args);
+    }
+    let Some(dataset) = args.dataset else {
+        bail!(
+            "{} is an image model: name the dataset to evaluate it on with --dataset",
+            args.model.display()
+        );
+    };
     let d = crate::data::DataConfig::default();
     let data = crate::data::DataConfig {
-        dataset: args.dataset,
+        dataset,
         data_dir: args.data_dir.clone(),
         image_size: args.image_size.unwrap_or(d.image_size),
         channels: args.channels.unwrap_or(d.channels),
         test_limit: args.test_limit.unwrap_or(0),
         ..d
     };
-    if let Some(json) = &args.json {
-        crate::run::bench::json_target(Some(json))?;
-    }
     let r = crate::run::infer::infer(
         &args.model,
         &data,
@@ -796,6 +803,29 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn infer_lm_command(args: &InferArgs) -> anyhow::Result<()> {
+    if args.dataset.is_some() || args.image_size.is_some() || args.channels.is_some() || args.test_limit.is_some() {
+        bail!(
+            "{} is a language model: it is evaluated on the test split of its corpus (--data-dir, else fortunes), as its run was; drop --dataset, --image-size, --channels and --test-limit",
+            args.model.display()
+        );
+    }
+    let r = crate::run::export_lm::infer_lm(
+        &args.model,
+        args.data_dir.as_deref(),
+        args.batch_size as usize,
+        &burn::tensor::Device::flex(),
+    )?;
+    println!(
+        "{} on {} ({} test tokens): {:.6} bits per token; the run recorded {:.6}",
+        r.model_file, r.corpus, r.tokens, r.bits_per_token, r.recorded_bits_per_token
+    );
+    if let Some(json) = &args.json {
+        crate::run::artifacts::write_atomic(json, serde_json::to_string_pretty(&r)?.as_bytes())?;
+    }
+    Ok(())
+}
+
 fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
     use crate::run::bench;
     if let Some(side) = &args.memory_of {
@@ -803,13 +833,20 @@ fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let json = bench::json_target(args.json.as_deref())?;
-    let report = bench::bench(
-        &args.source,
-        bench::BenchOptions {
-            quick: args.quick,
-            memory: !args.no_memory,
-        },
-    )?;
+    let opts = bench::BenchOptions {
+        quick: args.quick,
+        memory: !args.no_memory,
+    };
+    if crate::run::bench_lm::is_language_model(&args.source)? {
+        let report = crate::run::bench_lm::bench(&args.source, opts)?;
+        print!("{}", crate::run::bench_lm::render(&report));
+        if let Some(path) = json {
+            crate::run::artifacts::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+            println!("wrote {}", path.display());
+        }
+        return Ok(());
+    }
+    let report = bench::bench(&args.source, opts)?;
     print!("{}", bench::render(&report));
     if let Some(path) = json {
         crate::run::artifacts::write_atomic(&path, serde_json::to_string_pretty(&report)?.as_bytes())?;

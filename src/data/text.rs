@@ -181,6 +181,11 @@ impl Vocab {
         self.kind
     }
 
+    /// The characters of a char vocabulary in token order (empty for bytes).
+    pub fn characters(&self) -> String {
+        self.chars.iter().collect()
+    }
+
     /// Number of tokens.
     pub fn size(&self) -> usize {
         match self.kind {

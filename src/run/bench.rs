@@ -31,7 +31,7 @@ pub struct Quartiles {
 }
 
 impl Quartiles {
-    fn of(v: Vec<f64>) -> Self {
+    pub(crate) fn of(v: Vec<f64>) -> Self {
         let [q1, median, q3] = sparse_kernels::timing::quartiles(v);
         Self { q1, median, q3 }
     }
@@ -142,7 +142,7 @@ fn pair(source: &Path, device: &Device) -> anyhow::Result<Pair> {
     }
 }
 
-fn race(batch: usize, rounds: usize, mut sparse: impl FnMut(), mut dense: impl FnMut()) -> Race {
+pub(crate) fn race(batch: usize, rounds: usize, mut sparse: impl FnMut(), mut dense: impl FnMut()) -> Race {
     for _ in 0..2 {
         sparse();
         dense();
@@ -226,6 +226,9 @@ pub fn peak_rss() -> Option<u64> {
 /// The child's job: run one side (the dense twin or the sparse model) alone
 /// at batches 1, 32 and 256 and return the peak RSS.
 pub fn memory_probe(source: &Path, dense: bool) -> anyhow::Result<u64> {
+    if super::bench_lm::is_language_model(source)? {
+        return super::bench_lm::memory_probe(source, dense);
+    }
     let device = Device::flex();
     let (model, input) = if source.is_dir() {
         let format = if dense { FormatKind::Dense } else { FormatKind::Auto };
@@ -248,7 +251,7 @@ pub fn side_name(dense: bool) -> &'static str {
     if dense { FormatKind::Dense.name() } else { "sparse" }
 }
 
-fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
+pub(crate) fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
     let side = side_name(dense);
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
@@ -307,7 +310,7 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
     })
 }
 
-fn rayon_threads() -> usize {
+pub(crate) fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

@@ -3,6 +3,7 @@
 //! converted to the sparse twin, with the dataset's shape, classes and
 //! normalisation and the run's recorded figures in the metadata.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -11,16 +12,19 @@ use burn::module::Module;
 use burn::tensor::Device;
 use sparse_methods::BuildContext;
 use sparse_models::to_sparse::{SparseMasks, SparseOptions};
-use sparse_models::{Classifier, ExportInfo, ExportedModel, FormatKind};
+use sparse_models::{Classifier, ExportInfo, ExportedLanguageModel, ExportedModel, FormatKind};
 
 use super::artifacts::{RunDir, Summary};
 use super::config::RunConfig;
 use super::models::{WithModel, with_model};
+use super::task_kind::TaskKind;
 use super::train::checksum;
 use crate::data::ImageSet;
 
 /// A finished run folder, checked.
 pub(crate) struct FinishedRun {
+    /// The run folder.
+    pub dir: PathBuf,
     /// The run's settings.
     pub cfg: RunConfig,
     /// Its recorded figures.
@@ -61,6 +65,7 @@ pub(crate) fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
     }
     checksum::verify(&checkpoint)?;
     Ok(FinishedRun {
+        dir: dir.to_path_buf(),
         cfg,
         summary,
         checkpoint,
@@ -69,7 +74,7 @@ pub(crate) fn finished_run(dir: &Path) -> anyhow::Result<FinishedRun> {
 
 /// Refuses methods that change the forward pass (a reparameterization): the
 /// stored weights alone are not what their model computes.
-fn check_exportable(cfg: &RunConfig, summary: &Summary) -> anyhow::Result<()> {
+pub(crate) fn check_exportable(cfg: &RunConfig, summary: &Summary) -> anyhow::Result<()> {
     // a recipe's model is its last stage's
     let cfg = cfg.final_config();
     let steps = summary.steps.max(1);
@@ -101,6 +106,27 @@ pub(crate) fn load_checkpoint<M: Module>(model: M, checkpoint: &Path) -> anyhow:
     })
 }
 
+/// Refuses masks of weights that `model` does not have (a checkpoint of another run).
+pub(crate) fn check_mask_paths<M: Module>(model: &M, masks: &SparseMasks, checkpoint: &Path) -> anyhow::Result<()> {
+    let known = sparse_core::discovery::all_weights(model);
+    if let Some(path) = masks.0.keys().find(|p| !known.iter().any(|l| &l.path == *p)) {
+        bail!(
+            "{}: a mask for `{path}`, which the model does not have; the checkpoint is not this run's",
+            checkpoint.display()
+        );
+    }
+    Ok(())
+}
+
+/// The masks saved in a run checkpoint, by weight path.
+pub(crate) fn checkpoint_masks(checkpoint: &Path) -> anyhow::Result<SparseMasks> {
+    let masks = sparse_core::state::read_masks(checkpoint.join("sparse.safetensors"))?
+        .into_iter()
+        .map(|(path, _, mask)| (path, mask))
+        .collect();
+    Ok(SparseMasks(masks))
+}
+
 struct Convert<'a> {
     checkpoint: &'a Path,
     masks: SparseMasks,
@@ -112,20 +138,87 @@ impl WithModel for Convert<'_> {
 
     fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> Self::Output {
         let model = load_checkpoint(make(), self.checkpoint)?;
-        let known = sparse_core::discovery::all_weights(&model);
-        if let Some(path) = self.masks.0.keys().find(|p| !known.iter().any(|l| &l.path == *p)) {
-            bail!(
-                "{}: a mask for `{path}`, which the model does not have; the checkpoint is not this run's",
-                self.checkpoint.display()
-            );
-        }
+        check_mask_paths(&model, &self.masks, self.checkpoint)?;
         Ok(model.to_sparse_model(&self.masks, &self.options)?)
     }
 }
 
-/// The run in `dir` as an exported model (every layer in `format`, or chosen per layer by `auto`).
-pub fn exported_model(dir: &Path, format: FormatKind, device: &Device) -> anyhow::Result<ExportedModel> {
+/// A model file's contents: an image classifier or a language model.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one model per command: its size does not matter
+pub enum Exported {
+    /// An image classifier ([`ExportedModel`]).
+    Image(ExportedModel),
+    /// A language model ([`ExportedLanguageModel`]).
+    Text(ExportedLanguageModel),
+}
+
+impl Exported {
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(match self {
+            Self::Image(m) => m.to_bytes()?,
+            Self::Text(m) => m.to_bytes()?,
+        })
+    }
+
+    /// Per-layer formats, by layer name.
+    pub fn layer_formats(&self) -> BTreeMap<String, &'static str> {
+        match self {
+            Self::Image(m) => m.layer_formats(),
+            Self::Text(m) => m.layer_formats(),
+        }
+    }
+
+    /// One line: the model, its data, the figure the run recorded and the sparsity.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Image(m) => format!(
+                "{} on {}, test accuracy {:.2}% as recorded, sparsity {:.2}%",
+                m.info.model,
+                m.info.dataset,
+                100.0 * m.info.test_accuracy,
+                100.0 * m.info.sparsity
+            ),
+            Self::Text(m) => format!(
+                "{} on {}, test {:.4} bits per token as recorded, sparsity {:.2}%",
+                m.info.model,
+                m.info.corpus,
+                m.info.test_bits_per_token,
+                100.0 * m.info.sparsity
+            ),
+        }
+    }
+}
+
+/// The finished run in `dir`, image or language model, as an exported model
+/// (every layer in `format`, or chosen per layer by `auto`).
+pub fn exported(dir: &Path, format: FormatKind, device: &Device) -> anyhow::Result<Exported> {
     let run = finished_run(dir)?;
+    match run.cfg.task {
+        TaskKind::Lm => Ok(Exported::Text(super::export_lm::exported_lm(&run, format, device)?)),
+        _ => Ok(Exported::Image(image_model(&run, format, device)?)),
+    }
+}
+
+/// The image run in `dir` as an exported model (every layer in `format`, or chosen per layer by `auto`).
+pub fn exported_model(dir: &Path, format: FormatKind, device: &Device) -> anyhow::Result<ExportedModel> {
+    image_model(&finished_run(dir)?, format, device)
+}
+
+fn image_model(run: &FinishedRun, format: FormatKind, device: &Device) -> anyhow::Result<ExportedModel> {
+    let dir = &run.dir;
+    match run.cfg.task {
+        TaskKind::Image => {}
+        TaskKind::Lm => bail!(
+            "{} is a language-model run; `sparseburn export` and `bench` take it as one, the image-model API does not",
+            dir.display()
+        ),
+        TaskKind::Rl => bail!(
+            "{} is a DQN run: its Q-network is not exported (export takes image-classification and language-model runs)",
+            dir.display()
+        ),
+    }
     check_exportable(&run.cfg, &run.summary)?;
     let (train, _) = run
         .cfg
@@ -133,13 +226,9 @@ pub fn exported_model(dir: &Path, format: FormatKind, device: &Device) -> anyhow
         .loader()
         .load()
         .context("loading the run's dataset (for its image shape, classes and normalisation)")?;
-    let masks = sparse_core::state::read_masks(run.checkpoint.join("sparse.safetensors"))?
-        .into_iter()
-        .map(|(path, _, mask)| (path, mask))
-        .collect();
     let convert = Convert {
         checkpoint: &run.checkpoint,
-        masks: SparseMasks(masks),
+        masks: checkpoint_masks(&run.checkpoint)?,
         options: SparseOptions {
             format,
             ..SparseOptions::default()
@@ -148,7 +237,7 @@ pub fn exported_model(dir: &Path, format: FormatKind, device: &Device) -> anyhow
     let model = with_model(&run.cfg.model, train.shape, train.num_classes(), device, convert)?
         .with_context(|| format!("exporting {} as {}", dir.display(), format.name()))?;
     Ok(ExportedModel {
-        info: info(&run, &train, format),
+        info: info(run, &train, format),
         model,
     })
 }
@@ -203,14 +292,14 @@ pub fn write_new(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
 }
 
 /// `sparseburn export`: writes the run in `dir` to `out`; returns the model and the file's size.
-pub fn export(dir: &Path, format: FormatKind, out: &Path, force: bool) -> anyhow::Result<(ExportedModel, usize)> {
+pub fn export(dir: &Path, format: FormatKind, out: &Path, force: bool) -> anyhow::Result<(Exported, usize)> {
     if out.exists() && !force {
         bail!(
             "{} exists; pass --force to overwrite it, or choose another -o",
             out.display()
         );
     }
-    let model = exported_model(dir, format, &Device::flex())?;
+    let model = exported(dir, format, &Device::flex())?;
     let bytes = model.to_bytes()?;
     write_new(out, &bytes, force)?;
     Ok((model, bytes.len()))

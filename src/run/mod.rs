@@ -3,8 +3,10 @@
 
 pub mod artifacts;
 pub mod bench;
+pub mod bench_lm;
 pub mod config;
 pub mod export;
+pub mod export_lm;
 pub mod finite;
 pub mod folder_state;
 pub mod infer;

@@ -155,76 +155,6 @@ impl CharTransformer {
             .forward(logits.reshape([b * t, v]), targets.reshape([b * t]))
     }
 
-    /// Bits per token of the model on `tokens`: every token after the first is
-    /// predicted from the tokens before it in consecutive, non-overlapping windows of
-    /// the context length (the context restarts at each window), `batch` windows per
-    /// forward pass. Run it on a model in evaluation mode (`model.valid()`).
-    pub fn bits_per_token(&self, tokens: &[u32], batch: usize, device: &Device) -> Result<f64, ModelError> {
-        let t = self.block;
-        if tokens.len() < 2 {
-            return Err(ModelError::InvalidConfig(
-                "bits per token needs at least 2 tokens".into(),
-            ));
-        }
-        let predicted = tokens.len() - 1;
-        let windows: Vec<(usize, usize)> = (0..predicted).step_by(t).map(|s| (s, (predicted - s).min(t))).collect();
-        let mut nats = 0.0f64;
-        for group in windows.chunks(batch.max(1)) {
-            // windows of one group share a length except possibly the very last one
-            for same in group.chunk_by(|a, b| a.1 == b.1) {
-                nats += self.window_nats(tokens, same, device)?;
-            }
-        }
-        Ok(nats / predicted as f64 / std::f64::consts::LN_2)
-    }
-
-    /// Summed negative log-likelihood (nats) of windows `(start, len)` of equal length.
-    fn window_nats(&self, tokens: &[u32], windows: &[(usize, usize)], device: &Device) -> Result<f64, ModelError> {
-        let (b, len) = (windows.len(), windows[0].1);
-        let ids = |offset: usize| -> Vec<i64> {
-            windows
-                .iter()
-                .flat_map(|&(s, l)| tokens[s + offset..s + offset + l].iter().map(|x| i64::from(*x)))
-                .collect()
-        };
-        let inputs = Tensor::<2, Int>::from_data(TensorData::new(ids(0), [b, len]), device);
-        let targets = Tensor::<3, Int>::from_data(TensorData::new(ids(1), [b, len, 1]), device);
-        let logp = log_softmax(self.forward(inputs), 2).gather(2, targets);
-        let sum = host::to_vec(logp.sum()).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
-        Ok(-f64::from(sum[0]))
-    }
-
-    /// Continues `prompt` by `n` tokens: greedy when `temperature` is 0, else sampled
-    /// from `softmax(logits / temperature)` with a generator seeded by `seed`. The
-    /// context is the last `block` tokens. Run it on a model in evaluation mode.
-    pub fn generate(
-        &self,
-        prompt: &[u32],
-        n: usize,
-        temperature: f64,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Vec<u32>, ModelError> {
-        if prompt.is_empty() {
-            return Err(ModelError::InvalidConfig(
-                "generation needs a prompt of at least one token".into(),
-            ));
-        }
-        let mut rng = Rng::new(seed);
-        let mut out = prompt.to_vec();
-        for _ in 0..n {
-            let context = &out[out.len().saturating_sub(self.block)..];
-            let ids: Vec<i64> = context.iter().map(|x| i64::from(*x)).collect();
-            let len = ids.len();
-            let logits = self.forward(Tensor::from_data(TensorData::new(ids, [1, len]), device));
-            let [_, _, v] = logits.dims();
-            let last = logits.slice([0..1, len - 1..len, 0..v]).reshape([v]);
-            let last = host::to_vec(last).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
-            out.push(pick(&last, temperature, &mut rng));
-        }
-        Ok(out)
-    }
-
     /// The default sparse weights: attention and MLP projections of every block;
     /// embeddings and head dense.
     pub fn sparsity_filter(&self) -> LayerFilter {
@@ -242,6 +172,105 @@ impl CharTransformer {
         }
         LayerFilter::new().with_exclude(exclude)
     }
+}
+
+/// A next-token model: logits `[B, T, V]` for token ids `[B, T]`, with a
+/// context of at most [`NextToken::context`] tokens. The dense
+/// [`CharTransformer`] and its sparse twin
+/// ([`crate::sparse_char_transformer::SparseCharTransformer`]) share the
+/// evaluation ([`NextToken::bits_per_token`]) and the sampling
+/// ([`NextToken::generate`]) through it.
+pub trait NextToken {
+    /// Logits `[B, T, V]` for token ids `[B, T]` (`T` ≤ the context).
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
+
+    /// The context length.
+    fn context(&self) -> usize;
+
+    /// Bits per token of the model on `tokens`: every token after the first is
+    /// predicted from the tokens before it in consecutive, non-overlapping windows of
+    /// the context length (the context restarts at each window), `batch` windows per
+    /// forward pass. Run it on a model in evaluation mode (`model.valid()`).
+    fn bits_per_token(&self, tokens: &[u32], batch: usize, device: &Device) -> Result<f64, ModelError> {
+        let t = self.context();
+        if tokens.len() < 2 {
+            return Err(ModelError::InvalidConfig(
+                "bits per token needs at least 2 tokens".into(),
+            ));
+        }
+        let predicted = tokens.len() - 1;
+        let windows: Vec<(usize, usize)> = (0..predicted).step_by(t).map(|s| (s, (predicted - s).min(t))).collect();
+        let mut nats = 0.0f64;
+        for group in windows.chunks(batch.max(1)) {
+            // windows of one group share a length except possibly the very last one
+            for same in group.chunk_by(|a, b| a.1 == b.1) {
+                nats += window_nats(self, tokens, same, device)?;
+            }
+        }
+        Ok(nats / predicted as f64 / std::f64::consts::LN_2)
+    }
+
+    /// Continues `prompt` by `n` tokens: greedy when `temperature` is 0, else sampled
+    /// from `softmax(logits / temperature)` with a generator seeded by `seed`. The
+    /// context is the last `block` tokens. Run it on a model in evaluation mode.
+    fn generate(
+        &self,
+        prompt: &[u32],
+        n: usize,
+        temperature: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Vec<u32>, ModelError> {
+        if prompt.is_empty() {
+            return Err(ModelError::InvalidConfig(
+                "generation needs a prompt of at least one token".into(),
+            ));
+        }
+        let mut rng = Rng::new(seed);
+        let mut out = prompt.to_vec();
+        for _ in 0..n {
+            let context = &out[out.len().saturating_sub(self.context())..];
+            let ids: Vec<i64> = context.iter().map(|x| i64::from(*x)).collect();
+            let len = ids.len();
+            let logits = self.logits(Tensor::from_data(TensorData::new(ids, [1, len]), device));
+            let [_, _, v] = logits.dims();
+            let last = logits.slice([0..1, len - 1..len, 0..v]).reshape([v]);
+            let last = host::to_vec(last).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
+            out.push(pick(&last, temperature, &mut rng));
+        }
+        Ok(out)
+    }
+}
+
+impl NextToken for CharTransformer {
+    fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.forward(tokens)
+    }
+
+    fn context(&self) -> usize {
+        self.block
+    }
+}
+
+/// Summed negative log-likelihood (nats) of windows `(start, len)` of equal length.
+fn window_nats<M: NextToken + ?Sized>(
+    model: &M,
+    tokens: &[u32],
+    windows: &[(usize, usize)],
+    device: &Device,
+) -> Result<f64, ModelError> {
+    let (b, len) = (windows.len(), windows[0].1);
+    let ids = |offset: usize| -> Vec<i64> {
+        windows
+            .iter()
+            .flat_map(|&(s, l)| tokens[s + offset..s + offset + l].iter().map(|x| i64::from(*x)))
+            .collect()
+    };
+    let inputs = Tensor::<2, Int>::from_data(TensorData::new(ids(0), [b, len]), device);
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(ids(1), [b, len, 1]), device);
+    let logp = log_softmax(model.logits(inputs), 2).gather(2, targets);
+    let sum = host::to_vec(logp.sum()).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
+    Ok(-f64::from(sum[0]))
 }
 
 /// Greedy (`temperature == 0`) or sampled token from `logits`.

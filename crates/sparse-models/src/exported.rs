@@ -109,7 +109,7 @@ impl SparseModel {
             SparseMobileNetV1::ARCHITECTURE => Self::MobileNetV1(SparseMobileNetV1::load_from(map, meta, device)?),
             other => {
                 return Err(ExportError::Corrupt(format!(
-                    "unknown architecture `{other}` (known: mlp, small-cnn, resnet, mobilenet-v1)"
+                    "unknown architecture `{other}` (known: mlp, small-cnn, resnet, mobilenet-v1, char-transformer)"
                 )));
             }
         })
@@ -236,7 +236,7 @@ pub struct ExportedModel {
     pub model: SparseModel,
 }
 
-fn format_version(bytes: &[u8]) -> Result<(u64, Value), ExportError> {
+pub(crate) fn format_version(bytes: &[u8]) -> Result<(u64, Value), ExportError> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
         // no safetensors header at all (a header cut short is `InvalidHeaderLength`: corrupt)
         safetensors::SafeTensorError::HeaderTooSmall
@@ -260,6 +260,21 @@ fn format_version(bytes: &[u8]) -> Result<(u64, Value), ExportError> {
     Ok((version, json))
 }
 
+/// The architecture a model file holds (`mlp`, …, `char-transformer`), read
+/// from its metadata after the format and its version are checked: what
+/// decides whether [`ExportedModel`] or
+/// [`crate::exported_lm::ExportedLanguageModel`] reads it.
+pub fn architecture(bytes: &[u8]) -> Result<String, ExportError> {
+    let (version, meta) = format_version(bytes)?;
+    if version > FORMAT_VERSION {
+        return Err(ExportError::NewerVersion { found: version });
+    }
+    meta.get("architecture")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ExportError::Corrupt("no architecture in the metadata".into()))
+}
+
 impl ExportedModel {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
@@ -280,9 +295,10 @@ impl ExportedModel {
     /// Reads a model file onto `device`: the version is checked first, then
     /// every tensor and index against the recorded geometry.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, ExportError> {
-        let (version, _) = format_version(bytes)?;
-        if version > FORMAT_VERSION {
-            return Err(ExportError::NewerVersion { found: version });
+        if architecture(bytes)? == crate::sparse_char_transformer::SparseCharTransformer::ARCHITECTURE {
+            return Err(ExportError::Input(
+                "the file holds a language model, not an image model; read it with `ExportedLanguageModel` (`sparseburn infer MODEL` without --dataset)".into(),
+            ));
         }
         let bytes = crate::packing::unpack(bytes)?;
         let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;

@@ -16,12 +16,14 @@ pub mod cnn;
 pub mod dense_twin;
 pub mod error;
 pub mod exported;
+pub mod exported_lm;
 pub mod flops;
 pub mod import;
 pub mod mlp;
 pub mod mobilenet;
 pub mod packing;
 pub mod resnet;
+pub mod sparse_char_transformer;
 pub mod sparse_cnn;
 pub mod sparse_mlp;
 pub mod sparse_mobilenet;
@@ -37,13 +39,15 @@ use sparse_core::LayerFilter;
 use sparse_core::capture::CaptureInputs;
 use sparse_core::walk::{self, ParamPath, PathVisitor};
 
-pub use char_transformer::{CharTransformer, CharTransformerConfig};
+pub use char_transformer::{CharTransformer, CharTransformerConfig, NextToken};
 pub use cnn::{SmallCnn, SmallCnnConfig};
 pub use error::ModelError;
 pub use exported::{ExportError, ExportInfo, ExportedModel, SparseModel};
+pub use exported_lm::{ExportedLanguageModel, TextExportInfo};
 pub use mlp::{Mlp, MlpConfig};
 pub use mobilenet::{MobileNetV1, MobileNetV1Config};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth, Stem};
+pub use sparse_char_transformer::SparseCharTransformer;
 pub use sparse_kernels::FormatKind;
 
 /// An image classifier usable by sparseburn's trainer; its conv/linear inputs can be

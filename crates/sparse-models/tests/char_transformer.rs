@@ -8,7 +8,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::method::{InitContext, Method};
 use sparse_core::{BackendKind, Mask, OptimizerConfig, Rng, Sparsifier, SparsityConfig, host};
-use sparse_models::{CharTransformer, CharTransformerConfig, count_params};
+use sparse_models::{CharTransformer, CharTransformerConfig, NextToken, count_params};
 
 fn device() -> Device {
     BackendKind::from_env()

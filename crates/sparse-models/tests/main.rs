@@ -7,6 +7,7 @@ mod char_transformer;
 mod exported;
 mod import;
 mod models;
+mod sparse_char_transformer;
 mod sparse_twins;
 #[path = "common/torchvision.rs"]
 mod torchvision;

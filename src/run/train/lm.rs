@@ -13,7 +13,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use sparse_core::Sparsifier;
 use sparse_core::stats::LayerMacs;
-use sparse_models::{CharTransformer, CharTransformerConfig, count_params};
+use sparse_models::{CharTransformer, CharTransformerConfig, NextToken, count_params};
 
 use super::checkpoint::TrainerState;
 use super::language_model::{Batching, LanguageModelling};
@@ -45,7 +45,7 @@ pub fn load_corpus(cfg: &RunConfig, lm: &LmSection) -> anyhow::Result<TextCorpus
 }
 
 /// The first `limit` tokens (all when 0).
-fn first(tokens: &[u32], limit: usize) -> Vec<u32> {
+pub fn first(tokens: &[u32], limit: usize) -> Vec<u32> {
     let n = if limit == 0 {
         tokens.len()
     } else {
@@ -54,17 +54,22 @@ fn first(tokens: &[u32], limit: usize) -> Vec<u32> {
     tokens[..n].to_vec()
 }
 
+/// The model of `[lm]` for a vocabulary of `vocab` tokens.
+pub fn model_shape(lm: &LmSection, vocab: usize) -> CharTransformerConfig {
+    CharTransformerConfig::new(vocab)
+        .with_block(lm.block)
+        .with_layers(lm.layers)
+        .with_heads(lm.heads)
+        .with_d_model(lm.d_model)
+        .with_dropout(lm.dropout)
+}
+
 /// Trains the language model of `cfg` into `opts.out` and returns its summary.
 pub fn train_lm(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
     let lm = cfg.lm.clone().context("a language-model run needs an [lm] section")?;
     let device = cfg.device.device()?.autodiff();
     let corpus = load_corpus(cfg, &lm)?;
-    let shape = CharTransformerConfig::new(corpus.vocab.size())
-        .with_block(lm.block)
-        .with_layers(lm.layers)
-        .with_heads(lm.heads)
-        .with_d_model(lm.d_model)
-        .with_dropout(lm.dropout);
+    let shape = model_shape(&lm, corpus.vocab.size());
     shape.validate()?;
     let created = !opts.out.exists();
     let opened = open_run(opts)?;
@@ -141,7 +146,7 @@ fn fit_lm(
 }
 
 /// The corpus's short name (its folder's).
-fn corpus_name(cfg: &RunConfig) -> String {
+pub fn corpus_name(cfg: &RunConfig) -> String {
     let dir = corpus_dir(cfg);
     dir.file_name()
         .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())

@@ -1,0 +1,203 @@
+//! The char transformer's sparse twin gives the masked dense model's logits and
+//! bits per token (every projection in the format `auto` or a forced one picks,
+//! random unstructured masks at several densities), reads back from its file
+//! to the same logits, and refuses damaged or foreign files.
+
+use std::collections::BTreeMap;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_models::sparse_store::SparseStore;
+use sparse_models::to_sparse::{SparseMasks, SparseOptions, ToSparse};
+use sparse_models::{
+    CharTransformer, CharTransformerConfig, ExportError, ExportedLanguageModel, ExportedModel, FormatKind, NextToken,
+    SparseCharTransformer, TextExportInfo,
+};
+
+/// Multiplies the weights named in `masks` by their mask and gives the
+/// LayerNorms random affine parameters (so that folding them wrongly shows).
+struct Prepare<'a> {
+    path: Vec<String>,
+    masks: &'a BTreeMap<String, Mask>,
+    rng: Rng,
+}
+
+impl ModuleMapper for Prepare<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.path.join(".");
+        let leaf = self.path.last().cloned().unwrap_or_default();
+        let rng = &mut self.rng;
+        param.map(|t| {
+            let (dims, device) = (t.dims(), t.device());
+            let n: usize = dims.iter().product();
+            let set = |v: Vec<f32>| Tensor::<D>::from_data(TensorData::new(v, dims), &device);
+            match (leaf.as_str(), self.masks.get(&path)) {
+                ("gamma", _) => set((0..n).map(|_| 0.5 + rng.next_f32()).collect()),
+                ("beta", _) => set((0..n).map(|_| rng.next_f32() - 0.5).collect()),
+                (_, Some(m)) => t * set(m.to_bools().iter().map(|&b| b as u8 as f32).collect()),
+                _ => t,
+            }
+        })
+    }
+}
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn model(vocab: usize, block: usize, device: &Device) -> CharTransformer {
+    CharTransformerConfig::new(vocab)
+        .with_block(block)
+        .with_layers(2)
+        .with_heads(4)
+        .with_d_model(32)
+        .init(device)
+        .expect("model")
+}
+
+/// Random masks of `density` on the layers `filter` makes sparse, and the model masked by them.
+fn masked(model: CharTransformer, density: f64, embeddings: bool) -> (CharTransformer, BTreeMap<String, Mask>) {
+    let mut rng = Rng::new(17);
+    let filter = model.sparsity_filter_with(embeddings, false);
+    let layers: Vec<SparseLayer> = sparse_core::discover(&model, &filter).expect("layers");
+    let masks: BTreeMap<String, Mask> = layers
+        .iter()
+        .map(|l| {
+            let count = ((density * l.numel() as f64) as usize).max(1);
+            (
+                l.path.clone(),
+                Pattern::Unstructured.select(l, &rng.scores(l.numel()), count),
+            )
+        })
+        .collect();
+    let model = model.map(&mut Prepare {
+        path: vec![],
+        masks: &masks,
+        rng: Rng::new(5),
+    });
+    (model, masks)
+}
+
+fn tokens(b: usize, t: usize, vocab: usize, seed: u64, device: &Device) -> Tensor<2, Int> {
+    let mut rng = Rng::new(seed);
+    let ids: Vec<i64> = (0..b * t).map(|_| rng.below(vocab as u64) as i64).collect();
+    Tensor::from_data(TensorData::new(ids, [b, t]), device)
+}
+
+fn values(t: Tensor<3>) -> Vec<f32> {
+    sparse_core::host::to_vec(t).expect("read logits")
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+#[test]
+fn the_twin_gives_the_masked_models_logits_and_bits_per_token() {
+    let device = device();
+    let (vocab, block) = (23, 12);
+    for (density, format, embeddings) in [
+        (0.1, FormatKind::Auto, false),
+        (0.3, FormatKind::Csr, true),
+        (0.5, FormatKind::Auto, false),
+        (1.0, FormatKind::Dense, false),
+    ] {
+        let (dense, masks) = masked(model(vocab, block, &device), density, embeddings);
+        let options = SparseOptions {
+            format,
+            ..SparseOptions::default()
+        };
+        let twin = dense.to_sparse(&SparseMasks(masks), &options).expect("twin");
+        if format == FormatKind::Csr {
+            let formats: Vec<&str> = twin.linears().iter().map(|(_, l)| l.format()).collect();
+            // the head has no mask: dense unless forced, and forced CSR here
+            assert!(formats.iter().all(|f| *f == "csr"), "{formats:?}");
+        }
+        // full context and a shorter one, two sequences
+        for t in [block, 5] {
+            let x = tokens(2, t, vocab, 3, &device);
+            let want = values(dense.forward(x.clone()));
+            let got = values(twin.forward(x));
+            let err = rel_err(&got, &want);
+            assert!(
+                err <= 1e-5,
+                "density {density}, {format:?}, T {t}: relative error {err}"
+            );
+        }
+        let text: Vec<u32> = (0..100u32).map(|i| (i * 7 + 3) % vocab as u32).collect();
+        let (a, b) = (
+            dense.bits_per_token(&text, 3, &device).expect("dense bits"),
+            twin.bits_per_token(&text, 3, &device).expect("twin bits"),
+        );
+        assert!((a - b).abs() <= 1e-5 * a, "bits per token {a} vs {b}");
+        // and the dense twin of the twin is the same model
+        let back = twin.to_dense().expect("dense twin");
+        let x = tokens(1, block, vocab, 4, &device);
+        let err = rel_err(&values(back.forward(x.clone())), &values(dense.forward(x)));
+        assert!(err <= 1e-5, "dense twin: relative error {err}");
+    }
+}
+
+fn info(vocab: usize) -> TextExportInfo {
+    TextExportInfo {
+        model: "char-transformer".into(),
+        config: serde_json::json!({}),
+        tokens: "char".into(),
+        vocabulary: ('a'..='z').take(vocab).collect(),
+        format: "auto".into(),
+        corpus: "test".into(),
+        method: "rigl".into(),
+        test_bits_per_token: 3.5,
+        eval_tokens: 0,
+        sparsity: 0.9,
+        nonzeros: 1,
+    }
+}
+
+#[test]
+fn an_exported_language_model_reads_back_and_damage_is_refused() {
+    let device = device();
+    let (vocab, block) = (20, 10);
+    let (dense, masks) = masked(model(vocab, block, &device), 0.1, false);
+    let twin = dense
+        .to_sparse(&SparseMasks(masks), &SparseOptions::default())
+        .expect("twin");
+    let x = tokens(2, block, vocab, 8, &device);
+    let want = values(twin.forward(x.clone()));
+    let file = ExportedLanguageModel {
+        info: info(vocab),
+        model: twin,
+    };
+    let bytes = file.to_bytes().expect("write");
+    let back = ExportedLanguageModel::from_bytes(&bytes, &device).expect("read");
+    assert_eq!(back.info, file.info);
+    assert_eq!(values(back.model.forward(x)), want);
+    assert_eq!(back.layer_formats(), file.layer_formats());
+    assert_eq!(
+        sparse_models::exported::architecture(&bytes).expect("architecture"),
+        SparseCharTransformer::ARCHITECTURE
+    );
+
+    // cut short, another vocabulary, a newer version, an image reader
+    assert!(matches!(
+        ExportedLanguageModel::from_bytes(&bytes[..bytes.len() - 100], &device),
+        Err(ExportError::Corrupt(_))
+    ));
+    let other = ExportedLanguageModel {
+        info: info(vocab - 1),
+        model: back.model,
+    };
+    let err = ExportedLanguageModel::from_bytes(&other.to_bytes().expect("write"), &device).unwrap_err();
+    assert!(err.to_string().contains("vocabulary of 19 tokens"), "{err}");
+    let err = ExportedModel::from_bytes(&bytes, &device).unwrap_err();
+    assert!(err.to_string().contains("language model"), "{err}");
+}
