@@ -361,6 +361,13 @@ fn main() {
         linear_case(&a, &mut json, &dev, &name, 1024, 1024, 1, uns.clone(), d, &[Csr]);
         linear_case(&a, &mut json, &dev, &name, 1024, 1024, 64, uns.clone(), d, &[Csr]);
     }
+    // small layers, where a fixed cost per call decides (the char transformer's
+    // 128-wide projections): the size below which `auto` keeps linears dense
+    for n in [128, 256, 512] {
+        let name = format!("small-linear-{n}x{n}-u90");
+        linear_case(&a, &mut json, &dev, &name, n, n, 1, uns.clone(), 0.1, &[Csr]);
+        linear_case(&a, &mut json, &dev, &name, n, n, 64, uns.clone(), 0.1, &[Csr]);
+    }
     // ResNet-50 and MobileNetV1 layer shapes at 90%, batch 1
     let convs: [(&str, usize, usize, usize, usize, usize); 10] = [
         ("r50-l1-conv1-1x1-256to64-56", 256, 64, 1, 1, 56),
@@ -380,6 +387,19 @@ fn main() {
     for d in [0.2, 0.3, 0.4] {
         let name = format!("crossover-conv-3x3-128-28-u{}", (100.0 * (1.0 - d)) as u32);
         conv_case(&a, &mut json, &dev, &name, 128, 128, 3, 1, 28, d);
+    }
+    // 1×1 convolutions (`POINTWISE_DENSE_FROM`) at the shapes of ResNet-50's
+    // stages 1, 3 and 4, over the densities ERK gives them at 90%
+    for d in [0.15f64, 0.2, 0.3, 0.4] {
+        let u = (100.0 * (1.0 - d)).round() as u32;
+        for (shape, ci, co, hw) in [
+            ("256to64-56", 256, 64, 56),
+            ("1024to256-14", 1024, 256, 14),
+            ("512to2048-7", 512, 2048, 7),
+        ] {
+            let name = format!("crossover-conv-1x1-{shape}-u{u}");
+            conv_case(&a, &mut json, &dev, &name, ci, co, 1, 1, hw, d);
+        }
     }
     let body = format!("[\n{}\n]\n", json.join(",\n"));
     match std::fs::write(&a.out, body) {
