@@ -217,6 +217,19 @@ fn bad_input_gets_a_clear_error_and_nothing_is_overwritten() {
     assert_ne!(std::fs::read(&file).unwrap(), original);
     std::fs::write(&file, &original).unwrap();
 
+    // infer takes a model file and, for an image model, the dataset to run it on
+    let model = file.to_str().unwrap();
+    assert_error(&sparseburn(&["infer", model]), &["image model", "--dataset"]);
+    assert_error(
+        &sparseburn(&["infer", run.to_str().unwrap(), "--dataset", "fashion-mnist"]),
+        &["is a folder", "sparseburn export"],
+    );
+    let config = run.join("config.toml");
+    assert_error(
+        &sparseburn(&["infer", config.to_str().unwrap(), "--dataset", "fashion-mnist"]),
+        &["config.toml", "not a sparseburn model file"],
+    );
+
     // formats that do not fit the unstructured masks: the kernel crate's PatternMismatch
     let nm = t.join("nm.safetensors");
     assert_error(

@@ -200,7 +200,7 @@ struct InferArgs {
     /// Image folders: 1 or 3 channels.
     #[arg(long)]
     channels: Option<usize>,
-    /// Images per batch.
+    /// Images per batch (a language model: context windows per forward pass).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
     /// Also write the result as JSON to this file.
@@ -762,6 +762,13 @@ fn export_command(args: ExportArgs) -> anyhow::Result<()> {
 fn infer_command(args: InferArgs) -> anyhow::Result<()> {
     if let Some(json) = &args.json {
         crate::run::bench::json_target(Some(json))?;
+    }
+    if args.model.is_dir() {
+        bail!(
+            "{} is a folder; `infer` takes a model file: export the run first (`sparseburn export {} -o model.safetensors`)",
+            args.model.display(),
+            args.model.display()
+        );
     }
     if crate::run::bench_lm::is_language_model(&args.model)? {
         return infer_lm_command(&args);

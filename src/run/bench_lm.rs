@@ -19,18 +19,21 @@ use super::export::{Exported, exported};
 use super::export_lm::load_lm;
 use super::task_kind::TaskKind;
 
-/// Whether `source` (a model file or a run folder) holds a language model.
+/// Whether `source` (a model file or a run folder) holds a language model; a
+/// file that is no model file at all (or a damaged or newer one) is an error.
 pub fn is_language_model(source: &Path) -> anyhow::Result<bool> {
     if source.is_dir() {
         let config = source.join("config.toml");
         if !config.is_file() {
             return Ok(false); // the image path names the problem
         }
-        let cfg = super::RunConfig::load(&config)?;
+        let cfg = super::RunConfig::load(&config)
+            .with_context(|| format!("{} is not a sparseburn run folder", source.display()))?;
         return Ok(cfg.task == TaskKind::Lm);
     }
     let bytes = std::fs::read(source).with_context(|| format!("reading the model file {}", source.display()))?;
-    Ok(sparse_models::exported::architecture(&bytes).ok().as_deref() == Some(SparseCharTransformer::ARCHITECTURE))
+    let architecture = sparse_models::exported::architecture(&bytes).with_context(|| source.display().to_string())?;
+    Ok(architecture == SparseCharTransformer::ARCHITECTURE)
 }
 
 /// A race in windows of the context, with tokens per second.

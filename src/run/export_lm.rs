@@ -32,6 +32,18 @@ pub(crate) fn exported_lm(
         .clone()
         .context("a language-model run without an [lm] section")?;
     let corpus = load_corpus(&run.cfg, &lm).context("loading the run's corpus (for its vocabulary)")?;
+    let s = &run.summary;
+    let recorded =
+        s.lm.as_ref()
+            .context("the run's summary has no language-model figures")?;
+    if corpus.vocab.size() != recorded.vocab {
+        bail!(
+            "the corpus of {} has {} tokens now, the run trained on {}: the corpus changed; export with the corpus the run was trained on",
+            run.dir.display(),
+            corpus.vocab.size(),
+            recorded.vocab
+        );
+    }
     let shape = model_shape(&lm, corpus.vocab.size());
     let model = load_checkpoint(shape.init(device)?, &run.checkpoint)?;
     let masks = checkpoint_masks(&run.checkpoint)?;

@@ -7,7 +7,7 @@
 //! `N(0, 0.02)` as in GPT-2 (without nanoGPT's `1/√(2L)` scaling of residual
 //! projections); Burn's linear layers keep their biases.
 //!
-//! The loss is the mean next-token cross-entropy; [`CharTransformer::bits_per_token`]
+//! The loss is the mean next-token cross-entropy; [`NextToken::bits_per_token`]
 //! reports it in bits (bits per character for a char vocabulary).
 //!
 //! **Sparse weights.** The embeddings are stored as `Linear` weights
@@ -212,7 +212,7 @@ pub trait NextToken {
 
     /// Continues `prompt` by `n` tokens: greedy when `temperature` is 0, else sampled
     /// from `softmax(logits / temperature)` with a generator seeded by `seed`. The
-    /// context is the last `block` tokens. Run it on a model in evaluation mode.
+    /// context is the last [`NextToken::context`] tokens. Run it on a model in evaluation mode.
     fn generate(
         &self,
         prompt: &[u32],

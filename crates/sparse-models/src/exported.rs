@@ -72,6 +72,14 @@ pub enum SparseModel {
 }
 
 impl SparseModel {
+    /// The architectures of the image models, as written in a file.
+    pub const ARCHITECTURES: [&'static str; 4] = [
+        SparseMlp::ARCHITECTURE,
+        SparseSmallCnn::ARCHITECTURE,
+        SparseResNet::ARCHITECTURE,
+        SparseMobileNetV1::ARCHITECTURE,
+    ];
+
     /// Logits `[B, classes]` for normalised images `[B, C, H, W]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         match self {
@@ -109,7 +117,7 @@ impl SparseModel {
             SparseMobileNetV1::ARCHITECTURE => Self::MobileNetV1(SparseMobileNetV1::load_from(map, meta, device)?),
             other => {
                 return Err(ExportError::Corrupt(format!(
-                    "unknown architecture `{other}` (known: mlp, small-cnn, resnet, mobilenet-v1, char-transformer)"
+                    "unknown architecture `{other}` (known: mlp, small-cnn, resnet, mobilenet-v1)"
                 )));
             }
         })
@@ -236,7 +244,7 @@ pub struct ExportedModel {
     pub model: SparseModel,
 }
 
-pub(crate) fn format_version(bytes: &[u8]) -> Result<(u64, Value), ExportError> {
+fn format_version(bytes: &[u8]) -> Result<(u64, Value), ExportError> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
         // no safetensors header at all (a header cut short is `InvalidHeaderLength`: corrupt)
         safetensors::SafeTensorError::HeaderTooSmall

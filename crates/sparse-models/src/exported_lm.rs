@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sparse_kernels::modules::TensorMap;
 
-use crate::exported::{ExportError, FORMAT_NAME, FORMAT_VERSION, format_version};
+use crate::exported::{ExportError, FORMAT_NAME, FORMAT_VERSION, SparseModel, architecture};
 use crate::sparse_char_transformer::SparseCharTransformer;
 use crate::sparse_store::SparseStore;
 
@@ -76,18 +76,18 @@ impl ExportedLanguageModel {
     /// Reads a language-model file onto `device`: the version first, then every
     /// tensor and index, then the vocabulary against the model's.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, ExportError> {
-        let (version, _) = format_version(bytes)?;
-        if version > FORMAT_VERSION {
-            return Err(ExportError::NewerVersion { found: version });
+        let architecture = architecture(bytes)?;
+        if architecture != SparseCharTransformer::ARCHITECTURE {
+            return Err(if SparseModel::ARCHITECTURES.contains(&architecture.as_str()) {
+                ExportError::Input(format!(
+                    "the file holds a `{architecture}` image model, not a language model; evaluate it with `sparseburn infer MODEL --dataset ...`"
+                ))
+            } else {
+                ExportError::Corrupt(format!("unknown architecture `{architecture}`"))
+            });
         }
         let bytes = crate::packing::unpack(bytes)?;
         let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;
-        let architecture = meta.get("architecture").and_then(Value::as_str).unwrap_or("?");
-        if architecture != SparseCharTransformer::ARCHITECTURE {
-            return Err(ExportError::Input(format!(
-                "the file holds a `{architecture}` image model, not a language model; evaluate it with `sparseburn infer MODEL --dataset ...`"
-            )));
-        }
         let info: TextExportInfo = meta
             .get("export")
             .cloned()

@@ -1,6 +1,7 @@
 //! The sparse twin of [`CharTransformer`]: every attention and MLP projection
-//! of every block, and the head, a [`SparseLinear`] (each in the format its
-//! mask and `auto` choose; a fully dense layer stays dense); the embedding
+//! of every block, and the head, a [`SparseLinear`] (each in the format asked
+//! for, or the one its mask and `auto` choose: a layer without a mask, or too
+//! small to gain, stays dense under `auto`); the embedding
 //! tables and the LayerNorms as they are. The forward pass is the dense
 //! model's in evaluation mode (no dropout), written out because Burn's
 //! `MultiHeadAttention` calls its own `Linear`s:
@@ -16,6 +17,7 @@
 //! attention and `norm_1` before the MLP.
 
 use burn::module::{Module, Param};
+use burn::nn::activation::Activation as BurnActivation;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::transformer::TransformerEncoderConfig;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear};
@@ -27,7 +29,7 @@ use sparse_kernels::{Activation, KernelError, SparseLinear};
 
 use crate::char_transformer::{CharTransformer, NextToken};
 use crate::dense_twin::dense_linear;
-use crate::sparse_store::SparseStore;
+use crate::sparse_store::{SparseStore, count, load_linear};
 use crate::to_sparse::{SparseMasks, SparseOptions, ToSparse, linear};
 
 /// One pre-norm transformer block with sparse projections.
@@ -222,9 +224,10 @@ impl ToSparse for CharTransformer {
             .map(|(i, layer)| {
                 let p = format!("blocks.layers.{i}");
                 let mha = &layer.mha;
-                if mha.quiet_softmax || !layer.norm_first {
+                let exact_gelu = matches!(&layer.pwff.activation, BurnActivation::Gelu(g) if !g.approximate);
+                if mha.quiet_softmax || !layer.norm_first || !exact_gelu {
                     return Err(KernelError::InvalidConfig(format!(
-                        "`{p}`: the sparse twin runs pre-norm blocks with the plain softmax, as `CharTransformer` builds them"
+                        "`{p}`: the sparse twin runs pre-norm blocks with the plain softmax and the exact GELU, as `CharTransformer` builds them"
                     )));
                 }
                 Ok(SparseDecoderBlock {
@@ -262,21 +265,19 @@ fn save_norm(norm: &LayerNorm, name: &str, map: &mut TensorMap) -> Result<(), Ke
     Ok(())
 }
 
-fn load_vector(map: &TensorMap, name: &str, len: usize, device: &Device) -> Result<Param<Tensor<1>>, KernelError> {
-    let v = map.f32(name)?;
-    if v.len() != len {
+fn load_norm(map: &TensorMap, name: &str, d: usize, eps: f64, device: &Device) -> Result<LayerNorm, KernelError> {
+    let (gamma, beta) = (map.f32(&format!("{name}.gamma"))?, map.f32(&format!("{name}.beta"))?);
+    if gamma.len() != d || beta.len() != d {
         return Err(KernelError::Serialization(format!(
-            "`{name}` has {} values, the model width is {len}",
-            v.len()
+            "`{name}` has {} and {} values, the model width is {d}",
+            gamma.len(),
+            beta.len()
         )));
     }
-    Ok(Param::from_tensor(Tensor::from_data(TensorData::new(v, [len]), device)))
-}
-
-fn load_norm(map: &TensorMap, name: &str, d: usize, eps: f64, device: &Device) -> Result<LayerNorm, KernelError> {
+    let vector = |v: Vec<f32>| Param::from_tensor(Tensor::from_data(TensorData::new(v, [d]), device));
     let mut norm = LayerNormConfig::new(d).with_epsilon(eps).init(device);
-    norm.gamma = load_vector(map, &format!("{name}.gamma"), d, device)?;
-    norm.beta = Some(load_vector(map, &format!("{name}.beta"), d, device)?);
+    norm.gamma = vector(gamma);
+    norm.beta = Some(vector(beta));
     Ok(norm)
 }
 
@@ -287,15 +288,18 @@ fn save_table(t: &Param<Tensor<2>>, name: &str, map: &mut TensorMap) -> Result<(
     Ok(())
 }
 
-fn load_table(map: &TensorMap, name: &str, d: usize, device: &Device) -> Result<Param<Tensor<2>>, KernelError> {
+/// An embedding table `[rows, d]` as stored (its shape from the file).
+fn load_table(map: &TensorMap, name: &str, device: &Device) -> Result<Param<Tensor<2>>, KernelError> {
     let v = map.f32(name)?;
-    if d == 0 || v.is_empty() || !v.len().is_multiple_of(d) {
-        return Err(KernelError::Serialization(format!(
-            "`{name}` has {} values, not rows of width {d}",
-            v.len()
-        )));
-    }
-    let rows = v.len() / d;
+    let (rows, d) = match map.shape(name) {
+        Some(&[rows, d]) if rows > 0 && d > 0 && rows * d == v.len() => (rows, d),
+        other => {
+            return Err(KernelError::Serialization(format!(
+                "`{name}` is not a table of rows: shape {other:?} for {} values",
+                v.len()
+            )));
+        }
+    };
     Ok(Param::from_tensor(Tensor::from_data(
         TensorData::new(v, [rows, d]),
         device,
@@ -311,10 +315,12 @@ fn default_epsilons() -> (f64, f64) {
     )
 }
 
-fn number(meta: &Value, key: &str) -> Result<f64, KernelError> {
+/// A float of the metadata that must be finite and satisfy `ok`.
+fn number(meta: &Value, key: &str, ok: impl Fn(f64) -> bool) -> Result<f64, KernelError> {
     meta.get(key)
         .and_then(Value::as_f64)
-        .ok_or_else(|| KernelError::Serialization(format!("no `{key}` in the model metadata")))
+        .filter(|v| v.is_finite() && ok(*v))
+        .ok_or_else(|| KernelError::Serialization(format!("no valid `{key}` in the model metadata")))
 }
 
 impl SparseStore for SparseCharTransformer {
@@ -336,7 +342,6 @@ impl SparseStore for SparseCharTransformer {
         let first = self.blocks.first();
         Ok(json!({
             "blocks": self.blocks.len(),
-            "d_model": self.tok_emb.dims()[1],
             "heads": first.map_or(1, |b| b.heads),
             "min_float": first.map_or(-1.0e4, |b| b.min_float),
             "block_norm_epsilon": block_eps,
@@ -346,23 +351,21 @@ impl SparseStore for SparseCharTransformer {
     }
 
     fn load_from(map: &TensorMap, meta: &Value, device: &Device) -> Result<Self, KernelError> {
-        let d = number(meta, "d_model")? as usize;
-        let heads = number(meta, "heads")? as usize;
-        if heads == 0 || d == 0 || !d.is_multiple_of(heads) {
+        let tok_emb = load_table(map, "tok_emb", device)?;
+        let pos_emb = load_table(map, "pos_emb", device)?;
+        let d = tok_emb.dims()[1];
+        let heads = count(meta, "heads")?;
+        if heads == 0 || !d.is_multiple_of(heads) || pos_emb.dims()[1] != d {
             return Err(KernelError::Serialization(format!(
-                "d_model {d} is not a multiple of {heads} heads"
+                "{heads} heads and position embeddings {:?} for a model width of {d}",
+                pos_emb.dims()
             )));
         }
-        let min_float = number(meta, "min_float")?;
-        let block_eps = number(meta, "block_norm_epsilon")?;
-        let lin = |name: &str| {
-            let layer_meta = meta
-                .get("layers")
-                .and_then(|l| l.get(name))
-                .ok_or_else(|| KernelError::Serialization(format!("no metadata for layer `{name}`")))?;
-            SparseLinear::load(name, map, layer_meta, device)
-        };
-        let blocks = (0..number(meta, "blocks")? as usize)
+        let min_float = number(meta, "min_float", |v| v < 0.0)?;
+        let block_eps = number(meta, "block_norm_epsilon", |v| v > 0.0)?;
+        let final_eps = number(meta, "final_norm_epsilon", |v| v > 0.0)?;
+        let lin = |name: &str| load_linear(name, map, meta, device);
+        let blocks = (0..count(meta, "blocks")?)
             .map(|i| {
                 let p = format!("blocks.{i}");
                 Ok(SparseDecoderBlock {
@@ -380,23 +383,29 @@ impl SparseStore for SparseCharTransformer {
             })
             .collect::<Result<Vec<_>, KernelError>>()?;
         let model = Self {
-            tok_emb: load_table(map, "tok_emb", d, device)?,
-            pos_emb: load_table(map, "pos_emb", d, device)?,
+            tok_emb,
+            pos_emb,
             blocks,
-            norm: load_norm(map, "norm", d, number(meta, "final_norm_epsilon")?, device)?,
+            norm: load_norm(map, "norm", d, final_eps, device)?,
             head: lin("head")?,
         };
-        model.check_shapes(d)?;
+        model.check_layers(d)?;
         Ok(model)
     }
 }
 
 impl SparseCharTransformer {
-    /// Every projection maps `d → d` (the MLP `d → 4d → d`) and the head `d → V`:
-    /// a file whose layers disagree is refused at load, not at the first token.
-    fn check_shapes(&self, d: usize) -> Result<(), KernelError> {
+    /// Every projection maps `d → d` (the MLP `d → 4d → d`) and the head `d → V`,
+    /// none with a fused activation: a file whose layers disagree is refused at
+    /// load, not at the first token.
+    fn check_layers(&self, d: usize) -> Result<(), KernelError> {
         let vocab = self.vocab();
         for (name, l) in self.linears() {
+            if l.act != Activation::None {
+                return Err(KernelError::Serialization(format!(
+                    "layer `{name}` has a fused activation; the transformer's projections have none"
+                )));
+            }
             let (din, dout) = (l.d_input, l.d_output);
             let want = match name.rsplit('.').next() {
                 Some("inner") => (d, 4 * d),

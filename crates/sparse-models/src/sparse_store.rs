@@ -73,11 +73,16 @@ fn load_conv(name: &str, map: &TensorMap, meta: &Value, device: &Device) -> Resu
     SparseConv2d::load(name, map, layer(meta, name)?, device)
 }
 
-fn load_linear(name: &str, map: &TensorMap, meta: &Value, device: &Device) -> Result<SparseLinear, KernelError> {
+pub(crate) fn load_linear(
+    name: &str,
+    map: &TensorMap,
+    meta: &Value,
+    device: &Device,
+) -> Result<SparseLinear, KernelError> {
     SparseLinear::load(name, map, layer(meta, name)?, device)
 }
 
-fn count(meta: &Value, key: &str) -> Result<usize, KernelError> {
+pub(crate) fn count(meta: &Value, key: &str) -> Result<usize, KernelError> {
     meta.get(key)
         .and_then(Value::as_u64)
         .map(|v| v as usize)

@@ -11,7 +11,7 @@ use sparse_core::{Mask, Pattern, Rng, SparseLayer};
 use sparse_models::sparse_store::SparseStore;
 use sparse_models::to_sparse::{SparseMasks, SparseOptions, ToSparse};
 use sparse_models::{
-    CharTransformer, CharTransformerConfig, ExportError, ExportedLanguageModel, ExportedModel, FormatKind, NextToken,
+    CharTransformer, CharTransformerConfig, ExportedLanguageModel, ExportedModel, FormatKind, NextToken,
     SparseCharTransformer, TextExportInfo,
 };
 
@@ -105,8 +105,10 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 fn the_twin_gives_the_masked_models_logits_and_bits_per_token() {
     let device = device();
     let (vocab, block) = (23, 12);
+    // d_model 32: every projection is below `auto`'s size limit, so `auto` keeps
+    // them dense; CSR is forced to run the sparse kernels
     for (density, format, embeddings) in [
-        (0.1, FormatKind::Auto, false),
+        (0.1, FormatKind::Csr, false),
         (0.3, FormatKind::Csr, true),
         (0.5, FormatKind::Auto, false),
         (1.0, FormatKind::Dense, false),
@@ -117,11 +119,10 @@ fn the_twin_gives_the_masked_models_logits_and_bits_per_token() {
             ..SparseOptions::default()
         };
         let twin = dense.to_sparse(&SparseMasks(masks), &options).expect("twin");
-        if format == FormatKind::Csr {
-            let formats: Vec<&str> = twin.linears().iter().map(|(_, l)| l.format()).collect();
-            // the head has no mask: dense unless forced, and forced CSR here
-            assert!(formats.iter().all(|f| *f == "csr"), "{formats:?}");
-        }
+        let formats: Vec<&str> = twin.linears().iter().map(|(_, l)| l.format()).collect();
+        let want = if format == FormatKind::Csr { "csr" } else { "dense" };
+        // the head has no mask: dense unless forced, and forced to CSR here
+        assert!(formats.iter().all(|f| *f == want), "{format:?}: {formats:?}");
         // full context and a shorter one, two sequences
         for t in [block, 5] {
             let x = tokens(2, t, vocab, 3, &device);
@@ -163,14 +164,24 @@ fn info(vocab: usize) -> TextExportInfo {
     }
 }
 
+/// The file with its metadata edited by `edit` (unpacked, then written unpacked).
+fn edited(bytes: &[u8], edit: impl Fn(&mut serde_json::Value)) -> Vec<u8> {
+    let plain = sparse_models::packing::unpack(bytes).expect("unpack");
+    let (map, mut meta) = sparse_kernels::modules::TensorMap::from_bytes(&plain).expect("parse");
+    edit(&mut meta);
+    map.to_bytes(&meta).expect("write")
+}
+
 #[test]
 fn an_exported_language_model_reads_back_and_damage_is_refused() {
     let device = device();
     let (vocab, block) = (20, 10);
     let (dense, masks) = masked(model(vocab, block, &device), 0.1, false);
-    let twin = dense
-        .to_sparse(&SparseMasks(masks), &SparseOptions::default())
-        .expect("twin");
+    let options = SparseOptions {
+        format: FormatKind::Csr,
+        ..SparseOptions::default()
+    };
+    let twin = dense.to_sparse(&SparseMasks(masks), &options).expect("twin");
     let x = tokens(2, block, vocab, 8, &device);
     let want = values(twin.forward(x.clone()));
     let file = ExportedLanguageModel {
@@ -178,6 +189,8 @@ fn an_exported_language_model_reads_back_and_damage_is_refused() {
         model: twin,
     };
     let bytes = file.to_bytes().expect("write");
+    let plain = sparse_models::packing::unpack(&bytes).expect("unpack");
+    assert!(plain.len() > bytes.len(), "the CSR layers are packed as bitmaps");
     let back = ExportedLanguageModel::from_bytes(&bytes, &device).expect("read");
     assert_eq!(back.info, file.info);
     assert_eq!(values(back.model.forward(x)), want);
@@ -187,11 +200,38 @@ fn an_exported_language_model_reads_back_and_damage_is_refused() {
         SparseCharTransformer::ARCHITECTURE
     );
 
-    // cut short, another vocabulary, a newer version, an image reader
-    assert!(matches!(
-        ExportedLanguageModel::from_bytes(&bytes[..bytes.len() - 100], &device),
-        Err(ExportError::Corrupt(_))
-    ));
+    // cut anywhere: an error; damaged bytes: never a panic
+    for cut in (0..bytes.len()).step_by(bytes.len() / 41 + 1) {
+        assert!(
+            ExportedLanguageModel::from_bytes(&bytes[..cut], &device).is_err(),
+            "cut at {cut}"
+        );
+    }
+    for at in (0..bytes.len()).step_by(bytes.len() / 23 + 1) {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x5a;
+        let _ = ExportedLanguageModel::from_bytes(&damaged, &device);
+    }
+    // metadata that does not fit the tensors, or a newer or unknown format
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), needle: &str| {
+        let err = ExportedLanguageModel::from_bytes(&edited(&bytes, edit), &device).unwrap_err();
+        assert!(err.to_string().contains(needle), "`{needle}` missing from: {err}");
+    };
+    refused(&|m| m["model"]["heads"] = 0.into(), "heads");
+    refused(&|m| m["model"]["heads"] = 3.into(), "heads");
+    refused(&|m| m["model"]["min_float"] = 5.0.into(), "min_float");
+    refused(
+        &|m| m["model"]["block_norm_epsilon"] = (-1.0).into(),
+        "block_norm_epsilon",
+    );
+    refused(
+        &|m| m["model"]["layers"]["blocks.0.inner"]["act"] = "relu".into(),
+        "fused activation",
+    );
+    refused(&|m| m["format_version"] = 99.into(), "upgrade");
+    refused(&|m| m["architecture"] = "lstm".into(), "unknown architecture");
+    refused(&|m| m["architecture"] = "mlp".into(), "image model");
+    // another vocabulary than the model's, and the image reader
     let other = ExportedLanguageModel {
         info: info(vocab - 1),
         model: back.model,

@@ -12,7 +12,7 @@
 //! vocabulary): the mean next-token cross-entropy divided by ln 2. Evaluation
 //! predicts every token after the first of a split from the tokens before it in
 //! consecutive, non-overlapping windows of the context length (as
-//! [`CharTransformer::bits_per_token`]); the "accuracy" is the fraction of tokens
+//! [`sparse_models::NextToken::bits_per_token`]); the "accuracy" is the fraction of tokens
 //! whose most likely prediction is right.
 
 use std::f64::consts::LN_2;

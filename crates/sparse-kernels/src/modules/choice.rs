@@ -10,8 +10,9 @@ use crate::plan::OpKind;
 /// measured on 1024×1024 (CSR tied dense at 80% sparsity; at batch 64 it
 /// still won at 70% and lost at 60%).
 pub const LINEAR_DENSE_FROM: f64 = 0.2;
-/// Linear layers of at most this many weights stay dense at any density: a
-/// sparse call's fixed cost outweighs what it saves. Measured
+/// Linear layers of at most this many weights stay dense at any density
+/// (unless whole neurons are pruned: those still become a smaller dense
+/// layer): a sparse call's fixed cost outweighs what it saves. Measured
 /// (`cargo bench -p sparse-kernels --bench kernels -- --quick small-`, 90%
 /// sparsity, 2026-12-01): 128×128 ran 0.40x and 256×256 0.84x of dense at
 /// batch 64 (both ahead at batch 1 by a few microseconds), 512×512 won at both

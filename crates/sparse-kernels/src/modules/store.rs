@@ -65,6 +65,11 @@ impl TensorMap {
         }
     }
 
+    /// The stored shape of tensor `name`, if there is one.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.1.as_slice())
+    }
+
     /// Reads f32 values.
     pub fn f32(&self, name: &str) -> Result<Vec<f32>> {
         Ok(bytemuck::pod_collect_to_vec(self.raw(name, Dtype::F32)?))
