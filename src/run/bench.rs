@@ -67,6 +67,63 @@ pub struct LayerRace {
     pub race: Race,
 }
 
+/// Sizes and memory of the sparse model and its dense twin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Footprint {
+    /// Size of the sparse model file, bytes.
+    pub sparse_file_bytes: usize,
+    /// Size of the dense twin's file, bytes.
+    pub dense_file_bytes: usize,
+    /// Sparse / dense file size.
+    pub size_ratio: f64,
+    /// Peak resident memory of a process running the sparse model alone, bytes.
+    pub sparse_peak_rss_bytes: Option<u64>,
+    /// Peak resident memory of a process running the dense twin alone, bytes.
+    pub dense_peak_rss_bytes: Option<u64>,
+}
+
+impl Footprint {
+    /// The sizes of both files, and the peak memory of a child process per side when `memory`.
+    pub(crate) fn measure(
+        source: &Path,
+        sparse_bytes: usize,
+        dense_bytes: usize,
+        memory: bool,
+    ) -> anyhow::Result<Self> {
+        let (sparse_peak, dense_peak) = if memory {
+            (Some(child_peak(source, false)?), Some(child_peak(source, true)?))
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            sparse_file_bytes: sparse_bytes,
+            dense_file_bytes: dense_bytes,
+            size_ratio: sparse_bytes as f64 / dense_bytes.max(1) as f64,
+            sparse_peak_rss_bytes: sparse_peak,
+            dense_peak_rss_bytes: dense_peak,
+        })
+    }
+
+    /// The file-size line and, when measured, the peak-memory line.
+    pub(crate) fn render(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let mut s = format!(
+            "file size: sparse {} bytes, dense {} bytes ({:.1}%)\n",
+            self.sparse_file_bytes,
+            self.dense_file_bytes,
+            100.0 * self.size_ratio
+        );
+        if let (Some(a), Some(b)) = (self.sparse_peak_rss_bytes, self.dense_peak_rss_bytes) {
+            s.push_str(&format!(
+                "peak RSS: sparse {:.1} MiB, dense {:.1} MiB\n",
+                mib(a),
+                mib(b)
+            ));
+        }
+        s
+    }
+}
+
 /// What `bench` measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchReport {
@@ -78,16 +135,9 @@ pub struct BenchReport {
     pub input: [usize; 3],
     /// Threads of the pool the kernels run on.
     pub threads: usize,
-    /// Size of the sparse model file, bytes.
-    pub sparse_file_bytes: usize,
-    /// Size of the dense twin's file, bytes.
-    pub dense_file_bytes: usize,
-    /// Sparse / dense file size.
-    pub size_ratio: f64,
-    /// Peak resident memory of a process running the sparse model alone, bytes.
-    pub sparse_peak_rss_bytes: Option<u64>,
-    /// Peak resident memory of a process running the dense twin alone, bytes.
-    pub dense_peak_rss_bytes: Option<u64>,
+    /// File sizes and peak memory.
+    #[serde(flatten)]
+    pub footprint: Footprint,
     /// End to end: batch 1 (latency), 32 and 256 (throughput).
     pub end_to_end: Vec<Race>,
     /// Every conv and linear layer at batch 1.
@@ -251,7 +301,7 @@ pub fn side_name(dense: bool) -> &'static str {
     if dense { FormatKind::Dense.name() } else { "sparse" }
 }
 
-pub(crate) fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
+fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
     let side = side_name(dense);
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
@@ -290,21 +340,12 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
         ));
     }
     let layers = layer_races(&p.sparse.model, &p.dense, input, rl, &device);
-    let (sparse_peak, dense_peak) = if opts.memory {
-        (Some(child_peak(source, false)?), Some(child_peak(source, true)?))
-    } else {
-        (None, None)
-    };
     Ok(BenchReport {
         source: source.display().to_string(),
         model: p.sparse.info.model.clone(),
         input,
         threads: rayon_threads(),
-        sparse_file_bytes: p.sparse_bytes,
-        dense_file_bytes: p.dense_bytes,
-        size_ratio: p.sparse_bytes as f64 / p.dense_bytes.max(1) as f64,
-        sparse_peak_rss_bytes: sparse_peak,
-        dense_peak_rss_bytes: dense_peak,
+        footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts.memory)?,
         end_to_end,
         layers,
     })
@@ -316,24 +357,11 @@ pub(crate) fn rayon_threads() -> usize {
 
 /// The report as text.
 pub fn render(r: &BenchReport) -> String {
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut s = format!(
         "{} ({}), input {}x{}x{}, {} threads; sparse vs dense twin, alternating, median [quartiles]\n",
         r.source, r.model, r.input[0], r.input[1], r.input[2], r.threads
     );
-    s.push_str(&format!(
-        "file size: sparse {} bytes, dense {} bytes ({:.1}%)\n",
-        r.sparse_file_bytes,
-        r.dense_file_bytes,
-        100.0 * r.size_ratio
-    ));
-    if let (Some(a), Some(b)) = (r.sparse_peak_rss_bytes, r.dense_peak_rss_bytes) {
-        s.push_str(&format!(
-            "peak RSS: sparse {:.1} MiB, dense {:.1} MiB\n",
-            mib(a),
-            mib(b)
-        ));
-    }
+    s.push_str(&r.footprint.render());
     let line = |name: &str, x: &Race| {
         format!(
             "{name:<28} sparse {:>9.3} ms [{:.3}, {:.3}]  dense {:>9.3} ms [{:.3}, {:.3}]  {:.2}x  ({:.0} vs {:.0} images/s)\n",

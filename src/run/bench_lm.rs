@@ -14,7 +14,7 @@ use sparse_models::dense_twin::timing_input;
 use sparse_models::sparse_store::SparseStore;
 use sparse_models::{ExportedLanguageModel, FormatKind, SparseCharTransformer, TextExportInfo};
 
-use super::bench::{BenchOptions, Race, child_peak, peak_rss, race, rayon_threads};
+use super::bench::{BenchOptions, Footprint, Race, peak_rss, race, rayon_threads};
 use super::export::{Exported, exported};
 use super::export_lm::load_lm;
 use super::task_kind::TaskKind;
@@ -87,16 +87,9 @@ pub struct LmBenchReport {
     pub vocab: usize,
     /// Threads of the pool the kernels run on.
     pub threads: usize,
-    /// Size of the sparse model file, bytes.
-    pub sparse_file_bytes: usize,
-    /// Size of the dense twin's file, bytes.
-    pub dense_file_bytes: usize,
-    /// Sparse / dense file size.
-    pub size_ratio: f64,
-    /// Peak resident memory of a process running the sparse model alone, bytes.
-    pub sparse_peak_rss_bytes: Option<u64>,
-    /// Peak resident memory of a process running the dense twin alone, bytes.
-    pub dense_peak_rss_bytes: Option<u64>,
+    /// File sizes and peak memory.
+    #[serde(flatten)]
+    pub footprint: Footprint,
     /// End to end: 1 window, then 32.
     pub end_to_end: Vec<TokenRace>,
     /// Every projection on one window.
@@ -211,22 +204,13 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<LmBenchReport>
             }
         })
         .collect();
-    let (sparse_peak, dense_peak) = if opts.memory {
-        (Some(child_peak(source, false)?), Some(child_peak(source, true)?))
-    } else {
-        (None, None)
-    };
     Ok(LmBenchReport {
         source: source.display().to_string(),
         model: p.sparse.info.model.clone(),
         context,
         vocab,
         threads: rayon_threads(),
-        sparse_file_bytes: p.sparse_bytes,
-        dense_file_bytes: p.dense_bytes,
-        size_ratio: p.sparse_bytes as f64 / p.dense_bytes.max(1) as f64,
-        sparse_peak_rss_bytes: sparse_peak,
-        dense_peak_rss_bytes: dense_peak,
+        footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts.memory)?,
         end_to_end,
         layers,
     })
@@ -241,24 +225,11 @@ fn line(name: &str, r: &Race, unit: &str, sparse_rate: f64, dense_rate: f64) -> 
 
 /// The report as text.
 pub fn render(r: &LmBenchReport) -> String {
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut s = format!(
         "{} ({}), context {} tokens, vocabulary {}, {} threads; sparse vs dense twin, alternating, median [quartiles]\n",
         r.source, r.model, r.context, r.vocab, r.threads
     );
-    s.push_str(&format!(
-        "file size: sparse {} bytes, dense {} bytes ({:.1}%)\n",
-        r.sparse_file_bytes,
-        r.dense_file_bytes,
-        100.0 * r.size_ratio
-    ));
-    if let (Some(a), Some(b)) = (r.sparse_peak_rss_bytes, r.dense_peak_rss_bytes) {
-        s.push_str(&format!(
-            "peak RSS: sparse {:.1} MiB, dense {:.1} MiB\n",
-            mib(a),
-            mib(b)
-        ));
-    }
+    s.push_str(&r.footprint.render());
     for x in &r.end_to_end {
         let name = format!("{} window(s) of {}", x.race.batch, r.context);
         s.push_str(&line(

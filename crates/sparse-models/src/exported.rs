@@ -283,6 +283,15 @@ pub fn architecture(bytes: &[u8]) -> Result<String, ExportError> {
         .ok_or_else(|| ExportError::Corrupt("no architecture in the metadata".into()))
 }
 
+/// The `export` section of a file's metadata (what it says besides its layers).
+pub(crate) fn export_info<T: serde::de::DeserializeOwned>(meta: &Value) -> Result<T, ExportError> {
+    let section = meta
+        .get("export")
+        .cloned()
+        .ok_or_else(|| ExportError::Corrupt("no `export` metadata".into()))?;
+    serde_json::from_value(section).map_err(|e| ExportError::Corrupt(format!("export metadata: {e}")))
+}
+
 impl ExportedModel {
     /// The file's bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
@@ -310,13 +319,7 @@ impl ExportedModel {
         }
         let bytes = crate::packing::unpack(bytes)?;
         let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;
-        let info: ExportInfo = meta
-            .get("export")
-            .cloned()
-            .ok_or_else(|| ExportError::Corrupt("no `export` metadata".into()))
-            .and_then(|v| {
-                serde_json::from_value(v).map_err(|e| ExportError::Corrupt(format!("export metadata: {e}")))
-            })?;
+        let info: ExportInfo = export_info(&meta)?;
         let architecture = meta.get("architecture").and_then(Value::as_str).unwrap_or("?");
         let model =
             SparseModel::load(architecture, &map, meta.get("model").unwrap_or(&Value::Null), device).map_err(|e| {

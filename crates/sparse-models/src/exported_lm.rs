@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sparse_kernels::modules::TensorMap;
 
-use crate::exported::{ExportError, FORMAT_NAME, FORMAT_VERSION, SparseModel, architecture};
+use crate::exported::{ExportError, FORMAT_NAME, FORMAT_VERSION, SparseModel, architecture, export_info};
 use crate::sparse_char_transformer::SparseCharTransformer;
 use crate::sparse_store::SparseStore;
 
@@ -88,13 +88,7 @@ impl ExportedLanguageModel {
         }
         let bytes = crate::packing::unpack(bytes)?;
         let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;
-        let info: TextExportInfo = meta
-            .get("export")
-            .cloned()
-            .ok_or_else(|| ExportError::Corrupt("no `export` metadata".into()))
-            .and_then(|v| {
-                serde_json::from_value(v).map_err(|e| ExportError::Corrupt(format!("export metadata: {e}")))
-            })?;
+        let info: TextExportInfo = export_info(&meta)?;
         let model = SparseCharTransformer::load_from(&map, meta.get("model").unwrap_or(&Value::Null), device)
             .map_err(|e| ExportError::Corrupt(e.to_string()))?;
         let vocab = match info.tokens.as_str() {

@@ -4,52 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_core::{Mask, SparseLayer};
+
+use crate::masking::{Prepare, random_masks, rel_err, values};
 use sparse_models::to_sparse::{SparseMasks, SparseOptions};
 use sparse_models::{
     Classifier, ExportError, ExportInfo, ExportedModel, FormatKind, MlpConfig, ResNetConfig, ResNetDepth, Stem,
 };
 
 /// Multiplies the weights named in `masks` by their mask.
-struct ApplyMasks<'a> {
-    path: Vec<String>,
-    masks: &'a BTreeMap<String, Mask>,
-}
-
-impl ModuleMapper for ApplyMasks<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        match self.masks.get(&self.path.join(".")) {
-            Some(m) => param.map(|t| {
-                let (dims, device) = (t.dims(), t.device());
-                let bits = m.to_bools().iter().map(|&b| b as u8 as f32).collect::<Vec<_>>();
-                t * Tensor::<D>::from_data(TensorData::new(bits, dims), &device)
-            }),
-            None => param,
-        }
-    }
-}
-
 fn masks<M: Classifier>(model: &M, density: f64) -> BTreeMap<String, Mask> {
-    let mut rng = Rng::new(5);
     let layers: Vec<SparseLayer> = sparse_core::discover(model, &model.sparsity_filter()).expect("layers");
-    layers
-        .iter()
-        .map(|l| {
-            let count = ((density * l.numel() as f64) as usize).max(1);
-            (
-                l.path.clone(),
-                Pattern::Unstructured.select(l, &rng.scores(l.numel()), count),
-            )
-        })
-        .collect()
+    random_masks(&layers, density, 5)
 }
 
 fn info(input: [usize; 3], format: FormatKind) -> ExportInfo {
@@ -70,25 +38,12 @@ fn info(input: [usize; 3], format: FormatKind) -> ExportInfo {
     }
 }
 
-fn values(t: Tensor<2>) -> Vec<f32> {
-    sparse_core::host::to_vec(t).expect("read logits")
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
 #[test]
 fn a_written_file_reads_back_to_the_masked_dense_logits() {
     let device = Device::flex();
     let model = MlpConfig::new().init(&device);
     let masks = masks(&model, 0.1);
-    let model = model.map(&mut ApplyMasks {
-        path: vec![],
-        masks: &masks,
-    });
+    let model = model.map(&mut Prepare::masks(&masks));
     let pixels: Vec<u8> = (0..3 * 784).map(|i| (i * 37 % 256) as u8).collect();
     let mut sizes = BTreeMap::new();
     for format in [FormatKind::Auto, FormatKind::Csr, FormatKind::Dense] {

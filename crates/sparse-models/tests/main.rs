@@ -6,6 +6,8 @@ mod capture;
 mod char_transformer;
 mod exported;
 mod import;
+#[path = "common/masking.rs"]
+mod masking;
 mod models;
 mod sparse_char_transformer;
 mod sparse_twins;

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_core::{Mask, Rng, SparseLayer};
 use sparse_models::sparse_store::SparseStore;
 use sparse_models::to_sparse::{SparseMasks, SparseOptions, ToSparse};
 use sparse_models::{
@@ -15,38 +15,7 @@ use sparse_models::{
     SparseCharTransformer, TextExportInfo,
 };
 
-/// Multiplies the weights named in `masks` by their mask and gives the
-/// LayerNorms random affine parameters (so that folding them wrongly shows).
-struct Prepare<'a> {
-    path: Vec<String>,
-    masks: &'a BTreeMap<String, Mask>,
-    rng: Rng,
-}
-
-impl ModuleMapper for Prepare<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
-        let leaf = self.path.last().cloned().unwrap_or_default();
-        let rng = &mut self.rng;
-        param.map(|t| {
-            let (dims, device) = (t.dims(), t.device());
-            let n: usize = dims.iter().product();
-            let set = |v: Vec<f32>| Tensor::<D>::from_data(TensorData::new(v, dims), &device);
-            match (leaf.as_str(), self.masks.get(&path)) {
-                ("gamma", _) => set((0..n).map(|_| 0.5 + rng.next_f32()).collect()),
-                ("beta", _) => set((0..n).map(|_| rng.next_f32() - 0.5).collect()),
-                (_, Some(m)) => t * set(m.to_bools().iter().map(|&b| b as u8 as f32).collect()),
-                _ => t,
-            }
-        })
-    }
-}
+use crate::masking::{Prepare, random_masks, rel_err, values};
 
 fn device() -> Device {
     Device::flex()
@@ -64,24 +33,10 @@ fn model(vocab: usize, block: usize, device: &Device) -> CharTransformer {
 
 /// Random masks of `density` on the layers `filter` makes sparse, and the model masked by them.
 fn masked(model: CharTransformer, density: f64, embeddings: bool) -> (CharTransformer, BTreeMap<String, Mask>) {
-    let mut rng = Rng::new(17);
     let filter = model.sparsity_filter_with(embeddings, false);
     let layers: Vec<SparseLayer> = sparse_core::discover(&model, &filter).expect("layers");
-    let masks: BTreeMap<String, Mask> = layers
-        .iter()
-        .map(|l| {
-            let count = ((density * l.numel() as f64) as usize).max(1);
-            (
-                l.path.clone(),
-                Pattern::Unstructured.select(l, &rng.scores(l.numel()), count),
-            )
-        })
-        .collect();
-    let model = model.map(&mut Prepare {
-        path: vec![],
-        masks: &masks,
-        rng: Rng::new(5),
-    });
+    let masks = random_masks(&layers, density, 17);
+    let model = model.map(&mut Prepare::with_norms(&masks, 5));
     (model, masks)
 }
 
@@ -89,16 +44,6 @@ fn tokens(b: usize, t: usize, vocab: usize, seed: u64, device: &Device) -> Tenso
     let mut rng = Rng::new(seed);
     let ids: Vec<i64> = (0..b * t).map(|_| rng.below(vocab as u64) as i64).collect();
     Tensor::from_data(TensorData::new(ids, [b, t]), device)
-}
-
-fn values(t: Tensor<3>) -> Vec<f32> {
-    sparse_core::host::to_vec(t).expect("read logits")
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
 }
 
 #[test]

@@ -3,56 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{ModuleMapper, Param};
 use burn::tensor::{Device, Tensor, TensorData};
-use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_core::{Pattern, Rng, SparseLayer};
 use sparse_models::sparse_store::SparseStore;
 use sparse_models::to_sparse::{SparseMasks, SparseOptions, ToSparse};
 use sparse_models::{Classifier, MlpConfig, MobileNetV1Config, ResNetConfig, ResNetDepth, SmallCnnConfig, Stem};
 
-/// Multiplies the weights named in `masks` by their mask; randomises BN statistics.
-struct Prepare<'a> {
-    path: Vec<String>,
-    masks: &'a BTreeMap<String, Mask>,
-    rng: Rng,
-}
-
-impl ModuleMapper for Prepare<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let path = self.path.join(".");
-        let leaf = self.path.last().cloned().unwrap_or_default();
-        let rng = &mut self.rng;
-        param.map(|t| {
-            let (dims, device) = (t.dims(), t.device());
-            let n: usize = dims.iter().product();
-            let set = |v: Vec<f32>| Tensor::<D>::from_data(TensorData::new(v, dims), &device);
-            match leaf.as_str() {
-                "gamma" | "running_var" => set((0..n).map(|_| 0.5 + rng.next_f32()).collect()),
-                "beta" | "running_mean" => set((0..n).map(|_| rng.next_f32() - 0.5).collect()),
-                _ => match self.masks.get(&path) {
-                    Some(m) => t * set(m.to_bools().iter().map(|&b| b as u8 as f32).collect()),
-                    None => t,
-                },
-            }
-        })
-    }
-}
-
-fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den.max(1e-30)).sqrt()
-}
-
-fn values(t: Tensor<2>) -> Vec<f32> {
-    sparse_core::host::to_vec(t).expect("read logits")
-}
+use crate::masking::{Prepare, rel_err, values};
 
 /// Random masks for the model's sparse layers, then twin vs masked dense.
 fn check<M>(model: M, input: [usize; 3], density: f64, pattern: Pattern, device: &Device)
@@ -70,11 +27,7 @@ where
         }
     }
     assert!(!masks.is_empty());
-    let model = model.map(&mut Prepare {
-        path: vec![],
-        masks: &masks,
-        rng: Rng::new(3),
-    });
+    let model = model.map(&mut Prepare::with_norms(&masks, 3));
     let sparse = model
         .to_sparse(&SparseMasks(masks), &SparseOptions::default())
         .expect("twin");
