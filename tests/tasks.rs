@@ -864,6 +864,16 @@ fn a_language_model_exports_infers_its_recorded_bits_and_benchmarks_tokens_per_s
     let o = sparseburn(&["bench", dir, "--quick", "--no-memory"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
+    // a backend that is not in this build, or none at all
+    common::assert_error(
+        &sparseburn(&["infer", file.to_str().unwrap(), "--device", "cuda"]),
+        &["not in this build", "--features cuda"],
+    );
+    common::assert_error(
+        &sparseburn(&["bench", file.to_str().unwrap(), "--device", "tpu"]),
+        &["unknown backend `tpu`", "flex"],
+    );
+
     // image options, and a corpus with another vocabulary, are refused
     let o = sparseburn(&["infer", file.to_str().unwrap(), "--dataset", "fashion-mnist"]);
     common::assert_error(&o, &["language model", "--dataset"]);

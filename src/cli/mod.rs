@@ -203,6 +203,9 @@ struct InferArgs {
     /// Images per batch (a language model: context windows per forward pass).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
+    /// The backend to run on (flex, ndarray, wgpu, cuda: those compiled into this build).
+    #[arg(long, default_value = "flex", value_name = "BACKEND")]
+    device: String,
     /// Also write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -222,6 +225,9 @@ struct BenchArgs {
     /// Skip the peak-memory probes (two child processes).
     #[arg(long)]
     no_memory: bool,
+    /// The backend to run on (flex, ndarray, wgpu, cuda: those compiled into this build).
+    #[arg(long, default_value = "flex", value_name = "BACKEND")]
+    device: String,
     /// Internal: run one side alone and print its peak RSS.
     #[arg(long, hide = true, value_parser = ["sparse", "dense"])]
     memory_of: Option<String>,
@@ -792,7 +798,7 @@ fn infer_command(args: InferArgs) -> anyhow::Result<()> {
         &args.model,
         &data,
         args.batch_size as usize,
-        &burn::tensor::Device::flex(),
+        &sparse_core::backend::device(&args.device)?,
     )?;
     println!(
         "{} on {} ({} images): accuracy {:.2}% ({}), loss {:.4}; the run recorded {:.2}%",
@@ -821,7 +827,7 @@ fn infer_lm_command(args: &InferArgs) -> anyhow::Result<()> {
         &args.model,
         args.data_dir.as_deref(),
         args.batch_size as usize,
-        &burn::tensor::Device::flex(),
+        &sparse_core::backend::device(&args.device)?,
     )?;
     println!(
         "{} on {} ({} test tokens): {:.6} bits per token; the run recorded {:.6}",
@@ -836,13 +842,18 @@ fn infer_lm_command(args: &InferArgs) -> anyhow::Result<()> {
 fn bench_command(args: BenchArgs) -> anyhow::Result<()> {
     use crate::run::bench;
     if let Some(side) = &args.memory_of {
-        println!("{}", bench::memory_probe(&args.source, side == bench::side_name(true))?);
+        let backend = args.device.parse::<sparse_core::BackendKind>()?;
+        println!(
+            "{}",
+            bench::memory_probe(&args.source, side == bench::side_name(true), backend)?
+        );
         return Ok(());
     }
     let json = bench::json_target(args.json.as_deref())?;
     let opts = bench::BenchOptions {
         quick: args.quick,
         memory: !args.no_memory,
+        backend: args.device.parse()?,
     };
     if crate::run::bench_lm::is_language_model(&args.source)? {
         let report = crate::run::bench_lm::bench(&args.source, opts)?;

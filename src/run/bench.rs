@@ -12,6 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use sparse_core::BackendKind;
 use sparse_models::dense_twin::timing_input;
 use sparse_models::exported::LayerRef;
 use sparse_models::{ExportInfo, ExportedModel, FormatKind, SparseModel};
@@ -83,15 +84,18 @@ pub struct Footprint {
 }
 
 impl Footprint {
-    /// The sizes of both files, and the peak memory of a child process per side when `memory`.
+    /// The sizes of both files, and the peak memory of a child process per side when `opts.memory`.
     pub(crate) fn measure(
         source: &Path,
         sparse_bytes: usize,
         dense_bytes: usize,
-        memory: bool,
+        opts: BenchOptions,
     ) -> anyhow::Result<Self> {
-        let (sparse_peak, dense_peak) = if memory {
-            (Some(child_peak(source, false)?), Some(child_peak(source, true)?))
+        let (sparse_peak, dense_peak) = if opts.memory {
+            (
+                Some(child_peak(source, false, opts.backend)?),
+                Some(child_peak(source, true, opts.backend)?),
+            )
         } else {
             (None, None)
         };
@@ -151,6 +155,8 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Measure peak memory in child processes.
     pub memory: bool,
+    /// The backend both sides run on (flex by default).
+    pub backend: BackendKind,
 }
 
 /// The sparse model and its dense twin, with their file sizes.
@@ -275,11 +281,11 @@ pub fn peak_rss() -> Option<u64> {
 
 /// The child's job: run one side (the dense twin or the sparse model) alone
 /// at batches 1, 32 and 256 and return the peak RSS.
-pub fn memory_probe(source: &Path, dense: bool) -> anyhow::Result<u64> {
+pub fn memory_probe(source: &Path, dense: bool, backend: BackendKind) -> anyhow::Result<u64> {
+    let device = backend.device()?;
     if super::bench_lm::is_language_model(source)? {
-        return super::bench_lm::memory_probe(source, dense);
+        return super::bench_lm::memory_probe(source, dense, &device);
     }
-    let device = Device::flex();
     let (model, input) = if source.is_dir() {
         let format = if dense { FormatKind::Dense } else { FormatKind::Auto };
         let m = exported_model(source, format, &device)?;
@@ -301,13 +307,13 @@ pub fn side_name(dense: bool) -> &'static str {
     if dense { FormatKind::Dense.name() } else { "sparse" }
 }
 
-fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
+fn child_peak(source: &Path, dense: bool, backend: BackendKind) -> anyhow::Result<u64> {
     let side = side_name(dense);
     let exe = std::env::current_exe()?;
     let out = std::process::Command::new(exe)
         .arg("bench")
         .arg(source)
-        .args(["--memory-of", side])
+        .args(["--memory-of", side, "--device", backend.name()])
         .output()
         .context("starting the memory probe")?;
     if !out.status.success() {
@@ -324,7 +330,7 @@ fn child_peak(source: &Path, dense: bool) -> anyhow::Result<u64> {
 
 /// Runs the benchmark on `source` (a model file or a finished run folder).
 pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
-    let device = Device::flex();
+    let device = opts.backend.device()?;
     let p = pair(source, &device)?;
     let input = p.sparse.info.input;
     let [c, h, w] = input;
@@ -345,7 +351,7 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
         model: p.sparse.info.model.clone(),
         input,
         threads: rayon_threads(),
-        footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts.memory)?,
+        footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts)?,
         end_to_end,
         layers,
     })

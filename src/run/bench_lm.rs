@@ -156,18 +156,17 @@ fn one_side(source: &Path, dense: bool, device: &Device) -> anyhow::Result<Spars
 }
 
 /// The child's job: one side alone on 1 and 32 windows; the peak RSS.
-pub fn memory_probe(source: &Path, dense: bool) -> anyhow::Result<u64> {
-    let device = Device::flex();
-    let model = one_side(source, dense, &device)?;
+pub fn memory_probe(source: &Path, dense: bool, device: &Device) -> anyhow::Result<u64> {
+    let model = one_side(source, dense, device)?;
     for n in [1, 32] {
-        drop(model.forward(windows(n, model.block(), model.vocab(), &device)));
+        drop(model.forward(windows(n, model.block(), model.vocab(), device)));
     }
     peak_rss().context("no /proc/self/status: peak memory is measured on Linux only")
 }
 
 /// Runs the benchmark on a language model `source` (a model file or a finished run folder).
 pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<LmBenchReport> {
-    let device = Device::flex();
+    let device = opts.backend.device()?;
     let p = pair(source, &device)?;
     let model = &p.sparse.model;
     let (context, vocab) = (model.block(), model.vocab());
@@ -210,7 +209,7 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<LmBenchReport>
         context,
         vocab,
         threads: rayon_threads(),
-        footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts.memory)?,
+        footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts)?,
         end_to_end,
         layers,
     })
