@@ -21,9 +21,12 @@ pub const LINEAR_DENSE_UP_TO: usize = 65_536;
 /// k×k convolutions at or above this density stay dense (3×3, 128 channels,
 /// 28×28: sparse 1.8x at 80% sparsity, tied at 70%).
 pub const CONV_DENSE_FROM: f64 = 0.3;
-/// 1×1 convolutions at or above this density stay dense (the pixel-strip
-/// kernel only about tied flex's GEMM at 90% sparsity on several shapes).
-pub const POINTWISE_DENSE_FROM: f64 = 0.1;
+/// 1×1 convolutions at or above this density stay dense. Measured at
+/// ResNet-50's 1×1 shapes (256→64 at 56², 1024→256 at 14², 512→2048 at 7²;
+/// `kernels -- --quick crossover-conv-1x1`, idle machine, 2026-12-01): sparse
+/// 1.8–2.5x faster at density 0.15 and 0.2, 1.0–2.0x at 0.3, 1.05–1.5x at 0.4.
+/// (It was 0.1 while the 1×1 kernel only tied flex's GEMM at 90% sparsity.)
+pub const POINTWISE_DENSE_FROM: f64 = 0.3;
 
 /// The format `auto` resolves to, and why.
 #[derive(Clone, Debug, PartialEq)]
