@@ -860,11 +860,22 @@ fn a_language_model_exports_infers_its_recorded_bits_and_benchmarks_tokens_per_s
         assert!((rate - (16 * windows) as f64 * 1e3 / ms).abs() <= 1e-6 * rate, "{race}");
     }
     assert_eq!(b["layers"].as_array().unwrap().len(), 7);
+    assert_eq!(b["backend"], "flex");
+    let (sparse_bytes, dense_bytes) = (
+        b["sparse_file_bytes"].as_u64().unwrap(),
+        b["dense_file_bytes"].as_u64().unwrap(),
+    );
+    assert_eq!(sparse_bytes, std::fs::metadata(&file).unwrap().len());
+    assert!(sparse_bytes < dense_bytes, "{b}");
+    let ratio = b["size_ratio"].as_f64().unwrap();
+    assert!((ratio - sparse_bytes as f64 / dense_bytes as f64).abs() < 1e-12);
+    assert!(b["sparse_peak_rss_bytes"].is_null(), "--no-memory: {b}");
     // a run folder benchmarks too
     let o = sparseburn(&["bench", dir, "--quick", "--no-memory"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // a backend that is not in this build, or none at all
+    #[cfg(not(feature = "cuda"))]
     common::assert_error(
         &sparseburn(&["infer", file.to_str().unwrap(), "--device", "cuda"]),
         &["not in this build", "--features cuda"],

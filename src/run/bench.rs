@@ -137,6 +137,8 @@ pub struct BenchReport {
     pub model: String,
     /// Input `[C, H, W]`.
     pub input: [usize; 3],
+    /// The backend both sides ran on.
+    pub backend: String,
     /// Threads of the pool the kernels run on.
     pub threads: usize,
     /// File sizes and peak memory.
@@ -198,6 +200,16 @@ fn pair(source: &Path, device: &Device) -> anyhow::Result<Pair> {
     }
 }
 
+/// Waits until `y` is computed: on a GPU backend work is only queued, so a
+/// timed call ends by reading back one value of its output (on flex, a copy
+/// of one float).
+pub(crate) fn settle<const D: usize>(y: Tensor<D>) {
+    let n = y.shape().num_elements();
+    if n > 0 {
+        drop(y.reshape([n]).slice(0..1).into_data());
+    }
+}
+
 pub(crate) fn race(batch: usize, rounds: usize, mut sparse: impl FnMut(), mut dense: impl FnMut()) -> Race {
     for _ in 0..2 {
         sparse();
@@ -231,8 +243,8 @@ pub(crate) fn race(batch: usize, rounds: usize, mut sparse: impl FnMut(), mut de
 
 fn layer_forward(layer: LayerRef<'_>, x: &LayerInput) {
     match (layer, x) {
-        (LayerRef::Conv(c), LayerInput::Image(x)) => drop(c.forward(x.clone())),
-        (LayerRef::Linear(l), LayerInput::Flat(x)) => drop(l.forward(x.clone())),
+        (LayerRef::Conv(c), LayerInput::Image(x)) => settle(c.forward(x.clone())),
+        (LayerRef::Linear(l), LayerInput::Flat(x)) => settle(l.forward(x.clone())),
         _ => {}
     }
 }
@@ -297,7 +309,7 @@ pub fn memory_probe(source: &Path, dense: bool, backend: BackendKind) -> anyhow:
     };
     let [c, h, w] = input;
     for batch in [1, 32, 256] {
-        drop(model.forward(timing_input([batch, c, h, w], &device)));
+        settle(model.forward(timing_input([batch, c, h, w], &device)));
     }
     peak_rss().context("no /proc/self/status: peak memory is measured on Linux only")
 }
@@ -341,8 +353,8 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
         end_to_end.push(race(
             batch,
             rounds,
-            || drop(p.sparse.model.forward(x.clone())),
-            || drop(p.dense.forward(x.clone())),
+            || settle(p.sparse.model.forward(x.clone())),
+            || settle(p.dense.forward(x.clone())),
         ));
     }
     let layers = layer_races(&p.sparse.model, &p.dense, input, rl, &device);
@@ -350,6 +362,7 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<BenchReport> {
         source: source.display().to_string(),
         model: p.sparse.info.model.clone(),
         input,
+        backend: opts.backend.name().into(),
         threads: rayon_threads(),
         footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts)?,
         end_to_end,
@@ -364,8 +377,8 @@ pub(crate) fn rayon_threads() -> usize {
 /// The report as text.
 pub fn render(r: &BenchReport) -> String {
     let mut s = format!(
-        "{} ({}), input {}x{}x{}, {} threads; sparse vs dense twin, alternating, median [quartiles]\n",
-        r.source, r.model, r.input[0], r.input[1], r.input[2], r.threads
+        "{} ({}), input {}x{}x{}, {}, {} threads; sparse vs dense twin, alternating, median [quartiles]\n",
+        r.source, r.model, r.input[0], r.input[1], r.input[2], r.backend, r.threads
     );
     s.push_str(&r.footprint.render());
     let line = |name: &str, x: &Race| {

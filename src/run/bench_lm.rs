@@ -14,7 +14,7 @@ use sparse_models::dense_twin::timing_input;
 use sparse_models::sparse_store::SparseStore;
 use sparse_models::{ExportedLanguageModel, FormatKind, SparseCharTransformer, TextExportInfo};
 
-use super::bench::{BenchOptions, Footprint, Race, peak_rss, race, rayon_threads};
+use super::bench::{BenchOptions, Footprint, Race, peak_rss, race, rayon_threads, settle};
 use super::export::{Exported, exported};
 use super::export_lm::load_lm;
 use super::task_kind::TaskKind;
@@ -85,6 +85,8 @@ pub struct LmBenchReport {
     pub context: usize,
     /// Vocabulary size.
     pub vocab: usize,
+    /// The backend both sides ran on.
+    pub backend: String,
     /// Threads of the pool the kernels run on.
     pub threads: usize,
     /// File sizes and peak memory.
@@ -159,7 +161,7 @@ fn one_side(source: &Path, dense: bool, device: &Device) -> anyhow::Result<Spars
 pub fn memory_probe(source: &Path, dense: bool, device: &Device) -> anyhow::Result<u64> {
     let model = one_side(source, dense, device)?;
     for n in [1, 32] {
-        drop(model.forward(windows(n, model.block(), model.vocab(), device)));
+        settle(model.forward(windows(n, model.block(), model.vocab(), device)));
     }
     peak_rss().context("no /proc/self/status: peak memory is measured on Linux only")
 }
@@ -178,8 +180,8 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<LmBenchReport>
             let r = race(
                 n,
                 rounds,
-                || drop(model.forward(x.clone())),
-                || drop(p.dense.forward(x.clone())),
+                || settle(model.forward(x.clone())),
+                || settle(p.dense.forward(x.clone())),
             );
             TokenRace::of(r, context)
         })
@@ -196,8 +198,8 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<LmBenchReport>
                 race: race(
                     context,
                     rl,
-                    || drop(s.forward(x.clone())),
-                    || drop(d.forward(x.clone())),
+                    || settle(s.forward(x.clone())),
+                    || settle(d.forward(x.clone())),
                 ),
                 name,
             }
@@ -208,6 +210,7 @@ pub fn bench(source: &Path, opts: BenchOptions) -> anyhow::Result<LmBenchReport>
         model: p.sparse.info.model.clone(),
         context,
         vocab,
+        backend: opts.backend.name().into(),
         threads: rayon_threads(),
         footprint: Footprint::measure(source, p.sparse_bytes, p.dense_bytes, opts)?,
         end_to_end,
@@ -225,8 +228,8 @@ fn line(name: &str, r: &Race, unit: &str, sparse_rate: f64, dense_rate: f64) -> 
 /// The report as text.
 pub fn render(r: &LmBenchReport) -> String {
     let mut s = format!(
-        "{} ({}), context {} tokens, vocabulary {}, {} threads; sparse vs dense twin, alternating, median [quartiles]\n",
-        r.source, r.model, r.context, r.vocab, r.threads
+        "{} ({}), context {} tokens, vocabulary {}, {}, {} threads; sparse vs dense twin, alternating, median [quartiles]\n",
+        r.source, r.model, r.context, r.vocab, r.backend, r.threads
     );
     s.push_str(&r.footprint.render());
     for x in &r.end_to_end {

@@ -14,7 +14,7 @@ use sparse_models::{
     Classifier, ExportError, ExportInfo, ExportedModel, FormatKind, MlpConfig, ResNetConfig, ResNetDepth, Stem,
 };
 
-/// Multiplies the weights named in `masks` by their mask.
+/// A random unstructured mask of `density` for every sparse layer of `model`.
 fn masks<M: Classifier>(model: &M, density: f64) -> BTreeMap<String, Mask> {
     let layers: Vec<SparseLayer> = sparse_core::discover(model, &model.sparsity_filter()).expect("layers");
     random_masks(&layers, density, 5)

@@ -23,8 +23,9 @@ pub const LINEAR_DENSE_UP_TO: usize = 65_536;
 pub const CONV_DENSE_FROM: f64 = 0.3;
 /// 1×1 convolutions at or above this density stay dense. Measured at
 /// ResNet-50's 1×1 shapes (256→64 at 56², 1024→256 at 14², 512→2048 at 7²;
-/// `kernels -- --quick crossover-conv-1x1`, idle machine, 2026-12-01): sparse
-/// 1.8–2.5x faster at density 0.15 and 0.2, 1.0–2.0x at 0.3, 1.05–1.5x at 0.4.
+/// `kernels -- --quick crossover-conv-1x1`, idle machine, 2026-12-01, two
+/// runs): sparse 1.5–2.5x faster at density 0.15 and 0.2, 1.0–2.2x at 0.3,
+/// 0.94–1.5x at 0.4.
 /// (It was 0.1 while the 1×1 kernel only tied flex's GEMM at 90% sparsity.)
 pub const POINTWISE_DENSE_FROM: f64 = 0.3;
 
@@ -102,6 +103,29 @@ mod tests {
 
     fn every_tenth(n: usize) -> Mask {
         Mask::from_bools(&(0..n).map(|i| i % 10 == 0).collect::<Vec<_>>())
+    }
+
+    /// 1×1 convolutions run sparse below the pointwise crossover and dense from it.
+    #[test]
+    fn pointwise_convs_switch_at_their_crossover() {
+        let layer = SparseLayer::conv("c.weight", &[64, 256, 1, 1]);
+        let op = OpKind::Conv {
+            cin_g: 256,
+            kernel: [1, 1],
+            groups: 1,
+        };
+        let n = layer.numel();
+        let at = |density: f64| {
+            // a varying count per neuron: not constant fan-in, not whole neurons
+            let mask = Mask::from_bools(
+                &(0..n)
+                    .map(|i| (i * 7919 % 1000) < (density * 1000.0) as usize)
+                    .collect::<Vec<_>>(),
+            );
+            choose(&layer, op, &mask).format
+        };
+        assert_eq!(at(0.2), FormatKind::Csr);
+        assert_eq!(at(POINTWISE_DENSE_FROM + 0.05), FormatKind::Dense);
     }
 
     /// Small linear layers stay dense whatever their density; from just above
