@@ -62,12 +62,17 @@ pub fn markdown() -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| method | what it does | needs data at init | changes the mask during training |\n|---|---|---|---|"
+        "| method | what it does | needs data at init | changes the mask during training | sparse execution |\n|---|---|---|---|---|"
     );
     for m in registry::methods() {
+        // the property of the method as a run builds it with its defaults
+        let execution = m
+            .default_config()
+            .build(&sparse_methods::BuildContext::new(1000))
+            .map_or("–", |built| built.sparse_execution().describe());
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {execution} |",
             m.name, m.summary, m.needs_data, m.changes_mask
         );
     }

@@ -51,6 +51,37 @@ impl Needs {
     }
 }
 
+/// How a method can train in sparse execution (weights, gradients and
+/// optimizer moments kept as vectors of the active values only; issue 10 and
+/// `docs/sparse-execution.md`): what dense information it needs and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SparseExecution {
+    /// Needs nothing dense: its masks come from the active weights, the
+    /// gradients of the active weights and random draws (static, SET, MEST).
+    Supported,
+    /// Needs the dense gradient `|∇_W L|` on topology-update steps only (with
+    /// a gradient window, on the window's steps before each update), to grow
+    /// by it (RigL, SRigL): sparse execution computes it for those steps
+    /// alone, as a tiled top-k.
+    DenseGradientAtUpdates,
+    /// Needs dense weights or gradients every step, at initialisation, or
+    /// in dense phases (SR-STE, AutoSparse, SNIP, GraSP, GMP, lottery tickets,
+    /// one-shot, the dense baseline): the masked-dense path only.
+    MaskedDenseOnly,
+}
+
+impl SparseExecution {
+    /// A short description (the table of `docs/methods.md`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Supported => "yes",
+            Self::DenseGradientAtUpdates => "yes, with the dense gradient on update steps",
+            Self::MaskedDenseOnly => "no (masked-dense)",
+        }
+    }
+}
+
 /// A method's state that must survive a checkpoint (counters, accumulators).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MethodState {
@@ -149,6 +180,12 @@ pub trait Method: Send + std::fmt::Debug {
     /// sparser than its start and still reach its target (a recipe's stage).
     fn prunes_gradually(&self) -> bool {
         false
+    }
+
+    /// Property: whether and how the method can train in sparse execution
+    /// (default: the masked-dense path only).
+    fn sparse_execution(&self) -> SparseExecution {
+        SparseExecution::MaskedDenseOnly
     }
 
     /// Property: training runs in several rounds (iterative pruning).

@@ -10,7 +10,7 @@
 //! [`DropGrowMethod`] does the rest: initialisation, the schedule, the `Needs`,
 //! the loop over layers and the reported drop fraction.
 
-use sparse_core::method::{InitContext, Method, MethodState, Needs, StepContext};
+use sparse_core::method::{InitContext, Method, MethodState, Needs, SparseExecution, StepContext};
 use sparse_core::{DropFraction, Mask, Plan, Result, SparseInit, UpdateSchedule};
 
 use crate::registry::Switch;
@@ -55,6 +55,12 @@ pub trait DropGrow: Send + std::fmt::Debug {
     /// The sparse-aware initialisation of the method's reference (SRigL: grad-flow).
     fn sparse_init(&self) -> SparseInit {
         SparseInit::None
+    }
+
+    /// How the updater can train in sparse execution (default: it needs
+    /// nothing dense; one that grows by the dense gradient says so).
+    fn sparse_execution(&self) -> SparseExecution {
+        SparseExecution::Supported
     }
 
     /// Whether the dense gradient is read at `step`.
@@ -158,6 +164,10 @@ impl<U: DropGrow> Method for DropGrowMethod<U> {
 
     fn default_sparse_init(&self) -> SparseInit {
         self.updater.sparse_init()
+    }
+
+    fn sparse_execution(&self) -> SparseExecution {
+        self.updater.sparse_execution()
     }
 
     fn needs(&self, step: u64) -> Needs {

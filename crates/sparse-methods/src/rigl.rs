@@ -41,7 +41,7 @@
 //! differ but have the same distribution.
 
 use burn::config::Config;
-use sparse_core::method::{MethodState, StepContext};
+use sparse_core::method::{MethodState, SparseExecution, StepContext};
 use sparse_core::{DropFraction, DropSchedule, Result, Rng, SparseError, UpdateSchedule};
 
 use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
@@ -147,6 +147,11 @@ pub(crate) fn add_noise(scores: &mut [f32], std: f64, rng: &mut Rng) {
 }
 
 impl DropGrow for RigLUpdate {
+    fn sparse_execution(&self) -> SparseExecution {
+        // grows by the dense gradient's magnitude on update steps
+        SparseExecution::DenseGradientAtUpdates
+    }
+
     fn name(&self) -> &'static str {
         "rigl"
     }

@@ -62,7 +62,7 @@
 
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
-use sparse_core::method::{MethodState, StepContext};
+use sparse_core::method::{MethodState, SparseExecution, StepContext};
 use sparse_core::select::top_k;
 use sparse_core::{
     DropFraction, DropSchedule, Mask, Pattern, Plan, Result, SparseError, SparseInit, SparseLayer, UpdateSchedule,
@@ -367,6 +367,11 @@ fn neurons_to_ablate(
 }
 
 impl DropGrow for SRigLUpdate {
+    fn sparse_execution(&self) -> SparseExecution {
+        // grows by the dense gradient's magnitude on update steps
+        SparseExecution::DenseGradientAtUpdates
+    }
+
     fn name(&self) -> &'static str {
         "srigl"
     }

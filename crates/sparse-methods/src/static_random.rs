@@ -5,7 +5,7 @@
 //! ERK, ...) and pattern, and never changes.
 
 use burn::config::Config;
-use sparse_core::method::{InitContext, Method};
+use sparse_core::method::{InitContext, Method, SparseExecution};
 use sparse_core::{Mask, Result};
 
 use crate::registry::{BuildContext, MethodSpec, Switch};
@@ -28,6 +28,10 @@ impl Method for StaticRandom {
     fn init(&mut self, ctx: &mut InitContext<'_>, masks: &mut [Mask]) -> Result<()> {
         masks.clone_from_slice(&random_masks(ctx)?);
         Ok(())
+    }
+
+    fn sparse_execution(&self) -> SparseExecution {
+        SparseExecution::Supported
     }
 }
 

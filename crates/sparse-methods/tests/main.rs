@@ -13,6 +13,7 @@ mod oneshot;
 mod oneshot_resnet18;
 mod pruning;
 mod rigl_noise;
+mod sparse_execution;
 mod srigl_reference;
 mod structured;
 #[path = "../../sparse-models/tests/common/torchvision.rs"]
