@@ -122,13 +122,20 @@ fn dense_file(sparse: &ExportedLanguageModel) -> anyhow::Result<ExportedLanguage
     })
 }
 
+/// The sparse model of `source`: the file, or the run folder exported with `auto`.
+fn sparse_model(source: &Path, device: &Device) -> anyhow::Result<ExportedLanguageModel> {
+    if source.is_dir() {
+        return text(exported(source, FormatKind::Auto, device)?);
+    }
+    load_lm(source, device)
+}
+
 fn pair(source: &Path, device: &Device) -> anyhow::Result<Pair> {
-    let (sparse, sparse_bytes) = if source.is_dir() {
-        let m = text(exported(source, FormatKind::Auto, device)?)?;
-        let n = m.to_bytes()?.len();
-        (m, n)
+    let sparse = sparse_model(source, device)?;
+    let sparse_bytes = if source.is_dir() {
+        sparse.to_bytes()?.len()
     } else {
-        (load_lm(source, device)?, std::fs::metadata(source)?.len() as usize)
+        std::fs::metadata(source)?.len() as usize
     };
     let dense = dense_file(&sparse)?;
     let dense_bytes = dense.to_bytes()?.len();
@@ -146,20 +153,11 @@ fn windows(windows: usize, context: usize, vocab: usize, device: &Device) -> Ten
     Tensor::from_data(TensorData::new(ids, [windows, context]), device)
 }
 
-/// The sparse model or its dense twin of `source`, loaded as a child process
-/// of `bench` runs it (one side per process).
-fn one_side(source: &Path, dense: bool, device: &Device) -> anyhow::Result<SparseCharTransformer> {
-    if source.is_dir() {
-        let format = if dense { FormatKind::Dense } else { FormatKind::Auto };
-        return Ok(text(exported(source, format, device)?)?.model);
-    }
-    let sparse = load_lm(source, device)?.model;
-    Ok(if dense { sparse.to_dense()? } else { sparse })
-}
-
 /// The child's job: one side alone on 1 and 32 windows; the peak RSS.
 pub fn memory_probe(source: &Path, dense: bool, device: &Device) -> anyhow::Result<u64> {
-    let model = one_side(source, dense, device)?;
+    let sparse = sparse_model(source, device)?.model;
+    // the dense twin as `bench` builds it: from the sparse model, layer by layer
+    let model = if dense { sparse.to_dense()? } else { sparse };
     for n in [1, 32] {
         settle(model.forward(windows(n, model.block(), model.vocab(), device)));
     }

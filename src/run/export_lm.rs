@@ -56,10 +56,6 @@ pub(crate) fn exported_lm(
         .valid()
         .to_sparse(&masks, &options)
         .with_context(|| format!("exporting {} as {}", run.dir.display(), format.name()))?;
-    let s = &run.summary;
-    let recorded =
-        s.lm.as_ref()
-            .context("the run's summary has no language-model figures")?;
     Ok(ExportedLanguageModel {
         info: TextExportInfo {
             model: MODEL_NAME.into(),

@@ -283,13 +283,38 @@ pub fn architecture(bytes: &[u8]) -> Result<String, ExportError> {
         .ok_or_else(|| ExportError::Corrupt("no architecture in the metadata".into()))
 }
 
-/// The `export` section of a file's metadata (what it says besides its layers).
-pub(crate) fn export_info<T: serde::de::DeserializeOwned>(meta: &Value) -> Result<T, ExportError> {
+/// The bytes of a model file: the twin's tensors in `map`, its structure
+/// `model`, the `export` section `info`, packed unless `format` is dense (the
+/// dense twin stays a plain dense file: it is what a dense model costs).
+pub(crate) fn write_file(
+    map: &TensorMap,
+    architecture: &str,
+    model: Value,
+    info: &impl Serialize,
+    format: &str,
+) -> Result<Vec<u8>, ExportError> {
+    let meta = json!({
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture,
+        "model": model,
+        "export": info,
+    });
+    let bytes = map.to_bytes(&meta)?;
+    crate::packing::pack(&bytes, format != FormatKind::Dense.name())
+}
+
+/// A model file's tensors (unpacked), its `model` structure and its `export`
+/// section, after [`architecture`] has checked the format and version.
+pub(crate) fn read_file<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(TensorMap, Value, T), ExportError> {
+    let bytes = crate::packing::unpack(bytes)?;
+    let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;
     let section = meta
         .get("export")
         .cloned()
         .ok_or_else(|| ExportError::Corrupt("no `export` metadata".into()))?;
-    serde_json::from_value(section).map_err(|e| ExportError::Corrupt(format!("export metadata: {e}")))
+    let info = serde_json::from_value(section).map_err(|e| ExportError::Corrupt(format!("export metadata: {e}")))?;
+    Ok((map, meta.get("model").cloned().unwrap_or(Value::Null), info))
 }
 
 impl ExportedModel {
@@ -297,37 +322,23 @@ impl ExportedModel {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
         let mut map = TensorMap::default();
         let model = self.model.save_into(&mut map)?;
-        let meta = json!({
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "architecture": self.model.architecture(),
-            "model": model,
-            "export": self.info,
-        });
-        let bytes = map.to_bytes(&meta)?;
-        // the dense twin stays a plain dense file: it is what a dense model costs
-        crate::packing::pack(&bytes, self.info.format != FormatKind::Dense.name())
+        write_file(&map, self.model.architecture(), model, &self.info, &self.info.format)
     }
 
     /// Reads a model file onto `device`: the version is checked first, then
     /// every tensor and index against the recorded geometry.
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self, ExportError> {
-        if architecture(bytes)? == crate::sparse_char_transformer::SparseCharTransformer::ARCHITECTURE {
+        let architecture = architecture(bytes)?;
+        if architecture == crate::sparse_char_transformer::SparseCharTransformer::ARCHITECTURE {
             return Err(ExportError::Input(
                 "the file holds a language model, not an image model; read it with `ExportedLanguageModel` (`sparseburn infer MODEL` without --dataset)".into(),
             ));
         }
-        let bytes = crate::packing::unpack(bytes)?;
-        let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;
-        let info: ExportInfo = export_info(&meta)?;
-        let architecture = meta.get("architecture").and_then(Value::as_str).unwrap_or("?");
-        let model =
-            SparseModel::load(architecture, &map, meta.get("model").unwrap_or(&Value::Null), device).map_err(|e| {
-                match e {
-                    ExportError::Kernel(k) => ExportError::Corrupt(k.to_string()),
-                    e => e,
-                }
-            })?;
+        let (map, model, info): (_, _, ExportInfo) = read_file(bytes)?;
+        let model = SparseModel::load(&architecture, &map, &model, device).map_err(|e| match e {
+            ExportError::Kernel(k) => ExportError::Corrupt(k.to_string()),
+            e => e,
+        })?;
         let [c, h, w] = info.input;
         if c == 0 || h == 0 || w == 0 || info.classes.is_empty() {
             return Err(ExportError::Corrupt(format!(

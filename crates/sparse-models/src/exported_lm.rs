@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sparse_kernels::modules::TensorMap;
 
-use crate::exported::{ExportError, FORMAT_NAME, FORMAT_VERSION, SparseModel, architecture, export_info};
+use crate::exported::{ExportError, SparseModel, architecture, read_file, write_file};
 use crate::sparse_char_transformer::SparseCharTransformer;
 use crate::sparse_store::SparseStore;
 
@@ -62,15 +62,13 @@ impl ExportedLanguageModel {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ExportError> {
         let mut map = TensorMap::default();
         let model = self.model.save_into(&mut map)?;
-        let meta = json!({
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "architecture": SparseCharTransformer::ARCHITECTURE,
-            "model": model,
-            "export": self.info,
-        });
-        let bytes = map.to_bytes(&meta)?;
-        crate::packing::pack(&bytes, self.info.format != sparse_kernels::FormatKind::Dense.name())
+        write_file(
+            &map,
+            SparseCharTransformer::ARCHITECTURE,
+            model,
+            &self.info,
+            &self.info.format,
+        )
     }
 
     /// Reads a language-model file onto `device`: the version first, then every
@@ -86,11 +84,9 @@ impl ExportedLanguageModel {
                 ExportError::Corrupt(format!("unknown architecture `{architecture}`"))
             });
         }
-        let bytes = crate::packing::unpack(bytes)?;
-        let (map, meta) = TensorMap::from_bytes(&bytes).map_err(|e| ExportError::Corrupt(e.to_string()))?;
-        let info: TextExportInfo = export_info(&meta)?;
-        let model = SparseCharTransformer::load_from(&map, meta.get("model").unwrap_or(&Value::Null), device)
-            .map_err(|e| ExportError::Corrupt(e.to_string()))?;
+        let (map, model, info): (_, _, TextExportInfo) = read_file(bytes)?;
+        let model =
+            SparseCharTransformer::load_from(&map, &model, device).map_err(|e| ExportError::Corrupt(e.to_string()))?;
         let vocab = match info.tokens.as_str() {
             "byte" => 256,
             "char" => info.vocabulary.chars().count(),
