@@ -18,6 +18,7 @@
 
 pub mod backend;
 pub mod capture;
+mod compact;
 mod config_text;
 mod context;
 pub mod discovery;

@@ -52,7 +52,7 @@ pub struct Sparsifier {
     pub(crate) ids: HashMap<ParamId, usize>,
     devices: Vec<Device>,
     /// Device copies of the masks (f32 1.0 = active), one per sparse weight.
-    keep: HashMap<ParamId, Tensor<1>>,
+    pub(crate) keep: HashMap<ParamId, Tensor<1>>,
 }
 
 impl std::fmt::Debug for Sparsifier {

@@ -84,7 +84,11 @@ impl Sparsifier {
     /// The sparse training state as the bytes [`Sparsifier::save`] writes (a
     /// safetensors file), e.g. to embed it in a model checkpoint.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let optim = self.optim.export()?;
+        self.state_bytes(self.optim.export()?)
+    }
+
+    /// The state file's bytes with `optim` as the optimizer state.
+    pub(crate) fn state_bytes(&self, optim: Vec<SavedParamState>) -> Result<Vec<u8>> {
         let method = self.method.save_state();
         let header = Header {
             format: FORMAT.into(),

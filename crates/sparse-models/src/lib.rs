@@ -13,6 +13,7 @@
 pub mod capture;
 pub mod char_transformer;
 pub mod cnn;
+pub mod compact_mlp;
 pub mod dense_twin;
 pub mod error;
 pub mod exported;
@@ -41,6 +42,7 @@ use sparse_core::walk::{self, ParamPath, PathVisitor};
 
 pub use char_transformer::{CharTransformer, CharTransformerConfig, NextToken};
 pub use cnn::{SmallCnn, SmallCnnConfig};
+pub use compact_mlp::CompactMlp;
 pub use error::ModelError;
 pub use exported::{ExportError, ExportInfo, ExportedModel, SparseModel};
 pub use exported_lm::{ExportedLanguageModel, TextExportInfo};

@@ -4,6 +4,7 @@
 
 mod capture;
 mod char_transformer;
+mod compact_training;
 mod exported;
 mod import;
 #[path = "common/masking.rs"]

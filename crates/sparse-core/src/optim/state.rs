@@ -115,3 +115,31 @@ impl MaskedOptimizer {
         Ok(())
     }
 }
+
+impl MaskedOptimizer {
+    /// Re-aligns the state of a parameter that is a vector of active values
+    /// (a layer in sparse execution) to a new set of entries: new entry `i`
+    /// takes old entry `map[i]`, or starts from zero state where `map[i]` is
+    /// `None` (a regrown weight). The step count is kept. State restored from
+    /// a checkpoint and not yet moved to its device (by `path`) is re-aligned
+    /// on the host.
+    pub fn realign(&mut self, id: ParamId, path: &str, map: &[Option<u32>]) {
+        if let Some(state) = self.states.get_mut(&id) {
+            let slots = std::mem::take(&mut state.slots);
+            state.slots = slots.into_iter().map(|s| gather_or_zero(s, map)).collect();
+        } else if let Some(saved) = self.pending.get_mut(path) {
+            for slot in &mut saved.slots {
+                *slot = map.iter().map(|m| m.map_or(0.0, |i| slot[i as usize])).collect();
+            }
+        }
+    }
+}
+
+/// `t[map[i]]` for every `i`, 0 where `map[i]` is `None`.
+fn gather_or_zero(t: Tensor<1>, map: &[Option<u32>]) -> Tensor<1> {
+    let device = t.device();
+    let zero_slot = t.dims()[0] as i32;
+    let index: Vec<i32> = map.iter().map(|m| m.map_or(zero_slot, |i| i as i32)).collect();
+    let index = Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(index, [map.len()]), &device);
+    Tensor::cat(vec![t, Tensor::zeros([1], &device)], 0).select(0, index)
+}

@@ -208,7 +208,7 @@ fn gather_or_zero(t: Tensor<1>, index: &Tensor<1, Int>) -> Tensor<1> {
 /// CSR plan with identity value order, as [`csr_plan`] builds it). Walks the
 /// rows in `usize`, so layers above 2³¹ weights are fine (the plan's `i32`
 /// `dense_positions` are not).
-fn flat_positions(layer: &SparseLayer, plan: &SparsePlan) -> Vec<usize> {
+pub(crate) fn flat_positions(layer: &SparseLayer, plan: &SparsePlan) -> Vec<usize> {
     let csr = plan.csr();
     let mut out = Vec::with_capacity(csr.nnz());
     for r in 0..plan.rows {

@@ -1,0 +1,121 @@
+//! The [`Sparsifier`]'s side of sparse execution (`docs/sparse-execution.md`,
+//! "Training in sparse execution"): a model that keeps only its active values
+//! (`sparse_kernels::train`) takes its optimizer step itself and hands the
+//! `Sparsifier` host copies of its weights (and dense gradients) on the steps
+//! the method looks at them; the `Sparsifier` keeps the plan, the masks, the
+//! method, the optimizer state and the step counter, as on the masked-dense
+//! path, and saves them in the same file.
+
+use std::path::Path;
+
+use crate::error::{Result, SparseError};
+use crate::method::{Needs, StepContext};
+use crate::optim::SavedParamState;
+use crate::sparsifier::Sparsifier;
+use crate::state::write_atomic;
+
+impl Sparsifier {
+    /// What the method needs at the current step.
+    pub fn needs(&self) -> Needs {
+        self.method.needs(self.step)
+    }
+
+    /// Ends a step of a model in sparse execution, after its optimizer step
+    /// (or instead of it, where [`Needs::skip_optimizer`] says so): runs the
+    /// method's topology update on `weights` (host copies of the sparse
+    /// weights in the layers' Burn layout, zeros at inactive positions;
+    /// required when [`Needs::update`]) and `grads` (their dense gradients;
+    /// required when [`Needs::grads`]), checks and keeps the new masks, and
+    /// advances the step. Returns the layers whose masks changed (every layer
+    /// when the method wrote weights); `weights` then holds the weights the
+    /// method leaves.
+    ///
+    /// The same decisions as [`Sparsifier::step`] makes on the masked-dense
+    /// path, given the same weights and gradients. Methods with a forward
+    /// rule (a reparameterization) or gradient terms need the dense path and
+    /// are refused.
+    pub fn compact_step(&mut self, weights: Option<&mut [Vec<f32>]>, grads: Option<&[Vec<f32>]>) -> Result<Vec<usize>> {
+        if self.method.reparameterization().is_some() || !self.terms.is_empty() {
+            return Err(SparseError::method(
+                self.method.name(),
+                "adds a forward rule or gradient terms to the dense weights, so it cannot train in sparse execution; use `--execution dense`",
+            ));
+        }
+        let needs = self.needs();
+        let changed = if needs.any() {
+            self.compact_update(needs, weights, grads)?
+        } else {
+            Vec::new()
+        };
+        self.step += 1;
+        self.method.before_step(self.step);
+        Ok(changed)
+    }
+
+    fn compact_update(
+        &mut self,
+        needs: Needs,
+        weights: Option<&mut [Vec<f32>]>,
+        grads: Option<&[Vec<f32>]>,
+    ) -> Result<Vec<usize>> {
+        let name = self.method.name();
+        let missing = |what: &str| SparseError::method(name, format!("needs the {what} at step {}", self.step));
+        if needs.grads && grads.is_none() {
+            return Err(missing("dense gradients"));
+        }
+        if needs.update && weights.is_none() {
+            return Err(missing("weights"));
+        }
+        let before = self.masks.clone();
+        let mut ctx = StepContext::new(self.step, &self.plan, self.plan.config().seed, &mut self.masks);
+        if let Some(w) = weights {
+            ctx = ctx.with_weights(w);
+        }
+        if let Some(g) = grads {
+            ctx = ctx.with_grads(g);
+        }
+        let outcome = self.method.on_step(&mut ctx);
+        let wrote = ctx.weights_changed();
+        if let Err(e) = outcome {
+            self.masks = before;
+            return Err(e);
+        }
+        let masks = std::mem::take(&mut self.masks);
+        if let Err(e) = self.check_masks(&masks) {
+            self.masks = before;
+            return Err(e);
+        }
+        self.masks = masks;
+        let changed: Vec<usize> = (0..self.masks.len())
+            .filter(|&l| wrote || self.masks[l] != before[l])
+            .collect();
+        for &l in &changed {
+            self.explored[l] = self.explored[l].or(&self.masks[l]);
+        }
+        tracing::debug!(
+            step = self.step,
+            layers = changed.len(),
+            "topology update (sparse execution)"
+        );
+        Ok(changed)
+    }
+
+    /// Drops the device copies of the masks (dense f32 tensors, one per
+    /// sparse weight), which a model in sparse execution does not use: its
+    /// structure is the host masks.
+    pub fn release_device_masks(&mut self) {
+        self.keep.clear();
+    }
+
+    /// [`Sparsifier::save`] with `optimizer` as the optimizer state instead
+    /// of the live one: a model in sparse execution saves its compact moments
+    /// scattered to the dense layout, so that either execution resumes from
+    /// the file.
+    pub fn save_with_optimizer(&self, path: impl AsRef<Path>, optimizer: Vec<SavedParamState>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.state_bytes(optimizer)?;
+        write_atomic(path, &bytes)?;
+        tracing::info!(path = %path.display(), step = self.step, "saved sparse state");
+        Ok(())
+    }
+}

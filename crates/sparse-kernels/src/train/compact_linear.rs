@@ -1,0 +1,213 @@
+//! [`CompactLinear`]: a linear layer in sparse execution, as a Burn module.
+//! Its trainable weight is the vector of its active values (in the CSR order
+//! of its plan), so Burn's autodiff, `GradientsParams`, the optimizer and the
+//! module records see only the nonzeros; the forward pass and its handwritten
+//! backward are the kernels of [`crate::ops::sparse_linear`].
+
+use burn::module::{Module, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sparse_core::{Mask, SparseLayer};
+
+use super::pattern::{csr_plan, entry_map};
+use super::sparse_param::flat_positions;
+use crate::activation::Activation;
+use crate::error::{KernelError, Result};
+use crate::modules::host;
+use crate::plan::{OpKind, SparsePlan};
+
+/// A linear layer `act(x·W + b)` whose weight `W` (`[d_in, d_out]`, Burn's
+/// layout) is stored as its active values only.
+///
+/// On a step where the method reads the dense gradient (RigL's growth), the
+/// layer carries a `probe`: its weight as a dense parameter, used by that
+/// step's forward pass instead of the values, so that the backward pass gives
+/// the dense gradient `Xᵀ·dY`; [`CompactLinear::take_probe_grad`] hands it to
+/// the method and registers its active entries as the values' gradient. Every
+/// other step has no dense tensor of the layer's shape.
+#[derive(Module, Debug)]
+pub struct CompactLinear {
+    /// The active weights, in the CSR order of the plan (rows: outputs).
+    pub values: Param<Tensor<1>>,
+    /// The bias `[d_out]`.
+    pub bias: Param<Tensor<1>>,
+    /// The dense weight of a step that reads the dense gradient (else none).
+    pub probe: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    layer: SparseLayer,
+    #[module(skip)]
+    mask: Mask,
+    #[module(skip)]
+    plan: SparsePlan,
+}
+
+impl CompactLinear {
+    /// The layer `layer` (path and shape `[d_in, d_out]`) under `mask`, with
+    /// the active entries of `weight` (dense, Burn's layout, read once here)
+    /// and `bias`, on `device` (trainable when it is an autodiff device).
+    pub fn new(layer: SparseLayer, mask: Mask, weight: &[f32], bias: Vec<f32>, device: &Device) -> Result<Self> {
+        check_len(&layer, "weights", weight.len(), layer.numel())?;
+        check_len(&layer, "bias entries", bias.len(), layer.neurons())?;
+        let plan = csr_plan(&layer, OpKind::Linear, &mask)?;
+        let values = gather(weight, &flat_positions(&layer, &plan));
+        let n = bias.len();
+        Ok(Self {
+            values: Param::from_tensor(vector(values, device)),
+            bias: Param::from_tensor(Tensor::from_data(TensorData::new(bias, [n]), device)),
+            probe: None,
+            layer,
+            mask,
+            plan,
+        })
+    }
+
+    /// `act(x·W + b)` for `x: [batch, d_in]`.
+    pub fn forward(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
+        let Some(probe) = &self.probe else {
+            return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act);
+        };
+        let y = x.matmul(probe.val()) + self.bias.val().unsqueeze();
+        match act {
+            Activation::None => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+        }
+    }
+
+    /// The layer (its path and shape).
+    pub fn layer(&self) -> &SparseLayer {
+        &self.layer
+    }
+
+    /// The mask its values follow.
+    pub fn mask(&self) -> &Mask {
+        &self.mask
+    }
+
+    /// Stored values (the mask's active count).
+    pub fn nnz(&self) -> usize {
+        self.plan.n_values
+    }
+
+    /// The weight in the dense Burn layout, zeros at inactive positions, on
+    /// the host (for topology updates, checkpoints and export).
+    pub fn dense_weight(&self) -> Result<Vec<f32>> {
+        self.scatter(&host(self.values.val())?)
+    }
+
+    /// The bias on the host.
+    pub fn bias_values(&self) -> Result<Vec<f32>> {
+        host(self.bias.val())
+    }
+
+    /// `aligned` (one entry per stored value) scattered into the dense Burn
+    /// layout, zeros elsewhere.
+    pub fn scatter(&self, aligned: &[f32]) -> Result<Vec<f32>> {
+        check_len(&self.layer, "values", aligned.len(), self.nnz())?;
+        let mut dense = vec![0.0f32; self.layer.numel()];
+        for (v, f) in aligned.iter().zip(flat_positions(&self.layer, &self.plan)) {
+            dense[f] = *v;
+        }
+        Ok(dense)
+    }
+
+    /// The active entries of `dense` (the dense Burn layout), in value order.
+    pub fn gather(&self, dense: &[f32]) -> Result<Vec<f32>> {
+        check_len(&self.layer, "weights", dense.len(), self.layer.numel())?;
+        Ok(gather(dense, &flat_positions(&self.layer, &self.plan)))
+    }
+
+    /// The layer with its dense weight as a probe (see the type's docs).
+    pub fn with_probe(mut self) -> Result<Self> {
+        let [d_in, d_out] = [self.layer.shape[0], self.layer.shape[1]];
+        let dense = self.dense_weight()?;
+        let device = self.values.val().device();
+        let w = Tensor::from_data(TensorData::new(dense, [d_in, d_out]), &device);
+        self.probe = Some(Param::from_tensor(w));
+        Ok(self)
+    }
+
+    /// Removes the probe and its gradient from `grads`, registers the
+    /// gradient's active entries as the values' gradient, and returns the
+    /// dense gradient on the host (`None` when the layer had no probe or the
+    /// probe no gradient).
+    pub fn take_probe_grad(mut self, grads: &mut GradientsParams) -> Result<(Self, Option<Vec<f32>>)> {
+        let Some(probe) = self.probe.take() else {
+            return Ok((self, None));
+        };
+        let Some(dense) = grads.remove::<2>(probe.id) else {
+            return Ok((self, None));
+        };
+        let positions: Vec<i32> = flat_positions(&self.layer, &self.plan)
+            .into_iter()
+            .map(|f| i32::try_from(f).unwrap_or(i32::MAX))
+            .collect();
+        let device = dense.device();
+        let n = positions.len();
+        let index: Tensor<1, Int> = Tensor::from_data(TensorData::new(positions, [n]), &device);
+        let flat = dense.reshape([self.layer.numel()]);
+        grads.register(self.values.id, flat.clone().select(0, index));
+        Ok((self, Some(host(flat)?)))
+    }
+
+    /// The layer under a new `mask` (a topology update), its values the
+    /// active entries of `weight` (the dense weight after the method's
+    /// update: a kept position keeps its value, a grown one has what the
+    /// method wrote there, 0 unless it wrote something). Returns the map from
+    /// each new entry to its old one (`None`: grown), to re-align the
+    /// optimizer state ([`sparse_core::MaskedOptimizer::realign`]). The values
+    /// keep their parameter id.
+    pub fn with_mask(self, mask: Mask, weight: &[f32]) -> Result<(Self, Vec<Option<u32>>)> {
+        check_len(&self.layer, "weights", weight.len(), self.layer.numel())?;
+        let plan = csr_plan(&self.layer, OpKind::Linear, &mask)?;
+        let map = entry_map(&self.plan, &plan);
+        let values = gather(weight, &flat_positions(&self.layer, &plan));
+        let Self {
+            values: param,
+            bias,
+            layer,
+            ..
+        } = self;
+        let values = param.map(|old| {
+            let new = vector(values, &old.device());
+            if old.is_require_grad() { new.require_grad() } else { new }
+        });
+        let layer = Self {
+            values,
+            bias,
+            probe: None,
+            layer,
+            mask,
+            plan,
+        };
+        Ok((layer, map))
+    }
+
+    /// The dotted path of the values parameter (the weight's path with
+    /// `values` for `weight`), as the optimizer state is keyed.
+    pub fn values_path(&self) -> String {
+        let path = &self.layer.path;
+        match path.strip_suffix("weight") {
+            Some(prefix) => format!("{prefix}values"),
+            None => format!("{path}.values"),
+        }
+    }
+}
+
+fn gather(dense: &[f32], positions: &[usize]) -> Vec<f32> {
+    positions.iter().map(|&f| dense[f]).collect()
+}
+
+fn vector(values: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = values.len();
+    Tensor::from_data(TensorData::new(values, [n]), device)
+}
+
+fn check_len(layer: &SparseLayer, what: &str, got: usize, want: usize) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    Err(KernelError::shape(
+        &layer.path,
+        format!("{got} {what} given, the layer {:?} has {want}", layer.shape),
+    ))
+}

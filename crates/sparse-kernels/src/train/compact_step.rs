@@ -1,0 +1,129 @@
+//! A training step in sparse execution: a model whose sparse layers are
+//! [`CompactLinear`]s takes the optimizer step on its active values, and the
+//! [`Sparsifier`] runs the method's topology update from host copies of the
+//! weights (and, on the steps the method reads them, the dense gradients
+//! from the layers' probes); changed layers then re-align their values and
+//! optimizer state. The same decisions and the same f32 updates on active
+//! positions as [`Sparsifier::step`] on the masked-dense model.
+
+use std::collections::HashMap;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use sparse_core::Sparsifier;
+
+use super::compact_linear::CompactLinear;
+use crate::error::{KernelError, Result};
+
+/// A model with layers in sparse execution.
+pub trait CompactModel: Module + Sized {
+    /// The layers in sparse execution, in a fixed order.
+    fn compact_layers(&self) -> Vec<&CompactLinear>;
+
+    /// The model with the layer at index `i` (of [`CompactModel::compact_layers`])
+    /// replaced by `f(i, layer)`.
+    fn try_map_compact(self, f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear>) -> Result<Self>;
+}
+
+/// Prepares `model` for the forward pass of the step `sparse` is at: when
+/// the method reads dense gradients at this step, every sparse layer gets its
+/// dense probe (see [`CompactLinear`]).
+pub fn compact_prepare<M: CompactModel>(model: M, sparse: &Sparsifier) -> Result<M> {
+    if !sparse.needs().grads {
+        return Ok(model);
+    }
+    let index = plan_index(&model, sparse)?;
+    model.try_map_compact(&mut |i, layer| match index[i] {
+        Some(_) => layer.with_probe(),
+        None => Ok(layer),
+    })
+}
+
+/// One training step of `model` in sparse execution with the gradients
+/// `grads` of its loss (call after `backward`, instead of
+/// [`Sparsifier::step`]): the optimizer step on the values (unless the
+/// method skips it on this step), the topology update, and the re-alignment
+/// of changed layers.
+pub fn compact_step<M: CompactModel>(
+    model: M,
+    sparse: &mut Sparsifier,
+    mut grads: GradientsParams,
+    lr: f64,
+) -> Result<M> {
+    let needs = sparse.needs();
+    let index = plan_index(&model, sparse)?;
+    let n = sparse.layers().len();
+    let mut dense_grads: Vec<Option<Vec<f32>>> = vec![None; n];
+    let mut model = model.try_map_compact(&mut |i, layer| {
+        let (layer, grad) = layer.take_probe_grad(&mut grads)?;
+        if let (Some(l), Some(g)) = (index[i], grad) {
+            dense_grads[l] = Some(g);
+        }
+        Ok(layer)
+    })?;
+    let dense_grads = needs
+        .grads
+        .then(|| all_layers(sparse, dense_grads, "dense gradient"))
+        .transpose()?;
+    if !(needs.update && needs.skip_optimizer) {
+        model = sparse.optimizer_mut().step(lr, model, grads, &HashMap::new());
+    }
+    let mut weights = if needs.update {
+        let mut w: Vec<Option<Vec<f32>>> = vec![None; n];
+        for (i, layer) in model.compact_layers().into_iter().enumerate() {
+            if let Some(l) = index[i] {
+                w[l] = Some(layer.dense_weight()?);
+            }
+        }
+        Some(all_layers(sparse, w, "weights")?)
+    } else {
+        None
+    };
+    let changed = sparse.compact_step(weights.as_deref_mut(), dense_grads.as_deref())?;
+    if changed.is_empty() {
+        return Ok(model);
+    }
+    let weights = weights.unwrap_or_default();
+    let masks = sparse.masks().to_vec();
+    let optimizer = sparse.optimizer_mut();
+    model.try_map_compact(&mut |i, layer| match index[i] {
+        Some(l) if changed.contains(&l) => {
+            let (layer, map) = layer.with_mask(masks[l].clone(), &weights[l])?;
+            optimizer.realign(layer.values.id, &layer.values_path(), &map);
+            Ok(layer)
+        }
+        _ => Ok(layer),
+    })
+}
+
+/// The plan layer of every compact layer (by path; `None` for a compact layer
+/// the plan does not manage, which keeps its full mask).
+fn plan_index<M: CompactModel>(model: &M, sparse: &Sparsifier) -> Result<Vec<Option<usize>>> {
+    let by_path: HashMap<&str, usize> = sparse
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.path.as_str(), i))
+        .collect();
+    Ok(model
+        .compact_layers()
+        .iter()
+        .map(|l| by_path.get(l.layer().path.as_str()).copied())
+        .collect())
+}
+
+/// `per_layer` with every plan layer present, or an error naming the first missing one.
+fn all_layers(sparse: &Sparsifier, per_layer: Vec<Option<Vec<f32>>>, what: &str) -> Result<Vec<Vec<f32>>> {
+    per_layer
+        .into_iter()
+        .zip(sparse.layers())
+        .map(|(v, layer)| {
+            v.ok_or_else(|| {
+                KernelError::shape(
+                    &layer.path,
+                    format!("the method needs its {what}, but the model in sparse execution has no such layer; every sparse layer must be a `CompactLinear`"),
+                )
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,137 @@
+//! [`CompactMlp`]: the [`Mlp`] in sparse execution, for training (issue 10):
+//! every linear layer a [`CompactLinear`] holding its active weights only,
+//! so a step's time and memory follow the nonzeros. The weights, the masks
+//! and the forward pass are the `Mlp`'s; [`CompactMlp::to_dense`] writes the
+//! weights back into an `Mlp` (checkpoints, the final model, export).
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
+use sparse_core::{LayerFilter, Mask, SparseError, SparseLayer, Sparsifier};
+use sparse_kernels::train::{CompactLinear, CompactModel};
+use sparse_kernels::{Activation, KernelError};
+
+use crate::{Classifier, Mlp};
+
+/// An MLP whose linear layers keep only their active weights.
+#[derive(Module, Debug)]
+pub struct CompactMlp {
+    /// The layers, input to output (`layers.{i}.values`, `layers.{i}.bias`).
+    pub layers: Vec<CompactLinear>,
+}
+
+impl CompactMlp {
+    /// The sparse-execution twin of `mlp` under the masks of `sparse` (a
+    /// layer the plan does not manage keeps every weight), on `mlp`'s device.
+    pub fn from_dense(mlp: &Mlp, sparse: &Sparsifier) -> Result<Self, KernelError> {
+        let masks: BTreeMap<&str, (&SparseLayer, &Mask)> = sparse
+            .layers()
+            .iter()
+            .zip(sparse.masks())
+            .map(|(l, m)| (l.path.as_str(), (l, m)))
+            .collect();
+        let layers = mlp
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, linear)| {
+                let path = format!("layers.{i}.weight");
+                let weight = linear.weight.val();
+                let [d_in, d_out] = weight.dims();
+                let (layer, mask) = match masks.get(path.as_str()) {
+                    Some((l, m)) => ((*l).clone(), (*m).clone()),
+                    None => (SparseLayer::linear(&path, d_in, d_out), Mask::ones(d_in * d_out)),
+                };
+                let bias = match &linear.bias {
+                    Some(b) => host(b.val())?,
+                    None => vec![0.0; d_out],
+                };
+                CompactLinear::new(layer, mask, &host(weight.clone())?, bias, &weight.device())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { layers })
+    }
+
+    /// `into` (an `Mlp` of the same widths, e.g. fresh from its config) with
+    /// this model's weights and biases.
+    pub fn to_dense(&self, mut into: Mlp) -> Result<Mlp, KernelError> {
+        if into.layers.len() != self.layers.len() {
+            return Err(KernelError::InvalidConfig(format!(
+                "the dense MLP has {} layers, the compact one {}",
+                into.layers.len(),
+                self.layers.len()
+            )));
+        }
+        for (linear, compact) in into.layers.iter_mut().zip(&self.layers) {
+            let shape = compact.layer().shape.clone();
+            let weight = compact.dense_weight()?;
+            let bias = compact.bias_values()?;
+            let device: Device = linear.weight.val().device();
+            linear.weight = linear.weight.clone().map(|_| tensor(weight, shape, &device));
+            if let Some(b) = linear.bias.take() {
+                let n = bias.len();
+                linear.bias = Some(b.map(|_| tensor(bias, vec![n], &device)));
+            }
+        }
+        Ok(into)
+    }
+}
+
+fn tensor<const D: usize>(values: Vec<f32>, shape: Vec<usize>, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, KernelError> {
+    sparse_core::host::to_vec(t).map_err(|e| KernelError::TensorRead(e.to_string()))
+}
+
+impl CompactModel for CompactMlp {
+    fn compact_layers(&self) -> Vec<&CompactLinear> {
+        self.layers.iter().collect()
+    }
+
+    fn try_map_compact(
+        mut self,
+        f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear, KernelError>,
+    ) -> Result<Self, KernelError> {
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| f(i, l))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
+    }
+}
+
+impl Classifier for CompactMlp {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = images.flatten::<2>(1, 3);
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let act = if i < last { Activation::Relu } else { Activation::None };
+            x = layer.forward(x, act);
+        }
+        x
+    }
+
+    fn sparsity_filter(&self) -> LayerFilter {
+        LayerFilter::new()
+    }
+
+    fn output_positions(&self, _input: [usize; 3]) -> BTreeMap<String, usize> {
+        BTreeMap::new()
+    }
+}
+
+impl CaptureInputs for CompactMlp {
+    type Batch = Tensor<4>;
+    type Output = Tensor<2>;
+
+    fn forward_capture(&self, _images: Tensor<4>, _cap: &mut Capture<'_>) -> Result<Tensor<2>, CaptureStop> {
+        Err(CaptureStop::Error(SparseError::InvalidConfig(
+            "a model in sparse execution cannot report its layers' dense inputs for one-shot pruning; prune with `--execution dense`".into(),
+        )))
+    }
+}

@@ -1,0 +1,155 @@
+//! Training in sparse execution ([`CompactMlp`], `compact_step`) makes the
+//! same topology decisions and reaches the same weights as the masked-dense
+//! `Sparsifier::step` on the `Mlp`: for a fixed-mask method, for SET (drops
+//! by the active weights) and for RigL (grows by the dense gradient, read
+//! from the layers' probes on update steps only), with SGD and with Adam.
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sparse_core::{
+    AdamSettings, BackendKind, IntoMethod, OptimizerConfig, SgdSettings, Sparsifier, SparsityConfig, UpdateSchedule,
+};
+use sparse_kernels::train::{CompactModel, compact_prepare, compact_step};
+use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
+use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig};
+
+use crate::masking::values;
+
+const STEPS: u64 = 12;
+
+fn device() -> Device {
+    let device = BackendKind::from_env()
+        .expect("SPARSEBURN_DEVICE")
+        .device()
+        .expect("device");
+    device.seed(7);
+    device.autodiff()
+}
+
+/// Batch `t`: 16 images `[1, 4, 5]` and labels, a function of `t` alone.
+fn batch(t: u64, dev: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let mut rng = sparse_core::Rng::new(100 + t);
+    let x: Vec<f32> = (0..16 * 20).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+    let y: Vec<i64> = (0..16).map(|_| rng.below(3) as i64).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [16, 1, 4, 5]), dev),
+        Tensor::from_data(TensorData::new(y, [16]), dev),
+    )
+}
+
+fn loss<M: Classifier>(model: &M, t: u64, dev: &Device) -> Tensor<1> {
+    let (x, y) = batch(t, dev);
+    CrossEntropyLossConfig::new().init(dev).forward(model.forward(x), y)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Trains a 20-24-16-3 MLP `STEPS` steps both ways, each side with its own
+/// instance of the method (`make`): after every step the masks are equal and
+/// the weights and biases agree within 1e-5. Returns the number of steps on
+/// which the masks changed.
+fn compact_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M, optimizer: OptimizerConfig) -> usize {
+    let dev = device();
+    let config = MlpConfig::new()
+        .with_input(20)
+        .with_hidden(vec![24, 16])
+        .with_classes(3);
+    let mlp: Mlp = config.init(&dev);
+    let sparsity = || SparsityConfig::new().with_sparsity(0.8).with_seed(3);
+    let mut dense = Sparsifier::new(&mlp, sparsity(), make(), &optimizer).unwrap();
+    let mut dense_model = dense.init(mlp.clone()).unwrap();
+    let mut sparse = Sparsifier::new(&mlp, sparsity(), make(), &optimizer).unwrap();
+    let start = sparse.init(mlp).unwrap();
+    let mut compact = CompactMlp::from_dense(&start, &sparse).unwrap();
+    sparse.release_device_masks();
+    let lr = 0.05;
+    let mut changes = 0;
+    for t in 0..STEPS {
+        let grads = GradientsParams::from_grads(loss(&dense_model, t, &dev).backward(), &dense_model);
+        dense_model = dense.step(dense_model, grads, lr).unwrap();
+
+        let before: Vec<_> = sparse.masks().to_vec();
+        compact = compact_prepare(compact, &sparse).unwrap();
+        let grads = GradientsParams::from_grads(loss(&compact, t, &dev).backward(), &compact);
+        compact = compact_step(compact, &mut sparse, grads, lr).unwrap();
+        changes += usize::from(sparse.masks() != before.as_slice());
+
+        assert_eq!(sparse.masks(), dense.masks(), "step {t}: masks differ");
+        assert!(
+            compact.layers.iter().all(|l| l.probe.is_none()),
+            "step {t}: a probe is left"
+        );
+        for (i, (c, d)) in compact
+            .compact_layers()
+            .into_iter()
+            .zip(&dense_model.layers)
+            .enumerate()
+        {
+            assert_eq!(c.mask(), &sparse.masks()[i]);
+            let diff = max_diff(&c.dense_weight().unwrap(), &values(d.weight.val()));
+            assert!(diff <= 1e-5, "step {t}: layer {i} weights differ by {diff}");
+            let bias = values(d.bias.as_ref().unwrap().val());
+            let diff = max_diff(&c.bias_values().unwrap(), &bias);
+            assert!(diff <= 1e-5, "step {t}: layer {i} biases differ by {diff}");
+        }
+    }
+    // the weights did train, and the dense model written back is the compact one
+    let back = compact.to_dense(config.init(&dev)).unwrap();
+    for (b, d) in back.layers.iter().zip(&dense_model.layers) {
+        assert!(max_diff(&values(b.weight.val()), &values(d.weight.val())) <= 1e-5);
+    }
+    changes
+}
+
+fn sgd() -> OptimizerConfig {
+    OptimizerConfig::Sgd(SgdSettings::new().with_momentum(0.9).with_weight_decay(5e-4))
+}
+
+fn adam() -> OptimizerConfig {
+    OptimizerConfig::Adam(AdamSettings::new())
+}
+
+fn every_third() -> UpdateSchedule {
+    UpdateSchedule::new(STEPS).with_interval(3)
+}
+
+#[test]
+fn static_masks_train_compact_as_masked_dense() {
+    assert_eq!(compact_equals_masked_dense(|| StaticRandom, sgd()), 0);
+}
+
+#[test]
+fn set_trains_compact_as_masked_dense() {
+    let set = || Set::with_schedule(&SetConfig::new(), every_third()).unwrap();
+    assert!(compact_equals_masked_dense(set, sgd()) >= 2);
+}
+
+#[test]
+fn rigl_trains_compact_as_masked_dense_with_sgd_and_adam() {
+    let rigl = || RigL::with_schedule(&RigLConfig::new(), every_third()).unwrap();
+    assert!(compact_equals_masked_dense(rigl, sgd()) >= 2);
+    let no_skip = || RigL::with_schedule(&RigLConfig::new().with_skip_weight_update(false), every_third()).unwrap();
+    assert!(compact_equals_masked_dense(no_skip, adam()) >= 2);
+}
+
+/// A model in sparse execution keeps no dense tensor of a layer's shape
+/// between steps: its parameters are the active values and the biases.
+#[test]
+fn the_compact_model_holds_only_active_values() {
+    let dev = device();
+    let mlp: Mlp = MlpConfig::new()
+        .with_input(20)
+        .with_hidden(vec![24])
+        .with_classes(3)
+        .init(&dev);
+    let mut sparse = Sparsifier::new(&mlp, SparsityConfig::new().with_sparsity(0.9), StaticRandom, &sgd()).unwrap();
+    let mlp = sparse.init(mlp).unwrap();
+    let compact = CompactMlp::from_dense(&mlp, &sparse).unwrap();
+    let active: usize = sparse.masks().iter().map(|m| m.count_ones()).sum();
+    assert_eq!(compact.num_params(), active + 24 + 3);
+    assert!(active < (20 * 24 + 24 * 3) / 5);
+}
