@@ -8,6 +8,7 @@ mod burn_train_multi;
 mod cli;
 mod common;
 mod config;
+mod execution;
 mod export;
 mod hardening;
 mod method_defaults;

@@ -13,6 +13,7 @@ use toml::{Table, Value};
 
 use super::choices::{DEVICES, MethodName, OPTIMIZERS, PENALTIES};
 use crate::data::DatasetKind;
+use crate::run::execution::Execution;
 use crate::run::lr::LrSchedule;
 use crate::run::models::ModelKind;
 use crate::run::task_kind::{RlEnv, TaskKind};
@@ -367,6 +368,9 @@ pub struct TrainingArgs {
     /// Random crop (4 px padding) and horizontal flip of training images.
     #[arg(long, value_name = "BOOL")]
     pub augment: Option<bool>,
+    /// How the sparse layers train: dense (masked), sparse (their active values only: weights, gradients and optimizer moments follow the nonzeros) or auto (sparse where the method and model can and the density is low).
+    #[arg(long, value_enum)]
+    pub execution: Option<Execution>,
 }
 
 impl TrainingArgs {
@@ -408,6 +412,9 @@ impl TrainingArgs {
         }
         if let Some(a) = self.augment {
             set(t, &["data", "augment"], Value::Boolean(a));
+        }
+        if let Some(e) = self.execution {
+            set(t, &["training", "execution"], Value::String(e.name().into()));
         }
         if let Some(o) = &self.optimizer {
             let name = if o == "adamw" { "adam" } else { o.as_str() };

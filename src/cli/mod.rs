@@ -24,6 +24,7 @@ use self::args::{
 use self::choices::MethodName;
 use crate::data::{DatasetKind, split};
 use crate::run::config::{STEP_GAMMA, SparsitySection};
+use crate::run::execution::Execution;
 use crate::run::sweep::{SweepMetric, SweepSpec, sweep};
 use crate::run::{Interrupted, RunConfig, Summary, TrainOptions, info::info, train};
 
@@ -399,6 +400,7 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("label_smoothing", t.label_smoothing.to_string()),
         ("augment", "true for cifar10, else false".into()),
         ("seed", t.seed.to_string()),
+        ("execution", choice_name(&t.execution)),
         ("device", d.device.name().into()),
     ]
 }
@@ -573,6 +575,26 @@ fn refuse_changes(dir: &Path, saved: &RunConfig, run: &RunArgs) -> anyhow::Resul
     Ok(())
 }
 
+/// The run `saved` (in `dir`) resumed with `execution`, when given: a
+/// checkpoint is the same in both executions, so a run may switch at a
+/// resume; its `config.toml` then records the new one.
+fn switch_execution(dir: &Path, mut saved: RunConfig, execution: Option<Execution>) -> anyhow::Result<RunConfig> {
+    let Some(execution) = execution.filter(|e| *e != saved.training.execution) else {
+        return Ok(saved);
+    };
+    let before = saved.training.execution;
+    saved.training.execution = execution;
+    crate::run::execution::check_config(&saved)?;
+    crate::run::artifacts::write_atomic(&dir.join("config.toml"), saved.to_toml().as_bytes())?;
+    eprintln!(
+        "{}: resuming with --execution {} (it trained {} so far; the checkpoint is the same in both)",
+        dir.display(),
+        execution.name(),
+        before.name()
+    );
+    Ok(saved)
+}
+
 fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     let (cfg, out, resume) = match &args.resume {
         Some(dir) => {
@@ -581,8 +603,10 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
             }
             let saved = RunConfig::load(&dir.join("config.toml"))
                 .with_context(|| format!("{} is not a sparseburn run folder", dir.display()))?;
-            refuse_changes(dir, &saved, &args.run)?;
-            (saved, dir.clone(), true)
+            let mut run = args.run.clone();
+            let execution = run.training.execution.take();
+            refuse_changes(dir, &saved, &run)?;
+            (switch_execution(dir, saved, execution)?, dir.clone(), true)
         }
         None => {
             let cfg = args.run.resolve()?;

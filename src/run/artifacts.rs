@@ -306,6 +306,10 @@ pub struct Summary {
     pub eval_samples_per_second: f64,
     /// Versions of sparseburn and Burn.
     pub versions: Versions,
+    /// How the sparse layers trained (`--execution`), and the peak memory
+    /// (absent in summaries written before it existed, and for DQN runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<crate::run::execution::ExecutionSummary>,
     /// A recipe's stages, in order (absent for a one-stage run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<StageSummary>>,

@@ -25,6 +25,7 @@ use sparse_methods::registry::fill_defaults;
 use sparse_methods::{DenseConfig, MethodConfig, OutputLayer, RegularizationConfig, RigLConfig};
 use sparse_models::{MobileNetV1Config, ResNetConfig, ResNetDepth};
 
+use super::execution::Execution;
 use super::lr::LrSchedule;
 use super::models::ModelKind;
 use super::recipe::{Stage, resolve_stages, set_total_epochs, take_stages};
@@ -169,6 +170,10 @@ pub struct TrainingSection {
     /// Seed of initialisation, data order, augmentation and masks.
     #[config(default = 1)]
     pub seed: u64,
+    /// How the sparse layers train: masked-dense, in sparse execution (their
+    /// active values only), or `auto` (see [`crate::run::execution`]).
+    #[config(default = "Execution::Dense")]
+    pub execution: Execution,
 }
 
 /// The language model of `task = "lm"`: the char transformer's shape
@@ -424,7 +429,7 @@ impl RunConfig {
         } else {
             resolve_stages(&base, raw_stages)?
         };
-        Ok(Self {
+        let cfg = Self {
             task,
             device,
             model,
@@ -437,7 +442,9 @@ impl RunConfig {
             lm,
             rl,
             stages,
-        })
+        };
+        super::execution::check_config(&cfg)?;
+        Ok(cfg)
     }
 
     /// Reads a TOML config file.

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod bench;
 pub mod bench_lm;
 pub mod config;
+pub mod execution;
 pub mod export;
 pub mod export_lm;
 pub mod finite;

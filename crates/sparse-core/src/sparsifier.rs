@@ -629,7 +629,7 @@ impl Sparsifier {
     }
 
     /// Parameter sizes by path (for validating saved optimizer state).
-    pub(crate) fn param_numels<M: Module>(model: &M) -> HashMap<String, usize> {
+    pub fn param_numels<M: Module>(model: &M) -> HashMap<String, usize> {
         traverse::params(model)
             .into_iter()
             .map(|p| (p.path, p.shape.iter().product()))

@@ -220,6 +220,17 @@ impl Checkpointer {
 
     /// Writes `checkpoint/` atomically (a new folder swapped in by renames).
     pub fn save<M: Module>(&mut self, model: &M, sparse: &Sparsifier, state: &mut TrainerState) -> anyhow::Result<()> {
+        self.save_with(model, state, |path| Ok(sparse.save(path)?))
+    }
+
+    /// [`Checkpointer::save`] with `write_sparse` writing the sparse state
+    /// file (at the path it is given).
+    pub fn save_with<M: Module>(
+        &mut self,
+        model: &M,
+        state: &mut TrainerState,
+        write_sparse: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         self.account_wall_time(state);
         if let Err((name, value)) = check_finite(state.floats()) {
             bail!("not writing a checkpoint: {name} is {value}, which would not read back");
@@ -229,8 +240,7 @@ impl Checkpointer {
                 .clone()
                 .save_file(tmp.join("model"))
                 .map_err(|e| anyhow::anyhow!("saving the model: {e:?}"))?;
-            sparse.save(tmp.join("sparse.safetensors"))?;
-            Ok(())
+            write_sparse(&tmp.join("sparse.safetensors"))
         })
     }
 

@@ -39,9 +39,11 @@ pub mod runner;
 pub mod scoring;
 pub mod selection;
 pub mod stages;
+pub mod stepper;
 pub mod summary;
 pub mod task;
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -65,6 +67,7 @@ use self::summary::{RunFacts, finish};
 use self::task::{ImageClassification, Task};
 use super::artifacts::{RunDir, Summary};
 use super::config::RunConfig;
+use super::execution;
 use super::folder_state;
 use super::lr::Lr;
 use super::models::{WithModel, with_model};
@@ -252,7 +255,15 @@ impl WithModel for Job<'_> {
             make,
             reload: &reload,
         }
-        .run(model, filter, task)?;
+        .run_with(
+            model,
+            filter,
+            task,
+            |runner, model, sparse, range, compact| match compact {
+                true => stepper::train_compact(runner, model, sparse, range, make),
+                false => train_dense(runner, model, sparse, range),
+            },
+        )?;
         finish(
             cfg,
             &dir,
@@ -300,10 +311,35 @@ pub(crate) struct Fitted<M> {
     pub state: checkpoint::TrainerState,
 }
 
+/// Trains a run's steps `range` on the masked-dense path.
+pub(crate) fn train_dense<M: Module, T: Task<M>>(
+    runner: &mut Runner<T>,
+    model: M,
+    mut sparse: Sparsifier,
+    range: Range<u64>,
+) -> anyhow::Result<(M, Sparsifier)> {
+    let model = runner.train_range(model, &mut sparse, range)?;
+    Ok((model, sparse))
+}
+
 impl<M: Module + 'static> Fit<'_, M> {
     /// Builds the method and the sparsifier for `model` (its sparse weights chosen
-    /// by `filter`), and trains `task` from scratch or from the checkpoint.
-    pub fn run<T: Task<M>>(self, mut model: M, filter: LayerFilter, task: T) -> anyhow::Result<Fitted<M>> {
+    /// by `filter`), and trains `task` from scratch or from the checkpoint, on
+    /// the masked-dense path.
+    pub fn run<T: Task<M>>(self, model: M, filter: LayerFilter, task: T) -> anyhow::Result<Fitted<M>> {
+        self.run_with(model, filter, task, |runner, model, sparse, range, _| {
+            train_dense(runner, model, sparse, range)
+        })
+    }
+
+    /// [`Fit::run`] with `train` training the steps (of a run that is not in
+    /// rounds): given the runner, the model with its masks, the sparsifier,
+    /// the steps and whether the run trains in sparse execution.
+    pub fn run_with<T, F>(self, mut model: M, filter: LayerFilter, task: T, train: F) -> anyhow::Result<Fitted<M>>
+    where
+        T: Task<M>,
+        F: FnOnce(&mut Runner<T>, M, Sparsifier, Range<u64>, bool) -> anyhow::Result<(M, Sparsifier)>,
+    {
         if !self.cfg.stages.is_empty() {
             return stages::train_stages(self, model, filter, task);
         }
@@ -323,6 +359,7 @@ impl<M: Module + 'static> Fit<'_, M> {
         let spe = accumulation.steps_per_epoch();
         let total = t.epochs as u64 * spe;
         let mut sparse = build_sparsifier(cfg, &model, filter, total, spe, classes)?;
+        let compact = execution::resolve(cfg, &sparse)?;
         let mut runner = Runner::new(
             task,
             Lr::new(t, spe)?,
@@ -382,7 +419,9 @@ impl<M: Module + 'static> Fit<'_, M> {
                 println!("run folder: {}", dir.path.display());
             }
             let start = runner.state.step;
-            runner.train_range(model, &mut sparse, start..total)?
+            let (model, trained) = train(&mut runner, model, sparse, start..total, compact)?;
+            sparse = trained;
+            model
         };
         runner.checkpointer.account_wall_time(&mut runner.state);
         Ok(Fitted {

@@ -425,6 +425,7 @@ impl Agent<'_> {
             train_samples_per_second: last.env_steps as f64 / train_seconds.max(1e-9),
             eval_samples_per_second: state.rows.len() as f64 * seeds.len() as f64 / eval_seconds.max(1e-9),
             versions: Versions::default(),
+            execution: None,
             stages: None,
             lm: None,
             rl: Some(rl),

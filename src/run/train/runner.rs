@@ -7,8 +7,8 @@
 use std::ops::Range;
 use std::time::Instant;
 
+use super::stepper::Stepper;
 use burn::module::Module;
-use sparse_core::Sparsifier;
 
 use super::accumulate::{Accumulation, step_gradients};
 use super::checkpoint::{Checkpointer, TrainerState};
@@ -106,10 +106,10 @@ impl<T> Runner<T> {
 
     /// Trains the optimizer steps of `range` (of the current round); a step is
     /// never split: an interrupt is honoured after the whole group of micro-batches.
-    pub fn train_range<M: Module>(
+    pub fn train_range<M: Module, S: Stepper<M>>(
         &mut self,
         mut model: M,
-        sparse: &mut Sparsifier,
+        sparse: &mut S,
         range: Range<u64>,
     ) -> anyhow::Result<M>
     where
@@ -138,7 +138,7 @@ impl<T> Runner<T> {
         e
     }
 
-    fn step<M: Module>(&mut self, model: M, sparse: &mut Sparsifier, step: u64) -> anyhow::Result<M>
+    fn step<M: Module, S: Stepper<M>>(&mut self, model: M, sparse: &mut S, step: u64) -> anyhow::Result<M>
     where
         T: Task<M>,
     {
@@ -149,6 +149,7 @@ impl<T> Runner<T> {
             self.state.epoch_seconds = 0.0;
         }
         let started = Instant::now();
+        let model = sparse.prepare(model)?;
         let mut samples = 0;
         let pending = &mut self.pending;
         let grads = step_gradients(
@@ -179,12 +180,12 @@ impl<T> Runner<T> {
                 self.epochs,
                 self.state.sums.loss(),
                 self.state.sums.accuracy(),
-                sparse.report().sparsity(),
+                sparse.sparsifier().report().sparsity(),
             )
         });
         self.console.progress(spe, b, message);
         if b + 1 == spe {
-            self.end_epoch(&model, sparse, epoch + 1, lr)?;
+            self.end_epoch(&model, &*sparse, epoch + 1, lr)?;
             let more = self.state.step < spe * self.epochs as u64;
             self.interrupter.epoch_done(more);
         }
@@ -204,10 +205,11 @@ impl<T> Runner<T> {
         Ok(model)
     }
 
-    fn end_epoch<M: Module>(&mut self, model: &M, sparse: &Sparsifier, epoch: u64, lr: f64) -> anyhow::Result<()>
+    fn end_epoch<M: Module, S: Stepper<M>>(&mut self, model: &M, stepper: &S, epoch: u64, lr: f64) -> anyhow::Result<()>
     where
         T: Task<M>,
     {
+        let sparse = stepper.sparsifier();
         self.console.clear();
         let started = Instant::now();
         let validation = self.task.evaluate(model, Split::Validation);
@@ -264,15 +266,15 @@ impl<T> Runner<T> {
         self.console.epoch(&row, self.epochs, self.rounds, selection);
         self.state.last = Some(row);
         if self.checkpoints {
-            self.checkpoint(model, sparse)?;
+            self.checkpoint(model, stepper)?;
         }
         Ok(())
     }
 
     /// Writes the checkpoint (after reading back any pending statistics).
-    pub fn checkpoint<M: Module>(&mut self, model: &M, sparse: &Sparsifier) -> anyhow::Result<()> {
+    pub fn checkpoint<M: Module, S: Stepper<M>>(&mut self, model: &M, sparse: &S) -> anyhow::Result<()> {
         self.pending.read_into(&mut self.state.sums)?;
-        self.checkpointer.save(model, sparse, &mut self.state)?;
+        sparse.checkpoint(model, &mut self.checkpointer, &mut self.state)?;
         self.saved_step = Some(self.state.step);
         Ok(())
     }

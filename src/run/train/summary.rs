@@ -95,6 +95,7 @@ pub fn epoch_summary(
         train_samples_per_second: state.trained_samples as f64 / state.train_seconds.max(1e-9),
         eval_samples_per_second: state.evaluated_samples as f64 / state.eval_seconds.max(1e-9),
         versions: Versions::default(),
+        execution: Some(crate::run::execution::summary(cfg, sparse)),
         stages: None, // a recipe's: `finish`, which knows the steps per epoch
         lm: None,
         rl: None,

@@ -13,11 +13,13 @@
 //! next) is in `docs/sparse-execution.md`, "Training in sparse execution".
 
 pub mod compact_linear;
+pub mod compact_state;
 pub mod compact_step;
 pub mod growth;
 pub mod pattern;
 pub mod sparse_param;
 
 pub use compact_linear::CompactLinear;
+pub use compact_state::{compact_state, dense_state};
 pub use compact_step::{CompactModel, compact_prepare, compact_step};
 pub use sparse_param::SparseParam;

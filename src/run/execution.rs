@@ -1,0 +1,181 @@
+//! `--execution dense|sparse|auto`: whether a run trains its sparse layers
+//! masked-dense (dense weights, gradients and moments times a mask) or in
+//! sparse execution (their active values only; `sparse_kernels::train`,
+//! `docs/sparse-execution.md`).
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
+use sparse_core::{Method, SparseExecution, Sparsifier};
+use sparse_methods::BuildContext;
+
+use super::config::RunConfig;
+use super::models::ModelKind;
+use super::task_kind::TaskKind;
+
+/// How the sparse layers train.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Execution {
+    /// Dense weights, gradients and optimizer moments, multiplied by the masks.
+    #[default]
+    Dense,
+    /// The active values only: weights, gradients and moments follow the
+    /// nonzeros (an error for a method or model that cannot).
+    Sparse,
+    /// Sparse where it can run and is faster: when the method and model can,
+    /// and the run's density is at most [`SPARSE_BELOW_DENSITY`]; else dense.
+    Auto,
+}
+
+/// The density up to which `auto` trains sparse. Measured on the wide MLP
+/// 784-4096-4096-10 at batch 128 (`docs/sparse-execution.md`, "First
+/// measurement"): a sparse step was 1.9-3.5x faster than the masked-dense one
+/// at density 0.1 and 0.55x at density 0.2, so the crossover lies between.
+pub const SPARSE_BELOW_DENSITY: f64 = 0.15;
+
+impl Execution {
+    /// The name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dense => "dense",
+            Self::Sparse => "sparse",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// Why the run of `cfg` cannot train in sparse execution, from its config
+/// alone (the model, the task, the recipe), or `None`.
+pub fn config_obstacle(cfg: &RunConfig) -> Option<String> {
+    if cfg.task != TaskKind::Image {
+        return Some(format!(
+            "sparse execution trains image classifiers; a `{}` run trains masked-dense",
+            cfg.task.name()
+        ));
+    }
+    if cfg.model.name != ModelKind::Mlp {
+        return Some(format!(
+            "sparse execution trains the `mlp` model's linear layers; `{}` has no sparse-execution twin yet (its convolutions would run dense)",
+            cfg.model.name.name()
+        ));
+    }
+    if !cfg.stages.is_empty() {
+        return Some("a recipe's stages train masked-dense".into());
+    }
+    if cfg.penalty.is_some() {
+        return Some("a penalty adds a dense gradient term to the sparse weights every step".into());
+    }
+    // the method's property as a run builds it (the run's own build reports a bad setting)
+    let built = cfg.method.build(&BuildContext::new(1000)).ok()?;
+    method_obstacle(built.as_ref())
+}
+
+/// Why `method` cannot train in sparse execution, or `None`.
+fn method_obstacle(method: &dyn Method) -> Option<String> {
+    (method.sparse_execution() == SparseExecution::MaskedDenseOnly).then(|| {
+        format!(
+            "the method `{}` needs dense weights or gradients every step, at its initialisation or in dense phases, so it trains masked-dense only (methods that train sparse: static, set, mest, rigl, srigl)",
+            method.name()
+        )
+    })
+}
+
+/// Refuses `--execution sparse` for a run whose config alone rules it out
+/// (see [`config_obstacle`]).
+pub fn check_config(cfg: &RunConfig) -> anyhow::Result<()> {
+    match (cfg.training.execution, config_obstacle(cfg)) {
+        (Execution::Sparse, Some(why)) if !dense_anyway(cfg) => {
+            bail!("--execution sparse: {why}; train with `--execution dense`")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A run with nothing to sparsify (target sparsity 0, the dense baseline):
+/// every execution trains it dense.
+fn dense_anyway(cfg: &RunConfig) -> bool {
+    cfg.target_sparsity() == 0.0 && cfg.stages.is_empty()
+}
+
+/// Whether the run trains in sparse execution: `cfg`'s choice resolved for
+/// its method (built into `sparse`). `sparse` fails with an error naming the
+/// method or model and `--execution dense`; `auto` falls back to dense,
+/// saying why in the log.
+pub fn resolve(cfg: &RunConfig, sparse: &Sparsifier) -> anyhow::Result<bool> {
+    let wanted = cfg.training.execution;
+    if wanted == Execution::Dense {
+        return Ok(false);
+    }
+    if dense_anyway(cfg) {
+        tracing::info!("nothing to sparsify (target sparsity 0): training dense");
+        return Ok(false);
+    }
+    let method = sparse.method();
+    let obstacle = config_obstacle(cfg).or_else(|| method_obstacle(method));
+    let density = 1.0 - cfg.target_sparsity();
+    match (wanted, obstacle) {
+        (Execution::Sparse, Some(why)) => bail!("--execution sparse: {why}; train with `--execution dense`"),
+        (Execution::Auto, Some(why)) => {
+            tracing::info!(reason = %why, "--execution auto: training masked-dense");
+            Ok(false)
+        }
+        (Execution::Auto, None) if density > SPARSE_BELOW_DENSITY => {
+            tracing::info!(
+                density,
+                crossover = SPARSE_BELOW_DENSITY,
+                "--execution auto: density above the crossover; training masked-dense"
+            );
+            Ok(false)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// How a run's sparse layers trained, and its peak memory (in `summary.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSummary {
+    /// What the config asked for.
+    pub requested: Execution,
+    /// Each sparse layer: how it trained (`dense` or `sparse`), its density
+    /// at the end, and the weights it stored (all of them masked-dense, the
+    /// active ones in sparse execution).
+    pub layers: Vec<LayerExecution>,
+    /// Peak resident memory of the process (`VmHWM`; of this session for a
+    /// resumed run), bytes; none off Linux.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// How one sparse layer trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerExecution {
+    /// The weight's path.
+    pub path: String,
+    /// `dense` (masked) or `sparse`.
+    pub execution: Execution,
+    /// Active fraction at the end.
+    pub density: f64,
+    /// Weights stored while training.
+    pub stored_weights: usize,
+}
+
+/// The [`ExecutionSummary`] of a run of `cfg` that trained with `sparse`.
+pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
+    let compact = resolve(cfg, sparse).unwrap_or(false);
+    let execution = if compact { Execution::Sparse } else { Execution::Dense };
+    let layers = sparse
+        .layers()
+        .iter()
+        .zip(sparse.masks())
+        .map(|(layer, mask)| LayerExecution {
+            path: layer.path.clone(),
+            execution,
+            density: mask.count_ones() as f64 / layer.numel().max(1) as f64,
+            stored_weights: if compact { mask.count_ones() } else { layer.numel() },
+        })
+        .collect();
+    ExecutionSummary {
+        requested: cfg.training.execution,
+        layers,
+        peak_rss_bytes: super::bench::peak_rss(),
+    }
+}

@@ -1,0 +1,180 @@
+//! `--execution`: a run in sparse execution makes the same topology
+//! decisions and reaches the same weights as the masked-dense run, reports
+//! how each layer trained, resumes across the two executions, exports like
+//! any run, and refuses what it cannot train with an error naming the
+//! alternative.
+
+use std::path::Path;
+
+use crate::common::{assert_error, json, sparseburn, stderr, train};
+
+fn masks(dir: &Path) -> Vec<(String, Vec<usize>, sparseburn::sparse_core::Mask)> {
+    sparseburn::sparse_core::state::read_masks(dir.join("checkpoint/sparse.safetensors")).unwrap()
+}
+
+/// Every parameter of a run's saved MLP.
+fn weights(dir: &Path) -> Vec<Vec<f32>> {
+    crate::common::weights(dir)
+        .into_iter()
+        .map(|w| w.into_iter().map(f32::from_bits).collect())
+        .collect()
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f32::max)
+}
+
+const RIGL: [&str; 6] = ["--method", "rigl", "-m", "delta_t=5", "--sparsity", "0.9"];
+
+#[test]
+fn rigl_in_sparse_execution_matches_the_masked_dense_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dense, sparse) = (tmp.path().join("dense"), tmp.path().join("sparse"));
+    train(&dense, "mlp", "640", "200", &RIGL);
+    let mut extra = RIGL.to_vec();
+    extra.extend(["--execution", "sparse"]);
+    train(&sparse, "mlp", "640", "200", &extra);
+    let (d, s) = (json(&dense.join("summary.json")), json(&sparse.join("summary.json")));
+    // same topology decisions: identical masks, and RigL did explore
+    assert_eq!(masks(&dense), masks(&sparse));
+    assert!(
+        s["itop"].as_f64().unwrap() > 0.1 + 1e-3,
+        "RigL changed no mask: {}",
+        s["itop"]
+    );
+    assert_eq!(d["itop"], s["itop"]);
+    let diff = max_diff(&weights(&dense), &weights(&sparse));
+    assert!(diff < 1e-4, "the weights differ by {diff}");
+    let (da, sa) = (
+        d["test_accuracy"].as_f64().unwrap(),
+        s["test_accuracy"].as_f64().unwrap(),
+    );
+    assert!((da - sa).abs() <= 0.01, "test accuracy {da} dense vs {sa} sparse");
+
+    // the summary says how each layer trained and what it stored
+    let layers = s["execution"]["layers"].as_array().unwrap();
+    assert_eq!(s["execution"]["requested"], "sparse");
+    assert_eq!(layers.len(), 3);
+    for (layer, (_, shape, mask)) in layers.iter().zip(masks(&sparse)) {
+        assert_eq!(layer["execution"], "sparse");
+        assert_eq!(layer["stored_weights"].as_u64().unwrap() as usize, mask.count_ones());
+        assert!(mask.count_ones() < shape.iter().product::<usize>() || shape == [100, 10]);
+    }
+    assert_eq!(d["execution"]["layers"][0]["execution"], "dense");
+    assert_eq!(d["execution"]["layers"][0]["stored_weights"], 784 * 300);
+    assert!(s["execution"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(s["train_samples_per_second"].as_f64().unwrap() > 0.0);
+
+    // the run exports and infers like any run
+    let file = tmp.path().join("m.sparseburn");
+    let o = sparseburn(&["export", sparse.to_str().unwrap(), "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "export: {}", stderr(&o));
+    let inferred = crate::common::infer(&file, "200", &tmp.path().join("infer.json"));
+    assert_eq!(inferred["accuracy"].as_f64(), Some(sa));
+}
+
+/// Interrupted in one execution and resumed in the other, either way, a run
+/// ends where the uninterrupted run in sparse execution ends.
+#[test]
+fn a_run_resumes_across_the_executions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &Path, execution: &str, stop: bool| {
+        let mut args = vec![
+            "train",
+            "--model",
+            "mlp",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--train-limit",
+            "320",
+            "--test-limit",
+            "100",
+            "--validation",
+            "0",
+            "--execution",
+            execution,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(RIGL);
+        if stop {
+            args.extend(["--stop-after", "1"]);
+        }
+        sparseburn(&args)
+    };
+    let whole = tmp.path().join("whole");
+    assert!(run(&whole, "sparse", false).status.success());
+    for (first, then) in [("sparse", "dense"), ("dense", "sparse")] {
+        let out = tmp.path().join(first);
+        assert_eq!(run(&out, first, true).status.code(), Some(130));
+        let o = sparseburn(&["train", "--resume", out.to_str().unwrap(), "--execution", then]);
+        assert!(o.status.success(), "resume {first} → {then}: {}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("--execution {then}")), "{}", stderr(&o));
+        assert_eq!(masks(&out), masks(&whole), "{first} → {then}");
+        let diff = max_diff(&weights(&out), &weights(&whole));
+        assert!(diff < 1e-4, "{first} → {then}: the weights differ by {diff}");
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("execution = \"{then}\"")), "{config}");
+    }
+}
+
+#[test]
+fn sparse_execution_refuses_what_it_cannot_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["train", "--epochs", "1", "--train-limit", "64", "--execution", "sparse"];
+        a.extend(["--out", out.to_str().unwrap()]);
+        a.extend(extra);
+        a
+    };
+    for method in ["snip", "gmp", "srste", "autosparse"] {
+        let o = sparseburn(&args(&["--model", "mlp", "--method", method]));
+        assert_error(&o, &[method, "--execution dense"]);
+        assert!(!out.exists(), "a refused run left its folder");
+    }
+    let o = sparseburn(&args(&["--model", "cnn"]));
+    assert_error(&o, &["`cnn`", "--execution dense"]);
+    let o = sparseburn(&[
+        "train",
+        "--task",
+        "lm",
+        "--execution",
+        "sparse",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_error(&o, &["lm", "--execution dense"]);
+    // `auto` falls back to masked-dense instead, and the dense baseline has nothing to sparsify
+    let o = sparseburn(&[
+        "train",
+        "--model",
+        "mlp",
+        "--method",
+        "snip",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "64",
+        "--batch-size",
+        "32",
+        "--validation",
+        "0",
+        "--test-limit",
+        "50",
+        "--execution",
+        "auto",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        json(&out.join("summary.json"))["execution"]["layers"][0]["execution"],
+        "dense"
+    );
+}
