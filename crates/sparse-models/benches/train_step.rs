@@ -1,0 +1,256 @@
+//! A full training step of the MLP, in sparse execution (`CompactMlp`,
+//! `compact_step`: what `sparseburn train --execution sparse` runs) against
+//! the masked-dense step (`Mlp`, `Sparsifier::step`), side by side in one
+//! process, alternating which side goes first each round; or the peak memory
+//! of one side's training steps.
+//!
+//! ```text
+//! cargo bench -p sparse-models --bench train_step -- [--quick] [--method rigl|set|static]
+//!     [--delta-t 100] [--batch 128] [--sparsity 0.9] [--widths 784,4096,4096,10]
+//!     [--memory dense|sparse]
+//! ```
+//!
+//! Step: forward, cross-entropy, backward, optimizer step (SGD, momentum
+//! 0.9), and the method's topology update on its steps. Masks: ERK at the
+//! given sparsity (the run's default distribution for the MLP). The method
+//! updates every 5 steps here so that each round of 5 steps per side holds
+//! one update step; regular and update steps are timed apart, and the step at
+//! `--delta-t` is their amortised mean: `((ΔT − 1)·regular + update) / ΔT`
+//! (medians). Quartiles over the rounds.
+//!
+//! `--memory SIDE` builds one side only, resets the process's peak resident
+//! memory (`VmHWM`, through `/proc/self/clear_refs`) after the model is set
+//! up, runs 10 steps (two topology updates) and prints the peak of those
+//! steps and the peak of the whole process; run it once per side.
+
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use sparse_core::{IntoMethod, Method, OptimizerConfig, Rng, Sparsifier, SparsityConfig, UpdateSchedule};
+use sparse_kernels::timing::quartiles;
+use sparse_kernels::train::{compact_prepare, compact_step};
+use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
+use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig};
+
+/// Steps between topology updates while timing (one update per round).
+const EVERY: u64 = 5;
+
+struct Args {
+    quick: bool,
+    method: String,
+    delta_t: f64,
+    batch: usize,
+    sparsity: f64,
+    widths: Vec<usize>,
+    memory: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        quick: false,
+        method: "rigl".into(),
+        delta_t: 100.0,
+        batch: 128,
+        sparsity: 0.9,
+        widths: vec![784, 4096, 4096, 10],
+        memory: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        let mut value = || it.next().unwrap_or_default();
+        match s.as_str() {
+            "--quick" => a.quick = true,
+            "--method" => a.method = value(),
+            "--delta-t" => a.delta_t = value().parse().unwrap_or(a.delta_t),
+            "--batch" => a.batch = value().parse().unwrap_or(a.batch),
+            "--sparsity" => a.sparsity = value().parse().unwrap_or(a.sparsity),
+            "--widths" => a.widths = value().split(',').filter_map(|v| v.parse().ok()).collect(),
+            "--memory" => a.memory = Some(value()),
+            _ => {}
+        }
+    }
+    a
+}
+
+fn method(name: &str) -> Box<dyn Method> {
+    let schedule = || UpdateSchedule::new(1_000_000).with_interval(EVERY);
+    match name {
+        "rigl" => RigL::with_schedule(&RigLConfig::new(), schedule())
+            .expect("rigl")
+            .into_method(),
+        "set" => Set::with_schedule(&SetConfig::new(), schedule())
+            .expect("set")
+            .into_method(),
+        "static" => StaticRandom.into_method(),
+        other => panic!("--method {other}: expected rigl, set or static"),
+    }
+}
+
+fn batch(a: &Args, t: u64, dev: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let mut rng = Rng::for_stream(1, "bench", t, "data");
+    let (d_in, classes) = (a.widths[0], *a.widths.last().unwrap_or(&1));
+    let x: Vec<f32> = (0..a.batch * d_in).map(|_| rng.next_f32()).collect();
+    let y: Vec<i32> = (0..a.batch).map(|_| rng.below(classes as u64) as i32).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [a.batch, 1, 1, d_in]), dev),
+        Tensor::from_data(TensorData::new(y, [a.batch]), dev),
+    )
+}
+
+fn grads<M: Classifier>(a: &Args, model: &M, t: u64, dev: &Device) -> GradientsParams {
+    let (x, y) = batch(a, t, dev);
+    let loss = CrossEntropyLossConfig::new().init(dev).forward(model.forward(x), y);
+    GradientsParams::from_grads(loss.backward(), model)
+}
+
+/// The masked-dense side: the `Mlp` and its sparsifier.
+struct Dense(Option<Mlp>, Sparsifier);
+
+/// The sparse side: the `CompactMlp` and its sparsifier.
+struct Sparse(Option<CompactMlp>, Sparsifier);
+
+trait Side {
+    /// One step at `t`; whether it was a topology-update step.
+    fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool;
+}
+
+impl Side for Dense {
+    fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool {
+        let update = self.1.needs().update;
+        let m = self.0.take().expect("model");
+        let g = grads(a, &m, t, dev);
+        // moved into the step (no second reference), so flex may update in place
+        self.0 = Some(self.1.step(m, g, 0.01).expect("dense step"));
+        update
+    }
+}
+
+impl Side for Sparse {
+    fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool {
+        let update = self.1.needs().update;
+        let m = compact_prepare(self.0.take().expect("model"), &self.1).expect("prepare");
+        let g = grads(a, &m, t, dev);
+        self.0 = Some(compact_step(m, &mut self.1, g, 0.01).expect("sparse step"));
+        update
+    }
+}
+
+fn setup(a: &Args, dev: &Device) -> (Mlp, Sparsifier) {
+    let config = MlpConfig::new()
+        .with_input(a.widths[0])
+        .with_hidden(a.widths[1..a.widths.len() - 1].to_vec())
+        .with_classes(*a.widths.last().expect("widths"));
+    let mlp = config.init(dev);
+    let sparsity = SparsityConfig::new().with_sparsity(a.sparsity).with_seed(3);
+    let optimizer = OptimizerConfig::sgd(0.9, 0.0);
+    let mut sparse = Sparsifier::new(&mlp, sparsity, method(&a.method), &optimizer).expect("sparsifier");
+    let mlp = sparse.init(mlp).expect("init");
+    (mlp, sparse)
+}
+
+fn dense_side(a: &Args, dev: &Device) -> Dense {
+    let (mlp, sparse) = setup(a, dev);
+    Dense(Some(mlp), sparse)
+}
+
+fn sparse_side(a: &Args, dev: &Device) -> Sparse {
+    let (mlp, mut sparse) = setup(a, dev);
+    let compact = CompactMlp::from_dense(&mlp, &sparse).expect("compact");
+    drop(mlp);
+    sparse.release_device_masks();
+    Sparse(Some(compact), sparse)
+}
+
+fn vm_hwm() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+fn memory(a: &Args, side: &str, dev: &Device) {
+    let mut model: Box<dyn Side> = match side {
+        "dense" => Box::new(dense_side(a, dev)),
+        "sparse" => Box::new(sparse_side(a, dev)),
+        other => panic!("--memory {other}: expected dense or sparse"),
+    };
+    let setup = vm_hwm();
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM (Linux only)");
+    let mut updates = 0;
+    for t in 0..2 * EVERY {
+        updates += usize::from(model.step(a, t, dev));
+    }
+    let mib = |b: Option<u64>| b.map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
+    println!(
+        "{side}: MLP {:?} batch {} sparsity {} {} ({updates} updates in {} steps): peak of the steps {:.1} MiB, peak of setup {:.1} MiB",
+        a.widths,
+        a.batch,
+        a.sparsity,
+        a.method,
+        2 * EVERY,
+        mib(vm_hwm()),
+        mib(setup)
+    );
+}
+
+fn main() {
+    let a = args();
+    let dev = Device::flex().autodiff();
+    if let Some(side) = &a.memory {
+        return memory(&a, side, &dev);
+    }
+    let mut dense = dense_side(&a, &dev);
+    let mut sparse = sparse_side(&a, &dev);
+    let density = sparse.1.report().density();
+    // warm-up: one update and one regular step each
+    let mut t = 0;
+    while t < EVERY + 1 {
+        dense.step(&a, t, &dev);
+        sparse.step(&a, t, &dev);
+        t += 1;
+    }
+    let rounds = if a.quick { 3 } else { 7 };
+    let (mut times, mut kinds): ([Vec<f64>; 2], [Vec<bool>; 2]) = Default::default();
+    for r in 0..rounds {
+        for _ in 0..EVERY {
+            let order: [usize; 2] = if r % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in order {
+                let start = Instant::now();
+                let update = match side {
+                    0 => dense.step(&a, t, &dev),
+                    _ => sparse.step(&a, t, &dev),
+                };
+                times[side].push(start.elapsed().as_secs_f64() * 1e3);
+                kinds[side].push(update);
+            }
+            t += 1;
+        }
+    }
+    println!(
+        "MLP {:?} batch {} density {density:.4} (ERK), {} updating every {EVERY} steps, SGD momentum 0.9, {rounds} rounds",
+        a.widths, a.batch, a.method
+    );
+    let mut amortised = [0.0; 2];
+    for (side, name) in ["masked-dense", "sparse"].iter().enumerate() {
+        let pick = |want: bool| -> Vec<f64> {
+            times[side]
+                .iter()
+                .zip(&kinds[side])
+                .filter(|(_, k)| **k == want)
+                .map(|(t, _)| *t)
+                .collect()
+        };
+        let (regular, update) = (quartiles(pick(false)), quartiles(pick(true)));
+        let update_median = if update[1].is_nan() { regular[1] } else { update[1] };
+        amortised[side] = ((a.delta_t - 1.0) * regular[1] + update_median) / a.delta_t;
+        println!(
+            "{name:>12}: regular step {:.1} ms [{:.1}, {:.1}], update step {:.1} ms [{:.1}, {:.1}], amortised at ΔT = {} {:.1} ms",
+            regular[1], regular[0], regular[2], update[1], update[0], update[2], a.delta_t, amortised[side]
+        );
+    }
+    println!(
+        "dense/sparse (amortised full step): {:.2}x",
+        amortised[0] / amortised[1]
+    );
+}
