@@ -63,7 +63,7 @@ pub enum SparseExecution {
     /// Needs the dense gradient `|∇_W L|` on topology-update steps only (with
     /// a gradient window, on the window's steps before each update), to grow
     /// by it (RigL, SRigL): sparse execution computes it for those steps
-    /// alone, as a tiled top-k.
+    /// alone (a dense probe of each layer, `sparse_kernels::train::CompactLinear`).
     DenseGradientAtUpdates,
     /// Needs dense weights or gradients every step, at initialisation, or
     /// in dense phases (SR-STE, AutoSparse, SNIP, GraSP, GMP, lottery tickets,

@@ -12,9 +12,9 @@
 //! * [`modules`]: [`SparseLinear`] and [`SparseConv2d`], built from Burn's
 //!   `Linear`/`Conv2d` (optionally with a folded `BatchNorm`) and a mask, with
 //!   a per-layer format choice;
-//! * [`train`]: training in sparse execution (part 2): [`SparseParam`], a
-//!   layer's values and optimizer state kept compact, re-aligned at topology
-//!   updates.
+//! * [`train`]: training in sparse execution (part 2):
+//!   [`train::CompactLinear`], a layer whose weight is its active values, and
+//!   [`train::compact_step`], the training step of a model of such layers.
 //!
 //! See `docs/sparse-execution.md` for the dispatch per backend and the
 //! measured speed.
@@ -37,4 +37,3 @@ pub use formats::{Built, FormatKind};
 pub use modules::{SparseConv2d, SparseLinear};
 pub use ops::SparseOps;
 pub use plan::{OpKind, SparsePlan};
-pub use train::SparseParam;

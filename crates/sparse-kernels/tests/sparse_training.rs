@@ -1,7 +1,8 @@
 //! Training in sparse execution (`sparse_kernels::train`): the CSR structure of
-//! a mask, the compact optimizer step against the masked-dense
-//! `MaskedOptimizer`, the re-alignment of values and moments at a topology
-//! update, and a two-layer MLP trained sparse against the masked-dense path.
+//! a mask, the optimizer step on a `CompactLinear`'s values against the
+//! masked-dense `MaskedOptimizer`, the re-alignment of values and moments at
+//! a topology update, a layer's gradients, and a two-layer MLP trained with
+//! `compact_step` against `Sparsifier::step` (on every backend CI runs).
 
 use crate::common;
 
@@ -12,12 +13,15 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use common::{device, rand, tensor, values};
-use sparse_core::method::{InitContext, Method, StepContext};
-use sparse_core::{AdamSettings, Mask, OptimizerConfig, Rng, SgdSettings, SparseLayer, Sparsifier, SparsityConfig};
+use common::{device, rand, rel_err, tensor, values};
+use sparse_core::{
+    AdamSettings, IntoMethod, Mask, MaskedOptimizer, OptimizerConfig, Rng, SgdSettings, SparseLayer, Sparsifier,
+    SparsityConfig, UpdateSchedule,
+};
 use sparse_kernels::train::pattern::{csr_plan, entry_map};
-use sparse_kernels::{Activation, OpKind, SparseParam};
-use sparse_methods::{Set, SetConfig, StaticRandom};
+use sparse_kernels::train::{CompactLinear, CompactModel, compact_prepare, compact_step};
+use sparse_kernels::{Activation, KernelError, OpKind};
+use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
 
 fn random_mask(n: usize, density: f64, rng: &mut Rng) -> Mask {
     Mask::from_indices(n, (0..n).filter(|_| rng.next_f64() < density))
@@ -121,6 +125,54 @@ impl DenseSide {
     }
 }
 
+/// The compact side: a `CompactLinear` and its own optimizer, as
+/// `compact_step` drives them.
+struct CompactSide {
+    layer: CompactLinear,
+    optim: MaskedOptimizer,
+}
+
+impl CompactSide {
+    fn step(&mut self, lr: f64, grad: &[f32], dev: &Device) {
+        let g = self.layer.gather(grad).unwrap();
+        let n = g.len();
+        let mut grads = GradientsParams::new();
+        grads.register(self.layer.values.id, tensor(g, [n], dev));
+        let layer = std::mem::replace(&mut self.layer, placeholder(dev));
+        self.layer = self.optim.step(lr, layer, grads, &HashMap::new());
+    }
+
+    /// A topology update as `compact_step` does it: values from the weights
+    /// the method leaves (here: unchanged, so grown ones are 0), moments re-aligned.
+    fn change_mask(&mut self, mask: Mask, dev: &Device) {
+        let weights = self.layer.dense_weight().unwrap();
+        let layer = std::mem::replace(&mut self.layer, placeholder(dev));
+        let (layer, map) = layer.with_mask(mask, &weights).unwrap();
+        self.optim.realign(layer.values.id, &layer.values_path(), &map);
+        self.layer = layer;
+    }
+
+    fn slots(&self) -> Vec<Vec<f32>> {
+        self.optim
+            .state_of(self.layer.values.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| self.layer.scatter(&values(s)).unwrap())
+            .collect()
+    }
+}
+
+fn placeholder(dev: &Device) -> CompactLinear {
+    CompactLinear::new(
+        SparseLayer::linear("none.weight", 1, 1),
+        Mask::ones(1),
+        &[0.0],
+        vec![0.0],
+        dev,
+    )
+    .unwrap()
+}
+
 /// Same gradients into both paths for several steps, a topology update in
 /// the middle: the compact values and moments equal the masked-dense
 /// weights and moments at every position, bit for bit (inactive ones are 0
@@ -154,7 +206,10 @@ fn compact_step_equals_the_masked_optimizer_bit_for_bit() {
             optim: config.init(),
             mask: mask.clone(),
         };
-        let mut sparse = SparseParam::from_dense(layer.clone(), OpKind::Linear, mask, &w, &dev).unwrap();
+        let mut compact = CompactSide {
+            layer: CompactLinear::new(layer.clone(), mask, &w, vec![0.0; d_out], &dev).unwrap(),
+            optim: config.init(),
+        };
         for t in 0..8 {
             if t == 4 {
                 // drop a third of the active positions, grow as many elsewhere
@@ -165,57 +220,49 @@ fn compact_step_equals_the_masked_optimizer_bit_for_bit() {
                 let grown = inactive.iter().copied().step_by(3).take(n);
                 let next = Mask::from_indices(layer.numel(), kept.chain(grown));
                 dense.change_mask(next.clone(), &dev);
-                sparse.rebuild(next).unwrap();
+                compact.change_mask(next, &dev);
             }
             let g = rand(&mut rng, layer.numel());
             let lr = 0.05 + 0.01 * t as f64;
             dense.step(lr, &g, &dev);
-            let g_active: Vec<f32> = sparse.flat_positions().iter().map(|&f| g[f]).collect();
-            let n = g_active.len();
-            sparse.step(config, lr, tensor(g_active, [n], &dev)).unwrap();
+            compact.step(lr, &g, &dev);
 
-            let want_w = dense.weights();
-            let got_w = sparse.to_dense(sparse.values()).unwrap();
-            assert!(got_w == want_w, "{config:?} step {t}: weights differ");
-            let want_s = dense.slots();
-            let got_s: Vec<Vec<f32>> = sparse
-                .slots()
-                .iter()
-                .map(|s| sparse.to_dense(s.clone()).unwrap())
-                .collect();
+            let got_w = compact.layer.dense_weight().unwrap();
+            assert!(got_w == dense.weights(), "{config:?} step {t}: weights differ");
+            let (got_s, want_s) = (compact.slots(), dense.slots());
             assert_eq!(got_s.len(), want_s.len(), "{config:?}: slot count");
             for (k, (got, want)) in got_s.iter().zip(&want_s).enumerate() {
                 assert!(got == want, "{config:?} step {t}: slot {k} differs");
             }
-            assert_eq!(sparse.time(), t + 1);
         }
     }
 }
 
-/// `rebuild`: kept positions keep value and every moment, grown ones start at
-/// 0, dropped ones are gone; expectations read from the state before.
+/// `with_mask` and `realign`: kept positions keep value and every moment,
+/// grown ones start at 0 (or at what the method wrote), dropped ones are
+/// gone; expectations read from the state before.
 #[test]
-fn rebuild_keeps_zeroes_and_drops() {
+fn a_new_mask_keeps_zeroes_and_drops() {
     let dev = device();
     let layer = SparseLayer::linear("fc.weight", 6, 5);
     let mut rng = Rng::new(7);
     let old = random_mask(30, 0.5, &mut rng);
     let new = random_mask(30, 0.5, &mut rng);
     let w: Vec<f32> = (0..30).map(|i| i as f32 + 1.0).collect();
-    let mut p = SparseParam::from_dense(layer, OpKind::Linear, old.clone(), &w, &dev).unwrap();
-    let config = OptimizerConfig::adam();
-    let n = p.nnz();
-    p.step(&config, 0.1, tensor(rand(&mut rng, n), [n], &dev)).unwrap();
-    let before_w = p.to_dense(p.values()).unwrap();
-    let before_s: Vec<Vec<f32>> = p.slots().iter().map(|s| p.to_dense(s.clone()).unwrap()).collect();
+    let mut side = CompactSide {
+        layer: CompactLinear::new(layer, old.clone(), &w, vec![0.0; 5], &dev).unwrap(),
+        optim: OptimizerConfig::adam().init(),
+    };
+    side.step(0.1, &rand(&mut rng, 30), &dev);
+    let before_w = side.layer.dense_weight().unwrap();
+    let before_s = side.slots();
     assert!(old.iter_ones().all(|f| before_w[f] != 0.0 && before_s[0][f] != 0.0));
 
-    p.rebuild(new.clone()).unwrap();
-    assert_eq!(p.nnz(), new.count_ones());
-    assert_eq!(p.mask(), &new);
-    assert_eq!(p.time(), 1);
-    let after_w = p.to_dense(p.values()).unwrap();
-    let after_s: Vec<Vec<f32>> = p.slots().iter().map(|s| p.to_dense(s.clone()).unwrap()).collect();
+    side.change_mask(new.clone(), &dev);
+    assert_eq!(side.layer.nnz(), new.count_ones());
+    assert_eq!(side.layer.mask(), &new);
+    let after_w = side.layer.dense_weight().unwrap();
+    let after_s = side.slots();
     for f in 0..30 {
         let (was, is) = (old.get(f), new.get(f));
         let want = |v: &Vec<f32>| if was && is { v[f] } else { 0.0 };
@@ -224,21 +271,19 @@ fn rebuild_keeps_zeroes_and_drops() {
             assert_eq!(after_s[k][f], want(&before_s[k]), "slot {k} at {f}");
         }
     }
-    // a mask of another size is an error naming the layer
-    let err = p.rebuild(Mask::ones(31)).unwrap_err();
+    // a value the method wrote at a grown position is taken
+    let grown = new.iter_ones().find(|&f| !old.get(f)).expect("a grown position");
+    let mut written = side.layer.dense_weight().unwrap();
+    written[grown] = 0.25;
+    let (layer, _) = std::mem::replace(&mut side.layer, placeholder(&dev))
+        .with_mask(new.clone(), &written)
+        .unwrap();
+    assert_eq!(layer.dense_weight().unwrap()[grown], 0.25);
+    // a mask or weights of another size are errors naming the layer
+    let err = layer.clone().with_mask(Mask::ones(31), &written).unwrap_err();
     assert!(err.to_string().contains("fc.weight"), "{err}");
-}
-
-/// A gradient of the wrong length is an error, not a panic.
-#[test]
-fn step_refuses_a_gradient_of_another_length() {
-    let dev = device();
-    let layer = SparseLayer::linear("fc.weight", 4, 4);
-    let mut p = SparseParam::from_dense(layer, OpKind::Linear, Mask::ones(16), &[0.5; 16], &dev).unwrap();
-    let err = p
-        .step(&OptimizerConfig::sgd(0.9, 0.0), 0.1, Tensor::zeros([15], &dev))
-        .unwrap_err();
-    assert!(err.to_string().contains("16"), "{err}");
+    let err: KernelError = layer.with_mask(new, &written[1..]).unwrap_err();
+    assert!(err.to_string().contains("fc.weight"), "{err}");
 }
 
 #[derive(Module, Debug)]
@@ -270,47 +315,34 @@ fn loss(logits: Tensor<2>, y: Tensor<1, Int>, dev: &Device) -> Tensor<1> {
     CrossEntropyLossConfig::new().init(dev).forward(logits, y)
 }
 
-/// A bias trained with the same rule as the masked-dense path applies to it.
-struct Bias {
-    value: Tensor<1>,
-    slots: Vec<Tensor<1>>,
-    time: u64,
+/// The sparse side: both layers as `CompactLinear`s.
+#[derive(Module, Debug)]
+struct CompactMlp2 {
+    layers: Vec<CompactLinear>,
 }
 
-/// The sparse side of the comparison: both weights as `SparseParam`s, biases
-/// dense; topology updates by its own instance of the method, which sees the
-/// compact values (scattered to the host only at update steps, until the
-/// `Sparsifier` hands methods compact weights).
-struct SparseMlp {
-    layers: [SparseParam; 2],
-    biases: [Bias; 2],
+impl CompactMlp2 {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let h = self.layers[0].forward(x, Activation::Relu);
+        self.layers[1].forward(h, Activation::None)
+    }
 }
 
-impl SparseMlp {
-    fn step(&mut self, t: u64, config: &OptimizerConfig, lr: f64, dev: &Device) -> f32 {
-        let (x, y) = batch(t, dev);
-        let v: Vec<Tensor<1>> = self.layers.iter().map(SparseParam::tracked).collect();
-        let b: Vec<Tensor<1>> = self
-            .biases
-            .iter()
-            .map(|b| Tensor::from_inner(b.value.clone()).require_grad())
-            .collect();
-        let h =
-            sparse_kernels::ops::sparse_linear(x, v[0].clone(), b[0].clone(), self.layers[0].plan(), Activation::Relu);
-        let logits =
-            sparse_kernels::ops::sparse_linear(h, v[1].clone(), b[1].clone(), self.layers[1].plan(), Activation::None);
-        let l = loss(logits, y, dev);
-        let value = values(l.clone())[0];
-        let grads = l.backward();
-        for i in 0..2 {
-            self.layers[i].step(config, lr, v[i].grad(&grads).unwrap()).unwrap();
-            let bias = &mut self.biases[i];
-            let g = b[i].grad(&grads).unwrap();
-            bias.value =
-                sparse_core::optim::update_values(config, lr, None, bias.value.clone(), g, &mut bias.slots, bias.time);
-            bias.time += 1;
-        }
-        value
+impl CompactModel for CompactMlp2 {
+    fn compact_layers(&self) -> Vec<&CompactLinear> {
+        self.layers.iter().collect()
+    }
+
+    fn try_map_compact(
+        mut self,
+        f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear, KernelError>,
+    ) -> Result<Self, KernelError> {
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| f(i, l))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
     }
 }
 
@@ -318,10 +350,10 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Trains the MLP `steps` steps both ways with `method` (and a second instance
-/// `twin` for the sparse side): the same masks after every step and weights
-/// and biases within 1e-5.
-fn sparse_equals_masked_dense(method: impl Method + 'static, mut twin: impl Method, steps: u64) -> usize {
+/// Trains the MLP `steps` steps both ways, each side with its own instance of
+/// the method (`make`): the same loss, the same masks after every step, and
+/// weights and biases within 1e-5. Returns the steps that changed masks.
+fn compact_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M, steps: u64) -> usize {
     let dev = device().autodiff();
     let config = OptimizerConfig::Sgd(
         SgdSettings::new()
@@ -334,107 +366,83 @@ fn sparse_equals_masked_dense(method: impl Method + 'static, mut twin: impl Meth
         fc1: LinearConfig::new(D[0], D[1]).init(&dev),
         fc2: LinearConfig::new(D[1], D[2]).init(&dev),
     };
-    let sparsity = SparsityConfig::new().with_sparsity(0.7).with_seed(11);
-    let mut dense = Sparsifier::new(&model, sparsity, method, &config).unwrap();
+    let sparsity = || SparsityConfig::new().with_sparsity(0.7).with_seed(11);
+    let mut dense = Sparsifier::new(&model, sparsity(), make(), &config).unwrap();
+    let mut sparse = Sparsifier::new(&model, sparsity(), make(), &config).unwrap();
     let mut model = dense.init(model).unwrap();
-    let plan = dense.plan().clone();
-
-    let weights: Vec<Vec<f32>> = [&model.fc1, &model.fc2]
-        .iter()
-        .map(|l| values(l.weight.val()))
-        .collect();
-    let mut masks: Vec<Mask> = plan.layers().iter().map(|l| Mask::ones(l.numel())).collect();
-    let mut init_weights = weights.clone();
-    twin.init(
-        &mut InitContext::new(&plan, &mut init_weights, plan.config().seed),
-        &mut masks,
-    )
-    .unwrap();
-    assert_eq!(masks, dense.masks(), "the twin method chose other initial masks");
-    let param = |l: usize| {
-        SparseParam::from_dense(
-            plan.layers()[l].clone(),
-            OpKind::Linear,
-            masks[l].clone(),
-            &weights[l],
+    let twin = sparse.init(model.clone()).unwrap();
+    let layer = |l: usize, linear: &Linear| {
+        let plan = &sparse.layers()[l];
+        let bias = values(linear.bias.as_ref().unwrap().val());
+        CompactLinear::new(
+            plan.clone(),
+            sparse.masks()[l].clone(),
+            &values(linear.weight.val()),
+            bias,
             &dev,
         )
         .unwrap()
     };
-    let bias = |l: &Linear| Bias {
-        value: l.bias.as_ref().unwrap().val().inner(),
-        slots: Vec::new(),
-        time: 0,
+    let mut compact = CompactMlp2 {
+        layers: vec![layer(0, &twin.fc1), layer(1, &twin.fc2)],
     };
-    let mut sparse = SparseMlp {
-        layers: [param(0), param(1)],
-        biases: [bias(&model.fc1), bias(&model.fc2)],
-    };
-    let start = weights.clone();
-    let mut updates = 0;
+    sparse.release_device_masks();
+    let start = values(model.fc1.weight.val());
+    let mut changes = 0;
     for t in 0..steps {
         let (x, y) = batch(t, &dev);
-        let l = loss(model.forward(x), y, &dev);
+        let l = loss(model.forward(x.clone()), y.clone(), &dev);
         let dense_loss = values(l.clone())[0];
         let grads = GradientsParams::from_grads(l.backward(), &model);
         model = dense.step(model, grads, lr).unwrap();
 
-        let needs = twin.needs(t);
-        assert!(
-            !needs.skip_optimizer && !needs.grads,
-            "this test drives methods without dense gradients"
-        );
-        let sparse_loss = sparse.step(t, &config, lr, &dev);
-        if needs.update {
-            let mut w: Vec<Vec<f32>> = sparse.layers.iter().map(|p| p.to_dense(p.values()).unwrap()).collect();
-            let mut next: Vec<Mask> = sparse.layers.iter().map(|p| p.mask().clone()).collect();
-            let mut ctx = StepContext::new(t, &plan, plan.config().seed, &mut next).with_weights(&mut w);
-            twin.on_step(&mut ctx).unwrap();
-            for (p, m) in sparse.layers.iter_mut().zip(next) {
-                if &m != p.mask() {
-                    updates += 1;
-                    p.rebuild(m).unwrap();
-                }
-            }
-        }
-        twin.before_step(t + 1);
+        let before = sparse.masks().to_vec();
+        compact = compact_prepare(compact, &sparse).unwrap();
+        let l = loss(compact.forward(x), y, &dev);
+        let sparse_loss = values(l.clone())[0];
+        let grads = GradientsParams::from_grads(l.backward(), &compact);
+        compact = compact_step(compact, &mut sparse, grads, lr).unwrap();
+        changes += usize::from(sparse.masks() != before.as_slice());
 
         assert!(
             (dense_loss - sparse_loss).abs() <= 1e-5,
             "step {t}: loss {dense_loss} vs {sparse_loss}"
         );
-        for (i, layer) in [&model.fc1, &model.fc2].into_iter().enumerate() {
-            assert_eq!(
-                sparse.layers[i].mask(),
-                &dense.masks()[i],
-                "step {t}: layer {i} masks differ"
-            );
-            let want = values(layer.weight.val());
-            let got = sparse.layers[i].to_dense(sparse.layers[i].values()).unwrap();
-            let diff = max_diff(&got, &want);
+        assert_eq!(sparse.masks(), dense.masks(), "step {t}: masks differ");
+        for (i, linear) in [&model.fc1, &model.fc2].into_iter().enumerate() {
+            let c = &compact.layers[i];
+            let diff = max_diff(&c.dense_weight().unwrap(), &values(linear.weight.val()));
             assert!(diff <= 1e-5, "step {t}: layer {i} weights differ by {diff}");
-            let want_b = values(layer.bias.as_ref().unwrap().val());
-            let diff_b = max_diff(&values(sparse.biases[i].value.clone()), &want_b);
-            assert!(diff_b <= 1e-5, "step {t}: layer {i} biases differ by {diff_b}");
+            let diff = max_diff(&c.bias_values().unwrap(), &values(linear.bias.as_ref().unwrap().val()));
+            assert!(diff <= 1e-5, "step {t}: layer {i} biases differ by {diff}");
         }
     }
-    // the weights did train
-    let moved = max_diff(&values(model.fc1.weight.val()), &start[0]);
+    let moved = max_diff(&values(model.fc1.weight.val()), &start);
     assert!(moved > 1e-2, "fc1 moved only {moved}");
-    updates
+    changes
+}
+
+fn every_third(steps: u64) -> UpdateSchedule {
+    UpdateSchedule::new(steps).with_interval(3)
 }
 
 #[test]
-fn static_mlp_trains_sparse_as_masked_dense() {
-    sparse_equals_masked_dense(StaticRandom, StaticRandom, 12);
+fn static_mlp_trains_compact_as_masked_dense() {
+    assert_eq!(compact_equals_masked_dense(|| StaticRandom, 12), 0);
 }
 
 #[test]
-fn set_mlp_trains_sparse_as_masked_dense() {
-    let schedule = || sparse_core::UpdateSchedule::new(12).with_interval(3);
-    let set = || Set::with_schedule(&SetConfig::new(), schedule()).unwrap();
-    let updates = sparse_equals_masked_dense(set(), set(), 12);
-    assert!(updates >= 2, "SET changed masks only {updates} times");
+fn set_and_rigl_train_compact_as_masked_dense() {
+    let set = || Set::with_schedule(&SetConfig::new(), every_third(12)).unwrap();
+    assert!(
+        compact_equals_masked_dense(set, 12) >= 2,
+        "SET changed masks too rarely"
+    );
+    let rigl = || RigL::with_schedule(&RigLConfig::new(), every_third(12)).unwrap();
+    assert!(
+        compact_equals_masked_dense(rigl, 12) >= 2,
+        "RigL changed masks too rarely"
+    );
 }
 
 /// The tiled growth equals `sparse_core::select::top_k` over the dense
@@ -472,4 +480,94 @@ fn tiled_growth_equals_the_dense_top_k() {
     assert!(err.to_string().contains("conv.weight"), "{err}");
     let err = grow_top_k(&layer, &x[1..], &dy, batch, &exclude, 1, 1).unwrap_err();
     assert!(err.to_string().contains("fc.weight"), "{err}");
+}
+
+/// A [`sparse_kernels::train::CompactLinear`]'s gradients equal those of the
+/// masked dense product `act(x·(W⊙M) + b)`: the values' gradient (the
+/// handwritten backward) at the active positions, the input's and the bias's;
+/// with a probe, the dense weight gradient at every position, and the values'
+/// gradient registered from it. On every backend CI runs (flex, ndarray, wgpu).
+#[test]
+fn compact_linear_gradients_equal_the_masked_dense_ones() {
+    use sparse_kernels::train::CompactLinear;
+    let dev = device().autodiff();
+    let mut rng = Rng::new(17);
+    for (d_in, d_out, batch, density, act) in [
+        (9, 6, 4, 0.5, Activation::Relu),
+        (33, 17, 12, 0.2, Activation::None),
+        (16, 40, 1, 0.9, Activation::Relu),
+    ] {
+        let layer = SparseLayer::linear("fc.weight", d_in, d_out);
+        let mask = random_mask(layer.numel(), density, &mut rng);
+        let (w, b, x, r) = (
+            rand(&mut rng, d_in * d_out),
+            rand(&mut rng, d_out),
+            rand(&mut rng, batch * d_in),
+            rand(&mut rng, batch * d_out),
+        );
+        let masked: Vec<f32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if mask.get(i) { *v } else { 0.0 })
+            .collect();
+        // the masked dense reference, every tensor a leaf
+        let (wd, bd, xd) = (
+            tensor(masked.clone(), [d_in, d_out], &dev).require_grad(),
+            tensor(b.clone(), [d_out], &dev).require_grad(),
+            tensor(x.clone(), [batch, d_in], &dev).require_grad(),
+        );
+        let y = xd.clone().matmul(wd.clone()) + bd.clone().unsqueeze();
+        let y = if act == Activation::Relu {
+            burn::tensor::activation::relu(y)
+        } else {
+            y
+        };
+        let grads = (y * tensor(r.clone(), [batch, d_out], &dev)).sum().backward();
+        let (gw, gb, gx) = (
+            values(wd.grad(&grads).unwrap()),
+            values(bd.grad(&grads).unwrap()),
+            values(xd.grad(&grads).unwrap()),
+        );
+        for probe in [false, true] {
+            let mut compact = CompactLinear::new(layer.clone(), mask.clone(), &w, b.clone(), &dev).unwrap();
+            if probe {
+                compact = compact.with_probe().unwrap();
+            }
+            let xc = tensor(x.clone(), [batch, d_in], &dev).require_grad();
+            let loss = (compact.forward(xc.clone(), act) * tensor(r.clone(), [batch, d_out], &dev)).sum();
+            let raw = loss.backward();
+            let gxc = values(xc.grad(&raw).expect("input gradient"));
+            let mut params = GradientsParams::from_grads(raw, &compact);
+            let dense_grad = if probe {
+                let (c, g) = compact.take_probe_grad(&mut params).unwrap();
+                compact = c;
+                Some(g.expect("a probe gives the dense gradient"))
+            } else {
+                None
+            };
+            let case = format!("{d_in}x{d_out} batch {batch} probe {probe}");
+            let gv = values(params.get::<1>(compact.values.id).expect("values gradient"));
+            assert!(
+                rel_err(&compact.scatter(&gv).unwrap(), &mask_of(&gw, &mask)) < 1e-5,
+                "{case}: values"
+            );
+            assert!(
+                rel_err(&values(params.get::<1>(compact.bias.id).unwrap()), &gb) < 1e-5,
+                "{case}: bias"
+            );
+            assert!(rel_err(&gxc, &gx) < 1e-5, "{case}: input");
+            if let Some(g) = dense_grad {
+                assert!(rel_err(&g, &gw) < 1e-5, "{case}: dense gradient");
+            }
+        }
+    }
+}
+
+/// `dense` with zeros where `mask` is inactive.
+fn mask_of(dense: &[f32], mask: &Mask) -> Vec<f32> {
+    dense
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if mask.get(i) { *v } else { 0.0 })
+        .collect()
 }

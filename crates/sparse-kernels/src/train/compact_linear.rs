@@ -9,8 +9,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{Mask, SparseLayer};
 
-use super::pattern::{csr_plan, entry_map};
-use super::sparse_param::flat_positions;
+use super::pattern::{csr_plan, entry_map, flat_positions};
 use crate::activation::Activation;
 use crate::error::{KernelError, Result};
 use crate::modules::host;

@@ -2,10 +2,16 @@
 //! gradient and optimizer moments kept as vectors of its active values, with
 //! no dense copy between steps.
 //!
+//! * [`compact_linear`]: [`CompactLinear`], a linear layer as a Burn module
+//!   whose weight is its active values (and a dense probe on the steps a
+//!   method reads the dense gradient);
+//! * [`compact_step`]: the step of a model of such layers ([`CompactModel`]):
+//!   optimizer step on the values, the `Sparsifier`'s topology update,
+//!   re-alignment of changed layers;
+//! * [`compact_state`]: its optimizer state to and from the masked-dense
+//!   layout (one checkpoint format for both executions);
 //! * [`pattern`]: the CSR plan of a mask, built from the mask alone, and the
 //!   map between the entries of two plans (for topology updates);
-//! * [`sparse_param`]: [`SparseParam`], one layer's structure, values and
-//!   optimizer state, its optimizer step and its re-alignment to a new mask;
 //! * [`growth`]: RigL's gradient growth as a tiled top-`k` of `|Xᵀ·dY|`,
 //!   without the dense gradient.
 //!
@@ -17,9 +23,7 @@ pub mod compact_state;
 pub mod compact_step;
 pub mod growth;
 pub mod pattern;
-pub mod sparse_param;
 
 pub use compact_linear::CompactLinear;
 pub use compact_state::{compact_state, dense_state};
 pub use compact_step::{CompactModel, compact_prepare, compact_step};
-pub use sparse_param::SparseParam;

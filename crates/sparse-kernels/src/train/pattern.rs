@@ -119,6 +119,21 @@ pub fn entry_map(old: &SparsePlan, new: &SparsePlan) -> Vec<Option<u32>> {
     map
 }
 
+/// The flat position in `layer`'s Burn layout of every value of `plan` (a
+/// CSR plan with identity value order, as [`csr_plan`] builds it). Walks the
+/// rows in `usize`, so layers above 2³¹ weights are fine (the plan's `i32`
+/// `dense_positions` are not).
+pub fn flat_positions(layer: &SparseLayer, plan: &SparsePlan) -> Vec<usize> {
+    let csr = plan.csr();
+    let mut out = Vec::with_capacity(csr.nnz());
+    for r in 0..plan.rows {
+        for e in csr.row_ptr[r] as usize..csr.row_ptr[r + 1] as usize {
+            out.push(layer.flat(r, csr.col.get(e)));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
