@@ -68,6 +68,40 @@ fn rigl_in_sparse_execution_matches_the_masked_dense_run() {
     assert!(s["execution"]["peak_rss_bytes"].as_u64().unwrap() > 0);
     assert!(s["train_samples_per_second"].as_f64().unwrap() > 0.0);
 
+    // `auto`: the layers below the crossover density run the sparse kernels, the
+    // others multiply densely; the same run again
+    let auto = tmp.path().join("auto");
+    let mut extra = RIGL.to_vec();
+    extra.extend(["--execution", "auto"]);
+    train(&auto, "mlp", "640", "200", &extra);
+    let a = json(&auto.join("summary.json"));
+    assert_eq!(masks(&auto), masks(&dense));
+    let diff = max_diff(&weights(&dense), &weights(&auto));
+    assert!(diff < 1e-4, "auto: the weights differ by {diff}");
+    let kinds: Vec<(f64, String)> = a["execution"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["density"].as_f64().unwrap(),
+                l["execution"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (density, kind) in &kinds {
+        let want = if *density <= 0.15 { "sparse" } else { "dense" };
+        assert_eq!(kind, want, "auto at density {density}: {kinds:?}");
+    }
+    assert!(
+        kinds.iter().any(|(_, k)| k == "sparse") && kinds.iter().any(|(_, k)| k == "dense"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        a["execution"]["layers"][0]["stored_weights"],
+        s["execution"]["layers"][0]["stored_weights"]
+    );
+
     // the run exports and infers like any run
     let file = tmp.path().join("m.sparseburn");
     let o = sparseburn(&["export", sparse.to_str().unwrap(), "-o", file.to_str().unwrap()]);

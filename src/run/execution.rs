@@ -23,7 +23,10 @@ pub enum Execution {
     /// nonzeros (an error for a method or model that cannot).
     Sparse,
     /// Sparse where it can run and is faster: when the method and model can,
-    /// and the run's density is at most [`SPARSE_BELOW_DENSITY`]; else dense.
+    /// each layer of density at most [`SPARSE_BELOW_DENSITY`] runs the sparse
+    /// kernels and the others multiply densely (all of them stored as their
+    /// active values); a run with no such layer, or that cannot train
+    /// sparse, trains masked-dense.
     Auto,
 }
 
@@ -112,23 +115,36 @@ pub fn resolve(cfg: &RunConfig, sparse: &Sparsifier) -> anyhow::Result<bool> {
     }
     let method = sparse.method();
     let obstacle = config_obstacle(cfg).or_else(|| method_obstacle(method));
-    let density = 1.0 - cfg.target_sparsity();
     match (wanted, obstacle) {
         (Execution::Sparse, Some(why)) => bail!("--execution sparse: {why}; train with `--execution dense`"),
         (Execution::Auto, Some(why)) => {
             tracing::info!(reason = %why, "--execution auto: training masked-dense");
             Ok(false)
         }
-        (Execution::Auto, None) if density > SPARSE_BELOW_DENSITY => {
-            tracing::info!(
-                density,
-                crossover = SPARSE_BELOW_DENSITY,
-                "--execution auto: density above the crossover; training masked-dense"
-            );
-            Ok(false)
-        }
         _ => Ok(true),
     }
+}
+
+/// Whether a layer of `density` runs the sparse kernels in a run that trains
+/// in sparse execution under `execution` (else it multiplies densely).
+pub fn layer_is_sparse(execution: Execution, density: f64) -> bool {
+    execution == Execution::Sparse || density <= SPARSE_BELOW_DENSITY
+}
+
+/// The density of every layer of `sparse`, by path.
+pub fn densities(sparse: &Sparsifier) -> Vec<(String, f64)> {
+    sparse
+        .layers()
+        .iter()
+        .zip(sparse.masks())
+        .map(|(l, m)| (l.path.clone(), m.count_ones() as f64 / l.numel().max(1) as f64))
+        .collect()
+}
+
+/// Whether a run that can train in sparse execution does (`auto`: some layer
+/// runs the sparse kernels).
+pub fn any_sparse_layer(execution: Execution, sparse: &Sparsifier) -> bool {
+    densities(sparse).iter().any(|(_, d)| layer_is_sparse(execution, *d))
 }
 
 /// How a run's sparse layers trained, and its peak memory (in `summary.json`).
@@ -136,9 +152,10 @@ pub fn resolve(cfg: &RunConfig, sparse: &Sparsifier) -> anyhow::Result<bool> {
 pub struct ExecutionSummary {
     /// What the config asked for.
     pub requested: Execution,
-    /// Each sparse layer: how it trained (`dense` or `sparse`), its density
-    /// at the end, and the weights it stored (all of them masked-dense, the
-    /// active ones in sparse execution).
+    /// Each sparse layer: how it multiplied (`sparse`: the sparse kernels;
+    /// `dense`: densely), its density at the end, and the weights it stored
+    /// (all of them on the masked-dense path, the active ones in sparse
+    /// execution, whichever way a layer multiplies).
     pub layers: Vec<LayerExecution>,
     /// Peak resident memory of the process (`VmHWM`; of this session for a
     /// resumed run), bytes; none off Linux.
@@ -160,16 +177,20 @@ pub struct LayerExecution {
 
 /// The [`ExecutionSummary`] of a run of `cfg` that trained with `sparse`.
 pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
-    let compact = resolve(cfg, sparse).unwrap_or(false);
-    let execution = if compact { Execution::Sparse } else { Execution::Dense };
+    let requested = cfg.training.execution;
+    let compact = resolve(cfg, sparse).unwrap_or(false) && any_sparse_layer(requested, sparse);
     let layers = sparse
         .layers()
         .iter()
         .zip(sparse.masks())
-        .map(|(layer, mask)| LayerExecution {
-            path: layer.path.clone(),
-            execution,
-            density: mask.count_ones() as f64 / layer.numel().max(1) as f64,
+        .zip(densities(sparse))
+        .map(|((layer, mask), (path, density))| LayerExecution {
+            path,
+            execution: match compact && layer_is_sparse(requested, density) {
+                true => Execution::Sparse,
+                false => Execution::Dense,
+            },
+            density,
             stored_weights: if compact { mask.count_ones() } else { layer.numel() },
         })
         .collect();

@@ -486,7 +486,8 @@ fn tiled_growth_equals_the_dense_top_k() {
 /// masked dense product `act(x·(W⊙M) + b)`: the values' gradient (the
 /// handwritten backward) at the active positions, the input's and the bias's;
 /// with a probe, the dense weight gradient at every position, and the values'
-/// gradient registered from it. On every backend CI runs (flex, ndarray, wgpu).
+/// gradient registered from it; multiplying densely, the same gradients. On
+/// every backend CI runs (flex, ndarray, wgpu).
 #[test]
 fn compact_linear_gradients_equal_the_masked_dense_ones() {
     use sparse_kernels::train::CompactLinear;
@@ -528,8 +529,10 @@ fn compact_linear_gradients_equal_the_masked_dense_ones() {
             values(bd.grad(&grads).unwrap()),
             values(xd.grad(&grads).unwrap()),
         );
-        for probe in [false, true] {
-            let mut compact = CompactLinear::new(layer.clone(), mask.clone(), &w, b.clone(), &dev).unwrap();
+        for (probe, dense) in [(false, false), (false, true), (true, false)] {
+            let mut compact = CompactLinear::new(layer.clone(), mask.clone(), &w, b.clone(), &dev)
+                .unwrap()
+                .with_dense_product(dense);
             if probe {
                 compact = compact.with_probe().unwrap();
             }
@@ -545,7 +548,7 @@ fn compact_linear_gradients_equal_the_masked_dense_ones() {
             } else {
                 None
             };
-            let case = format!("{d_in}x{d_out} batch {batch} probe {probe}");
+            let case = format!("{d_in}x{d_out} batch {batch} probe {probe} dense product {dense}");
             let gv = values(params.get::<1>(compact.values.id).expect("values gradient"));
             assert!(
                 rel_err(&compact.scatter(&gv).unwrap(), &mask_of(&gw, &mask)) < 1e-5,

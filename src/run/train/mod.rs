@@ -260,7 +260,7 @@ impl WithModel for Job<'_> {
             filter,
             task,
             |runner, model, sparse, range, compact| match compact {
-                true => stepper::train_compact(runner, model, sparse, range, make),
+                true => stepper::train_compact(runner, model, sparse, range, make, cfg.training.execution),
                 false => train_dense(runner, model, sparse, range),
             },
         )?;

@@ -16,6 +16,7 @@ use sparse_models::{Classifier, CompactMlp, Mlp};
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
 use super::task::ImageClassification;
+use crate::run::execution::{Execution, SPARSE_BELOW_DENSITY, any_sparse_layer, layer_is_sparse};
 
 /// Takes the steps of a model of type `M`.
 pub trait Stepper<M> {
@@ -60,14 +61,23 @@ pub struct CompactTraining<'a> {
 
 impl<'a> CompactTraining<'a> {
     /// Moves the masked-dense `mlp` with its initialised (or restored)
-    /// `sparse` into sparse execution; `dense` makes an `Mlp` of the same
-    /// shape to write checkpoints into.
+    /// `sparse` into sparse execution under `execution` (which layers run the
+    /// sparse kernels); `dense` makes an `Mlp` of the same shape to write
+    /// checkpoints into.
     pub fn start(
         mlp: Mlp,
         mut sparse: Sparsifier,
         dense: Box<dyn Fn() -> Mlp + 'a>,
+        execution: Execution,
     ) -> anyhow::Result<(CompactMlp, Self)> {
-        let compact = CompactMlp::from_dense(&mlp, &sparse)?;
+        let mut compact = CompactMlp::from_dense(&mlp, &sparse)?;
+        compact.layers = std::mem::take(&mut compact.layers)
+            .into_iter()
+            .map(|layer| {
+                let density = layer.nnz() as f64 / layer.layer().numel().max(1) as f64;
+                layer.with_dense_product(!layer_is_sparse(execution, density))
+            })
+            .collect();
         drop(mlp);
         let states = compact_state(&compact, sparse.optimizer().export()?)?;
         sparse
@@ -113,18 +123,28 @@ impl Stepper<CompactMlp> for CompactTraining<'_> {
 /// Trains the steps `range` of an image run in sparse execution: the model
 /// (which must be the MLP) moves into a [`CompactMlp`] for the steps and back
 /// into the masked-dense layout at the end; `make` makes a fresh model of the
-/// run (to write checkpoints into).
+/// run (to write checkpoints into). Under `auto`, the layers above the
+/// crossover density multiply densely, and a run without a layer below it
+/// trains masked-dense.
 pub fn train_compact<M: Classifier + 'static>(
     runner: &mut Runner<ImageClassification>,
     model: M,
     sparse: Sparsifier,
     range: Range<u64>,
     make: &dyn Fn() -> M,
+    execution: Execution,
 ) -> anyhow::Result<(M, Sparsifier)> {
+    if !any_sparse_layer(execution, &sparse) {
+        tracing::info!(
+            crossover = SPARSE_BELOW_DENSITY,
+            "--execution auto: every layer is denser than the crossover; training masked-dense"
+        );
+        return super::train_dense(runner, model, sparse, range);
+    }
     let not_mlp = || anyhow::anyhow!("sparse execution trains the `mlp` model only; train with `--execution dense`");
     let mlp: Mlp = cast(model).ok_or_else(not_mlp)?;
     let dense = Box::new(|| cast::<M, Mlp>(make()).unwrap_or_else(|| unreachable!("the run's model is the MLP")));
-    let (compact, mut stepper) = CompactTraining::start(mlp, sparse, dense)?;
+    let (compact, mut stepper) = CompactTraining::start(mlp, sparse, dense, execution)?;
     tracing::info!(
         values = compact.num_params(),
         "training in sparse execution (active values only)"

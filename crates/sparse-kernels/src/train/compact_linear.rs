@@ -18,6 +18,12 @@ use crate::plan::{OpKind, SparsePlan};
 /// A linear layer `act(x·W + b)` whose weight `W` (`[d_in, d_out]`, Burn's
 /// layout) is stored as its active values only.
 ///
+/// A layer too dense for the sparse kernels to pay can multiply densely
+/// instead ([`CompactLinear::with_dense_product`]): each forward pass
+/// scatters the values into the dense weight and multiplies with Burn's
+/// matmul; the weight, its gradient and its moments are still the values
+/// only between steps.
+///
 /// On a step where the method reads the dense gradient (RigL's growth), the
 /// layer carries a `probe`: its weight as a dense parameter, used by that
 /// step's forward pass instead of the values, so that the backward pass gives
@@ -38,6 +44,8 @@ pub struct CompactLinear {
     mask: Mask,
     #[module(skip)]
     plan: SparsePlan,
+    #[module(skip)]
+    dense_product: bool,
 }
 
 impl CompactLinear {
@@ -57,19 +65,51 @@ impl CompactLinear {
             layer,
             mask,
             plan,
+            dense_product: false,
         })
+    }
+
+    /// The layer multiplying densely (`true`) or with the sparse kernels.
+    pub fn with_dense_product(mut self, dense: bool) -> Self {
+        self.dense_product = dense;
+        self
+    }
+
+    /// Whether the layer multiplies densely (see the type's docs).
+    pub fn dense_product(&self) -> bool {
+        self.dense_product
     }
 
     /// `act(x·W + b)` for `x: [batch, d_in]`.
     pub fn forward(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
-        let Some(probe) = &self.probe else {
-            return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act);
+        let w = match &self.probe {
+            Some(probe) => probe.val(),
+            None if self.dense_product => self.scattered_weight(),
+            None => return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act),
         };
-        let y = x.matmul(probe.val()) + self.bias.val().unsqueeze();
+        let y = x.matmul(w) + self.bias.val().unsqueeze();
         match act {
             Activation::None => y,
             Activation::Relu => burn::tensor::activation::relu(y),
         }
+    }
+
+    /// The values scattered into the dense weight `[d_in, d_out]` on the
+    /// device, differentiable (the values' gradient is the dense gradient's
+    /// active entries).
+    fn scattered_weight(&self) -> Tensor<2> {
+        let values = self.values.val();
+        let device = values.device();
+        let positions: Vec<i64> = flat_positions(&self.layer, &self.plan)
+            .into_iter()
+            .map(|f| f as i64)
+            .collect();
+        let n = positions.len();
+        let index: Tensor<1, Int> = Tensor::from_data(TensorData::new(positions, [n]), &device);
+        let [d_in, d_out] = [self.layer.shape[0], self.layer.shape[1]];
+        Tensor::<1>::zeros([d_in * d_out], &device)
+            .select_assign(0, index, values, burn::tensor::IndexingUpdateOp::Add)
+            .reshape([d_in, d_out])
     }
 
     /// The layer (its path and shape).
@@ -164,6 +204,7 @@ impl CompactLinear {
             values: param,
             bias,
             layer,
+            dense_product,
             ..
         } = self;
         let values = param.map(|old| {
@@ -177,6 +218,7 @@ impl CompactLinear {
             layer,
             mask,
             plan,
+            dense_product,
         };
         Ok((layer, map))
     }
