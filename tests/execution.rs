@@ -184,6 +184,29 @@ fn sparse_execution_refuses_what_it_cannot_train() {
         out.to_str().unwrap(),
     ]);
     assert_error(&o, &["lm", "--execution dense"]);
+    // a sweep refuses before its first run trains
+    let sweep_out = tmp.path().join("sweep");
+    let o = sparseburn(&[
+        "sweep",
+        "--model",
+        "mlp",
+        "--methods",
+        "static,snip",
+        "--sparsities",
+        "0.9",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "64",
+        "--execution",
+        "sparse",
+        "--out",
+        sweep_out.to_str().unwrap(),
+    ]);
+    assert_error(&o, &["snip", "--execution dense"]);
+    assert!(!sweep_out.exists(), "the sweep trained before refusing");
     // `auto` falls back to masked-dense instead, and the dense baseline has nothing to sparsify
     let o = sparseburn(&[
         "train",
@@ -211,4 +234,22 @@ fn sparse_execution_refuses_what_it_cannot_train() {
         json(&out.join("summary.json"))["execution"]["layers"][0]["execution"],
         "dense"
     );
+}
+
+/// With gradient accumulation (the probe of an update step sees every
+/// micro-batch) the two executions still make the same run.
+#[test]
+fn gradient_accumulation_trains_sparse_as_masked_dense() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dense, sparse) = (tmp.path().join("dense"), tmp.path().join("sparse"));
+    let mut extra = RIGL.to_vec();
+    extra.extend(["--grad-accumulation", "2"]);
+    train(&dense, "mlp", "640", "100", &extra);
+    extra.extend(["--execution", "sparse"]);
+    train(&sparse, "mlp", "640", "100", &extra);
+    assert_eq!(masks(&dense), masks(&sparse));
+    let diff = max_diff(&weights(&dense), &weights(&sparse));
+    assert!(diff < 1e-4, "the weights differ by {diff}");
+    let itop = json(&sparse.join("summary.json"))["itop"].as_f64().unwrap();
+    assert!(itop > 0.1 + 1e-3, "RigL changed no mask: {itop}");
 }

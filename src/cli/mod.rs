@@ -577,7 +577,8 @@ fn refuse_changes(dir: &Path, saved: &RunConfig, run: &RunArgs) -> anyhow::Resul
 
 /// The run `saved` (in `dir`) resumed with `execution`, when given: a
 /// checkpoint is the same in both executions, so a run may switch at a
-/// resume; its `config.toml` then records the new one.
+/// resume; its `config.toml` then records the new one (written by `train`
+/// once it holds the folder's lock).
 fn switch_execution(dir: &Path, mut saved: RunConfig, execution: Option<Execution>) -> anyhow::Result<RunConfig> {
     let Some(execution) = execution.filter(|e| *e != saved.training.execution) else {
         return Ok(saved);
@@ -585,7 +586,6 @@ fn switch_execution(dir: &Path, mut saved: RunConfig, execution: Option<Executio
     let before = saved.training.execution;
     saved.training.execution = execution;
     crate::run::execution::check_config(&saved)?;
-    crate::run::artifacts::write_atomic(&dir.join("config.toml"), saved.to_toml().as_bytes())?;
     eprintln!(
         "{}: resuming with --execution {} (it trained {} so far; the checkpoint is the same in both)",
         dir.display(),

@@ -129,11 +129,33 @@ impl SweepSpec {
     }
 }
 
+impl SweepSpec {
+    /// Builds every cell's config before any trains, so that a cell the
+    /// settings rule out (e.g. a method `--execution sparse` refuses) fails
+    /// the sweep at once rather than after the cells before it.
+    fn check_cells(&self) -> anyhow::Result<()> {
+        for method in &self.methods {
+            let sparsities = if method.is_dense() {
+                vec![0.0]
+            } else {
+                self.sparsities.clone()
+            };
+            for sparsity in sparsities {
+                let seed = self.seeds.first().copied().unwrap_or(1);
+                self.run_config(method, sparsity, seed)
+                    .with_context(|| format!("the {} run at sparsity {sparsity}", method.name()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs the sweep and writes `results.md`, `results.csv` and the plot of the
 /// task's metric (`accuracy_vs_sparsity.png`, `bits_vs_sparsity.png`,
 /// `return_vs_sparsity.png`).
 pub fn sweep(spec: &SweepSpec, opts: &TrainOptions) -> anyhow::Result<String> {
     spec.check()?;
+    spec.check_cells()?;
     std::fs::create_dir_all(&spec.out).with_context(|| format!("creating {}", spec.out.display()))?;
     let _lock = FolderLock::acquire(&spec.out)?; // one sweep per folder, held to the end
     let mut results: BTreeMap<(String, u64), Vec<Summary>> = BTreeMap::new();

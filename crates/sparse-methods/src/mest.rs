@@ -46,7 +46,7 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 use sparse_core::method::{InitContext, StepContext};
 use sparse_core::select::top_k;
-use sparse_core::{DropFraction, Mask, Pattern, Plan, Result, SparseError, UpdateSchedule};
+use sparse_core::{DropFraction, Mask, Pattern, Plan, Result, SparseError, SparseExecution, UpdateSchedule};
 
 use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
 use crate::registry::{BuildContext, MethodSpec, SparsityDefaults, Switch};
@@ -203,6 +203,17 @@ impl DropGrow for MestUpdate {
 
     fn needs_grads(&self, step: u64) -> bool {
         self.is_update_step(step) && self.lambda != 0.0
+    }
+
+    /// With `lambda > 0` the drop score reads the gradients of the active
+    /// weights on update steps (sparse execution takes them from the dense
+    /// gradient of those steps); with the reference's `lambda = 0`, nothing dense.
+    fn sparse_execution(&self) -> SparseExecution {
+        if self.lambda != 0.0 {
+            SparseExecution::DenseGradientAtUpdates
+        } else {
+            SparseExecution::Supported
+        }
     }
 
     fn check(&mut self, plan: &Plan) -> Result<()> {

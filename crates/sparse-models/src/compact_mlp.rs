@@ -46,7 +46,12 @@ impl CompactMlp {
                 };
                 let bias = match &linear.bias {
                     Some(b) => host(b.val())?,
-                    None => vec![0.0; d_out],
+                    None => {
+                        return Err(KernelError::shape(
+                            &path,
+                            "the layer has no bias; sparse execution trains linear layers with a bias (train it with `--execution dense`)",
+                        ));
+                    }
                 };
                 CompactLinear::new(layer, mask, &host(weight.clone())?, bias, &weight.device())
             })

@@ -9,10 +9,11 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{
-    AdamSettings, BackendKind, IntoMethod, OptimizerConfig, SgdSettings, Sparsifier, SparsityConfig, UpdateSchedule,
+    AdamSettings, BackendKind, IntoMethod, OptimizerConfig, Pattern, SgdSettings, Sparsifier, SparsityConfig,
+    UpdateSchedule,
 };
 use sparse_kernels::train::{CompactModel, compact_prepare, compact_step};
-use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
+use sparse_methods::{Mest, MestConfig, RigL, RigLConfig, SRigL, SRigLConfig, Set, SetConfig, StaticRandom};
 use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig};
 
 use crate::masking::values;
@@ -53,13 +54,27 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// the weights and biases agree within 1e-5. Returns the number of steps on
 /// which the masks changed.
 fn compact_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M, optimizer: OptimizerConfig) -> usize {
+    compact_equals_masked_dense_with(make, optimizer, Pattern::Unstructured)
+}
+
+/// [`compact_equals_masked_dense`] with masks of `pattern`.
+fn compact_equals_masked_dense_with<M: IntoMethod>(
+    make: impl Fn() -> M,
+    optimizer: OptimizerConfig,
+    pattern: Pattern,
+) -> usize {
     let dev = device();
     let config = MlpConfig::new()
         .with_input(20)
         .with_hidden(vec![24, 16])
         .with_classes(3);
     let mlp: Mlp = config.init(&dev);
-    let sparsity = || SparsityConfig::new().with_sparsity(0.8).with_seed(3);
+    let sparsity = || {
+        SparsityConfig::new()
+            .with_sparsity(0.8)
+            .with_seed(3)
+            .with_pattern(pattern.clone())
+    };
     let mut dense = Sparsifier::new(&mlp, sparsity(), make(), &optimizer).unwrap();
     let mut dense_model = dense.init(mlp.clone()).unwrap();
     let mut sparse = Sparsifier::new(&mlp, sparsity(), make(), &optimizer).unwrap();
@@ -134,6 +149,24 @@ fn rigl_trains_compact_as_masked_dense_with_sgd_and_adam() {
     assert!(compact_equals_masked_dense(rigl, sgd()) >= 2);
     let no_skip = || RigL::with_schedule(&RigLConfig::new().with_skip_weight_update(false), every_third()).unwrap();
     assert!(compact_equals_masked_dense(no_skip, adam()) >= 2);
+}
+
+#[test]
+fn rigl_with_a_gradient_window_trains_compact_as_masked_dense() {
+    // the window reads dense gradients on the steps before each update too
+    let rigl = || RigL::with_schedule(&RigLConfig::new().with_grad_window(2), every_third()).unwrap();
+    assert!(compact_equals_masked_dense(rigl, sgd()) >= 2);
+}
+
+#[test]
+fn srigl_and_mest_train_compact_as_masked_dense() {
+    let srigl = || SRigL::with_schedule(&SRigLConfig::new(), every_third()).unwrap();
+    assert!(compact_equals_masked_dense_with(srigl, sgd(), Pattern::ConstantFanIn) >= 2);
+    for lambda in [0.0, 0.5] {
+        let config = MestConfig::new().with_lambda(lambda);
+        let mest = || Mest::with_schedule(&config, every_third(), vec![STEPS]).unwrap();
+        assert!(compact_equals_masked_dense(mest, sgd()) >= 2, "lambda {lambda}");
+    }
 }
 
 /// A model in sparse execution keeps no dense tensor of a layer's shape

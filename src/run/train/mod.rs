@@ -151,7 +151,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
     let created = !opts.out.exists();
     let opened = open_run(opts)?;
     let (dir, resume) = (opened.dir.clone(), opened.resume);
-    if !resume {
+    if !resume || execution_switched(&dir, &cfg) {
         dir.write("config.toml", cfg.to_toml().as_bytes())?;
     }
     device.seed(cfg.training.seed);
@@ -171,6 +171,12 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
     }
     drop(opened); // the lock is held until the run ends
     result
+}
+
+/// Whether `cfg` resumes the run in `dir` with another `--execution` than its
+/// `config.toml` records (the one setting a resume may change).
+fn execution_switched(dir: &RunDir, cfg: &RunConfig) -> bool {
+    RunConfig::load(&dir.file("config.toml")).is_ok_and(|saved| saved.training.execution != cfg.training.execution)
 }
 
 /// Opens the run folder of `opts` for a new run or a resume (the returned value

@@ -176,9 +176,9 @@ impl CompactLinear {
         let Some(dense) = grads.remove::<2>(probe.id) else {
             return Ok((self, None));
         };
-        let positions: Vec<i32> = flat_positions(&self.layer, &self.plan)
+        let positions: Vec<i64> = flat_positions(&self.layer, &self.plan)
             .into_iter()
-            .map(|f| i32::try_from(f).unwrap_or(i32::MAX))
+            .map(|f| f as i64)
             .collect();
         let device = dense.device();
         let n = positions.len();

@@ -83,7 +83,12 @@ pub fn compact_step<M: CompactModel>(
     if changed.is_empty() {
         return Ok(model);
     }
-    let weights = weights.unwrap_or_default();
+    let Some(weights) = weights else {
+        return Err(KernelError::InvalidConfig(format!(
+            "the method `{}` changed masks at a step where it asked for no weights; a method must ask for them (`Needs::update`) on the steps it changes masks",
+            sparse.method().name()
+        )));
+    };
     let masks = sparse.masks().to_vec();
     let optimizer = sparse.optimizer_mut();
     model.try_map_compact(&mut |i, layer| match index[i] {
