@@ -253,3 +253,39 @@ fn gradient_accumulation_trains_sparse_as_masked_dense() {
     let itop = json(&sparse.join("summary.json"))["itop"].as_f64().unwrap();
     assert!(itop > 0.1 + 1e-3, "RigL changed no mask: {itop}");
 }
+
+/// `--mlp-hidden` sets the MLP's widths (the wide MLP of the benchmarks); it
+/// applies to the MLP only.
+#[test]
+fn mlp_hidden_sets_the_widths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("wide");
+    train(
+        &out,
+        "mlp",
+        "64",
+        "50",
+        &["--mlp-hidden", "40,24", "--execution", "sparse"],
+    );
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["parameters"], 784 * 40 + 40 + 40 * 24 + 24 + 24 * 10 + 10);
+    let config: toml::Table = std::fs::read_to_string(out.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        config["model"]["hidden"],
+        toml::Value::try_from([40, 24]).unwrap(),
+        "{config}"
+    );
+    let o = sparseburn(&[
+        "train",
+        "--model",
+        "cnn",
+        "--mlp-hidden",
+        "40",
+        "--out",
+        tmp.path().join("c").to_str().unwrap(),
+    ]);
+    assert_error(&o, &["hidden", "mlp"]);
+}

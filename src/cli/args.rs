@@ -118,6 +118,9 @@ pub struct ModelArgs {
     /// MobileNetV1 width multiplier α.
     #[arg(long)]
     pub width: Option<f64>,
+    /// MLP: hidden layer widths, comma separated (e.g. 4096,4096 for 784-4096-4096-10).
+    #[arg(long, value_delimiter = ',', value_name = "WIDTHS")]
+    pub mlp_hidden: Option<Vec<usize>>,
 }
 
 impl ModelArgs {
@@ -127,6 +130,10 @@ impl ModelArgs {
         }
         if let Some(w) = self.width {
             set(t, &["model", "width"], float(w));
+        }
+        if let Some(h) = &self.mlp_hidden {
+            let widths = h.iter().map(|&w| Value::Integer(w as i64)).collect();
+            set(t, &["model", "hidden"], Value::Array(widths));
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct ModelSection {
     /// MobileNetV1 only: width multiplier α.
     #[config(default = "None")]
     pub width: Option<f64>,
+    /// MLP only: the hidden layers' widths (default: LeNet-300-100's `[300, 100]`).
+    #[config(default = "None")]
+    pub hidden: Option<Vec<usize>>,
     /// ResNets only: γ = 0 in the last BN of each block.
     #[config(default = "None")]
     pub zero_init_residual: Option<bool>,
@@ -616,6 +619,16 @@ fn resolve_model(mut m: ModelSection) -> anyhow::Result<ModelSection> {
     let resnet = m.name.is_resnet();
     if !mobilenet && m.width.is_some() {
         bail!("[model] width applies to mobilenet-v1 only, not {}", m.name.name());
+    }
+    let mlp = m.name == ModelKind::Mlp;
+    if !mlp && m.hidden.is_some() {
+        bail!("[model] hidden applies to the mlp only, not {}", m.name.name());
+    }
+    if mlp {
+        let hidden = m.hidden.get_or_insert_with(|| sparse_models::MlpConfig::new().hidden);
+        if hidden.contains(&0) {
+            bail!("[model] hidden widths must be at least 1 (e.g. [300, 100]); an empty list is a linear classifier");
+        }
     }
     if !resnet && m.zero_init_residual.is_some() {
         bail!(

@@ -110,7 +110,10 @@ pub fn with_model<F: WithModel>(
     };
     Ok(match settings.name {
         ModelKind::Mlp => {
-            let cfg = MlpConfig::new().with_input(c * h * w).with_classes(classes);
+            let mut cfg = MlpConfig::new().with_input(c * h * w).with_classes(classes);
+            if let Some(hidden) = &settings.hidden {
+                cfg = cfg.with_hidden(hidden.clone());
+            }
             f.run(&|| cfg.init(device))
         }
         ModelKind::Cnn => {
