@@ -34,6 +34,10 @@ use sparse_kernels::train::{compact_prepare, compact_step};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
 use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig};
 
+// The allocator of the `sparseburn` binary, so both sides allocate as a run does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Steps between topology updates while timing (one update per round).
 const EVERY: u64 = 5;
 

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::transpose;
+use super::{SharedOut, transpose};
 use crate::plan::PlanData;
 
 /// Batches from which `dX` is computed feature-major (vectorised over the batch).
@@ -46,16 +46,64 @@ fn transposed_feature_major(plan: &PlanData, values: &[f32], dy: &[f32], batch: 
     let csc = plan.csc();
     let dyt = transpose(dy, batch, rows);
     let mut dxt = vec![0.0f32; cols * batch];
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = super::avx2::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
     dxt.par_chunks_mut(batch).enumerate().for_each(|(c, out)| {
-        for e in csc.col_ptr[c] as usize..csc.col_ptr[c + 1] as usize {
-            let w = values[csc.value[e] as usize];
-            let r = csc.row[e] as usize;
-            for (o, g) in out.iter_mut().zip(&dyt[r * batch..(r + 1) * batch]) {
+        let entries = csc.col_ptr[c] as usize..csc.col_ptr[c + 1] as usize;
+        let column = Column {
+            rows: &csc.row[entries.clone()],
+            value_of: &csc.value[entries],
+            values,
+            dyt: &dyt,
+            batch,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { column.accumulate_avx2(out) };
+        }
+        let _ = avx2;
+        column.accumulate(out);
+    });
+    transpose(&dxt, cols, batch)
+}
+
+/// The entries of one column of `W` and what [`transposed_feature_major`]
+/// multiplies them with.
+struct Column<'a> {
+    rows: &'a [u32],
+    value_of: &'a [u32],
+    values: &'a [f32],
+    dyt: &'a [f32],
+    batch: usize,
+}
+
+impl Column<'_> {
+    /// `out += W[r, c]·dYᵀ[r, :]` over the column's entries, in order (a
+    /// multiply then an add per element, so every instruction set gives the
+    /// same bits).
+    #[inline(always)]
+    fn accumulate(&self, out: &mut [f32]) {
+        for (&r, &v) in self.rows.iter().zip(self.value_of) {
+            let w = self.values[v as usize];
+            let r = r as usize;
+            for (o, g) in out.iter_mut().zip(&self.dyt[r * self.batch..(r + 1) * self.batch]) {
                 *o += w * g;
             }
         }
-    });
-    transpose(&dxt, cols, batch)
+    }
+
+    /// [`Column::accumulate`] compiled for AVX2 (8 lanes instead of SSE's 4).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn accumulate_avx2(&self, out: &mut [f32]) {
+        self.accumulate(out)
+    }
 }
 
 /// `Σ a[i]·b[i]`: the AVX2 + FMA kernel where the CPU has it, else eight
@@ -83,26 +131,28 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Gradient of every stored value (0 at padding) from `dY: [batch, rows]`, `X: [batch, cols]`.
+///
+/// Tasks over rows write each entry's dot product straight into its value's
+/// slot (every entry has its own slot), so no per-row buffers are allocated.
 pub fn sddmm(plan: &PlanData, dy: &[f32], x: &[f32], batch: usize) -> Vec<f32> {
     let (rows, cols) = (plan.rows, plan.cols);
     let csr = plan.csr();
     let (dyt, xt) = (transpose(dy, batch, rows), transpose(x, batch, cols));
-    let per_row: Vec<Vec<(usize, f32)>> = (0..rows)
-        .into_par_iter()
-        .map(|r| {
-            let g = &dyt[r * batch..(r + 1) * batch];
-            (csr.row_ptr[r] as usize..csr.row_ptr[r + 1] as usize)
-                .map(|e| {
-                    let xc = &xt[csr.col.get(e) * batch..(csr.col.get(e) + 1) * batch];
-                    (csr.value_of(e), dot(g, xc))
-                })
-                .collect()
-        })
-        .collect();
-    let mut dv = vec![0.0f32; plan.n_values];
-    for (p, g) in per_row.into_iter().flatten() {
-        dv[p] = g;
-    }
+    let n = plan.n_values;
+    let mut dv = vec![0.0f32; n];
+    let out = SharedOut(dv.as_mut_ptr());
+    (0..rows).into_par_iter().for_each(|r| {
+        let g = &dyt[r * batch..(r + 1) * batch];
+        for e in csr.row_ptr[r] as usize..csr.row_ptr[r + 1] as usize {
+            let c = csr.col.get(e);
+            let p = csr.value_of(e);
+            assert!(p < n, "value slot out of range");
+            // SAFETY: `p < n` (checked), and every entry of the view has its own
+            // value slot (a permutation for CSR storage; the unpadded storage
+            // positions for SELL and BSR), so no other task writes `p`.
+            unsafe { out.write(p, dot(g, &xt[c * batch..(c + 1) * batch])) };
+        }
+    });
     dv
 }
 
