@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::error::{Result, SparseError};
-use crate::method::{Needs, StepContext};
+use crate::method::Needs;
 use crate::optim::SavedParamState;
 use crate::sparsifier::Sparsifier;
 use crate::state::write_atomic;
@@ -66,26 +66,7 @@ impl Sparsifier {
         if needs.update && weights.is_none() {
             return Err(missing("weights"));
         }
-        let before = self.masks.clone();
-        let mut ctx = StepContext::new(self.step, &self.plan, self.plan.config().seed, &mut self.masks);
-        if let Some(w) = weights {
-            ctx = ctx.with_weights(w);
-        }
-        if let Some(g) = grads {
-            ctx = ctx.with_grads(g);
-        }
-        let outcome = self.method.on_step(&mut ctx);
-        let wrote = ctx.weights_changed();
-        if let Err(e) = outcome {
-            self.masks = before;
-            return Err(e);
-        }
-        let masks = std::mem::take(&mut self.masks);
-        if let Err(e) = self.check_masks(&masks) {
-            self.masks = before;
-            return Err(e);
-        }
-        self.masks = masks;
+        let (before, wrote) = self.on_step_checked(weights, grads, None)?;
         let changed: Vec<usize> = (0..self.masks.len())
             .filter(|&l| wrote || self.masks[l] != before[l])
             .collect();

@@ -355,30 +355,8 @@ impl Sparsifier {
         } else {
             None
         };
-        let before = self.masks.clone();
         let hard_before = self.hard_masks();
-        let mut ctx = StepContext::new(self.step, &self.plan, self.plan.config().seed, &mut self.masks);
-        if let Some(w) = weights.as_deref_mut() {
-            ctx = ctx.with_weights(w);
-        }
-        if let Some(g) = grads {
-            ctx = ctx.with_grads(g);
-        }
-        if let Some(e) = extra.as_deref() {
-            ctx = ctx.with_extra(e);
-        }
-        let outcome = self.method.on_step(&mut ctx);
-        let weights_changed = ctx.weights_changed();
-        if let Err(e) = outcome {
-            self.masks = before; // a method may fail halfway through its masks
-            return Err(e);
-        }
-        let masks = std::mem::take(&mut self.masks);
-        if let Err(e) = self.check_masks(&masks) {
-            self.masks = before;
-            return Err(e);
-        }
-        self.masks = masks;
+        let (before, weights_changed) = self.on_step_checked(weights.as_deref_mut(), grads, extra.as_deref())?;
         // a method that turns its masks hard (AutoSparse freezing) re-masks every layer
         let all = self.hard_masks() && !hard_before;
         let changed: Vec<usize> = (0..n).filter(|&l| all || self.masks[l] != before[l]).collect();
@@ -413,6 +391,42 @@ impl Sparsifier {
         tracing::debug!(step = self.step, layers = changed.len(), "topology update");
         let change = self.topology_change(weights.filter(|_| weights_changed), &before, &changed);
         Ok((self.masked(model), Some(change)))
+    }
+
+    /// Runs the method's `on_step` on host copies of the weights, gradients
+    /// and extra parameters, and keeps its masks if they pass the plan's
+    /// checks (else, or when the method fails, the masks stay as they were).
+    /// Returns the masks before and whether the method wrote weights.
+    pub(crate) fn on_step_checked(
+        &mut self,
+        weights: Option<&mut [Vec<f32>]>,
+        grads: Option<&[Vec<f32>]>,
+        extra: Option<&[Vec<Vec<f32>>]>,
+    ) -> Result<(Vec<Mask>, bool)> {
+        let before = self.masks.clone();
+        let mut ctx = StepContext::new(self.step, &self.plan, self.plan.config().seed, &mut self.masks);
+        if let Some(w) = weights {
+            ctx = ctx.with_weights(w);
+        }
+        if let Some(g) = grads {
+            ctx = ctx.with_grads(g);
+        }
+        if let Some(e) = extra {
+            ctx = ctx.with_extra(e);
+        }
+        let outcome = self.method.on_step(&mut ctx);
+        let wrote = ctx.weights_changed();
+        if let Err(e) = outcome {
+            self.masks = before; // a method may fail halfway through its masks
+            return Err(e);
+        }
+        let masks = std::mem::take(&mut self.masks);
+        if let Err(e) = self.check_masks(&masks) {
+            self.masks = before;
+            return Err(e);
+        }
+        self.masks = masks;
+        Ok((before, wrote))
     }
 
     /// The [`TopologyChange`] of a step that changed the `changed` layers'

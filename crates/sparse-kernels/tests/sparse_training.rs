@@ -19,7 +19,7 @@ use sparse_core::{
     SparsityConfig, UpdateSchedule,
 };
 use sparse_kernels::train::pattern::{csr_plan, entry_map};
-use sparse_kernels::train::{CompactLinear, CompactModel, compact_prepare, compact_step};
+use sparse_kernels::train::{CompactLinear, CompactModel, compact_prepare, compact_step, try_map_layers};
 use sparse_kernels::{Activation, KernelError, OpKind};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
 
@@ -337,11 +337,7 @@ impl CompactModel for CompactMlp2 {
         mut self,
         f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear, KernelError>,
     ) -> Result<Self, KernelError> {
-        self.layers = std::mem::take(&mut self.layers)
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| f(i, l))
-            .collect::<Result<_, _>>()?;
+        self.layers = try_map_layers(std::mem::take(&mut self.layers), f)?;
         Ok(self)
     }
 }

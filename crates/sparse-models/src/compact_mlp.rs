@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
 use sparse_core::{LayerFilter, Mask, SparseError, SparseLayer, Sparsifier};
-use sparse_kernels::train::{CompactLinear, CompactModel};
+use sparse_kernels::train::{CompactLinear, CompactModel, try_map_layers};
 use sparse_kernels::{Activation, KernelError};
 
 use crate::{Classifier, Mlp};
@@ -101,11 +101,7 @@ impl CompactModel for CompactMlp {
         mut self,
         f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear, KernelError>,
     ) -> Result<Self, KernelError> {
-        self.layers = std::mem::take(&mut self.layers)
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| f(i, l))
-            .collect::<Result<_, _>>()?;
+        self.layers = try_map_layers(std::mem::take(&mut self.layers), f)?;
         Ok(self)
     }
 }

@@ -25,6 +25,15 @@ pub trait CompactModel: Module + Sized {
     fn try_map_compact(self, f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear>) -> Result<Self>;
 }
 
+/// `layers` with the layer at index `i` replaced by `f(i, layer)`: the body of
+/// [`CompactModel::try_map_compact`] for a model that keeps its layers in a `Vec`.
+pub fn try_map_layers(
+    layers: Vec<CompactLinear>,
+    f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear>,
+) -> Result<Vec<CompactLinear>> {
+    layers.into_iter().enumerate().map(|(i, l)| f(i, l)).collect()
+}
+
 /// Prepares `model` for the forward pass of the step `sparse` is at: when
 /// the method reads dense gradients at this step, every sparse layer gets its
 /// dense probe (see [`CompactLinear`]).

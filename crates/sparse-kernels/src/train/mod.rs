@@ -26,4 +26,4 @@ pub mod pattern;
 
 pub use compact_linear::CompactLinear;
 pub use compact_state::{compact_state, dense_state};
-pub use compact_step::{CompactModel, compact_prepare, compact_step};
+pub use compact_step::{CompactModel, compact_prepare, compact_step, try_map_layers};
