@@ -71,7 +71,14 @@ impl Rng {
         }
     }
 
-    /// Standard normal sample (Box–Muller).
+    /// Skips the next `n` 64-bit draws (the stream is a counter, so this is
+    /// one addition): the generator then gives what it would after `n` calls
+    /// of [`Rng::next_u64`].
+    pub fn skip(&mut self, n: u64) {
+        self.state = self.state.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    }
+
+    /// Standard normal sample (Box–Muller; two 64-bit draws).
     pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.next_f64();
         let u2 = self.next_f64();
@@ -87,6 +94,23 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skip_lands_where_the_draws_would() {
+        let mut a = Rng::for_layer(3, "fc.weight", 7, "noise");
+        let mut b = a.clone();
+        for _ in 0..13 {
+            a.next_u64();
+        }
+        b.skip(13);
+        assert_eq!(a.next_u64(), b.next_u64());
+        let (mut c, mut d) = (Rng::new(5), Rng::new(5));
+        for _ in 0..4 {
+            c.normal();
+        }
+        d.skip(8);
+        assert_eq!(c.normal().to_bits(), d.normal().to_bits());
+    }
 
     #[test]
     fn same_key_same_stream_and_different_keys_differ() {

@@ -146,6 +146,24 @@ pub(crate) fn add_noise(scores: &mut [f32], std: f64, rng: &mut Rng) {
     }
 }
 
+/// [`add_noise`] at the positions of `only` alone: the same noise there (the
+/// stream is skipped to each position's draws), the other scores unchanged,
+/// and `rng` left where [`add_noise`] leaves it. The drop scores are read at
+/// active positions only, so their noise is drawn there only: `nnz` normal
+/// samples instead of one per weight.
+pub(crate) fn add_noise_at(scores: &mut [f32], std: f64, rng: &mut Rng, only: &sparse_core::Mask) {
+    if std <= 0.0 {
+        return;
+    }
+    let start = rng.clone();
+    for i in only.iter_ones() {
+        let mut r = start.clone();
+        r.skip(2 * i as u64); // a normal sample takes two draws
+        scores[i] += (r.normal() * std) as f32;
+    }
+    rng.skip(2 * scores.len() as u64);
+}
+
 impl DropGrow for RigLUpdate {
     fn sparse_execution(&self) -> SparseExecution {
         // grows by the dense gradient's magnitude on update steps
@@ -180,7 +198,8 @@ impl DropGrow for RigLUpdate {
         let mut rng = ctx.rng(l, "rigl-noise");
         let mut drop = magnitudes(&ctx.weights()?[l]);
         let mut grow = self.window.grow_scores(ctx, l)?;
-        add_noise(&mut drop, self.drop_noise, &mut rng);
+        // the drop scores are read at active positions only (`Pattern::exchange`)
+        add_noise_at(&mut drop, self.drop_noise, &mut rng, &ctx.masks()[l]);
         add_noise(&mut grow, self.grow_noise, &mut rng);
         Ok((drop, grow))
     }
@@ -224,5 +243,29 @@ impl MethodSpec for RigLConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Box<dyn sparse_core::Method>> {
         Ok(Box::new(RigL::new(self, ctx.total_steps)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The noise drawn at the active positions alone equals the noise drawn
+    /// at every position, there, bit for bit; the stream ends at the same place.
+    #[test]
+    fn noise_at_active_positions_equals_the_full_draw_there() {
+        let n = 257;
+        let only = sparse_core::Mask::from_indices(n, (0..n).filter(|i| i % 3 == 1 || i % 7 == 0));
+        let base: Vec<f32> = (0..n).map(|i| i as f32 * 0.01).collect();
+        let (mut full, mut sparse) = (base.clone(), base.clone());
+        let (mut a, mut b) = (Rng::new(11), Rng::new(11));
+        add_noise(&mut full, 1e-3, &mut a);
+        add_noise_at(&mut sparse, 1e-3, &mut b, &only);
+        for i in 0..n {
+            let want = if only.get(i) { full[i] } else { base[i] };
+            assert_eq!(sparse[i].to_bits(), want.to_bits(), "position {i}");
+        }
+        assert_eq!(a.next_u64(), b.next_u64());
+        assert!(full.iter().zip(&base).any(|(f, b)| f != b), "no noise drawn");
     }
 }
