@@ -67,6 +67,11 @@ fn rigl_in_sparse_execution_matches_the_masked_dense_run() {
     assert_eq!(d["execution"]["layers"][0]["stored_weights"], 784 * 300);
     assert!(s["execution"]["peak_rss_bytes"].as_u64().unwrap() > 0);
     assert!(s["train_samples_per_second"].as_f64().unwrap() > 0.0);
+    let report = std::fs::read_to_string(sparse.join("report.md")).unwrap();
+    assert!(
+        report.contains("| execution | sparse (3 of 3 sparse layers on the sparse kernels"),
+        "{report}"
+    );
 
     // `auto`: the layers below the crossover density run the sparse kernels, the
     // others multiply densely; the same run again

@@ -8,6 +8,22 @@ use sparse_core::{LayerKind, Mask, Sparsifier};
 use super::artifacts::{LmSummary, RunDir, Summary};
 use super::plots;
 
+/// `--execution` asked for, how many sparse layers ran the sparse kernels,
+/// the weights they stored, and the peak memory.
+fn execution_row(e: &crate::run::execution::ExecutionSummary) -> String {
+    use crate::run::execution::Execution;
+    let sparse = e.layers.iter().filter(|l| l.execution == Execution::Sparse).count();
+    let stored: usize = e.layers.iter().map(|l| l.stored_weights).sum();
+    let peak = e.peak_rss_bytes.map_or("not measured".to_string(), |b| {
+        format!("{:.0} MiB", b as f64 / f64::from(1 << 20))
+    });
+    format!(
+        "{} ({sparse} of {} sparse layers on the sparse kernels; {stored} weights stored); peak memory {peak}",
+        e.requested.name(),
+        e.layers.len()
+    )
+}
+
 /// The sparse layer whose mask is tracked over time: the chosen one, else the largest.
 fn tracked_layer(sparse: &Sparsifier, chosen: Option<&str>) -> anyhow::Result<Option<usize>> {
     let layers = sparse.layers();
@@ -234,6 +250,9 @@ pub fn write(
             ),
         ),
     ]);
+    if let Some(e) = &summary.execution {
+        rows.push(("execution", execution_row(e)));
+    }
     for (k, v) in rows {
         let _ = writeln!(r, "| {k} | {v} |");
     }
