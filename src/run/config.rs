@@ -627,7 +627,7 @@ fn resolve_model(mut m: ModelSection) -> anyhow::Result<ModelSection> {
     if mlp {
         let hidden = m.hidden.get_or_insert_with(|| sparse_models::MlpConfig::new().hidden);
         if hidden.contains(&0) {
-            bail!("[model] hidden widths must be at least 1 (e.g. [300, 100]); an empty list is a linear classifier");
+            bail!("[model] hidden widths must be at least 1 (e.g. [300, 100]; [] for a linear classifier)");
         }
     }
     if !resnet && m.zero_init_residual.is_some() {

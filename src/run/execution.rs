@@ -125,19 +125,31 @@ pub fn resolve(cfg: &RunConfig, sparse: &Sparsifier) -> anyhow::Result<bool> {
     }
 }
 
-/// Whether a layer of `density` runs the sparse kernels in a run that trains
-/// in sparse execution under `execution` (else it multiplies densely).
+/// Whether a layer of (target) `density` runs the sparse kernels in a run
+/// that trains in sparse execution under `execution` (else it multiplies
+/// densely).
 pub fn layer_is_sparse(execution: Execution, density: f64) -> bool {
     execution == Execution::Sparse || density <= SPARSE_BELOW_DENSITY
 }
 
-/// The density of every layer of `sparse`, by path.
+/// The density the plan gives every layer of `sparse` (its distribution's
+/// target, which does not move during training, unlike a mask between an
+/// EM&S mutation and its pruning), by path; the mask's where the plan cannot say.
 pub fn densities(sparse: &Sparsifier) -> Vec<(String, f64)> {
+    let plan = sparse.plan();
+    let targets = plan.counts(plan.sparsity()).ok();
     sparse
         .layers()
         .iter()
         .zip(sparse.masks())
-        .map(|(l, m)| (l.path.clone(), m.count_ones() as f64 / l.numel().max(1) as f64))
+        .enumerate()
+        .map(|(i, (l, m))| {
+            let active = targets
+                .as_ref()
+                .and_then(|t| t.get(i).copied())
+                .unwrap_or_else(|| m.count_ones());
+            (l.path.clone(), active as f64 / l.numel().max(1) as f64)
+        })
         .collect()
 }
 
@@ -184,13 +196,13 @@ pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
         .iter()
         .zip(sparse.masks())
         .zip(densities(sparse))
-        .map(|((layer, mask), (path, density))| LayerExecution {
+        .map(|((layer, mask), (path, target))| LayerExecution {
             path,
-            execution: match compact && layer_is_sparse(requested, density) {
+            execution: match compact && layer_is_sparse(requested, target) {
                 true => Execution::Sparse,
                 false => Execution::Dense,
             },
-            density,
+            density: mask.count_ones() as f64 / layer.numel().max(1) as f64,
             stored_weights: if compact { mask.count_ones() } else { layer.numel() },
         })
         .collect();

@@ -5,6 +5,7 @@
 //! ([`super::runner`]) is the same for both.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::ops::Range;
 
 use burn::module::Module;
@@ -16,7 +17,7 @@ use sparse_models::{Classifier, CompactMlp, Mlp};
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
 use super::task::ImageClassification;
-use crate::run::execution::{Execution, SPARSE_BELOW_DENSITY, any_sparse_layer, layer_is_sparse};
+use crate::run::execution::{Execution, SPARSE_BELOW_DENSITY, any_sparse_layer, densities, layer_is_sparse};
 
 /// Takes the steps of a model of type `M`.
 pub trait Stepper<M> {
@@ -71,10 +72,11 @@ impl<'a> CompactTraining<'a> {
         execution: Execution,
     ) -> anyhow::Result<(CompactMlp, Self)> {
         let mut compact = CompactMlp::from_dense(&mlp, &sparse)?;
+        let targets: HashMap<String, f64> = densities(&sparse).into_iter().collect();
         compact.layers = std::mem::take(&mut compact.layers)
             .into_iter()
             .map(|layer| {
-                let density = layer.nnz() as f64 / layer.layer().numel().max(1) as f64;
+                let density = targets.get(&layer.layer().path).copied().unwrap_or(1.0);
                 layer.with_dense_product(!layer_is_sparse(execution, density))
             })
             .collect();
