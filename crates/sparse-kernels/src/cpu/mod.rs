@@ -113,17 +113,31 @@ pub(crate) fn even_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>>
 
 /// Transposes a row-major `[rows, cols]` matrix into `[cols, rows]`.
 pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    assert_eq!(
+        src.len(),
+        rows * cols,
+        "transpose: {} values for {rows}×{cols}",
+        src.len()
+    );
     let mut out = vec![0.0f32; rows * cols];
+    if rows == 0 || cols == 0 {
+        return out;
+    }
     const T: usize = 32;
-    for r0 in (0..rows).step_by(T) {
-        for c0 in (0..cols).step_by(T) {
+    // tasks over blocks of T output rows (T source columns), tiled T×T inside
+    use rayon::prelude::*;
+    out.par_chunks_mut(T * rows).enumerate().for_each(|(block, chunk)| {
+        let c0 = block * T;
+        let width = chunk.len() / rows;
+        for r0 in (0..rows).step_by(T) {
             for r in r0..(r0 + T).min(rows) {
-                for c in c0..(c0 + T).min(cols) {
-                    out[c * rows + r] = src[r * cols + c];
+                let row = &src[r * cols + c0..r * cols + c0 + width];
+                for (dc, &v) in row.iter().enumerate() {
+                    chunk[dc * rows + r] = v;
                 }
             }
         }
-    }
+    });
     out
 }
 
@@ -154,5 +168,25 @@ pub fn linear_forward(
         Storage::Sell(s) if small => sell::forward(s, packed_n4(plan), values, x, plan.cols, batch, bias, act, out),
         Storage::Bsr(b) if small => bsr::forward(b, values, x, plan.cols, batch, bias, act, out),
         _ => csr::forward(plan.csr(), values, x, plan.cols, batch, bias, act, out),
+    }
+}
+
+#[cfg(test)]
+mod transpose_tests {
+    use super::transpose;
+
+    /// Every shape, including sides that are not multiples of the tile and empty ones.
+    #[test]
+    fn transpose_moves_every_value_to_its_place() {
+        for (rows, cols) in [(0, 5), (5, 0), (1, 1), (3, 70), (128, 33), (65, 64), (31, 97)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let out = transpose(&src, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(out[c * rows + r], src[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                }
+            }
+            assert_eq!(out.len(), src.len());
+        }
     }
 }
