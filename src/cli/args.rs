@@ -421,7 +421,7 @@ impl TrainingArgs {
             set(t, &["data", "augment"], Value::Boolean(a));
         }
         if let Some(e) = self.execution {
-            set(t, &["training", "execution"], Value::String(e.name().into()));
+            set(t, &["training", "execution"], Value::String(e.name()));
         }
         if let Some(o) = &self.optimizer {
             let name = if o == "adamw" { "adam" } else { o.as_str() };

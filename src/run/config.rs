@@ -42,7 +42,7 @@ pub struct ModelSection {
     /// MobileNetV1 only: width multiplier α.
     #[config(default = "None")]
     pub width: Option<f64>,
-    /// MLP only: the hidden layers' widths (default: LeNet-300-100's `[300, 100]`).
+    /// MLP only: the hidden layers' widths (unset: LeNet-300-100's `[300, 100]`).
     #[config(default = "None")]
     pub hidden: Option<Vec<usize>>,
     /// ResNets only: γ = 0 in the last BN of each block.
@@ -624,11 +624,8 @@ fn resolve_model(mut m: ModelSection) -> anyhow::Result<ModelSection> {
     if !mlp && m.hidden.is_some() {
         bail!("[model] hidden applies to the mlp only, not {}", m.name.name());
     }
-    if mlp {
-        let hidden = m.hidden.get_or_insert_with(|| sparse_models::MlpConfig::new().hidden);
-        if hidden.contains(&0) {
-            bail!("[model] hidden widths must be at least 1 (e.g. [300, 100]; [] for a linear classifier)");
-        }
+    if m.hidden.as_ref().is_some_and(|h| h.contains(&0)) {
+        bail!("[model] hidden widths must be at least 1 (e.g. [300, 100]; [] for a linear classifier)");
     }
     if !resnet && m.zero_init_residual.is_some() {
         bail!(

@@ -38,12 +38,8 @@ pub const SPARSE_BELOW_DENSITY: f64 = 0.15;
 
 impl Execution {
     /// The name, as on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Dense => "dense",
-            Self::Sparse => "sparse",
-            Self::Auto => "auto",
-        }
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map_or_else(String::new, |p| p.get_name().to_string())
     }
 }
 
