@@ -19,6 +19,7 @@
 //! | [`rounds`] | runs that train in rounds (iterative pruning) |
 //! | [`stages`] | recipes: runs in stages, each with its own method, sparsity, optimizer and schedule |
 //! | [`interrupt`] | stopping cleanly (Ctrl-C, `--stop-after`) |
+//! | [`stepper`] | what takes a step: the `Sparsifier` (masked-dense) or sparse execution (`--execution sparse`) |
 //! | [`summary`] | `summary.json`, the plots and the report |
 //!
 //! Batches, augmentation and masks are pure functions of the seed and the step,
