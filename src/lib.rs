@@ -17,6 +17,7 @@ pub mod data;
 pub mod run;
 
 pub use sparse_core;
+pub use sparse_kernels;
 pub use sparse_methods;
 pub use sparse_models;
 
