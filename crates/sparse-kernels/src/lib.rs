@@ -14,7 +14,7 @@
 //!   a per-layer format choice;
 //! * [`train`]: training in sparse execution (part 2):
 //!   [`train::CompactLinear`], a layer whose weight is its active values, and
-//!   [`train::compact_step`], the training step of a model of such layers.
+//!   [`train::compact_step()`], the training step of a model of such layers.
 //!
 //! See `docs/sparse-execution.md` for the dispatch per backend and the
 //! measured speed.

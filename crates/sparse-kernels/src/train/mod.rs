@@ -5,10 +5,10 @@
 //! * [`compact_linear`]: [`CompactLinear`], a linear layer as a Burn module
 //!   whose weight is its active values (and a dense probe on the steps a
 //!   method reads the dense gradient);
-//! * [`compact_step`]: the step of a model of such layers ([`CompactModel`]):
+//! * [`compact_step`](mod@compact_step): the step of a model of such layers ([`CompactModel`]):
 //!   optimizer step on the values, the `Sparsifier`'s topology update,
 //!   re-alignment of changed layers;
-//! * [`compact_state`]: its optimizer state to and from the masked-dense
+//! * [`compact_state`](mod@compact_state): its optimizer state to and from the masked-dense
 //!   layout (one checkpoint format for both executions);
 //! * [`pattern`]: the CSR plan of a mask, built from the mask alone, and the
 //!   map between the entries of two plans (for topology updates);
