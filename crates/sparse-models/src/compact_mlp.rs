@@ -14,6 +14,7 @@ use sparse_kernels::train::{CompactLinear, CompactModel, try_map_layers};
 use sparse_kernels::{Activation, KernelError};
 
 use crate::{Classifier, Mlp};
+use sparse_kernels::modules::host;
 
 /// An MLP whose linear layers keep only their active weights.
 #[derive(Module, Debug)]
@@ -86,10 +87,6 @@ impl CompactMlp {
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: Vec<usize>, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, KernelError> {
-    sparse_core::host::to_vec(t).map_err(|e| KernelError::TensorRead(e.to_string()))
 }
 
 impl CompactModel for CompactMlp {

@@ -14,10 +14,7 @@ use crate::sparse_cnn::SparseSmallCnn;
 use crate::sparse_mlp::SparseMlp;
 use crate::sparse_mobilenet::{SparseMobileNetV1, SparseSeparable};
 use crate::sparse_resnet::{SparseBlock, SparseResNet};
-
-fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, KernelError> {
-    sparse_core::host::to_vec(t).map_err(|e| KernelError::TensorRead(e.to_string()))
-}
+use sparse_kernels::modules::host;
 
 fn kept(t: &Tensor<1, Int>) -> Result<Vec<usize>, KernelError> {
     t.clone()

@@ -31,6 +31,7 @@ use crate::char_transformer::{CharTransformer, NextToken};
 use crate::dense_twin::dense_linear;
 use crate::sparse_store::{SparseStore, count, load_linear};
 use crate::to_sparse::{SparseMasks, SparseOptions, ToSparse, linear};
+use sparse_kernels::modules::host;
 
 /// One pre-norm transformer block with sparse projections.
 #[derive(Module, Debug)]
@@ -182,10 +183,6 @@ impl NextToken for SparseCharTransformer {
     fn context(&self) -> usize {
         self.block()
     }
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, KernelError> {
-    sparse_core::host::to_vec(t).map_err(|e| KernelError::TensorRead(e.to_string()))
 }
 
 /// An embedding table `[rows, d]` with its mask applied (a sparse table's

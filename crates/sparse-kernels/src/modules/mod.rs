@@ -19,7 +19,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{KernelError, Result};
 
-/// Host values of a float tensor.
-pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+/// Host values of a float tensor (a read-back error as a [`KernelError`]).
+pub fn host<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     sparse_core::host::to_vec(t).map_err(|e| KernelError::TensorRead(e.to_string()))
 }
