@@ -44,8 +44,10 @@ pub struct CompactLinear {
     mask: Mask,
     #[module(skip)]
     plan: SparsePlan,
+    /// Multiplying densely: each value's flat position in the dense weight,
+    /// on the values' device (built when the plan changes, not per step).
     #[module(skip)]
-    dense_product: bool,
+    dense_positions: Option<Tensor<1, Int>>,
 }
 
 impl CompactLinear {
@@ -65,27 +67,39 @@ impl CompactLinear {
             layer,
             mask,
             plan,
-            dense_product: false,
+            dense_positions: None,
         })
     }
 
     /// The layer multiplying densely (`true`) or with the sparse kernels.
     pub fn with_dense_product(mut self, dense: bool) -> Self {
-        self.dense_product = dense;
+        self.dense_positions = dense.then(|| self.position_index());
         self
     }
 
     /// Whether the layer multiplies densely (see the type's docs).
     pub fn dense_product(&self) -> bool {
-        self.dense_product
+        self.dense_positions.is_some()
+    }
+
+    /// Each value's flat position in the dense weight, on the values' device.
+    fn position_index(&self) -> Tensor<1, Int> {
+        let positions: Vec<i64> = flat_positions(&self.layer, &self.plan)
+            .into_iter()
+            .map(|f| f as i64)
+            .collect();
+        let n = positions.len();
+        Tensor::from_data(TensorData::new(positions, [n]), &self.values.val().device())
     }
 
     /// `act(x·W + b)` for `x: [batch, d_in]`.
     pub fn forward(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
         let w = match &self.probe {
             Some(probe) => probe.val(),
-            None if self.dense_product => self.scattered_weight(),
-            None => return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act),
+            None => match &self.dense_positions {
+                Some(index) => self.scattered_weight(index.clone()),
+                None => return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act),
+            },
         };
         let y = x.matmul(w) + self.bias.val().unsqueeze();
         match act {
@@ -97,15 +111,9 @@ impl CompactLinear {
     /// The values scattered into the dense weight `[d_in, d_out]` on the
     /// device, differentiable (the values' gradient is the dense gradient's
     /// active entries).
-    fn scattered_weight(&self) -> Tensor<2> {
+    fn scattered_weight(&self, index: Tensor<1, Int>) -> Tensor<2> {
         let values = self.values.val();
         let device = values.device();
-        let positions: Vec<i64> = flat_positions(&self.layer, &self.plan)
-            .into_iter()
-            .map(|f| f as i64)
-            .collect();
-        let n = positions.len();
-        let index: Tensor<1, Int> = Tensor::from_data(TensorData::new(positions, [n]), &device);
         let [d_in, d_out] = [self.layer.shape[0], self.layer.shape[1]];
         Tensor::<1>::zeros([d_in * d_out], &device)
             .select_assign(0, index, values, burn::tensor::IndexingUpdateOp::Add)
@@ -176,13 +184,7 @@ impl CompactLinear {
         let Some(dense) = grads.remove::<2>(probe.id) else {
             return Ok((self, None));
         };
-        let positions: Vec<i64> = flat_positions(&self.layer, &self.plan)
-            .into_iter()
-            .map(|f| f as i64)
-            .collect();
-        let device = dense.device();
-        let n = positions.len();
-        let index: Tensor<1, Int> = Tensor::from_data(TensorData::new(positions, [n]), &device);
+        let index = self.dense_positions.clone().unwrap_or_else(|| self.position_index());
         let flat = dense.reshape([self.layer.numel()]);
         grads.register(self.values.id, flat.clone().select(0, index));
         Ok((self, Some(host(flat)?)))
@@ -204,7 +206,7 @@ impl CompactLinear {
             values: param,
             bias,
             layer,
-            dense_product,
+            dense_positions,
             ..
         } = self;
         let values = param.map(|old| {
@@ -218,9 +220,9 @@ impl CompactLinear {
             layer,
             mask,
             plan,
-            dense_product,
+            dense_positions: None,
         };
-        Ok((layer, map))
+        Ok((layer.with_dense_product(dense_positions.is_some()), map))
     }
 
     /// The dotted path of the values parameter (the weight's path with
