@@ -18,8 +18,12 @@ use sparse_core::{
     AdamSettings, IntoMethod, Mask, MaskedOptimizer, OptimizerConfig, Rng, SgdSettings, SparseLayer, Sparsifier,
     SparsityConfig, UpdateSchedule,
 };
+use sparse_kernels::train::growth::random_top_k;
 use sparse_kernels::train::pattern::{csr_plan, entry_map};
-use sparse_kernels::train::{CompactLinear, CompactModel, compact_prepare, compact_step, try_map_layers};
+use sparse_kernels::train::{
+    CompactLinear, CompactModel, CompactUpdate, Growth, compact_prepare, compact_step, take_traces, try_map_layers,
+    update_model, with_output_probes,
+};
 use sparse_kernels::{Activation, KernelError, OpKind};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
 
@@ -448,29 +452,33 @@ fn set_and_rigl_train_compact_as_masked_dense() {
 #[test]
 fn tiled_growth_equals_the_dense_top_k() {
     use sparse_kernels::train::growth::grow_top_k;
-    let (d_in, d_out, batch) = (9, 14, 5);
-    let layer = SparseLayer::linear("fc.weight", d_in, d_out);
     let mut rng = Rng::new(21);
-    let int = |rng: &mut Rng, n: usize| -> Vec<f32> { (0..n).map(|_| rng.below(5) as f32 - 2.0).collect() };
-    let (x, dy) = (int(&mut rng, batch * d_in), int(&mut rng, batch * d_out));
-    let exclude = random_mask(layer.numel(), 0.4, &mut rng);
-    let mut dense = vec![0.0f32; layer.numel()];
-    for i in 0..d_in {
-        for o in 0..d_out {
-            let s: f64 = (0..batch)
-                .map(|b| f64::from(x[b * d_in + i]) * f64::from(dy[b * d_out + o]))
-                .sum();
-            dense[i * d_out + o] = s.abs() as f32;
+    // the second shape spans three row blocks of the gemm tiles
+    for (d_in, d_out, batch) in [(9, 14, 5), (2051, 7, 3)] {
+        let layer = SparseLayer::linear("fc.weight", d_in, d_out);
+        let int = |rng: &mut Rng, n: usize| -> Vec<f32> { (0..n).map(|_| rng.below(5) as f32 - 2.0).collect() };
+        let (x, dy) = (int(&mut rng, batch * d_in), int(&mut rng, batch * d_out));
+        let exclude = random_mask(layer.numel(), 0.4, &mut rng);
+        let mut dense = vec![0.0f32; layer.numel()];
+        for i in 0..d_in {
+            for o in 0..d_out {
+                let s: f64 = (0..batch)
+                    .map(|b| f64::from(x[b * d_in + i]) * f64::from(dy[b * d_out + o]))
+                    .sum();
+                dense[i * d_out + o] = s.abs() as f32;
+            }
+        }
+        let eligible = (0..layer.numel() as u32).filter(|&f| !exclude.get(f as usize));
+        for k in [0, 1, 7, 30, 3000, layer.numel()] {
+            let want = sparse_core::select::top_k(eligible.clone(), k, |f| dense[f as usize]);
+            for tile in [1, 3, 14, 100] {
+                let got = grow_top_k(&layer, &x, &dy, batch, &exclude, k, tile).unwrap();
+                assert_eq!(got, want, "{d_in}x{d_out}, k {k}, tile {tile}");
+            }
         }
     }
-    let eligible = (0..layer.numel() as u32).filter(|&f| !exclude.get(f as usize));
-    for k in [0, 1, 7, 30, layer.numel()] {
-        let want = sparse_core::select::top_k(eligible.clone(), k, |f| dense[f as usize]);
-        for tile in [1, 3, 14, 100] {
-            let got = grow_top_k(&layer, &x, &dy, batch, &exclude, k, tile).unwrap();
-            assert_eq!(got, want, "k {k}, tile {tile}");
-        }
-    }
+    let layer = SparseLayer::linear("fc.weight", 9, 14);
+    let (x, dy, batch, exclude) = (vec![0.0; 45], vec![0.0; 70], 5, Mask::zeros(126));
     let conv = SparseLayer::conv("conv.weight", &[2, 2, 1, 1]);
     let err = grow_top_k(&conv, &[], &[], 0, &Mask::ones(4), 1, 1).unwrap_err();
     assert!(err.to_string().contains("conv.weight"), "{err}");
@@ -569,4 +577,271 @@ fn mask_of(dense: &[f32], mask: &Mask) -> Vec<f32> {
         .enumerate()
         .map(|(i, v)| if mask.get(i) { *v } else { 0.0 })
         .collect()
+}
+
+/// The compact rule of the library's SET or RigL defaults on the schedule `updates`.
+fn compact_rule(method: &str, updates: UpdateSchedule, seed: u64) -> CompactUpdate {
+    let (growth, drop, drop_noise, skip_optimizer) = match method {
+        "set" => {
+            let c = SetConfig::new();
+            let drop = c.drop_schedule.with_alpha(c.drop_fraction, c.drop_exponent).unwrap();
+            (Growth::Random, drop, 0.0, false)
+        }
+        _ => {
+            let c = RigLConfig::new();
+            let drop = c.drop_schedule.with_alpha(c.drop_fraction, c.drop_exponent).unwrap();
+            (Growth::Gradient, drop, c.drop_noise, c.skip_weight_update)
+        }
+    };
+    CompactUpdate {
+        growth,
+        updates,
+        drop,
+        drop_noise,
+        skip_optimizer,
+        seed,
+        tile: 5,
+    }
+}
+
+/// The topology updates computed on the compact layers (no dense weight,
+/// gradient or score vector; RigL's growth from the output probes' `dY` and
+/// the layers' inputs) make the same decisions as the library's SET and RigL
+/// on the masked-dense path: the same masks and weights within 1e-5 after
+/// every step of a short training run, with the initial masks of
+/// `random_mask` equal to the methods' own.
+#[test]
+fn compact_updates_train_as_the_masked_dense_methods() {
+    for method in ["set", "rigl"] {
+        let dev = device().autodiff();
+        let config = OptimizerConfig::sgd(0.9, 5e-4);
+        let steps = 12;
+        let model = Mlp2 {
+            fc1: LinearConfig::new(D[0], D[1]).init(&dev),
+            fc2: LinearConfig::new(D[1], D[2]).init(&dev),
+        };
+        let seed = 11;
+        let sparsity = SparsityConfig::new().with_sparsity(0.7).with_seed(seed);
+        let mut dense = match method {
+            "set" => Sparsifier::new(
+                &model,
+                sparsity,
+                Set::with_schedule(&SetConfig::new(), every_third(steps)).unwrap(),
+                &config,
+            ),
+            _ => Sparsifier::new(
+                &model,
+                sparsity,
+                RigL::with_schedule(&RigLConfig::new(), every_third(steps)).unwrap(),
+                &config,
+            ),
+        }
+        .unwrap();
+        let mut model = dense.init(model).unwrap();
+        for (l, layer) in dense.layers().iter().enumerate() {
+            let mask = &dense.masks()[l];
+            let want = sparse_kernels::train::random_mask(layer, mask.count_ones(), seed).unwrap();
+            assert_eq!(&want, mask, "{method}: initial mask of {}", layer.path);
+        }
+        let layer = |l: usize, linear: &Linear| {
+            let bias = values(linear.bias.as_ref().unwrap().val());
+            let mask = dense.masks()[l].clone();
+            CompactLinear::new(
+                dense.layers()[l].clone(),
+                mask,
+                &values(linear.weight.val()),
+                bias,
+                &dev,
+            )
+            .unwrap()
+        };
+        let mut compact = CompactMlp2 {
+            layers: vec![layer(0, &model.fc1), layer(1, &model.fc2)],
+        };
+        let rule = compact_rule(method, every_third(steps), seed);
+        let mut optimizer = config.init();
+        let mut changes = 0;
+        for t in 0..steps {
+            let (x, y) = batch(t, &dev);
+            let l = loss(model.forward(x.clone()), y.clone(), &dev);
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            model = dense.step(model, grads, 0.1).unwrap();
+
+            if rule.needs_trace(t) {
+                compact = with_output_probes(compact, BATCH).unwrap();
+            }
+            let h = compact.layers[0].forward(x.clone(), Activation::Relu);
+            let logits = compact.layers[1].forward(h.clone(), Activation::None);
+            let inputs = vec![values(x), values(h)];
+            let mut grads = GradientsParams::from_grads(loss(logits, y, &dev).backward(), &compact);
+            let (c, traces) = take_traces(compact, &mut grads, inputs).unwrap();
+            assert_eq!(
+                traces.iter().all(Option::is_some),
+                rule.needs_trace(t),
+                "{method} step {t}"
+            );
+            compact = c;
+            if rule.optimizer_steps(t) {
+                compact = optimizer.step(0.1, compact, grads, &HashMap::new());
+            }
+            let before: Vec<Mask> = compact.layers.iter().map(|l| l.mask().clone()).collect();
+            if rule.is_update_step(t) {
+                compact = update_model(compact, &rule, &mut optimizer, t, &traces).unwrap();
+            }
+            let masks: Vec<Mask> = compact.layers.iter().map(|l| l.mask().clone()).collect();
+            changes += usize::from(masks != before);
+            assert_eq!(masks.as_slice(), dense.masks(), "{method} step {t}: masks differ");
+            for (i, linear) in [&model.fc1, &model.fc2].into_iter().enumerate() {
+                let diff = max_diff(&compact.layers[i].dense_weight().unwrap(), &values(linear.weight.val()));
+                assert!(diff <= 1e-5, "{method} step {t}: layer {i} weights differ by {diff}");
+            }
+        }
+        assert!(changes >= 2, "{method} changed masks {changes} times");
+    }
+}
+
+/// SET's growth without a score vector equals ranking the whole layer's
+/// `Rng::scores(numel)` over the eligible positions, also across the
+/// parallel chunks of a layer above 2²² weights.
+#[test]
+fn random_growth_equals_ranking_the_stored_scores() {
+    let mut rng = Rng::new(5);
+    for (d_in, d_out, ks) in [(13, 17, vec![0, 1, 9, 100, 221]), (2049, 2048, vec![1, 1000])] {
+        let layer = SparseLayer::linear("fc.weight", d_in, d_out);
+        let exclude = random_mask(layer.numel(), 0.3, &mut rng);
+        let start = Rng::for_layer(3, "fc.weight", 40, "set-grow");
+        let scores = start.clone().scores(layer.numel());
+        let eligible = (0..layer.numel() as u32).filter(|&f| !exclude.get(f as usize));
+        for k in ks {
+            let want = sparse_core::select::top_k(eligible.clone(), k, |f| scores[f as usize]);
+            let got = random_top_k(&layer, Some(&exclude), k, &start).unwrap();
+            assert_eq!(got, want, "{d_in}x{d_out}, k {k}");
+        }
+    }
+}
+
+/// A layer's output probe has the gradient `dY` of the pre-activation output
+/// and changes nothing else: here `L = Σ r ⊙ y`, so `dY = r` without
+/// activation and `r ⊙ [x·W + b > 0]` under ReLU; the values' gradient is the
+/// one without the probe.
+#[test]
+fn the_output_probe_gradient_is_dy() {
+    let dev = device().autodiff();
+    let mut rng = Rng::new(8);
+    let (d_in, d_out, batch) = (7, 5, 3);
+    let layer = SparseLayer::linear("fc.weight", d_in, d_out);
+    let mask = random_mask(layer.numel(), 0.5, &mut rng);
+    let weight = rand(&mut rng, layer.numel());
+    let (x, r) = (rand(&mut rng, batch * d_in), rand(&mut rng, batch * d_out));
+    for act in [Activation::None, Activation::Relu] {
+        let base = CompactLinear::new(layer.clone(), mask.clone(), &weight, rand(&mut rng, d_out), &dev).unwrap();
+        let run = |l: &CompactLinear| {
+            let y = l.forward(tensor(x.clone(), [batch, d_in], &dev), act);
+            let out = values(y.clone());
+            let loss = (y * tensor(r.clone(), [batch, d_out], &dev)).sum();
+            (out, GradientsParams::from_grads(loss.backward(), l))
+        };
+        let (_, mut plain) = run(&base);
+        let mut probed = base.clone().with_output_probe(batch);
+        let (_, mut grads) = run(&probed);
+        let dy = probed.take_output_grad(&mut grads).unwrap().unwrap();
+        let pre = {
+            let plain_layer = base.clone();
+            values(plain_layer.forward(tensor(x.clone(), [batch, d_in], &dev), Activation::None))
+        };
+        let want: Vec<f32> = r
+            .iter()
+            .zip(&pre)
+            .map(|(g, p)| if act == Activation::Relu && *p <= 0.0 { 0.0 } else { *g })
+            .collect();
+        assert!(max_diff(&dy, &want) <= 1e-6, "{act:?}: dY {dy:?} vs {want:?}");
+        let g = |grads: &mut GradientsParams| values(grads.remove::<1>(base.values.id).unwrap());
+        assert!(
+            max_diff(&g(&mut grads), &g(&mut plain)) <= 1e-6,
+            "{act:?}: values' gradient changed"
+        );
+        assert!(probed.output_probe.is_none());
+    }
+}
+
+/// `with_kept_values` keeps the value of every kept position, starts grown
+/// ones at 0 and maps each new entry to its old one.
+#[test]
+fn kept_values_survive_a_compact_update() {
+    let dev = device();
+    let mut rng = Rng::new(4);
+    let layer = SparseLayer::linear("fc.weight", 6, 9);
+    let mask = random_mask(layer.numel(), 0.4, &mut rng);
+    let weight = mask_of(&rand(&mut rng, layer.numel()), &mask);
+    let old = CompactLinear::new(layer.clone(), mask.clone(), &weight, vec![0.0; 9], &dev).unwrap();
+    let new_mask = mask
+        .and(&random_mask(layer.numel(), 0.6, &mut rng))
+        .or(&random_mask(layer.numel(), 0.2, &mut rng));
+    let (new, map) = old.clone().with_kept_values(new_mask.clone()).unwrap();
+    let dense = new.dense_weight().unwrap();
+    for f in 0..layer.numel() {
+        let want = if new_mask.get(f) && mask.get(f) { weight[f] } else { 0.0 };
+        assert_eq!(dense[f], want, "position {f}");
+    }
+    let (old_pos, new_pos) = (old.positions(), new.positions());
+    for (e, m) in map.iter().enumerate() {
+        assert_eq!(
+            m.map(|o| old_pos[o as usize]),
+            mask.get(new_pos[e]).then_some(new_pos[e])
+        );
+    }
+    assert_eq!(new.values.id, old.values.id);
+}
+
+/// RigL's drop noise decides between equal magnitudes exactly as the
+/// masked-dense RigL's `add_noise_at` does (two draws per flat position of
+/// the `(seed, path, step, "rigl-noise")` stream, written out here), and SET's
+/// growth ranks the `(seed, path, step, "set-grow")` scores: with every
+/// `|w|` equal, `layer_mask` equals `Pattern::exchange` over those scores,
+/// and differs from the same rule without noise.
+#[test]
+fn drop_noise_breaks_ties_as_the_dense_rigl() {
+    use sparse_core::{DropSchedule, Pattern};
+    let layer = SparseLayer::linear("fc.weight", 40, 30);
+    let mut rng = Rng::new(6);
+    let mask = random_mask(layer.numel(), 0.3, &mut rng);
+    let (seed, step, noise) = (9, 6, 1e-5);
+    let weights: Vec<f32> = (0..layer.numel())
+        .map(|f| if mask.get(f) { 0.5 } else { 0.0 })
+        .collect();
+    let mut drop: Vec<f32> = weights.iter().map(|w| w.abs()).collect();
+    for f in mask.iter_ones() {
+        let mut r = Rng::for_layer(seed, "fc.weight", step, "rigl-noise");
+        r.skip(2 * f as u64);
+        drop[f] += (r.normal() * noise) as f32;
+    }
+    let grow = Rng::for_layer(seed, "fc.weight", step, "set-grow").scores(layer.numel());
+    let rule = |drop_noise: f64| CompactUpdate {
+        growth: Growth::Random,
+        updates: UpdateSchedule::new(12).with_interval(3),
+        drop: DropSchedule::Cosine.with_alpha(0.3, 3.0).unwrap(),
+        drop_noise,
+        skip_optimizer: false,
+        seed,
+        tile: 4,
+    };
+    let n_drop = (rule(noise).fraction(step) * mask.count_ones() as f64).floor() as usize;
+    assert!(n_drop > 0);
+    let want = Pattern::Unstructured.exchange(&layer, &mask, &drop, &grow, n_drop);
+    let positions: Vec<usize> = mask.iter_ones().collect();
+    let values: Vec<f32> = positions.iter().map(|&f| weights[f]).collect();
+    let got = rule(noise)
+        .layer_mask(step, &layer, &mask, &values, &positions, None)
+        .unwrap();
+    assert_eq!(got, want);
+    let plain = rule(0.0)
+        .layer_mask(step, &layer, &mask, &values, &positions, None)
+        .unwrap();
+    assert_ne!(plain, want, "the noise decided nothing: the test cannot tell");
+    let mut wrong = positions.clone();
+    wrong[0] = (0..layer.numel()).find(|&f| !mask.get(f)).unwrap();
+    let err = rule(noise)
+        .layer_mask(step, &layer, &mask, &values, &wrong, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("fc.weight"), "{err}");
 }

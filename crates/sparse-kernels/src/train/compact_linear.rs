@@ -38,6 +38,10 @@ pub struct CompactLinear {
     pub bias: Param<Tensor<1>>,
     /// The dense weight of a step that reads the dense gradient (else none).
     pub probe: Option<Param<Tensor<2>>>,
+    /// Zeros `[batch, d_out]` added to the output before the activation on a
+    /// step that grows by the gradient without the dense weight: its
+    /// gradient is `dY` (see [`CompactLinear::with_output_probe`]).
+    pub output_probe: Option<Param<Tensor<2>>>,
     #[module(skip)]
     layer: SparseLayer,
     #[module(skip)]
@@ -59,11 +63,40 @@ impl CompactLinear {
         check_len(&layer, "bias entries", bias.len(), layer.neurons())?;
         let plan = csr_plan(&layer, OpKind::Linear, &mask)?;
         let values = gather(weight, &flat_positions(&layer, &plan));
+        Self::from_plan(layer, mask, plan, values, bias, device)
+    }
+
+    /// The layer `layer` under `mask` with its active values `values` given
+    /// in the plan's order (row = output neuron, then fan-in index: the order
+    /// of [`CompactLinear::positions`]) and `bias`: no dense weight is read
+    /// or built, so a layer of billions of positions starts in `O(nnz)`.
+    pub fn from_values(
+        layer: SparseLayer,
+        mask: Mask,
+        values: Vec<f32>,
+        bias: Vec<f32>,
+        device: &Device,
+    ) -> Result<Self> {
+        check_len(&layer, "bias entries", bias.len(), layer.neurons())?;
+        let plan = csr_plan(&layer, OpKind::Linear, &mask)?;
+        check_len(&layer, "values", values.len(), plan.n_values)?;
+        Self::from_plan(layer, mask, plan, values, bias, device)
+    }
+
+    fn from_plan(
+        layer: SparseLayer,
+        mask: Mask,
+        plan: SparsePlan,
+        values: Vec<f32>,
+        bias: Vec<f32>,
+        device: &Device,
+    ) -> Result<Self> {
         let n = bias.len();
         Ok(Self {
             values: Param::from_tensor(vector(values, device)),
             bias: Param::from_tensor(Tensor::from_data(TensorData::new(bias, [n]), device)),
             probe: None,
+            output_probe: None,
             layer,
             mask,
             plan,
@@ -92,8 +125,17 @@ impl CompactLinear {
         Tensor::from_data(TensorData::new(positions, [n]), &self.values.val().device())
     }
 
-    /// `act(x·W + b)` for `x: [batch, d_in]`.
+    /// `act(x·W + b)` for `x: [batch, d_in]` (with an output probe:
+    /// `act(x·W + b + probe)`; the probe's rows must be the batch's).
     pub fn forward(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
+        match &self.output_probe {
+            Some(probe) => apply(self.product(x, Activation::None) + probe.val(), act),
+            None => self.product(x, act),
+        }
+    }
+
+    /// `act(x·W + b)` through the dense probe, the dense product or the kernels.
+    fn product(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
         let w = match &self.probe {
             Some(probe) => probe.val(),
             None => match &self.dense_positions {
@@ -101,11 +143,7 @@ impl CompactLinear {
                 None => return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act),
             },
         };
-        let y = x.matmul(w) + self.bias.val().unsqueeze();
-        match act {
-            Activation::None => y,
-            Activation::Relu => burn::tensor::activation::relu(y),
-        }
+        apply(x.matmul(w) + self.bias.val().unsqueeze(), act)
     }
 
     /// The values scattered into the dense weight `[d_in, d_out]` on the
@@ -139,6 +177,39 @@ impl CompactLinear {
     /// the host (for topology updates, checkpoints and export).
     pub fn dense_weight(&self) -> Result<Vec<f32>> {
         self.scatter(&host(self.values.val())?)
+    }
+
+    /// The active values on the host, in the plan's order.
+    pub fn values_host(&self) -> Result<Vec<f32>> {
+        host(self.values.val())
+    }
+
+    /// The flat position (Burn layout `[d_in, d_out]`) of every value, in
+    /// the plan's order.
+    pub fn positions(&self) -> Vec<usize> {
+        flat_positions(&self.layer, &self.plan)
+    }
+
+    /// The layer with an output probe of `batch` rows for the next forward
+    /// pass: `forward` adds it (zeros) to `x·W + b` before the activation, so
+    /// the backward pass gives the gradient `dY` of the pre-activation output,
+    /// which with the layer's input gives `|Xᵀ·dY|` for the gradient growth
+    /// ([`super::growth::grow_top_k`]) without any tensor of the weight's shape.
+    pub fn with_output_probe(mut self, batch: usize) -> Self {
+        let device = self.values.val().device();
+        let zeros = Tensor::zeros([batch, self.layer.neurons()], &device);
+        self.output_probe = Some(Param::from_tensor(zeros));
+        self
+    }
+
+    /// Removes the output probe and its gradient from `grads` and returns
+    /// that gradient (`dY`, `[batch, d_out]` row-major) on the host (`None`
+    /// without a probe or a gradient).
+    pub fn take_output_grad(&mut self, grads: &mut GradientsParams) -> Result<Option<Vec<f32>>> {
+        let Some(probe) = self.output_probe.take() else {
+            return Ok(None);
+        };
+        grads.remove::<2>(probe.id).map(host).transpose()
     }
 
     /// The bias on the host.
@@ -199,9 +270,28 @@ impl CompactLinear {
     /// keep their parameter id.
     pub fn with_mask(self, mask: Mask, weight: &[f32]) -> Result<(Self, Vec<Option<u32>>)> {
         check_len(&self.layer, "weights", weight.len(), self.layer.numel())?;
+        self.remask(mask, |layer, plan, _| Ok(gather(weight, &flat_positions(layer, plan))))
+    }
+
+    /// The layer under a new `mask` (a topology update computed on the
+    /// compact layer, [`super::compact_update`]): a kept position keeps its
+    /// value, a grown one starts at 0. Returns the entry map as
+    /// [`CompactLinear::with_mask`] does; no dense weight is built.
+    pub fn with_kept_values(self, mask: Mask) -> Result<(Self, Vec<Option<u32>>)> {
+        let old = self.values_host()?;
+        self.remask(mask, |_, _, map| {
+            Ok(map.iter().map(|e| e.map_or(0.0, |o| old[o as usize])).collect())
+        })
+    }
+
+    fn remask(
+        self,
+        mask: Mask,
+        values_of: impl FnOnce(&SparseLayer, &SparsePlan, &[Option<u32>]) -> Result<Vec<f32>>,
+    ) -> Result<(Self, Vec<Option<u32>>)> {
         let plan = csr_plan(&self.layer, OpKind::Linear, &mask)?;
         let map = entry_map(&self.plan, &plan);
-        let values = gather(weight, &flat_positions(&self.layer, &plan));
+        let values = values_of(&self.layer, &plan, &map)?;
         let Self {
             values: param,
             bias,
@@ -217,6 +307,7 @@ impl CompactLinear {
             values,
             bias,
             probe: None,
+            output_probe: None,
             layer,
             mask,
             plan,
@@ -233,6 +324,13 @@ impl CompactLinear {
             Some(prefix) => format!("{prefix}values"),
             None => format!("{path}.values"),
         }
+    }
+}
+
+fn apply(y: Tensor<2>, act: Activation) -> Tensor<2> {
+    match act {
+        Activation::None => y,
+        Activation::Relu => burn::tensor::activation::relu(y),
     }
 }
 

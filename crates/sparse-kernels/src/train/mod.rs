@@ -13,7 +13,10 @@
 //! * [`pattern`]: the CSR plan of a mask, built from the mask alone, and the
 //!   map between the entries of two plans (for topology updates);
 //! * [`growth`]: RigL's gradient growth as a tiled top-`k` of `|Xᵀ·dY|`,
-//!   without the dense gradient.
+//!   without the dense gradient, and SET's random growth without a score vector;
+//! * [`compact_update`]: SET's and RigL's topology updates computed on the
+//!   compact layers (no mask-sized tensor or score vector), for layers whose
+//!   dense shape does not fit in memory.
 //!
 //! The design (execution modes, which methods can run sparse, what comes
 //! next) is in `docs/sparse-execution.md`, "Training in sparse execution".
@@ -21,9 +24,13 @@
 pub mod compact_linear;
 pub mod compact_state;
 pub mod compact_step;
+pub mod compact_update;
 pub mod growth;
 pub mod pattern;
 
 pub use compact_linear::CompactLinear;
 pub use compact_state::{compact_state, dense_state};
 pub use compact_step::{CompactModel, compact_prepare, compact_step, try_map_layers};
+pub use compact_update::{
+    CompactUpdate, Growth, GrowthTrace, random_mask, take_traces, update_model, with_output_probes,
+};
