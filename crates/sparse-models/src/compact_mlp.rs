@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
-use sparse_core::{LayerFilter, Mask, SparseError, SparseLayer, Sparsifier};
-use sparse_kernels::train::{CompactLinear, CompactModel, try_map_layers};
+use sparse_core::{
+    Distribution, LayerFilter, Mask, Pattern, Plan, Rng, SparseError, SparseLayer, Sparsifier, SparsityConfig,
+};
+use sparse_kernels::train::{CompactLinear, CompactModel, random_mask, try_map_layers};
 use sparse_kernels::{Activation, KernelError};
 
 use crate::{Classifier, Mlp};
@@ -60,6 +62,83 @@ impl CompactMlp {
         Ok(Self { layers })
     }
 
+    /// An MLP of widths `widths` (`[input, hidden.., classes]`) built without
+    /// its dense twin, for networks whose dense weights do not fit in memory:
+    /// the plan of `config` (its distribution and sparsity) over the layers
+    /// `layers.{i}.weight` gives each layer's count; the masks are the random
+    /// initial masks of the drop/grow methods ([`random_mask`], the same
+    /// positions `sparse-methods`' `random_masks` picks for these layers and
+    /// seed); each active weight and each bias is drawn from the distribution
+    /// of Burn's `Linear` default initialisation, `U(−1/√d_in, 1/√d_in)`, by the
+    /// counter-based generator (seeded by `config.seed` and the path).
+    ///
+    /// Every layer is sparsified, unstructured, with per-layer counts: a
+    /// layer filter, another pattern or the global distribution is refused.
+    pub fn random(widths: &[usize], config: &SparsityConfig, device: &Device) -> Result<Self, KernelError> {
+        if widths.len() < 2 || widths.contains(&0) {
+            return Err(KernelError::InvalidConfig(format!(
+                "MLP widths {widths:?}: give at least an input and an output width, none of them 0"
+            )));
+        }
+        let unsupported = if config.filter != LayerFilter::new() {
+            Some("a layer filter")
+        } else if config.pattern != Pattern::Unstructured {
+            Some("a structured pattern")
+        } else if config.distribution == Distribution::Global {
+            Some("the global distribution")
+        } else {
+            None
+        };
+        if let Some(what) = unsupported {
+            return Err(KernelError::InvalidConfig(format!(
+                "a compact MLP initialised without its dense twin sparsifies every layer, unstructured, with per-layer counts; {what} is not supported here (use ERK, ER or uniform, or start from a dense model with `CompactMlp::from_dense`)"
+            )));
+        }
+        let last = widths.len() - 2;
+        let layers: Vec<SparseLayer> = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let mut layer = SparseLayer::linear(&format!("layers.{i}.weight"), w[0], w[1]);
+                layer.roles.first = i == 0;
+                layer.roles.last = i == last;
+                layer
+            })
+            .collect();
+        let plan = Plan::new(layers, config.clone()).map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
+        let counts = plan
+            .counts(config.sparsity)
+            .map_err(|e| KernelError::InvalidConfig(e.to_string()))?;
+        let layers = plan
+            .layers()
+            .iter()
+            .zip(counts)
+            .map(|(layer, count)| {
+                let mask = random_mask(layer, count, config.seed)?;
+                let bound = 1.0 / (layer.shape[0] as f64).sqrt();
+                let mut rng = Rng::for_layer(config.seed, &layer.path, 0, "values");
+                let mut uniform = || ((2.0 * rng.next_f64() - 1.0) * bound) as f32;
+                let values: Vec<f32> = (0..count).map(|_| uniform()).collect();
+                let bias: Vec<f32> = (0..layer.shape[1]).map(|_| uniform()).collect();
+                CompactLinear::from_values(layer.clone(), mask, values, bias, device)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { layers })
+    }
+
+    /// The logits and each layer's input (the flattened images first), for
+    /// the [`sparse_kernels::train::GrowthTrace`]s of a gradient growth.
+    pub fn forward_with_inputs(&self, images: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
+        let mut x = images.flatten::<2>(1, 3);
+        let mut inputs = Vec::with_capacity(self.layers.len());
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            inputs.push(x.clone());
+            x = layer.forward(x, if i < last { Activation::Relu } else { Activation::None });
+        }
+        (x, inputs)
+    }
+
     /// `into` (an `Mlp` of the same widths, e.g. fresh from its config) with
     /// this model's weights and biases.
     pub fn to_dense(&self, mut into: Mlp) -> Result<Mlp, KernelError> {
@@ -105,13 +184,7 @@ impl CompactModel for CompactMlp {
 
 impl Classifier for CompactMlp {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = images.flatten::<2>(1, 3);
-        let last = self.layers.len().saturating_sub(1);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let act = if i < last { Activation::Relu } else { Activation::None };
-            x = layer.forward(x, act);
-        }
-        x
+        self.forward_with_inputs(images).0
     }
 
     fn sparsity_filter(&self) -> LayerFilter {

@@ -186,3 +186,54 @@ fn the_compact_model_holds_only_active_values() {
     assert_eq!(compact.num_params(), active + 24 + 3);
     assert!(active < (20 * 24 + 24 * 3) / 5);
 }
+
+/// A compact MLP initialised without its dense twin has the masks SET (and
+/// every drop/grow method) draws for the dense `Mlp` of the same widths and
+/// seed, values and biases inside Burn's `Linear` bound `1/√d_in`, and
+/// refuses what it cannot express.
+#[test]
+fn random_compact_mlp_has_the_methods_initial_masks() {
+    let dev = device();
+    let config = SparsityConfig::new().with_sparsity(0.9).with_seed(4);
+    let mlp = MlpConfig::new().with_hidden(vec![40, 24]).init(&dev);
+    let mut sparse = Sparsifier::new(
+        &mlp,
+        config.clone(),
+        Set::new(&SetConfig::new(), 100).unwrap(),
+        &OptimizerConfig::sgd(0.9, 0.0),
+    )
+    .unwrap();
+    let _ = sparse.init(mlp).unwrap();
+    let compact = CompactMlp::random(&[784, 40, 24, 10], &config, &dev).unwrap();
+    assert_eq!(compact.layers.len(), sparse.masks().len());
+    for (layer, mask) in compact.layers.iter().zip(sparse.masks()) {
+        assert_eq!(layer.mask(), mask, "{}", layer.layer().path);
+        let bound = 1.0 / (layer.layer().shape[0] as f32).sqrt();
+        let values = layer.values_host().unwrap();
+        let bias = layer.bias_values().unwrap();
+        assert!(
+            values.iter().chain(&bias).all(|v| v.abs() <= bound),
+            "{}",
+            layer.layer().path
+        );
+        let spread = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            spread > 0.5 * bound,
+            "{}: values do not fill the bound",
+            layer.layer().path
+        );
+    }
+    let (logits, inputs) = compact.forward_with_inputs(Tensor::zeros([2, 1, 28, 28], &dev));
+    assert_eq!((logits.dims(), inputs.len()), ([2, 10], 3));
+    for bad in [
+        config.clone().with_distribution(sparse_core::Distribution::Global),
+        config
+            .clone()
+            .with_pattern(Pattern::NM { n: 2, m: 4 })
+            .with_sparsity(0.5),
+    ] {
+        let err = CompactMlp::random(&[784, 40, 24, 10], &bad, &dev).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+    assert!(CompactMlp::random(&[784], &config, &dev).is_err());
+}
