@@ -7,7 +7,7 @@
 //! ```text
 //! cargo bench -p sparse-models --bench train_step -- [--quick] [--method rigl|set|static]
 //!     [--delta-t 100] [--batch 128] [--sparsity 0.9] [--widths 784,4096,4096,10]
-//!     [--memory dense|sparse]
+//!     [--memory dense|sparse|compact]
 //! ```
 //!
 //! Step: forward, cross-entropy, backward, optimizer step (SGD, momentum
@@ -22,7 +22,9 @@
 //! OS (`mi_collect`), resets the process's peak resident memory (`VmHWM`,
 //! through `/proc/self/clear_refs`), runs 10 steps (two topology updates) and
 //! prints the peak of those steps and the peak of the setup; run it once per
-//! side.
+//! side. `compact` is the sparse side without a dense model at any moment:
+//! `CompactMlp::random` and the compact rules of SET and RigL
+//! (`compact_rule_step`, as `examples/truly_sparse.rs` trains).
 
 use std::time::Instant;
 
@@ -31,9 +33,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{IntoMethod, Method, OptimizerConfig, Rng, Sparsifier, SparsityConfig, UpdateSchedule};
 use sparse_kernels::timing::quartiles;
+use sparse_kernels::train::CompactUpdate;
 use sparse_kernels::train::{compact_prepare, compact_step};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
-use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig};
+use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig, compact_rule_step, rigl_rule, set_rule};
 
 // The allocator of the `sparseburn` binary, so both sides allocate as a run does.
 #[global_allocator]
@@ -142,6 +145,32 @@ impl Side for Sparse {
     }
 }
 
+/// The sparse side with no dense model: the model, its rule and optimizer.
+struct Compact(Option<CompactMlp>, CompactUpdate, sparse_core::MaskedOptimizer);
+
+impl Side for Compact {
+    fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool {
+        let m = self.0.take().expect("model");
+        let (m, _) = compact_rule_step(m, &self.1, &mut self.2, t, 0.01, batch(a, t, dev)).expect("compact step");
+        self.0 = Some(m);
+        self.1.is_update_step(t)
+    }
+}
+
+fn compact_side(a: &Args, dev: &Device) -> Compact {
+    let sparsity = SparsityConfig::new().with_sparsity(a.sparsity).with_seed(3);
+    let model = CompactMlp::random(&a.widths, &sparsity, dev).expect("compact model");
+    let mut rule = match a.method.as_str() {
+        "rigl" => rigl_rule(&RigLConfig::new(), 1, 3).expect("rigl"),
+        _ => set_rule(&SetConfig::new(), 1, 3).expect("set"),
+    };
+    rule.updates = match a.method.as_str() {
+        "static" => UpdateSchedule::new(0),
+        _ => UpdateSchedule::new(1_000_000).with_interval(EVERY),
+    };
+    Compact(Some(model), rule, OptimizerConfig::sgd(0.9, 0.0).init())
+}
+
 fn setup(a: &Args, dev: &Device) -> (Mlp, Sparsifier) {
     let config = MlpConfig::new()
         .with_input(a.widths[0])
@@ -178,7 +207,8 @@ fn memory(a: &Args, side: &str, dev: &Device) {
     let mut model: Box<dyn Side> = match side {
         "dense" => Box::new(dense_side(a, dev)),
         "sparse" => Box::new(sparse_side(a, dev)),
-        other => panic!("--memory {other}: expected dense or sparse"),
+        "compact" => Box::new(compact_side(a, dev)),
+        other => panic!("--memory {other}: expected dense, sparse or compact"),
     };
     let setup = vm_hwm();
     // return what the setup freed to the OS (mimalloc keeps it otherwise), then

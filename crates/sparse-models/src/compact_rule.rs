@@ -1,0 +1,112 @@
+//! Training a [`CompactMlp`] that has no dense twin (issue 10's showcase):
+//! SET's and RigL's compact update rules from their configs, and one
+//! training step with them. The rules run on the compact layers
+//! (`sparse_kernels::train::compact_update`), so no tensor or host vector of
+//! a layer's dense shape exists at any step; the decisions are those of the
+//! masked-dense methods (tested step by step in `sparse-kernels`).
+
+use std::collections::HashMap;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::{Int, Tensor};
+use sparse_core::{MaskedOptimizer, UpdateSchedule};
+use sparse_kernels::KernelError;
+use sparse_kernels::modules::host;
+use sparse_kernels::train::{CompactUpdate, Growth, take_traces, update_model, with_output_probes};
+use sparse_methods::{RigLConfig, SetConfig};
+
+use crate::CompactMlp;
+
+/// Output columns per tile of RigL's gradient growth.
+const TILE: usize = 256;
+
+fn invalid(e: sparse_core::SparseError) -> KernelError {
+    KernelError::InvalidConfig(e.to_string())
+}
+
+/// SET's rule (`config`'s ΔT, end fraction and ζ schedule) for a run of
+/// `total_steps`, with the run's `seed`.
+pub fn set_rule(config: &SetConfig, total_steps: u64, seed: u64) -> Result<CompactUpdate, KernelError> {
+    let rule = CompactUpdate {
+        growth: Growth::Random,
+        updates: UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t).map_err(invalid)?,
+        drop: config
+            .drop_schedule
+            .with_alpha(config.drop_fraction, config.drop_exponent)
+            .map_err(invalid)?,
+        drop_noise: 0.0,
+        skip_optimizer: false,
+        seed,
+        tile: TILE,
+    };
+    rule.validate()?;
+    Ok(rule)
+}
+
+/// RigL's rule (`config`'s ΔT, end fraction, α schedule, drop noise and
+/// skipped optimizer step) for a run of `total_steps`, with the run's
+/// `seed`. A gradient window above 1 and grow noise are not supported here
+/// (they need the dense gradient of several steps, or a noise vector over
+/// every position): train those with the masked-dense or `--execution
+/// sparse` path.
+pub fn rigl_rule(config: &RigLConfig, total_steps: u64, seed: u64) -> Result<CompactUpdate, KernelError> {
+    if config.grad_window != 1 || config.grow_noise != 0.0 {
+        return Err(KernelError::InvalidConfig(format!(
+            "RigL with grad_window {} and grow_noise {} cannot update on the compact layers (they take grad_window 1 and grow_noise 0, RigL's defaults)",
+            config.grad_window, config.grow_noise
+        )));
+    }
+    let rule = CompactUpdate {
+        growth: Growth::Gradient,
+        updates: UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t).map_err(invalid)?,
+        drop: config
+            .drop_schedule
+            .with_alpha(config.drop_fraction, config.drop_exponent)
+            .map_err(invalid)?,
+        drop_noise: config.drop_noise,
+        skip_optimizer: config.skip_weight_update,
+        seed,
+        tile: TILE,
+    };
+    rule.validate()?;
+    Ok(rule)
+}
+
+/// One training step of `model` at step `step` (0-based) on `images` and
+/// `targets` with the cross-entropy loss: forward (with output probes on the
+/// steps the rule grows by the gradient), backward, the optimizer step on
+/// the values (unless the rule skips it at an update) and the topology
+/// update. Returns the model and the loss (no longer on the tape).
+pub fn compact_rule_step(
+    model: CompactMlp,
+    rule: &CompactUpdate,
+    optimizer: &mut MaskedOptimizer,
+    step: u64,
+    lr: f64,
+    (images, targets): (Tensor<4>, Tensor<1, Int>),
+) -> Result<(CompactMlp, Tensor<1>), KernelError> {
+    let trace = rule.needs_trace(step);
+    let model = if trace {
+        with_output_probes(model, images.dims()[0])?
+    } else {
+        model
+    };
+    let device = images.device();
+    let (logits, inputs) = model.forward_with_inputs(images);
+    let loss = CrossEntropyLossConfig::new().init(&device).forward(logits, targets);
+    let inputs = if trace {
+        inputs.into_iter().map(host).collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let (mut model, traces) = take_traces(model, &mut grads, inputs)?;
+    if rule.optimizer_steps(step) {
+        model = optimizer.step(lr, model, grads, &HashMap::new());
+    }
+    if rule.is_update_step(step) {
+        model = update_model(model, rule, optimizer, step, &traces)?;
+    }
+    Ok((model, loss.detach()))
+}
