@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor};
-use sparse_core::{MaskedOptimizer, UpdateSchedule};
+use sparse_core::{DropFraction, DropSchedule, MaskedOptimizer, UpdateSchedule};
 use sparse_kernels::KernelError;
 use sparse_kernels::modules::host;
 use sparse_kernels::train::{CompactUpdate, Growth, take_traces, update_model, with_output_probes};
@@ -25,16 +25,35 @@ fn invalid(e: sparse_core::SparseError) -> KernelError {
     KernelError::InvalidConfig(e.to_string())
 }
 
+/// The update steps and drop fraction of a drop/grow config's switches.
+fn timing(
+    total_steps: u64,
+    (end_fraction, delta_t): (f64, u64),
+    (schedule, alpha, exponent): (DropSchedule, f64, f64),
+) -> Result<(UpdateSchedule, DropFraction), KernelError> {
+    let updates = UpdateSchedule::until_fraction(total_steps, end_fraction, delta_t).map_err(invalid)?;
+    Ok((updates, schedule.with_alpha(alpha, exponent).map_err(invalid)?))
+}
+
+/// [`timing`] of a config with the drop/grow switches (`SetConfig`, `RigLConfig`).
+macro_rules! timing {
+    ($config:expr, $total:expr) => {
+        timing(
+            $total,
+            ($config.end_fraction, $config.delta_t),
+            ($config.drop_schedule, $config.drop_fraction, $config.drop_exponent),
+        )
+    };
+}
+
 /// SET's rule (`config`'s ΔT, end fraction and ζ schedule) for a run of
 /// `total_steps`, with the run's `seed`.
 pub fn set_rule(config: &SetConfig, total_steps: u64, seed: u64) -> Result<CompactUpdate, KernelError> {
+    let (updates, drop) = timing!(config, total_steps)?;
     let rule = CompactUpdate {
         growth: Growth::Random,
-        updates: UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t).map_err(invalid)?,
-        drop: config
-            .drop_schedule
-            .with_alpha(config.drop_fraction, config.drop_exponent)
-            .map_err(invalid)?,
+        updates,
+        drop,
         drop_noise: 0.0,
         skip_optimizer: false,
         seed,
@@ -57,13 +76,11 @@ pub fn rigl_rule(config: &RigLConfig, total_steps: u64, seed: u64) -> Result<Com
             config.grad_window, config.grow_noise
         )));
     }
+    let (updates, drop) = timing!(config, total_steps)?;
     let rule = CompactUpdate {
         growth: Growth::Gradient,
-        updates: UpdateSchedule::until_fraction(total_steps, config.end_fraction, config.delta_t).map_err(invalid)?,
-        drop: config
-            .drop_schedule
-            .with_alpha(config.drop_fraction, config.drop_exponent)
-            .map_err(invalid)?,
+        updates,
+        drop,
         drop_noise: config.drop_noise,
         skip_optimizer: config.skip_weight_update,
         seed,
