@@ -21,12 +21,14 @@ pub fn score_key(score: f32) -> u32 {
     key.max(1) // 0 is reserved for NaN
 }
 
-/// Packs a score and an id so that a larger key means "ranks higher".
-fn pack(score: f32, id: u32) -> u64 {
+/// Packs a score and an id so that a larger key means "ranks higher" (the
+/// order above); for callers that keep their own running top-k of keys.
+pub fn pack(score: f32, id: u32) -> u64 {
     (u64::from(score_key(score)) << 32) | u64::from(u32::MAX - id)
 }
 
-fn unpack_id(key: u64) -> u32 {
+/// The id of a [`pack`]ed key.
+pub fn unpack_id(key: u64) -> u32 {
     u32::MAX - (key as u32)
 }
 

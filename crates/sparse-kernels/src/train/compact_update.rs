@@ -19,10 +19,11 @@
 //! `docs/sparse-execution.md`).
 
 use burn::optim::GradientsParams;
+use sparse_core::select::pack;
 use sparse_core::{DropFraction, Mask, MaskedOptimizer, Rng, SparseLayer, UpdateSchedule};
 
 use super::compact_step::CompactModel;
-use super::growth::{TopK, grow_top_k, pack, random_top_k};
+use super::growth::{TopK, grow_top_k, random_top_k};
 use crate::error::{KernelError, Result};
 
 /// The stream of SET's random grow scores (`sparse-methods`' `set.rs`).

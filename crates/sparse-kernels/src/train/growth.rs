@@ -25,7 +25,7 @@
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
-use sparse_core::select::score_key;
+use sparse_core::select::{pack, unpack_id};
 use sparse_core::{LayerKind, Mask, Rng, SparseLayer};
 
 use crate::error::{KernelError, Result};
@@ -35,17 +35,6 @@ const ROW_BLOCK: usize = 1024;
 
 /// Positions per rayon task of [`random_top_k`].
 const RANDOM_CHUNK: usize = 1 << 22;
-
-/// A score and a flat id packed so that a larger key ranks higher (the order
-/// of `sparse_core::select`: score first, then the lower id).
-pub(crate) fn pack(score: f32, id: u32) -> u64 {
-    (u64::from(score_key(score)) << 32) | u64::from(u32::MAX - id)
-}
-
-/// The flat id of a packed key.
-pub(crate) fn unpack(key: u64) -> u32 {
-    u32::MAX - key as u32
-}
 
 /// Keeps the `k` largest keys of `keys` (unordered) and drops the rest.
 pub(crate) fn keep_largest(keys: &mut Vec<u64>, k: usize) {
@@ -105,7 +94,7 @@ impl TopK {
     pub(crate) fn into_ids(mut self) -> Vec<u32> {
         keep_largest(&mut self.keys, self.k);
         self.keys.sort_unstable_by(|a, b| b.cmp(a));
-        self.keys.into_iter().map(unpack).collect()
+        self.keys.into_iter().map(unpack_id).collect()
     }
 }
 
