@@ -111,6 +111,15 @@ fn quartiles(mut xs: Vec<f64>) -> [f64; 3] {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.batch == 0 || args.epochs == 0 {
+        bail!("--batch and --epochs must be at least 1 (the showcase: --batch 128 --epochs 1)");
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!(
+            "--lr {} must be a positive number (the CLI's MLP default: 0.1)",
+            args.lr
+        );
+    }
     let device = Device::flex().autodiff();
     let data = DataConfig {
         data_dir: args.data.clone(),
