@@ -52,9 +52,9 @@ pub fn config_obstacle(cfg: &RunConfig) -> Option<String> {
             cfg.task.name()
         ));
     }
-    if cfg.model.name != ModelKind::Mlp {
+    if !matches!(cfg.model.name, ModelKind::Mlp | ModelKind::Cnn) {
         return Some(format!(
-            "sparse execution trains the `mlp` model's linear layers; `{}` has no sparse-execution twin yet (its convolutions would run dense)",
+            "sparse execution trains the `mlp` and `cnn` models; `{}` has no sparse-execution twin yet",
             cfg.model.name.name()
         ));
     }

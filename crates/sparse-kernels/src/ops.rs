@@ -7,7 +7,8 @@
 //! scattered into a dense matrix, then a dense matmul / conv2d). Under
 //! `Autodiff` the linear product has a handwritten backward (`dX` through the
 //! transposed sparse product, `dW` only at the stored positions, an SDDMM);
-//! the convolution uses the differentiable primitive body.
+//! so has the convolution (`dX` through the transposed sparse convolution,
+//! `dW` only at the stored positions).
 
 // The generated dispatch names `burn::backend::NdArray`, deprecated upstream but
 // still the backend CI tests the fallback on.
@@ -62,6 +63,60 @@ pub trait SparseOps: Backend {
     ) -> FloatTensor<Self> {
         fallback_conv2d::<Self>(x, values, bias, &plan, options, act)
     }
+
+    /// The input gradient of [`SparseOps::sparse_conv2d`] (before its
+    /// activation) for the output gradient `dy`: the transposed sparse
+    /// convolution, `[n, c, h, w]` as `x`.
+    fn sparse_conv2d_x_grad(
+        x: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::conv2d_x_backward(x, conv_weight::<Self>(&plan, values), dy, options)
+    }
+
+    /// The gradient of every stored value of [`SparseOps::sparse_conv2d`]
+    /// (before its activation) for the output gradient `dy`:
+    /// `Σ_n Σ_pixels dy[n, o, p]·patch_p[j]` at each stored `(o, j)`.
+    fn sparse_conv2d_values_grad(
+        x: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        fallback_conv2d_values_grad::<Self>(x, values, dy, &plan, options)
+    }
+}
+
+/// The primitive body of [`SparseOps::sparse_conv2d_values_grad`]: Burn's
+/// dense weight gradient, in the channel-last fan-in order, sampled at the
+/// stored positions.
+pub fn fallback_conv2d_values_grad<B: Backend>(
+    x: FloatTensor<B>,
+    values: FloatTensor<B>,
+    dy: FloatTensor<B>,
+    plan: &SparsePlan,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    let OpKind::Conv { cin_g, kernel, .. } = plan.op else {
+        panic!("sparse_conv2d_values_grad needs a conv plan, got {:?}", plan.op);
+    };
+    let dw = B::conv2d_weight_backward(x, conv_weight::<B>(plan, values), dy, options);
+    let dw = B::float_reshape(dw, [plan.rows, cin_g, kernel[0] * kernel[1]].into());
+    sample::<B>(B::float_swap_dims(dw, 1, 2), plan)
+}
+
+/// The entries of a dense `[rows, cols]` (any 2- or 3-D view of it) at the
+/// plan's stored positions, 0 at padding.
+fn sample<B: Backend>(full: FloatTensor<B>, plan: &SparsePlan) -> FloatTensor<B> {
+    let device = full.device();
+    let flat = B::float_reshape(full, [plan.rows * plan.cols].into());
+    let zero = B::float_zeros([1].into(), &device, FloatDType::from(flat.dtype()));
+    let flat = B::float_cat(vec![flat, zero], 0);
+    B::float_select(flat, 0, positions::<B>(plan, &device))
 }
 
 /// The plan's value positions in the dense matrix, as an int tensor on `device`.
@@ -78,12 +133,7 @@ pub fn fallback_linear_t<B: Backend>(dy: FloatTensor<B>, values: FloatTensor<B>,
 
 /// The primitive body of [`SparseOps::sparse_sddmm`]: the dense `dYᵀ·X`, sampled at the stored positions.
 pub fn fallback_sddmm<B: Backend>(dy: FloatTensor<B>, x: FloatTensor<B>, plan: &SparsePlan) -> FloatTensor<B> {
-    let device = x.device();
-    let full = B::float_matmul(B::float_transpose(dy), x);
-    let flat = B::float_reshape(full, [plan.rows * plan.cols].into());
-    let zero = B::float_zeros([1].into(), &device, FloatDType::from(flat.dtype()));
-    let flat = B::float_cat(vec![flat, zero], 0);
-    B::float_select(flat, 0, positions::<B>(plan, &device))
+    sample::<B>(B::float_matmul(B::float_transpose(dy), x), plan)
 }
 
 /// The dense `[rows, cols]` matrix of `values` (differentiable through `select_assign`).
@@ -192,5 +242,39 @@ pub fn sparse_conv2d(
         plan.clone(),
         options,
         act,
+    ))
+}
+
+/// The input gradient of [`sparse_conv2d`] (before its activation) on any device.
+pub fn sparse_conv2d_x_grad(
+    x: Tensor<4>,
+    values: Tensor<1>,
+    dy: Tensor<4>,
+    plan: &SparsePlan,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::sparse_conv2d_x_grad(
+        x.into_dispatch(),
+        values.into_dispatch(),
+        dy.into_dispatch(),
+        plan.clone(),
+        options,
+    ))
+}
+
+/// The gradient of the stored values of [`sparse_conv2d`] (before its activation) on any device.
+pub fn sparse_conv2d_values_grad(
+    x: Tensor<4>,
+    values: Tensor<1>,
+    dy: Tensor<4>,
+    plan: &SparsePlan,
+    options: ConvOptions<2>,
+) -> Tensor<1> {
+    Tensor::from_dispatch(Dispatch::sparse_conv2d_values_grad(
+        x.into_dispatch(),
+        values.into_dispatch(),
+        dy.into_dispatch(),
+        plan.clone(),
+        options,
     ))
 }

@@ -1,6 +1,6 @@
 //! Gradients through the sparse ops on an autodiff device equal the dense
 //! masked gradients: dX, the stored values' dW (SDDMM) and db for the linear
-//! op (handwritten backward), dX and db for the convolution.
+//! op and the convolution (handwritten backward passes).
 
 use crate::common;
 
@@ -94,21 +94,34 @@ proptest! {
     }
 }
 
-#[test]
-fn conv_backward_equals_dense_masked_gradients() {
+/// Gradients of `sum(r ⊙ act(conv(x, W⊙M) + b))` through the sparse
+/// convolution equal Burn's dense convolution on the masked weight (its own
+/// autodiff): dX, the stored values' dW (sampled from the dense dW) and db.
+#[allow(clippy::too_many_arguments)]
+fn conv_grads(
+    shape: [usize; 4],
+    hw: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    batch: usize,
+    density: f64,
+    act: Activation,
+    seed: u64,
+) -> Result<(), TestCaseError> {
     let dev = device().autodiff();
-    let mut rng = Rng::new(5);
-    let shape = [6, 4, 3, 3];
+    let mut rng = Rng::new(seed);
     let layer = SparseLayer::conv("conv.weight", &shape);
-    let m = mask(&layer, &Pattern::Unstructured, 0.3, &mut rng).unwrap();
-    let (w, bias) = (rand(&mut rng, layer.numel()), rand(&mut rng, 6));
-    let padding = burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1);
+    let Some(m) = mask(&layer, &Pattern::Unstructured, density, &mut rng) else {
+        return Ok(());
+    };
+    let (w, bias) = (rand(&mut rng, layer.numel()), rand(&mut rng, shape[0]));
     let config = ConvConfig {
         shape,
-        stride: [2, 1],
-        dilation: [1, 1],
+        stride,
+        dilation,
         groups: 1,
-        padding: padding.clone(),
+        padding: burn::nn::PaddingConfig2d::Explicit(pad[0], pad[1], pad[0], pad[1]),
     };
     let s = SparseConv2d::from_parts(
         config,
@@ -117,26 +130,71 @@ fn conv_backward_equals_dense_masked_gradients() {
         &m,
         "conv.weight",
         FormatKind::Csr,
-        Activation::None,
+        act,
         &dev,
     )
-    .unwrap();
-    let x = rand(&mut rng, 2 * 4 * 6 * 6);
-    let xs = tensor(x.clone(), [2, 4, 6, 6], &dev).require_grad();
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let sparse_kernels::modules::conv::ConvWeight::Sparse(sw) = &s.weight else {
+        return Err(TestCaseError::fail("sparse weight expected"));
+    };
+    let dims = [batch, shape[1], hw[0], hw[1]];
+    let x = rand(&mut rng, dims.iter().product());
+    let xs = tensor(x.clone(), dims, &dev).require_grad();
+    let (vals, b) = (sw.values.val(), s.bias.val());
     let ys = s.forward(xs.clone());
     let r: Tensor<4> = tensor(rand(&mut rng, ys.dims().iter().product()), ys.dims(), &dev);
     let gs = (ys * r.clone()).sum().backward();
-    // the same with Burn's dense conv on masked weights
-    let mut mw = w.clone();
+    let mut mw = w;
     m.apply(&mut mw);
-    let xd = tensor(x, [2, 4, 6, 6], &dev).require_grad();
-    let wd = tensor(mw, shape, &dev);
-    let bd = tensor(bias, [6], &dev).require_grad();
-    let opts = burn::tensor::ops::ConvOptions::new([2, 1], [1, 1], [1, 1], 1);
-    let yd = burn::tensor::module::conv2d(xd.clone(), wd, Some(bd.clone()), opts);
+    let xd = tensor(x, dims, &dev).require_grad();
+    let wd = tensor(mw, shape, &dev).require_grad();
+    let bd = tensor(bias, [shape[0]], &dev).require_grad();
+    let opts = burn::tensor::ops::ConvOptions::new(stride, pad, dilation, 1);
+    let yd = burn::tensor::module::conv2d(xd.clone(), wd.clone(), Some(bd.clone()), opts);
+    let yd = if act == Activation::Relu {
+        burn::tensor::activation::relu(yd)
+    } else {
+        yd
+    };
     let gd = (yd * r).sum().backward();
-    let err = rel_err(&values(xs.grad(&gs).unwrap()), &values(xd.grad(&gd).unwrap()));
-    assert!(err <= 1e-5, "dX {err}");
-    let err = rel_err(&values(s.bias.val().grad(&gs).unwrap()), &values(bd.grad(&gd).unwrap()));
-    assert!(err <= 1e-5, "db {err}");
+    // the dense dW at each stored value's position ([rows, fan-in] channel-last)
+    let dense_gw = values(wd.grad(&gd).unwrap());
+    let want_gv: Vec<f32> = sw
+        .plan
+        .dense_positions()
+        .iter()
+        .map(|&p| {
+            let (o, j) = (p as usize / layer.fan_in(), p as usize % layer.fan_in());
+            if o < shape[0] { dense_gw[layer.flat(o, j)] } else { 0.0 }
+        })
+        .collect();
+    let case = format!("{shape:?} on {dims:?} stride {stride:?} pad {pad:?} dilation {dilation:?} {act:?}");
+    for (name, got, want) in [
+        ("dX", values(xs.grad(&gs).unwrap()), values(xd.grad(&gd).unwrap())),
+        ("dW", values(vals.grad(&gs).unwrap()), want_gv),
+        ("db", values(b.grad(&gs).unwrap()), values(bd.grad(&gd).unwrap())),
+    ] {
+        let err = rel_err(&got, &want);
+        prop_assert!(err <= 1e-5, "{case} {name}: relative error {err}");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(16), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv_backward_equals_dense_masked_gradients(
+        cout in 1usize..7, cin in 1usize..6, k in prop::sample::select(vec![1usize, 3, 5]),
+        hw in (3usize..11, 3usize..11), stride in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3),
+        dilation in (1usize..3, 1usize..3), batch in 1usize..4, density in 0.05f64..0.9,
+        relu in any::<bool>(), seed in 0u64..10_000,
+    ) {
+        // the dilated kernel must fit the padded input
+        let span = (k - 1) * dilation.0.max(dilation.1) + 1;
+        prop_assume!(hw.0 + 2 * pad.0 >= span && hw.1 + 2 * pad.1 >= span);
+        let act = if relu { Activation::Relu } else { Activation::None };
+        conv_grads([cout, cin, k, k], [hw.0, hw.1], [stride.0, stride.1], [pad.0, pad.1],
+            [dilation.0, dilation.1], batch, density, act, seed)?;
+    }
 }

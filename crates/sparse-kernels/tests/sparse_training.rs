@@ -413,7 +413,10 @@ fn compact_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M, steps: u64) 
             let c = &compact.layers[i];
             let diff = max_diff(&c.dense_weight().unwrap(), &values(linear.weight.val()));
             assert!(diff <= 1e-5, "step {t}: layer {i} weights differ by {diff}");
-            let diff = max_diff(&c.bias_values().unwrap(), &values(linear.bias.as_ref().unwrap().val()));
+            let diff = max_diff(
+                &c.bias_values().unwrap().unwrap(),
+                &values(linear.bias.as_ref().unwrap().val()),
+            );
             assert!(diff <= 1e-5, "step {t}: layer {i} biases differ by {diff}");
         }
     }
@@ -559,7 +562,10 @@ fn compact_linear_gradients_equal_the_masked_dense_ones() {
                 "{case}: values"
             );
             assert!(
-                rel_err(&values(params.get::<1>(compact.bias.id).unwrap()), &gb) < 1e-5,
+                rel_err(
+                    &values(params.get::<1>(compact.bias.as_ref().unwrap().id).unwrap()),
+                    &gb
+                ) < 1e-5,
                 "{case}: bias"
             );
             assert!(rel_err(&gxc, &gx) < 1e-5, "{case}: input");

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
 use sparse_core::{
@@ -29,35 +30,11 @@ impl CompactMlp {
     /// The sparse-execution twin of `mlp` under the masks of `sparse` (a
     /// layer the plan does not manage keeps every weight), on `mlp`'s device.
     pub fn from_dense(mlp: &Mlp, sparse: &Sparsifier) -> Result<Self, KernelError> {
-        let masks: BTreeMap<&str, (&SparseLayer, &Mask)> = sparse
-            .layers()
-            .iter()
-            .zip(sparse.masks())
-            .map(|(l, m)| (l.path.as_str(), (l, m)))
-            .collect();
         let layers = mlp
             .layers
             .iter()
             .enumerate()
-            .map(|(i, linear)| {
-                let path = format!("layers.{i}.weight");
-                let weight = linear.weight.val();
-                let [d_in, d_out] = weight.dims();
-                let (layer, mask) = match masks.get(path.as_str()) {
-                    Some((l, m)) => ((*l).clone(), (*m).clone()),
-                    None => (SparseLayer::linear(&path, d_in, d_out), Mask::ones(d_in * d_out)),
-                };
-                let bias = match &linear.bias {
-                    Some(b) => host(b.val())?,
-                    None => {
-                        return Err(KernelError::shape(
-                            &path,
-                            "the layer has no bias; sparse execution trains linear layers with a bias (train it with `--execution dense`)",
-                        ));
-                    }
-                };
-                CompactLinear::new(layer, mask, &host(weight.clone())?, bias, &weight.device())
-            })
+            .map(|(i, linear)| compact_linear(linear, &format!("layers.{i}.weight"), sparse))
             .collect::<Result<_, _>>()?;
         Ok(Self { layers })
     }
@@ -159,18 +136,47 @@ impl CompactMlp {
             )));
         }
         for (linear, compact) in into.layers.iter_mut().zip(&self.layers) {
-            let shape = compact.layer().shape.clone();
-            let weight = compact.dense_weight()?;
-            let bias = compact.bias_values()?;
-            let device: Device = linear.weight.val().device();
-            linear.weight = linear.weight.clone().map(|_| tensor(weight, shape, &device));
-            if let Some(b) = linear.bias.take() {
-                let n = bias.len();
-                linear.bias = Some(b.map(|_| tensor(bias, vec![n], &device)));
-            }
+            write_linear(compact, linear)?;
         }
         Ok(into)
     }
+}
+
+/// The layer at `path` of the plan of `sparse` and its mask, or `None`
+/// when the plan does not manage it.
+pub(crate) fn plan_mask(sparse: &Sparsifier, path: &str) -> Option<(SparseLayer, Mask)> {
+    let i = sparse.layers().iter().position(|l| l.path == path)?;
+    Some((sparse.layers()[i].clone(), sparse.masks()[i].clone()))
+}
+
+/// The sparse-execution twin of `linear` (the weight at `path`) under its
+/// mask in `sparse` (every weight when the plan does not manage it).
+pub(crate) fn compact_linear(linear: &Linear, path: &str, sparse: &Sparsifier) -> Result<CompactLinear, KernelError> {
+    let weight = linear.weight.val();
+    let [d_in, d_out] = weight.dims();
+    let (layer, mask) =
+        plan_mask(sparse, path).unwrap_or_else(|| (SparseLayer::linear(path, d_in, d_out), Mask::ones(d_in * d_out)));
+    let Some(bias) = &linear.bias else {
+        return Err(KernelError::shape(
+            path,
+            "the layer has no bias; sparse execution trains linear layers with a bias (train it with `--execution dense`)",
+        ));
+    };
+    CompactLinear::new(layer, mask, &host(weight.clone())?, host(bias.val())?, &weight.device())
+}
+
+/// Writes the weight and bias of `compact` into `linear` (same shape).
+pub(crate) fn write_linear(compact: &CompactLinear, linear: &mut Linear) -> Result<(), KernelError> {
+    let shape = compact.layer().shape.clone();
+    let weight = compact.dense_weight()?;
+    let bias = compact.bias_values()?;
+    let device: Device = linear.weight.val().device();
+    linear.weight = linear.weight.clone().map(|_| tensor(weight, shape, &device));
+    if let (Some(b), Some(bias)) = (linear.bias.take(), bias) {
+        let n = bias.len();
+        linear.bias = Some(b.map(|_| tensor(bias, vec![n], &device)));
+    }
+    Ok(())
 }
 
 fn tensor<const D: usize>(values: Vec<f32>, shape: Vec<usize>, device: &Device) -> Tensor<D> {
@@ -210,8 +216,13 @@ impl CaptureInputs for CompactMlp {
     type Output = Tensor<2>;
 
     fn forward_capture(&self, _images: Tensor<4>, _cap: &mut Capture<'_>) -> Result<Tensor<2>, CaptureStop> {
-        Err(CaptureStop::Error(SparseError::InvalidConfig(
-            "a model in sparse execution cannot report its layers' dense inputs for one-shot pruning; prune with `--execution dense`".into(),
-        )))
+        Err(no_capture())
     }
+}
+
+/// Why a model in sparse execution does not capture its layers' inputs.
+pub(crate) fn no_capture() -> CaptureStop {
+    CaptureStop::Error(SparseError::InvalidConfig(
+        "a model in sparse execution cannot report its layers' dense inputs for one-shot pruning; prune with `--execution dense`".into(),
+    ))
 }

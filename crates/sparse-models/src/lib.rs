@@ -13,8 +13,10 @@
 pub mod capture;
 pub mod char_transformer;
 pub mod cnn;
+pub mod compact_cnn;
 pub mod compact_mlp;
 pub mod compact_rule;
+pub mod compact_twin;
 pub mod dense_twin;
 pub mod error;
 pub mod exported;
@@ -43,8 +45,10 @@ use sparse_core::walk::{self, ParamPath, PathVisitor};
 
 pub use char_transformer::{CharTransformer, CharTransformerConfig, NextToken};
 pub use cnn::{SmallCnn, SmallCnnConfig};
+pub use compact_cnn::CompactCnn;
 pub use compact_mlp::CompactMlp;
 pub use compact_rule::{compact_rule_step, rigl_rule, set_rule};
+pub use compact_twin::CompactTwin;
 pub use error::ModelError;
 pub use exported::{ExportError, ExportInfo, ExportedModel, SparseModel};
 pub use exported_lm::{ExportedLanguageModel, TextExportInfo};

@@ -108,7 +108,7 @@ fn compact_equals_masked_dense_with<M: IntoMethod>(
             let diff = max_diff(&c.dense_weight().unwrap(), &values(d.weight.val()));
             assert!(diff <= 1e-5, "step {t}: layer {i} weights differ by {diff}");
             let bias = values(d.bias.as_ref().unwrap().val());
-            let diff = max_diff(&c.bias_values().unwrap(), &bias);
+            let diff = max_diff(&c.bias_values().unwrap().expect("a bias"), &bias);
             assert!(diff <= 1e-5, "step {t}: layer {i} biases differ by {diff}");
         }
     }
@@ -210,7 +210,7 @@ fn random_compact_mlp_has_the_methods_initial_masks() {
         assert_eq!(layer.mask(), mask, "{}", layer.layer().path);
         let bound = 1.0 / (layer.layer().shape[0] as f32).sqrt();
         let values = layer.values_host().unwrap();
-        let bias = layer.bias_values().unwrap();
+        let bias = layer.bias_values().unwrap().expect("a bias");
         assert!(
             values.iter().chain(&bias).all(|v| v.abs() <= bound),
             "{}",

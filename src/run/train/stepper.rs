@@ -11,8 +11,9 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use sparse_core::Sparsifier;
+use sparse_kernels::train::CompactModel;
 use sparse_kernels::train::{compact_prepare, compact_state, compact_step, dense_state};
-use sparse_models::{Classifier, CompactMlp, Mlp};
+use sparse_models::{Classifier, CompactTwin, Mlp, SmallCnn};
 
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
@@ -50,37 +51,35 @@ impl<M: Module> Stepper<M> for Sparsifier {
     }
 }
 
-/// Training the MLP in sparse execution: the [`Sparsifier`] keeps the plan,
+/// Training a model in sparse execution: the [`Sparsifier`] keeps the plan,
 /// the masks, the method, the optimizer state (of the values) and the step;
-/// the model is a [`CompactMlp`]. Checkpoints are written in the masked-dense
-/// layout (the weights and moments scattered into an `Mlp` for that moment),
-/// so either execution resumes from them, and `export` reads them as any run.
-pub struct CompactTraining<'a> {
+/// the model is the [`CompactTwin::Compact`] of the run's model `D`.
+/// Checkpoints are written in the masked-dense layout (the weights and
+/// moments scattered into a `D` for that moment), so either execution
+/// resumes from them, and `export` reads them as any run.
+pub struct CompactTraining<'a, D: CompactTwin> {
     sparse: Sparsifier,
-    dense: Box<dyn Fn() -> Mlp + 'a>,
+    dense: &'a dyn Fn() -> D,
 }
 
-impl<'a> CompactTraining<'a> {
-    /// Moves the masked-dense `mlp` with its initialised (or restored)
+impl<'a, D: CompactTwin> CompactTraining<'a, D> {
+    /// Moves the masked-dense `model` with its initialised (or restored)
     /// `sparse` into sparse execution under `execution` (which layers run the
-    /// sparse kernels); `dense` makes an `Mlp` of the same shape to write
+    /// sparse kernels); `dense` makes a `D` of the same shape to write
     /// checkpoints into.
     pub fn start(
-        mlp: Mlp,
+        model: D,
         mut sparse: Sparsifier,
-        dense: Box<dyn Fn() -> Mlp + 'a>,
+        dense: &'a dyn Fn() -> D,
         execution: Execution,
-    ) -> anyhow::Result<(CompactMlp, Self)> {
-        let mut compact = CompactMlp::from_dense(&mlp, &sparse)?;
+    ) -> anyhow::Result<(D::Compact, Self)> {
+        let compact = model.to_compact(&sparse)?;
+        drop(model);
         let targets: HashMap<String, f64> = densities(&sparse).into_iter().collect();
-        compact.layers = std::mem::take(&mut compact.layers)
-            .into_iter()
-            .map(|layer| {
-                let density = targets.get(&layer.layer().path).copied().unwrap_or(1.0);
-                layer.with_dense_product(!layer_is_sparse(execution, density))
-            })
-            .collect();
-        drop(mlp);
+        let compact = compact.try_map_compact(&mut |_, layer| {
+            let density = targets.get(&layer.layer().path).copied().unwrap_or(1.0);
+            Ok(layer.with_dense_product(!layer_is_sparse(execution, density)))
+        })?;
         let states = compact_state(&compact, sparse.optimizer().export()?)?;
         sparse
             .optimizer_mut()
@@ -90,17 +89,17 @@ impl<'a> CompactTraining<'a> {
     }
 
     /// The masked-dense twin of `model` and the sparse state (for the summary).
-    pub fn finish(self, model: &CompactMlp) -> anyhow::Result<(Mlp, Sparsifier)> {
-        Ok((model.to_dense((self.dense)())?, self.sparse))
+    pub fn finish(self, model: &D::Compact) -> anyhow::Result<(D, Sparsifier)> {
+        Ok(((self.dense)().with_compact(model)?, self.sparse))
     }
 }
 
-impl Stepper<CompactMlp> for CompactTraining<'_> {
-    fn prepare(&mut self, model: CompactMlp) -> anyhow::Result<CompactMlp> {
+impl<D: CompactTwin> Stepper<D::Compact> for CompactTraining<'_, D> {
+    fn prepare(&mut self, model: D::Compact) -> anyhow::Result<D::Compact> {
         Ok(compact_prepare(model, &self.sparse)?)
     }
 
-    fn step(&mut self, model: CompactMlp, grads: GradientsParams, lr: f64) -> anyhow::Result<CompactMlp> {
+    fn step(&mut self, model: D::Compact, grads: GradientsParams, lr: f64) -> anyhow::Result<D::Compact> {
         Ok(compact_step(model, &mut self.sparse, grads, lr)?)
     }
 
@@ -110,11 +109,11 @@ impl Stepper<CompactMlp> for CompactTraining<'_> {
 
     fn checkpoint(
         &self,
-        model: &CompactMlp,
+        model: &D::Compact,
         checkpointer: &mut Checkpointer,
         state: &mut TrainerState,
     ) -> anyhow::Result<()> {
-        let dense = model.to_dense((self.dense)())?;
+        let dense = (self.dense)().with_compact(model)?;
         let states = dense_state(model, self.sparse.optimizer().export()?)?;
         checkpointer.save_with(&dense, state, |path| {
             Ok(self.sparse.save_with_optimizer(path, states)?)
@@ -123,11 +122,11 @@ impl Stepper<CompactMlp> for CompactTraining<'_> {
 }
 
 /// Trains the steps `range` of an image run in sparse execution: the model
-/// (which must be the MLP) moves into a [`CompactMlp`] for the steps and back
-/// into the masked-dense layout at the end; `make` makes a fresh model of the
-/// run (to write checkpoints into). Under `auto`, the layers above the
-/// crossover density multiply densely, and a run without a layer below it
-/// trains masked-dense.
+/// (the MLP or the small CNN) moves into its [`CompactTwin`] for the steps
+/// and back into the masked-dense layout at the end; `make` makes a fresh
+/// model of the run (to write checkpoints into). Under `auto`, the layers
+/// above the crossover density multiply densely, and a run without a layer
+/// below it trains masked-dense.
 pub fn train_compact<M: Classifier + 'static>(
     runner: &mut Runner<ImageClassification>,
     model: M,
@@ -143,20 +142,55 @@ pub fn train_compact<M: Classifier + 'static>(
         );
         return super::train_dense(runner, model, sparse, range);
     }
-    let not_mlp = || anyhow::anyhow!("sparse execution trains the `mlp` model only; train with `--execution dense`");
-    let mlp: Mlp = cast(model).ok_or_else(not_mlp)?;
-    let dense = Box::new(|| cast::<M, Mlp>(make()).unwrap_or_else(|| unreachable!("the run's model is the MLP")));
-    let (compact, mut stepper) = CompactTraining::start(mlp, sparse, dense, execution)?;
+    let model = match cast::<M, Mlp>(model) {
+        Ok(mlp) => return as_run_model(train_twin(runner, mlp, sparse, range, &|| twin_of(make()), execution)),
+        Err(model) => model,
+    };
+    match cast::<M, SmallCnn>(model) {
+        Ok(cnn) => as_run_model(train_twin(runner, cnn, sparse, range, &|| twin_of(make()), execution)),
+        Err(_) => {
+            anyhow::bail!("sparse execution trains the `mlp` and `cnn` models; train this one with `--execution dense`")
+        }
+    }
+}
+
+/// [`train_compact`] for a model type `D` with a sparse-execution twin.
+fn train_twin<D: CompactTwin>(
+    runner: &mut Runner<ImageClassification>,
+    model: D,
+    sparse: Sparsifier,
+    range: Range<u64>,
+    make: &dyn Fn() -> D,
+    execution: Execution,
+) -> anyhow::Result<(D, Sparsifier)> {
+    let (compact, mut stepper) = CompactTraining::start(model, sparse, make, execution)?;
     tracing::info!(
         values = compact.num_params(),
         "training in sparse execution (active values only)"
     );
     let trained = runner.train_range(compact, &mut stepper, range)?;
-    let (mlp, sparse) = stepper.finish(&trained)?;
-    Ok((cast(mlp).ok_or_else(not_mlp)?, sparse))
+    stepper.finish(&trained)
 }
 
-/// `a` as a `B`, when `A` is `B`.
-fn cast<A: 'static, B: 'static>(a: A) -> Option<B> {
-    (Box::new(a) as Box<dyn Any>).downcast::<B>().ok().map(|b| *b)
+/// A fresh model of the run as its twin type `D` (which it is: the run's
+/// model was cast to `D` before training).
+fn twin_of<M: 'static, D: 'static>(model: M) -> D {
+    cast(model).unwrap_or_else(|_| unreachable!("the run's model is of the twin's type"))
+}
+
+/// The result of [`train_twin`] as the run's model type `M` (which `D` is).
+fn as_run_model<D: 'static, M: 'static>(result: anyhow::Result<(D, Sparsifier)>) -> anyhow::Result<(M, Sparsifier)> {
+    let (model, sparse) = result?;
+    Ok((twin_of(model), sparse))
+}
+
+/// `a` as a `B` when `A` is `B`, else `a` back.
+fn cast<A: 'static, B: 'static>(a: A) -> Result<B, A> {
+    let boxed: Box<dyn Any> = Box::new(a);
+    match boxed.downcast::<B>() {
+        Ok(b) => Ok(*b),
+        Err(boxed) => Err(*boxed
+            .downcast::<A>()
+            .unwrap_or_else(|_| unreachable!("the box holds an A"))),
+    }
 }

@@ -1,12 +1,15 @@
-//! Autodiff: a handwritten backward for the sparse linear product.
+//! Autodiff: handwritten backward passes for the sparse linear product and
+//! the sparse convolution.
 //!
 //! For `y = x·Wᵀ + b`: `dX = dY·W` (the transposed sparse product, gather form
 //! over a compressed-column index), `dW = dYᵀ·X` sampled at the stored
-//! positions only (SDDMM), `db = Σ_b dY`. Inputs are kept for the backward
-//! (compute bound: never recomputed). The convolution takes the trait's
-//! primitive body, which Autodiff differentiates itself.
+//! positions only (SDDMM), `db = Σ_b dY`. For `y = conv(x, W) + b`: `dX`
+//! through the transposed sparse convolution, `dW` at the stored positions
+//! only, `db = Σ_{n,pixels} dY`. Inputs are kept for the backward (compute
+//! bound: never recomputed).
 
 use burn::backend::AutodiffBackend;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -14,6 +17,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::ops::ActivationOps;
 use burn::backend::tensor::FloatTensor;
+use burn::tensor::ops::ConvOptions;
 
 use crate::activation::Activation;
 use crate::ops::SparseOps;
@@ -45,7 +49,110 @@ impl<B: SparseOps> Backward<B, 3> for LinearBackward {
     }
 }
 
+#[derive(Debug)]
+struct ConvBackward;
+
+impl<B: SparseOps> Backward<B, 3> for ConvBackward {
+    /// (checkpointed x, checkpointed values, plan, options)
+    type State = (NodeId, NodeId, SparsePlan, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_v, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_id, v_id, plan, options) = ops.state;
+        let x: FloatTensor<B> = checkpointer.retrieve_node_output(x_id);
+        let values: FloatTensor<B> = checkpointer.retrieve_node_output(v_id);
+        if let Some(node) = node_x {
+            let dx = B::sparse_conv2d_x_grad(x.clone(), values.clone(), grad.clone(), plan.clone(), options.clone());
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_v {
+            let dv = B::sparse_conv2d_values_grad(x, values, grad.clone(), plan.clone(), options);
+            grads.register::<B>(node.id, dv);
+        }
+        if let Some(node) = node_b {
+            let [n, o, h, w] = grad.shape().dims::<4>();
+            let per_channel = B::float_reshape(B::float_swap_dims(grad, 0, 1), [o, n * h * w].into());
+            let db = B::float_reshape(B::float_sum_dim(per_channel, 1), [o].into());
+            grads.register::<B>(node.id, db);
+        }
+    }
+}
+
 impl<B: SparseOps, C: CheckpointStrategy> SparseOps for Autodiff<B, C> {
+    fn sparse_conv2d(
+        x: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+        act: Activation,
+    ) -> FloatTensor<Self> {
+        if act != Activation::None {
+            let y = Self::sparse_conv2d(x, values, bias, plan, options, Activation::None);
+            return Self::relu(y);
+        }
+        match ConvBackward
+            .prepare::<C>([x.node(), values.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_id = prep.checkpoint(&x);
+                let v_id = prep.checkpoint(&values);
+                let out = B::sparse_conv2d(
+                    x.into_primitive(),
+                    values.into_primitive(),
+                    bias.into_primitive(),
+                    plan.clone(),
+                    options.clone(),
+                    Activation::None,
+                );
+                prep.finish((x_id, v_id, plan, options), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::sparse_conv2d(
+                x.into_primitive(),
+                values.into_primitive(),
+                bias.into_primitive(),
+                plan,
+                options,
+                Activation::None,
+            )),
+        }
+    }
+
+    fn sparse_conv2d_x_grad(
+        x: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::sparse_conv2d_x_grad(
+            Self::inner(x),
+            Self::inner(values),
+            Self::inner(dy),
+            plan,
+            options,
+        ))
+    }
+
+    fn sparse_conv2d_values_grad(
+        x: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(B::sparse_conv2d_values_grad(
+            Self::inner(x),
+            Self::inner(values),
+            Self::inner(dy),
+            plan,
+            options,
+        ))
+    }
+
     fn sparse_linear(
         x: FloatTensor<Self>,
         values: FloatTensor<Self>,

@@ -4,13 +4,14 @@
 use burn::backend::Flex;
 use burn::backend::TensorMetadata;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, TensorData};
 
 use super::shape::conv_shape;
 use crate::activation::Activation;
 use crate::cpu;
-use crate::ops::{SparseOps, fallback_conv2d, fallback_linear};
+use crate::ops::{SparseOps, conv_weight, fallback_conv2d, fallback_conv2d_values_grad, fallback_linear};
 use crate::plan::SparsePlan;
 
 fn all_f32(ts: &[&FlexTensor]) -> bool {
@@ -86,4 +87,49 @@ impl SparseOps for Flex {
             [shape.n, shape.o, shape.out_hw[0], shape.out_hw[1]],
         ))
     }
+
+    fn sparse_conv2d_x_grad(
+        x: FlexTensor,
+        values: FlexTensor,
+        dy: FlexTensor,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &values, &dy]) {
+            return Flex::conv2d_x_backward(x, conv_weight::<Flex>(&plan, values), dy, options);
+        }
+        let dims = x.shape().to_vec();
+        let (x, values, dy) = (x.to_contiguous(), values.to_contiguous(), dy.to_contiguous());
+        let shape = conv_shape(&dims, &plan, &options);
+        check_conv_grad(&dy, &shape, &plan);
+        let dx = cpu::conv_backward::input_grad(&plan, slice(&values), slice(&x), slice(&dy), shape);
+        FlexTensor::from_data(TensorData::new(dx, dims))
+    }
+
+    fn sparse_conv2d_values_grad(
+        x: FlexTensor,
+        values: FlexTensor,
+        dy: FlexTensor,
+        plan: SparsePlan,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &values, &dy]) {
+            return fallback_conv2d_values_grad::<Flex>(x, values, dy, &plan, options);
+        }
+        let (x, values, dy) = (x.to_contiguous(), values.to_contiguous(), dy.to_contiguous());
+        let shape = conv_shape(&x.shape(), &plan, &options);
+        check_conv_grad(&dy, &shape, &plan);
+        let dv = cpu::conv_backward::values_grad(&plan, slice(&values), slice(&x), slice(&dy), shape);
+        FlexTensor::from_data(TensorData::new(dv, [plan.n_values]))
+    }
+}
+
+/// Panics with a clear message when `dy` is not the convolution's output shape.
+fn check_conv_grad(dy: &FlexTensor, s: &crate::cpu::conv::ConvShape, plan: &SparsePlan) {
+    let want = [s.n, s.o, s.out_hw[0], s.out_hw[1]];
+    assert!(
+        dy.shape().to_vec() == want,
+        "sparse conv gradient: the output gradient is {:?}, the convolution {plan:?} gives {want:?}",
+        dy.shape()
+    );
 }

@@ -91,6 +91,38 @@ pub struct ConvPrep {
     chunks: Vec<Chunk>,
 }
 
+impl ConvPrep {
+    /// Input offset of every CSR entry.
+    pub(crate) fn offsets(&self) -> &[u32] {
+        &self.offs
+    }
+
+    /// Whether the input is read in place (no padded buffer).
+    pub(crate) fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Rows of a phase plane.
+    pub(crate) fn hq(&self) -> usize {
+        self.hq
+    }
+
+    /// Columns of a phase plane (the stride of the flat output positions).
+    pub(crate) fn wq(&self) -> usize {
+        self.wq
+    }
+
+    /// Floats per channel in the padded buffer (all phase planes).
+    pub(crate) fn plane(&self) -> usize {
+        self.plane
+    }
+
+    /// The padded buffer's length, slack included.
+    pub(crate) fn buffer_len(&self) -> usize {
+        self.buf_len
+    }
+}
+
 impl ConvShape {
     fn key(&self) -> ConvShape {
         ConvShape { n: 0, ..*self }
@@ -203,7 +235,7 @@ fn padded_chunks(q_end: usize, wq: usize, wo: usize) -> Vec<Chunk> {
 }
 
 /// The cached preparation of `plan` for shape `s`.
-fn prepared(plan: &PlanData, s: &ConvShape) -> Arc<ConvPrep> {
+pub(crate) fn prepared(plan: &PlanData, s: &ConvShape) -> Arc<ConvPrep> {
     let mut cache = plan.conv_prep.lock().unwrap_or_else(|p| p.into_inner());
     match cache.as_ref() {
         Some(p) if p.key == s.key() => p.clone(),
@@ -309,7 +341,7 @@ pub fn forward(
 }
 
 /// Copies one image into the padded phase planes (zeros around it and in the slack).
-fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32]) {
+pub(crate) fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32]) {
     let [h, w] = s.hw;
     let [sy, sx] = s.stride;
     let (pt, pl) = (s.padding[0].0, s.padding[1].0);

@@ -11,6 +11,7 @@ pub mod avx2;
 pub mod backward;
 pub mod bsr;
 pub mod conv;
+pub mod conv_backward;
 pub mod csr;
 pub mod sell;
 

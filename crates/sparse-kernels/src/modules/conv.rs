@@ -53,6 +53,25 @@ pub struct ConvConfig {
     pub padding: PaddingConfig2d,
 }
 
+impl ConvConfig {
+    /// The geometry of `conv`.
+    pub fn of(conv: &Conv2d) -> Self {
+        Self {
+            shape: conv.weight.dims(),
+            stride: conv.stride,
+            dilation: conv.dilation,
+            groups: conv.groups,
+            padding: conv.padding.clone(),
+        }
+    }
+
+    /// Burn's conv options for an input of `[h, w]`.
+    pub fn options(&self, hw: [usize; 2]) -> ConvOptions<2> {
+        let pairs = padding_pairs(&self.padding, hw, [self.shape[2], self.shape[3]], self.stride);
+        ConvOptions::new_with_padding(self.stride, pairs, self.dilation, self.groups)
+    }
+}
+
 /// A 2-D convolution with a sparse weight: `act(conv(x, W) + b)`.
 #[derive(Module, Debug)]
 pub struct SparseConv2d {
@@ -87,13 +106,7 @@ impl SparseConv2d {
         if let Some(bn) = bn {
             fold_batch_norm(bn, &mut weights, &mut bias)?;
         }
-        let config = ConvConfig {
-            shape,
-            stride: conv.stride,
-            dilation: conv.dilation,
-            groups: conv.groups,
-            padding: conv.padding.clone(),
-        };
+        let config = ConvConfig::of(conv);
         Self::from_parts(config, weights, bias, mask, path, format, act, &conv.weight.device())
     }
 
@@ -171,9 +184,7 @@ impl SparseConv2d {
 
     /// Burn's conv options for an input of `[h, w]`.
     pub fn options(&self, hw: [usize; 2]) -> ConvOptions<2> {
-        let c = &self.config;
-        let pairs = padding_pairs(&c.padding, hw, [c.shape[2], c.shape[3]], c.stride);
-        ConvOptions::new_with_padding(c.stride, pairs, c.dilation, c.groups)
+        self.config.options(hw)
     }
 
     /// `act(conv(x, W) + b)` for `x: [n, c_in, h, w]`.

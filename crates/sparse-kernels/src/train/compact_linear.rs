@@ -7,7 +7,7 @@
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use sparse_core::{Mask, SparseLayer};
+use sparse_core::{LayerKind, Mask, SparseLayer};
 
 use super::pattern::{csr_plan, entry_map, flat_positions};
 use crate::activation::Activation;
@@ -16,7 +16,9 @@ use crate::modules::host;
 use crate::plan::{OpKind, SparsePlan};
 
 /// A linear layer `act(x·W + b)` whose weight `W` (`[d_in, d_out]`, Burn's
-/// layout) is stored as its active values only.
+/// layout) is stored as its active values only. It also holds the weight of
+/// a [`super::CompactConv2d`] (a linear map of the convolution's patches,
+/// `[c_out, fan-in]`), whose forward pass is the convolution's.
 ///
 /// A layer too dense for the sparse kernels to pay can multiply densely
 /// instead ([`CompactLinear::with_dense_product`]): each forward pass
@@ -34,9 +36,10 @@ use crate::plan::{OpKind, SparsePlan};
 pub struct CompactLinear {
     /// The active weights, in the CSR order of the plan (rows: outputs).
     pub values: Param<Tensor<1>>,
-    /// The bias `[d_out]`.
-    pub bias: Param<Tensor<1>>,
-    /// The dense weight of a step that reads the dense gradient (else none).
+    /// The bias `[d_out]` (none for a convolution without one).
+    pub bias: Option<Param<Tensor<1>>>,
+    /// The dense weight of a step that reads the dense gradient (else none),
+    /// as `[shape[0], numel / shape[0]]` of the layer's Burn shape.
     pub probe: Option<Param<Tensor<2>>>,
     /// Zeros `[batch, d_out]` added to the output before the activation on a
     /// step that grows by the gradient without the dense weight: its
@@ -61,7 +64,7 @@ impl CompactLinear {
     pub fn new(layer: SparseLayer, mask: Mask, weight: &[f32], bias: Vec<f32>, device: &Device) -> Result<Self> {
         check_len(&layer, "weights", weight.len(), layer.numel())?;
         check_len(&layer, "bias entries", bias.len(), layer.neurons())?;
-        let plan = csr_plan(&layer, OpKind::Linear, &mask)?;
+        let plan = csr_plan(&layer, op_of(&layer), &mask)?;
         let values = gather(weight, &flat_positions(&layer, &plan));
         Self::from_plan(layer, mask, plan, values, bias, device)
     }
@@ -78,7 +81,7 @@ impl CompactLinear {
         device: &Device,
     ) -> Result<Self> {
         check_len(&layer, "bias entries", bias.len(), layer.neurons())?;
-        let plan = csr_plan(&layer, OpKind::Linear, &mask)?;
+        let plan = csr_plan(&layer, op_of(&layer), &mask)?;
         check_len(&layer, "values", values.len(), plan.n_values)?;
         Self::from_plan(layer, mask, plan, values, bias, device)
     }
@@ -94,7 +97,10 @@ impl CompactLinear {
         let n = bias.len();
         Ok(Self {
             values: Param::from_tensor(vector(values, device)),
-            bias: Param::from_tensor(Tensor::from_data(TensorData::new(bias, [n]), device)),
+            bias: Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias, [n]),
+                device,
+            ))),
             probe: None,
             output_probe: None,
             layer,
@@ -102,6 +108,21 @@ impl CompactLinear {
             plan,
             dense_positions: None,
         })
+    }
+
+    /// The layer without a bias (a convolution without one: its output is
+    /// `conv(x, W)` and no bias parameter trains).
+    pub fn without_bias(mut self) -> Self {
+        self.bias = None;
+        self
+    }
+
+    /// The bias, or zeros `[d_out]` for a layer without one (not a parameter).
+    pub fn bias_or_zeros(&self) -> Tensor<1> {
+        match &self.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([self.layer.neurons()], &self.values.val().device()),
+        }
     }
 
     /// The layer multiplying densely (`true`) or with the sparse kernels.
@@ -136,26 +157,45 @@ impl CompactLinear {
 
     /// `act(x·W + b)` through the dense probe, the dense product or the kernels.
     fn product(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
-        let w = match &self.probe {
-            Some(probe) => probe.val(),
-            None => match &self.dense_positions {
-                Some(index) => self.scattered_weight(index.clone()),
-                None => return crate::ops::sparse_linear(x, self.values.val(), self.bias.val(), &self.plan, act),
-            },
-        };
-        apply(x.matmul(w) + self.bias.val().unsqueeze(), act)
+        let bias = self.bias_or_zeros();
+        match self.dense_weight_tensor() {
+            Some(w) => apply(x.matmul(w) + bias.unsqueeze(), act),
+            None => crate::ops::sparse_linear(x, self.values.val(), bias, &self.plan, act),
+        }
     }
 
-    /// The values scattered into the dense weight `[d_in, d_out]` on the
-    /// device, differentiable (the values' gradient is the dense gradient's
-    /// active entries).
+    /// The weight as a dense tensor `[shape[0], numel / shape[0]]` of the
+    /// layer's Burn shape when this step multiplies densely (the probe, or
+    /// the values scattered for the dense product); `None` when it runs the
+    /// sparse kernels.
+    pub fn dense_weight_tensor(&self) -> Option<Tensor<2>> {
+        match (&self.probe, &self.dense_positions) {
+            (Some(probe), _) => Some(probe.val()),
+            (None, Some(index)) => Some(self.scattered_weight(index.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// `[shape[0], numel / shape[0]]`: the 2-D view of the layer's Burn shape.
+    fn matrix_dims(&self) -> [usize; 2] {
+        let lead = self.layer.shape[0];
+        [lead, self.layer.numel() / lead]
+    }
+
+    /// The values scattered into the dense weight on the device,
+    /// differentiable (the values' gradient is the dense gradient's active
+    /// entries).
     fn scattered_weight(&self, index: Tensor<1, Int>) -> Tensor<2> {
         let values = self.values.val();
         let device = values.device();
-        let [d_in, d_out] = [self.layer.shape[0], self.layer.shape[1]];
-        Tensor::<1>::zeros([d_in * d_out], &device)
+        Tensor::<1>::zeros([self.layer.numel()], &device)
             .select_assign(0, index, values, burn::tensor::IndexingUpdateOp::Add)
-            .reshape([d_in, d_out])
+            .reshape(self.matrix_dims())
+    }
+
+    /// The plan of the stored values (rows: outputs; columns: the fan-in).
+    pub fn plan(&self) -> &SparsePlan {
+        &self.plan
     }
 
     /// The layer (its path and shape).
@@ -212,9 +252,9 @@ impl CompactLinear {
         grads.remove::<2>(probe.id).map(host).transpose()
     }
 
-    /// The bias on the host.
-    pub fn bias_values(&self) -> Result<Vec<f32>> {
-        host(self.bias.val())
+    /// The bias on the host (`None` for a layer without one).
+    pub fn bias_values(&self) -> Result<Option<Vec<f32>>> {
+        self.bias.as_ref().map(|b| host(b.val())).transpose()
     }
 
     /// `aligned` (one entry per stored value) scattered into the dense Burn
@@ -236,10 +276,9 @@ impl CompactLinear {
 
     /// The layer with its dense weight as a probe (see the type's docs).
     pub fn with_probe(mut self) -> Result<Self> {
-        let [d_in, d_out] = [self.layer.shape[0], self.layer.shape[1]];
         let dense = self.dense_weight()?;
         let device = self.values.val().device();
-        let w = Tensor::from_data(TensorData::new(dense, [d_in, d_out]), &device);
+        let w = Tensor::from_data(TensorData::new(dense, self.matrix_dims()), &device);
         self.probe = Some(Param::from_tensor(w));
         Ok(self)
     }
@@ -289,7 +328,7 @@ impl CompactLinear {
         mask: Mask,
         values_of: impl FnOnce(&SparseLayer, &SparsePlan, &[Option<u32>]) -> Result<Vec<f32>>,
     ) -> Result<(Self, Vec<Option<u32>>)> {
-        let plan = csr_plan(&self.layer, OpKind::Linear, &mask)?;
+        let plan = csr_plan(&self.layer, op_of(&self.layer), &mask)?;
         let map = entry_map(&self.plan, &plan);
         let values = values_of(&self.layer, &plan, &map)?;
         let Self {
@@ -316,14 +355,32 @@ impl CompactLinear {
         Ok((layer.with_dense_product(dense_positions.is_some()), map))
     }
 
-    /// The dotted path of the values parameter (the weight's path with
-    /// `values` for `weight`), as the optimizer state is keyed.
+    /// The dotted path of the values parameter, as the optimizer state is
+    /// keyed: for a linear layer the weight's path with `values` for
+    /// `weight`; for a convolution, whose [`super::CompactConv2d`] holds this
+    /// layer in its field `weight`, the weight's path then `.values`.
     pub fn values_path(&self) -> String {
         let path = &self.layer.path;
+        if self.layer.kind == LayerKind::Conv {
+            return format!("{path}.values");
+        }
         match path.strip_suffix("weight") {
             Some(prefix) => format!("{prefix}values"),
             None => format!("{path}.values"),
         }
+    }
+}
+
+/// The operator a layer's plan multiplies: a linear layer's input, or a
+/// convolution's patches (one group: grouped convolutions stay dense).
+fn op_of(layer: &SparseLayer) -> OpKind {
+    match layer.kind {
+        LayerKind::Linear => OpKind::Linear,
+        LayerKind::Conv => OpKind::Conv {
+            cin_g: layer.shape[1],
+            kernel: [layer.shape[2], layer.shape[3]],
+            groups: 1,
+        },
     }
 }
 

@@ -5,6 +5,8 @@
 //! * [`compact_linear`]: [`CompactLinear`], a linear layer as a Burn module
 //!   whose weight is its active values (and a dense probe on the steps a
 //!   method reads the dense gradient);
+//! * [`compact_conv`]: [`CompactConv2d`], a convolution whose weight is a
+//!   [`CompactLinear`] over its patches (`[c_out, fan-in]`);
 //! * [`compact_step`](mod@compact_step): the step of a model of such layers ([`CompactModel`]):
 //!   optimizer step on the values, the `Sparsifier`'s topology update,
 //!   re-alignment of changed layers;
@@ -21,6 +23,7 @@
 //! The design (execution modes, which methods can run sparse, what comes
 //! next) is in `docs/sparse-execution.md`, "Training in sparse execution".
 
+pub mod compact_conv;
 pub mod compact_linear;
 pub mod compact_state;
 pub mod compact_step;
@@ -28,6 +31,7 @@ pub mod compact_update;
 pub mod growth;
 pub mod pattern;
 
+pub use compact_conv::CompactConv2d;
 pub use compact_linear::CompactLinear;
 pub use compact_state::{compact_state, dense_state};
 pub use compact_step::{CompactModel, compact_prepare, compact_step, try_map_layers};

@@ -1,0 +1,227 @@
+//! The backward pass of the direct sparse convolution ([`super::conv`]):
+//! the input gradient through the transposed sparse convolution and the
+//! gradient of every stored weight, without a dense weight or im2col matrix.
+//!
+//! The forward pass computes, per image, over the flat output positions
+//! `q = oy·Wq + ox` of the padded phase-plane buffer,
+//! `out[o][q] = Σ_e w_e · buf[off_e + q]` (entries `e` of row `o`). With
+//! `dY` laid out on the same positions (`dyq[o][q]`, zero at the `Wq − Wo`
+//! positions past each row's end) both gradients are contiguous loops:
+//!
+//! * `dW_e = Σ_n Σ_q dyq[o][q] · buf[off_e + q]` (a dot product per entry);
+//! * `dbuf[off_e + q] += w_e · dyq[o][q]` (an axpy per entry), then the
+//!   padded buffer's gradient is folded back into `dX` (padding dropped).
+//!
+//! The two gradients are separate passes (an op each). Images are split over
+//! threads; each thread keeps its own `dW` and they are added at the end. A 1×1 stride-1 unpadded convolution reads `X` and writes
+//! `dX` in place.
+
+// `S` picks the instruction set a `with_simd` body is compiled for; the
+// plain loops are what LLVM vectorises.
+#![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
+
+use macerator::Simd;
+use rayon::prelude::*;
+
+use super::conv::{ConvPrep, ConvShape, fill_buffer, prepared};
+use crate::plan::PlanData;
+
+/// `dX: [n, c, h, w]` of `out = conv(x, W)` for the output gradient
+/// `dy: [n, o, ho, wo]` (`x` gives the shape; both contiguous NCHW).
+pub fn input_grad(plan: &PlanData, values: &[f32], x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
+    backward(plan, values, x, dy, s, true).0
+}
+
+/// `dW` of `out = conv(x, W)` at every stored value (value order) for the
+/// output gradient `dy: [n, o, ho, wo]` (`x: [n, c, h, w]`; contiguous NCHW).
+pub fn values_grad(plan: &PlanData, values: &[f32], x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
+    backward(plan, values, x, dy, s, false).1
+}
+
+/// `(dX, dW)`: `dX` when `want_dx` (else empty), `dW` otherwise (else zeros).
+fn backward(
+    plan: &PlanData,
+    values: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    s: ConvShape,
+    want_dx: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let csr = plan.csr();
+    let nnz = csr.nnz();
+    let image = s.c * s.hw[0] * s.hw[1];
+    let out_area = s.out_hw[0] * s.out_hw[1];
+    assert!(
+        x.len() >= s.n * image && dy.len() >= s.n * s.o * out_area && plan.rows == s.o,
+        "conv backward: buffers do not fit the shape {s:?}"
+    );
+    let prep = prepared(plan, &s);
+    let vals: Vec<f32> = (0..nnz).map(|e| values[csr.value_of(e)]).collect();
+    let job = Job {
+        row_ptr: &csr.row_ptr,
+        offs: prep.offsets(),
+        vals: &vals,
+        prep: &prep,
+        s,
+        q_end: if out_area == 0 {
+            0
+        } else {
+            (s.out_hw[0] - 1) * prep.wq() + s.out_hw[1]
+        },
+        want_dx,
+    };
+    let threads = rayon::current_num_threads().max(1).min(s.n.max(1));
+    let per = s.n.div_ceil(threads).max(1);
+    let mut dx = vec![0.0f32; if want_dx { s.n * image } else { 0 }];
+    let images: Vec<std::ops::Range<usize>> = (0..s.n).step_by(per).map(|a| a..(a + per).min(s.n)).collect();
+    let mut dx_parts: Vec<&mut [f32]> = if want_dx {
+        dx.chunks_mut(per * image).collect()
+    } else {
+        images.iter().map(|_| <&mut [f32]>::default()).collect()
+    };
+    let grads: Vec<Vec<f32>> = images
+        .par_iter()
+        .zip(dx_parts.par_iter_mut())
+        .map(|(range, dx_part)| job.images(range.clone(), x, dy, dx_part))
+        .collect();
+    let mut dv = vec![0.0f32; plan.n_values];
+    for g in &grads {
+        for (e, v) in g.iter().enumerate() {
+            dv[csr.value_of(e)] += v;
+        }
+    }
+    (dx, dv)
+}
+
+/// What every image's backward reads.
+struct Job<'a> {
+    row_ptr: &'a [u32],
+    offs: &'a [u32],
+    /// Values in entry order.
+    vals: &'a [f32],
+    prep: &'a ConvPrep,
+    s: ConvShape,
+    /// Flat output positions per channel (`(ho − 1)·Wq + wo`).
+    q_end: usize,
+    want_dx: bool,
+}
+
+impl Job<'_> {
+    /// The entries' gradients summed over the images `range`, writing their
+    /// `dX` into `dx` (`range.len()` images, when wanted).
+    fn images(&self, range: std::ops::Range<usize>, x: &[f32], dy: &[f32], dx: &mut [f32]) -> Vec<f32> {
+        let s = &self.s;
+        let image = s.c * s.hw[0] * s.hw[1];
+        let out_area = s.out_hw[0] * s.out_hw[1];
+        let direct = self.prep.is_direct();
+        let planes = s.c * self.prep.plane();
+        let mut dw = vec![0.0f32; self.offs.len()];
+        let mut buf = vec![
+            0.0f32;
+            if direct || self.want_dx {
+                0
+            } else {
+                self.prep.buffer_len()
+            }
+        ];
+        let mut dbuf = vec![0.0f32; if direct || !self.want_dx { 0 } else { planes }];
+        let mut dyq = vec![0.0f32; s.o * self.q_end];
+        for (i, n) in range.enumerate() {
+            let xn = &x[n * image..(n + 1) * image];
+            self.spread(&dy[n * s.o * out_area..(n + 1) * s.o * out_area], &mut dyq);
+            let input: &[f32] = match (self.want_dx, direct) {
+                (true, _) => &[],
+                (false, true) => xn,
+                (false, false) => {
+                    fill_buffer(xn, s, self.prep, &mut buf);
+                    &buf
+                }
+            };
+            let grad: &mut [f32] = match (self.want_dx, direct) {
+                (false, _) => &mut [],
+                (true, true) => &mut dx[i * image..(i + 1) * image],
+                (true, false) => {
+                    dbuf.iter_mut().for_each(|v| *v = 0.0);
+                    &mut dbuf
+                }
+            };
+            entries(self, input, &dyq, grad, &mut dw);
+            if self.want_dx && !direct {
+                self.fold(&dbuf, &mut dx[i * image..(i + 1) * image]);
+            }
+        }
+        dw
+    }
+
+    /// One image's `dy` `[o, ho, wo]` onto the flat positions `[o, q_end]`
+    /// (the positions past each row's end stay zero).
+    fn spread(&self, dy: &[f32], dyq: &mut [f32]) {
+        let [ho, wo] = self.s.out_hw;
+        let wq = self.prep.wq();
+        for o in 0..self.s.o {
+            for oy in 0..ho {
+                let src = &dy[(o * ho + oy) * wo..(o * ho + oy + 1) * wo];
+                let at = o * self.q_end + oy * wq;
+                dyq[at..at + wo].copy_from_slice(src);
+            }
+        }
+    }
+
+    /// The padded buffer's gradient folded back into one image's `dX`
+    /// (the inverse of `fill_buffer`'s placement; padding dropped).
+    fn fold(&self, dbuf: &[f32], dx: &mut [f32]) {
+        let s = &self.s;
+        let [h, w] = s.hw;
+        let [sy, sx] = s.stride;
+        let (pt, pl) = (s.padding[0].0, s.padding[1].0);
+        let (hq, wq, plane) = (self.prep.hq(), self.prep.wq(), self.prep.plane());
+        for c in 0..s.c {
+            for y in 0..h {
+                let yy = y + pt;
+                let row = c * plane + (yy % sy) * sx * hq * wq + (yy / sy) * wq;
+                for xx in 0..w {
+                    let xp = xx + pl;
+                    dx[(c * h + y) * w + xx] = dbuf[row + (xp % sx) * hq * wq + xp / sx];
+                }
+            }
+        }
+    }
+}
+
+/// Every entry of one image: `grad[off_e..] += w_e·dyq[o]` (computing
+/// `dX`), else `dw[e] += dyq[o]·input[off_e..]`.
+#[macerator::with_simd]
+fn entries<'a, S: Simd>(job: &Job<'a>, input: &[f32], dyq: &[f32], grad: &mut [f32], dw: &mut [f32]) {
+    let q = job.q_end;
+    for o in 0..job.s.o {
+        let dyo = &dyq[o * q..(o + 1) * q];
+        if dyo.iter().all(|v| *v == 0.0) {
+            continue;
+        }
+        for e in job.row_ptr[o] as usize..job.row_ptr[o + 1] as usize {
+            let off = job.offs[e] as usize;
+            if job.want_dx {
+                let w = job.vals[e];
+                for (g, d) in grad[off..off + q].iter_mut().zip(dyo) {
+                    *g = w.mul_add(*d, *g);
+                }
+            } else {
+                dw[e] += dot(dyo, &input[off..off + q]);
+            }
+        }
+    }
+}
+
+/// `Σ a[i]·b[i]` in eight partial sums (vectorised where it is inlined).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] = x[i].mul_add(y[i], acc[i]);
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
