@@ -2,7 +2,9 @@
 //! same topology decisions and reaches the same weights as the masked-dense
 //! `Sparsifier::step` on the `Mlp`: for a fixed-mask method, for SET (drops
 //! by the active weights) and for RigL (grows by the dense gradient, read
-//! from the layers' probes on update steps only), with SGD and with Adam.
+//! from the layers' probes on update steps only), with SGD and with Adam;
+//! and so does the small CNN as its [`CompactCnn`] (sparse convolutions with
+//! their handwritten backward).
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -14,7 +16,7 @@ use sparse_core::{
 };
 use sparse_kernels::train::{CompactModel, compact_prepare, compact_step};
 use sparse_methods::{Mest, MestConfig, RigL, RigLConfig, SRigL, SRigLConfig, Set, SetConfig, StaticRandom};
-use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig};
+use sparse_models::{Classifier, CompactCnn, CompactMlp, Mlp, MlpConfig, SmallCnn, SmallCnnConfig};
 
 use crate::masking::values;
 
@@ -236,4 +238,76 @@ fn random_compact_mlp_has_the_methods_initial_masks() {
         assert!(err.to_string().contains("not supported"), "{err}");
     }
     assert!(CompactMlp::random(&[784], &config, &dev).is_err());
+}
+
+/// Batch `t` for the CNN: 8 images `[1, 8, 8]` and labels, a function of `t` alone.
+fn image_batch(t: u64, dev: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let mut rng = sparse_core::Rng::new(300 + t);
+    let x: Vec<f32> = (0..8 * 64).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+    let y: Vec<i64> = (0..8).map(|_| rng.below(3) as i64).collect();
+    (
+        Tensor::from_data(TensorData::new(x, [8, 1, 8, 8]), dev),
+        Tensor::from_data(TensorData::new(y, [8]), dev),
+    )
+}
+
+/// Trains a small CNN (two 3×3 convolutions with batch norm, two linear
+/// layers) `STEPS` steps masked-dense and as its [`CompactCnn`] (the
+/// convolutions through the sparse convolution and its handwritten
+/// backward): after every step the masks are equal and the weights agree
+/// within 1e-5. Returns the number of steps on which the masks changed.
+fn compact_cnn_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M) -> usize {
+    let dev = device();
+    let config = SmallCnnConfig::new()
+        .with_input([1, 8, 8])
+        .with_channels([4, 6])
+        .with_hidden(12)
+        .with_classes(3);
+    let cnn: SmallCnn = config.init(&dev);
+    let sparsity = || SparsityConfig::new().with_sparsity(0.7).with_seed(5);
+    let mut dense = Sparsifier::new(&cnn, sparsity(), make(), &sgd()).unwrap();
+    let mut dense_model = dense.init(cnn.clone()).unwrap();
+    let mut sparse = Sparsifier::new(&cnn, sparsity(), make(), &sgd()).unwrap();
+    let start = sparse.init(cnn).unwrap();
+    let mut compact = CompactCnn::from_dense(&start, &sparse).unwrap();
+    sparse.release_device_masks();
+    let loss = |model: &dyn Fn(Tensor<4>) -> Tensor<2>, t| {
+        let (x, y) = image_batch(t, &dev);
+        CrossEntropyLossConfig::new().init(&dev).forward(model(x), y)
+    };
+    let mut changes = 0;
+    for t in 0..STEPS {
+        let l = loss(&|x| dense_model.forward(x), t);
+        let grads = GradientsParams::from_grads(l.backward(), &dense_model);
+        dense_model = dense.step(dense_model, grads, 0.05).unwrap();
+
+        let before: Vec<_> = sparse.masks().to_vec();
+        compact = compact_prepare(compact, &sparse).unwrap();
+        let l = loss(&|x| compact.forward(x), t);
+        let grads = GradientsParams::from_grads(l.backward(), &compact);
+        compact = compact_step(compact, &mut sparse, grads, 0.05).unwrap();
+        changes += usize::from(sparse.masks() != before.as_slice());
+        assert_eq!(sparse.masks(), dense.masks(), "step {t}: masks differ");
+        let back = compact.to_dense(config.init(&dev)).unwrap();
+        let pairs = [
+            (back.conv1.weight.val(), dense_model.conv1.weight.val()),
+            (back.conv2.weight.val(), dense_model.conv2.weight.val()),
+        ];
+        for (i, (c, d)) in pairs.into_iter().enumerate() {
+            let diff = max_diff(&values(c), &values(d));
+            assert!(diff <= 1e-5, "step {t}: conv {i} weights differ by {diff}");
+        }
+        let diff = max_diff(&values(back.fc1.weight.val()), &values(dense_model.fc1.weight.val()));
+        assert!(diff <= 1e-5, "step {t}: fc1 weights differ by {diff}");
+    }
+    changes
+}
+
+#[test]
+fn the_cnn_trains_compact_as_masked_dense() {
+    assert_eq!(compact_cnn_equals_masked_dense(|| StaticRandom), 0);
+    let set = || Set::with_schedule(&SetConfig::new(), every_third()).unwrap();
+    assert!(compact_cnn_equals_masked_dense(set) >= 2);
+    let rigl = || RigL::with_schedule(&RigLConfig::new(), every_third()).unwrap();
+    assert!(compact_cnn_equals_masked_dense(rigl) >= 2);
 }
