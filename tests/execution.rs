@@ -26,7 +26,7 @@ fn cnn_weights(dir: &Path) -> Vec<Vec<f32>> {
     let model = sparseburn::sparse_models::SmallCnnConfig::new()
         .init(&burn::tensor::Device::flex())
         .load_file(dir.join("checkpoint/model"));
-    let flat = |t: burn::tensor::Tensor<2>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let flat = |t: burn::tensor::Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
     vec![
         flat(model.conv1.weight.val().flatten(0, 3)),
         flat(model.conv2.weight.val().flatten(0, 3)),
@@ -231,8 +231,8 @@ fn sparse_execution_refuses_what_it_cannot_train() {
         assert_error(&o, &[method, "--execution dense"]);
         assert!(!out.exists(), "a refused run left its folder");
     }
-    let o = sparseburn(&args(&["--model", "resnet18"]));
-    assert_error(&o, &["`resnet18`", "--execution dense"]);
+    let o = sparseburn(&args(&["--model", "mobilenet"]));
+    assert_error(&o, &["`mobilenet-v1`", "--execution dense"]);
     let o = sparseburn(&[
         "train",
         "--task",

@@ -52,9 +52,9 @@ pub fn config_obstacle(cfg: &RunConfig) -> Option<String> {
             cfg.task.name()
         ));
     }
-    if !matches!(cfg.model.name, ModelKind::Mlp | ModelKind::Cnn) {
+    if !matches!(cfg.model.name, ModelKind::Mlp | ModelKind::Cnn) && !cfg.model.name.is_resnet() {
         return Some(format!(
-            "sparse execution trains the `mlp` and `cnn` models; `{}` has no sparse-execution twin yet",
+            "sparse execution trains the `mlp`, `cnn` and ResNet models; `{}` has no sparse-execution twin yet (its depthwise convolutions train masked-dense)",
             cfg.model.name.name()
         ));
     }

@@ -171,6 +171,9 @@ pub struct PlanData {
     conv: OnceLock<ConvIndex>,
     dense_pos: OnceLock<Vec<i32>>,
     nm4: OnceLock<Vec<u32>>,
+    /// The plan of the transposed convolution (the input gradient of a
+    /// one-group convolution as a forward convolution), built on first use.
+    pub(crate) conv_t: OnceLock<SparsePlan>,
     /// The convolution kernel's offsets and chunks for the last input shape seen.
     pub(crate) conv_prep: std::sync::Mutex<Option<Arc<crate::cpu::conv::ConvPrep>>>,
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -229,6 +232,7 @@ impl SparsePlan {
             pad,
             csr: cell,
             csc: OnceLock::new(),
+            conv_t: OnceLock::new(),
             conv: OnceLock::new(),
             dense_pos: OnceLock::new(),
             nm4: OnceLock::new(),

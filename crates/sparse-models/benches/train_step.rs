@@ -1,18 +1,24 @@
-//! A full training step of the MLP, in sparse execution (`CompactMlp`,
-//! `compact_step`: what `sparseburn train --execution sparse` runs) against
-//! the masked-dense step (`Mlp`, `Sparsifier::step`), side by side in one
+//! A full training step of the MLP, the small CNN or ResNet-18 (CIFAR stem),
+//! in sparse execution (the model's compact twin, `compact_step`: what
+//! `sparseburn train --execution sparse` runs) against the masked-dense step
+//! (the model, `Sparsifier::step`), side by side in one
 //! process, alternating which side goes first each round; or the peak memory
 //! of one side's training steps.
 //!
 //! ```text
 //! cargo bench -p sparse-models --bench train_step -- [--quick] [--method rigl|set|static]
 //!     [--delta-t 100] [--batch 128] [--sparsity 0.9] [--widths 784,4096,4096,10]
-//!     [--memory dense|sparse|compact]
+//!     [--model mlp|cnn|resnet18] [--crossover 1.0] [--memory dense|sparse|compact]
 //! ```
 //!
 //! Step: forward, cross-entropy, backward, optimizer step (SGD, momentum
 //! 0.9), and the method's topology update on its steps. Masks: ERK at the
-//! given sparsity (the run's default distribution for the MLP). The method
+//! given sparsity (the run's default distribution) over the model's default
+//! sparse layers. Inputs: random images of the model's shape (`--widths`'
+//! first entry for the MLP, 1×28×28 for the CNN, 3×32×32 for ResNet-18).
+//! `--crossover D`: on the sparse side, layers of density above `D` multiply
+//! densely, as `--execution auto` does at its crossover (default 1: every
+//! layer on the sparse kernels, as `--execution sparse`). The method
 //! updates every 5 steps here so that each round of 5 steps per side holds
 //! one update step; regular and update steps are timed apart, and the step at
 //! `--delta-t` is their amortised mean: `((ΔT − 1)·regular + update) / ΔT`
@@ -22,7 +28,7 @@
 //! OS (`mi_collect`), resets the process's peak resident memory (`VmHWM`,
 //! through `/proc/self/clear_refs`), runs 10 steps (two topology updates) and
 //! prints the peak of those steps and the peak of the setup; run it once per
-//! side. `compact` is the sparse side without a dense model at any moment:
+//! side (the MLP only). `compact` is the sparse side without a dense model at any moment:
 //! `CompactMlp::random` and the compact rules of SET and RigL
 //! (`compact_rule_step`, as `examples/truly_sparse.rs` trains).
 
@@ -34,9 +40,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{IntoMethod, Method, OptimizerConfig, Rng, Sparsifier, SparsityConfig, UpdateSchedule};
 use sparse_kernels::timing::quartiles;
 use sparse_kernels::train::CompactUpdate;
-use sparse_kernels::train::{compact_prepare, compact_step};
+use sparse_kernels::train::{CompactModel, compact_prepare, compact_step};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
-use sparse_models::{Classifier, CompactMlp, Mlp, MlpConfig, compact_rule_step, rigl_rule, set_rule};
+use sparse_models::{
+    Classifier, CompactMlp, CompactTwin, MlpConfig, ResNetConfig, ResNetDepth, SmallCnnConfig, Stem, compact_rule_step,
+    rigl_rule, set_rule,
+};
 
 // The allocator of the `sparseburn` binary, so both sides allocate as a run does.
 #[global_allocator]
@@ -53,6 +62,8 @@ struct Args {
     sparsity: f64,
     widths: Vec<usize>,
     memory: Option<String>,
+    model: String,
+    crossover: f64,
 }
 
 fn args() -> Args {
@@ -64,6 +75,8 @@ fn args() -> Args {
         sparsity: 0.9,
         widths: vec![784, 4096, 4096, 10],
         memory: None,
+        model: "mlp".into(),
+        crossover: 1.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
@@ -76,6 +89,8 @@ fn args() -> Args {
             "--sparsity" => a.sparsity = value().parse().unwrap_or(a.sparsity),
             "--widths" => a.widths = value().split(',').filter_map(|v| v.parse().ok()).collect(),
             "--memory" => a.memory = Some(value()),
+            "--model" => a.model = value(),
+            "--crossover" => a.crossover = value().parse().unwrap_or(a.crossover),
             _ => {}
         }
     }
@@ -96,13 +111,23 @@ fn method(name: &str) -> Box<dyn Method> {
     }
 }
 
+/// One image's shape `[C, H, W]` and the classes of `--model`.
+fn input(a: &Args) -> ([usize; 3], usize) {
+    match a.model.as_str() {
+        "mlp" => ([1, 1, a.widths[0]], *a.widths.last().unwrap_or(&1)),
+        "cnn" => ([1, 28, 28], 10),
+        "resnet18" => ([3, 32, 32], 10),
+        other => panic!("--model {other}: expected mlp, cnn or resnet18"),
+    }
+}
+
 fn batch(a: &Args, t: u64, dev: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     let mut rng = Rng::for_stream(1, "bench", t, "data");
-    let (d_in, classes) = (a.widths[0], *a.widths.last().unwrap_or(&1));
-    let x: Vec<f32> = (0..a.batch * d_in).map(|_| rng.next_f32()).collect();
+    let ([c, h, w], classes) = input(a);
+    let x: Vec<f32> = (0..a.batch * c * h * w).map(|_| rng.next_f32()).collect();
     let y: Vec<i32> = (0..a.batch).map(|_| rng.below(classes as u64) as i32).collect();
     (
-        Tensor::from_data(TensorData::new(x, [a.batch, 1, 1, d_in]), dev),
+        Tensor::from_data(TensorData::new(x, [a.batch, c, h, w]), dev),
         Tensor::from_data(TensorData::new(y, [a.batch]), dev),
     )
 }
@@ -113,18 +138,23 @@ fn grads<M: Classifier>(a: &Args, model: &M, t: u64, dev: &Device) -> GradientsP
     GradientsParams::from_grads(loss.backward(), model)
 }
 
-/// The masked-dense side: the `Mlp` and its sparsifier.
-struct Dense(Option<Mlp>, Sparsifier);
+/// The masked-dense side: the model and its sparsifier.
+struct Dense<D>(Option<D>, Sparsifier);
 
-/// The sparse side: the `CompactMlp` and its sparsifier.
-struct Sparse(Option<CompactMlp>, Sparsifier);
+/// The sparse side: the model's compact twin and its sparsifier.
+struct Sparse<C>(Option<C>, Sparsifier);
 
 trait Side {
     /// One step at `t`; whether it was a topology-update step.
     fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool;
+
+    /// The density of the sparse layers (NaN for a side without a sparsifier).
+    fn density(&self) -> f64 {
+        f64::NAN
+    }
 }
 
-impl Side for Dense {
+impl<D: CompactTwin> Side for Dense<D> {
     fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool {
         let update = self.1.needs().update;
         let m = self.0.take().expect("model");
@@ -135,13 +165,17 @@ impl Side for Dense {
     }
 }
 
-impl Side for Sparse {
+impl<C: CompactModel + Classifier> Side for Sparse<C> {
     fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool {
         let update = self.1.needs().update;
         let m = compact_prepare(self.0.take().expect("model"), &self.1).expect("prepare");
         let g = grads(a, &m, t, dev);
         self.0 = Some(compact_step(m, &mut self.1, g, 0.01).expect("sparse step"));
         update
+    }
+
+    fn density(&self) -> f64 {
+        self.1.report().density()
     }
 }
 
@@ -171,30 +205,73 @@ fn compact_side(a: &Args, dev: &Device) -> Compact {
     Compact(Some(model), rule, OptimizerConfig::sgd(0.9, 0.0).init())
 }
 
-fn setup(a: &Args, dev: &Device) -> (Mlp, Sparsifier) {
-    let config = MlpConfig::new()
-        .with_input(a.widths[0])
-        .with_hidden(a.widths[1..a.widths.len() - 1].to_vec())
-        .with_classes(*a.widths.last().expect("widths"));
-    let mlp = config.init(dev);
-    let sparsity = SparsityConfig::new().with_sparsity(a.sparsity).with_seed(3);
+fn setup<D: CompactTwin>(a: &Args, model: D) -> (D, Sparsifier) {
+    let sparsity = SparsityConfig::new()
+        .with_sparsity(a.sparsity)
+        .with_seed(3)
+        .with_filter(model.sparsity_filter());
     let optimizer = OptimizerConfig::sgd(0.9, 0.0);
-    let mut sparse = Sparsifier::new(&mlp, sparsity, method(&a.method), &optimizer).expect("sparsifier");
-    let mlp = sparse.init(mlp).expect("init");
-    (mlp, sparse)
+    let mut sparse = Sparsifier::new(&model, sparsity, method(&a.method), &optimizer).expect("sparsifier");
+    let model = sparse.init(model).expect("init");
+    (model, sparse)
 }
 
-fn dense_side(a: &Args, dev: &Device) -> Dense {
-    let (mlp, sparse) = setup(a, dev);
-    Dense(Some(mlp), sparse)
+fn dense_side<D: CompactTwin>(a: &Args, model: D) -> Dense<D> {
+    let (model, sparse) = setup(a, model);
+    Dense(Some(model), sparse)
 }
 
-fn sparse_side(a: &Args, dev: &Device) -> Sparse {
-    let (mlp, mut sparse) = setup(a, dev);
-    let compact = CompactMlp::from_dense(&mlp, &sparse).expect("compact");
-    drop(mlp);
+fn sparse_side<D: CompactTwin>(a: &Args, model: D) -> Sparse<D::Compact> {
+    let (model, mut sparse) = setup(a, model);
+    let compact = model.to_compact(&sparse).expect("compact");
+    drop(model);
+    // layers denser than the crossover multiply densely (`--execution auto`)
+    let density: std::collections::HashMap<String, f64> = sparse
+        .layers()
+        .iter()
+        .zip(sparse.masks())
+        .map(|(l, m)| (l.path.clone(), m.count_ones() as f64 / m.len() as f64))
+        .collect();
+    let compact = compact
+        .try_map_compact(&mut |_, layer| {
+            let d = density.get(&layer.layer().path).copied().unwrap_or(1.0);
+            Ok(layer.with_dense_product(d > a.crossover))
+        })
+        .expect("crossover");
     sparse.release_device_masks();
     Sparse(Some(compact), sparse)
+}
+
+/// The masked-dense and the sparse side of `--model`, and a description.
+fn sides(a: &Args, dev: &Device) -> (Box<dyn Side>, Box<dyn Side>, String) {
+    fn pair<D: CompactTwin>(a: &Args, make: impl Fn() -> D) -> (Box<dyn Side>, Box<dyn Side>) {
+        (Box::new(dense_side(a, make())), Box::new(sparse_side(a, make())))
+    }
+    match a.model.as_str() {
+        "mlp" => {
+            let config = mlp_config(a);
+            let (d, s) = pair(a, || config.init(dev));
+            (d, s, format!("MLP {:?}", a.widths))
+        }
+        "cnn" => {
+            let (d, s) = pair(a, || SmallCnnConfig::new().init(dev));
+            (d, s, "small CNN (28×28)".into())
+        }
+        _ => {
+            let config = ResNetConfig::new(ResNetDepth::R18)
+                .with_stem(Stem::Cifar)
+                .with_classes(10);
+            let (d, s) = pair(a, || config.init(dev));
+            (d, s, "ResNet-18, CIFAR stem (3×32×32)".into())
+        }
+    }
+}
+
+fn mlp_config(a: &Args) -> MlpConfig {
+    MlpConfig::new()
+        .with_input(a.widths[0])
+        .with_hidden(a.widths[1..a.widths.len() - 1].to_vec())
+        .with_classes(*a.widths.last().expect("widths"))
 }
 
 fn vm_hwm() -> Option<u64> {
@@ -205,8 +282,8 @@ fn vm_hwm() -> Option<u64> {
 
 fn memory(a: &Args, side: &str, dev: &Device) {
     let mut model: Box<dyn Side> = match side {
-        "dense" => Box::new(dense_side(a, dev)),
-        "sparse" => Box::new(sparse_side(a, dev)),
+        "dense" => Box::new(dense_side(a, mlp_config(a).init(dev))),
+        "sparse" => Box::new(sparse_side(a, mlp_config(a).init(dev))),
         "compact" => Box::new(compact_side(a, dev)),
         other => panic!("--memory {other}: expected dense, sparse or compact"),
     };
@@ -239,9 +316,8 @@ fn main() {
     if let Some(side) = &a.memory {
         return memory(&a, side, &dev);
     }
-    let mut dense = dense_side(&a, &dev);
-    let mut sparse = sparse_side(&a, &dev);
-    let density = sparse.1.report().density();
+    let (mut dense, mut sparse, what) = sides(&a, &dev);
+    let density = sparse.density();
     // warm-up: one update and one regular step each
     let mut t = 0;
     while t < EVERY + 1 {
@@ -267,8 +343,8 @@ fn main() {
         }
     }
     println!(
-        "MLP {:?} batch {} density {density:.4} (ERK), {} updating every {EVERY} steps, SGD momentum 0.9, {rounds} rounds",
-        a.widths, a.batch, a.method
+        "{what} batch {} density {density:.4} (ERK), {} updating every {EVERY} steps, SGD momentum 0.9, {rounds} rounds",
+        a.batch, a.method
     );
     let mut amortised = [0.0; 2];
     for (side, name) in ["masked-dense", "sparse"].iter().enumerate() {

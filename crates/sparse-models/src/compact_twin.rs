@@ -6,7 +6,7 @@ use sparse_core::Sparsifier;
 use sparse_kernels::KernelError;
 use sparse_kernels::train::CompactModel;
 
-use crate::{Classifier, CompactCnn, CompactMlp, Mlp, SmallCnn};
+use crate::{Classifier, CompactCnn, CompactMlp, CompactResNet, Mlp, ResNet, SmallCnn};
 
 /// A model with a sparse-execution twin ([`CompactModel`]).
 pub trait CompactTwin: Classifier + Sized + 'static {
@@ -40,6 +40,18 @@ impl CompactTwin for SmallCnn {
     }
 
     fn with_compact(self, compact: &CompactCnn) -> Result<Self, KernelError> {
+        compact.to_dense(self)
+    }
+}
+
+impl CompactTwin for ResNet {
+    type Compact = CompactResNet;
+
+    fn to_compact(&self, sparse: &Sparsifier) -> Result<CompactResNet, KernelError> {
+        CompactResNet::from_dense(self, sparse)
+    }
+
+    fn with_compact(self, compact: &CompactResNet) -> Result<Self, KernelError> {
         compact.to_dense(self)
     }
 }

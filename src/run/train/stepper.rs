@@ -13,7 +13,7 @@ use burn::optim::GradientsParams;
 use sparse_core::Sparsifier;
 use sparse_kernels::train::CompactModel;
 use sparse_kernels::train::{compact_prepare, compact_state, compact_step, dense_state};
-use sparse_models::{Classifier, CompactTwin, Mlp, SmallCnn};
+use sparse_models::{Classifier, CompactTwin, Mlp, ResNet, SmallCnn};
 
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
@@ -122,7 +122,7 @@ impl<D: CompactTwin> Stepper<D::Compact> for CompactTraining<'_, D> {
 }
 
 /// Trains the steps `range` of an image run in sparse execution: the model
-/// (the MLP or the small CNN) moves into its [`CompactTwin`] for the steps
+/// (the MLP, the small CNN or a ResNet) moves into its [`CompactTwin`] for the steps
 /// and back into the masked-dense layout at the end; `make` makes a fresh
 /// model of the run (to write checkpoints into). Under `auto`, the layers
 /// above the crossover density multiply densely, and a run without a layer
@@ -146,11 +146,15 @@ pub fn train_compact<M: Classifier + 'static>(
         Ok(mlp) => return as_run_model(train_twin(runner, mlp, sparse, range, &|| twin_of(make()), execution)),
         Err(model) => model,
     };
-    match cast::<M, SmallCnn>(model) {
-        Ok(cnn) => as_run_model(train_twin(runner, cnn, sparse, range, &|| twin_of(make()), execution)),
-        Err(_) => {
-            anyhow::bail!("sparse execution trains the `mlp` and `cnn` models; train this one with `--execution dense`")
-        }
+    let model = match cast::<M, SmallCnn>(model) {
+        Ok(cnn) => return as_run_model(train_twin(runner, cnn, sparse, range, &|| twin_of(make()), execution)),
+        Err(model) => model,
+    };
+    match cast::<M, ResNet>(model) {
+        Ok(net) => as_run_model(train_twin(runner, net, sparse, range, &|| twin_of(make()), execution)),
+        Err(_) => anyhow::bail!(
+            "sparse execution trains the `mlp`, `cnn` and ResNet models; train this one with `--execution dense`"
+        ),
     }
 }
 

@@ -109,7 +109,7 @@ impl Column<'_> {
 /// `Σ a[i]·b[i]`: the AVX2 + FMA kernel where the CPU has it, else eight
 /// partial sums (so the compiler can vectorise it), combined pairwise, then
 /// the tail.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).

@@ -23,13 +23,96 @@
 use macerator::Simd;
 use rayon::prelude::*;
 
+use super::backward::dot;
 use super::conv::{ConvPrep, ConvShape, fill_buffer, prepared};
-use crate::plan::PlanData;
+use crate::activation::Activation;
+use crate::indices::Indices;
+use crate::plan::{CsrView, OpKind, PlanData, SparsePlan, Storage};
 
 /// `dX: [n, c, h, w]` of `out = conv(x, W)` for the output gradient
 /// `dy: [n, o, ho, wo]` (`x` gives the shape; both contiguous NCHW).
+///
+/// A stride-1 convolution's input gradient is itself a convolution: of `dY`
+/// (padded by `d·(k − 1) − pad` on each side) with the weight transposed
+/// (`c` ↔ `o`) and flipped (`ky → k − 1 − ky`). It runs on the direct
+/// forward kernel (accumulators in registers) over a transposed plan built
+/// once per plan. Other strides scatter `dY` into the padded input buffer.
 pub fn input_grad(plan: &PlanData, values: &[f32], x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
-    backward(plan, values, x, dy, s, true).0
+    let Some(ts) = transposed_shape(plan, &s) else {
+        return backward(plan, values, x, dy, s, true).0;
+    };
+    let tplan = plan.conv_t.get_or_init(|| transposed_plan(plan));
+    let mut dx = vec![0.0f32; s.n * s.c * s.hw[0] * s.hw[1]];
+    let zeros = vec![0.0f32; s.c];
+    super::conv::forward(tplan, values, dy, ts, &zeros, Activation::None, &mut dx);
+    dx
+}
+
+/// The shape of the transposed convolution computing `dX` of a stride-1,
+/// one-group convolution of shape `s` (`None` for other convolutions, or
+/// a padding beyond the dilated kernel's reach).
+fn transposed_shape(plan: &PlanData, s: &ConvShape) -> Option<ConvShape> {
+    let OpKind::Conv { groups: 1, .. } = plan.op else {
+        return None;
+    };
+    if s.stride != [1, 1] || s.out_hw.contains(&0) {
+        return None;
+    }
+    let pad = |i: usize| {
+        let reach = s.dilation[i] * (s.kernel[i] - 1);
+        Some((reach.checked_sub(s.padding[i].0)?, reach.checked_sub(s.padding[i].1)?))
+    };
+    Some(ConvShape {
+        n: s.n,
+        c: s.o,
+        hw: s.out_hw,
+        o: s.c,
+        out_hw: s.hw,
+        stride: [1, 1],
+        padding: [pad(0)?, pad(1)?],
+        dilation: s.dilation,
+        kernel: s.kernel,
+    })
+}
+
+/// The CSR plan of the transposed, flipped weight: row `c`, fan-in
+/// `(K − 1 − kpos)·c_out + o` for each entry `(o, kpos·c_in + c)`; each entry
+/// points at its value in the original values tensor.
+fn transposed_plan(plan: &PlanData) -> SparsePlan {
+    let OpKind::Conv { cin_g, kernel, .. } = plan.op else {
+        unreachable!("transposed_shape accepts conv plans only");
+    };
+    let csr = plan.csr();
+    let (cout, kpos) = (plan.rows, kernel[0] * kernel[1]);
+    let mut entries: Vec<(u32, u32, u32)> = Vec::with_capacity(csr.nnz());
+    for o in 0..cout {
+        for e in csr.row_ptr[o] as usize..csr.row_ptr[o + 1] as usize {
+            let j = csr.col.get(e);
+            let (p, c) = (j / cin_g, j % cin_g);
+            let col = (kpos - 1 - p) * cout + o;
+            entries.push((c as u32, col as u32, csr.value_of(e) as u32));
+        }
+    }
+    entries.sort_unstable();
+    let mut row_ptr = vec![0u32; cin_g + 1];
+    for &(c, _, _) in &entries {
+        row_ptr[c as usize + 1] += 1;
+    }
+    for c in 0..cin_g {
+        row_ptr[c + 1] += row_ptr[c];
+    }
+    let cols = kpos * cout;
+    let view = CsrView {
+        row_ptr,
+        col: Indices::narrowest(entries.iter().map(|e| e.1).collect(), cols),
+        perm: Some(entries.iter().map(|e| e.2).collect()),
+    };
+    let op = OpKind::Conv {
+        cin_g: cout,
+        kernel,
+        groups: 1,
+    };
+    SparsePlan::new(cin_g, cols, plan.n_values, op, Storage::Csr, Some(view), Vec::new())
 }
 
 /// `dW` of `out = conv(x, W)` at every stored value (value order) for the
@@ -210,18 +293,4 @@ fn entries<'a, S: Simd>(job: &Job<'a>, input: &[f32], dyq: &[f32], grad: &mut [f
             }
         }
     }
-}
-
-/// `Σ a[i]·b[i]` in eight partial sums (vectorised where it is inlined).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] = x[i].mul_add(y[i], acc[i]);
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
