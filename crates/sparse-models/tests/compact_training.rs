@@ -17,8 +17,8 @@ use sparse_core::{
 use sparse_kernels::train::{CompactModel, compact_prepare, compact_step};
 use sparse_methods::{Mest, MestConfig, RigL, RigLConfig, SRigL, SRigLConfig, Set, SetConfig, StaticRandom};
 use sparse_models::{
-    Classifier, CompactCnn, CompactMlp, CompactResNet, Mlp, MlpConfig, ResNet, ResNetConfig, ResNetDepth, SmallCnn,
-    SmallCnnConfig, Stem,
+    Classifier, CompactMlp, CompactTwin, Mlp, MlpConfig, ResNet, ResNetConfig, ResNetDepth, SmallCnn, SmallCnnConfig,
+    Stem,
 };
 
 use crate::masking::values;
@@ -254,6 +254,54 @@ fn image_batch(t: u64, dev: &Device) -> (Tensor<4>, Tensor<1, Int>) {
     )
 }
 
+/// A model of type `D` trained masked-dense next to its compact twin, from
+/// the same initial weights and masks, on the image batches of [`image_batch`].
+struct Both<D: CompactTwin> {
+    dense_model: Option<D>,
+    dense: Sparsifier,
+    compact: Option<D::Compact>,
+    sparse: Sparsifier,
+}
+
+impl<D: CompactTwin + Clone> Both<D> {
+    fn new<M: IntoMethod>(model: D, sparsity: SparsityConfig, make: impl Fn() -> M) -> Self {
+        let mut dense = Sparsifier::new(&model, sparsity.clone(), make(), &sgd()).unwrap();
+        let dense_model = dense.init(model.clone()).unwrap();
+        let mut sparse = Sparsifier::new(&model, sparsity, make(), &sgd()).unwrap();
+        let start = sparse.init(model).unwrap();
+        let compact = start.to_compact(&sparse).unwrap();
+        sparse.release_device_masks();
+        Self {
+            dense_model: Some(dense_model),
+            dense,
+            compact: Some(compact),
+            sparse,
+        }
+    }
+
+    /// Step `t` on both sides; whether the compact side's masks changed.
+    fn step(&mut self, t: u64, dev: &Device) -> bool {
+        let loss = |logits: Tensor<2>| {
+            let (_, y) = image_batch(t, dev);
+            CrossEntropyLossConfig::new().init(dev).forward(logits, y)
+        };
+        let model = self.dense_model.take().unwrap();
+        let grads = GradientsParams::from_grads(loss(model.forward(image_batch(t, dev).0)).backward(), &model);
+        self.dense_model = Some(self.dense.step(model, grads, 0.05).unwrap());
+        let before: Vec<_> = self.sparse.masks().to_vec();
+        let compact = compact_prepare(self.compact.take().unwrap(), &self.sparse).unwrap();
+        let grads = GradientsParams::from_grads(loss(compact.forward(image_batch(t, dev).0)).backward(), &compact);
+        self.compact = Some(compact_step(compact, &mut self.sparse, grads, 0.05).unwrap());
+        self.sparse.masks() != before.as_slice()
+    }
+
+    /// The dense model and the compact one written into `fresh`.
+    fn models(&self, fresh: D) -> (&D, D) {
+        let back = fresh.with_compact(self.compact.as_ref().unwrap()).unwrap();
+        (self.dense_model.as_ref().unwrap(), back)
+    }
+}
+
 /// Trains a small CNN (two 3×3 convolutions with batch norm, two linear
 /// layers) `STEPS` steps masked-dense and as its [`CompactCnn`] (the
 /// convolutions through the sparse convolution and its handwritten
@@ -266,41 +314,22 @@ fn compact_cnn_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M) -> usize
         .with_channels([4, 6])
         .with_hidden(12)
         .with_classes(3);
-    let cnn: SmallCnn = config.init(&dev);
-    let sparsity = || SparsityConfig::new().with_sparsity(0.7).with_seed(5);
-    let mut dense = Sparsifier::new(&cnn, sparsity(), make(), &sgd()).unwrap();
-    let mut dense_model = dense.init(cnn.clone()).unwrap();
-    let mut sparse = Sparsifier::new(&cnn, sparsity(), make(), &sgd()).unwrap();
-    let start = sparse.init(cnn).unwrap();
-    let mut compact = CompactCnn::from_dense(&start, &sparse).unwrap();
-    sparse.release_device_masks();
-    let loss = |model: &dyn Fn(Tensor<4>) -> Tensor<2>, t| {
-        let (x, y) = image_batch(t, &dev);
-        CrossEntropyLossConfig::new().init(&dev).forward(model(x), y)
-    };
+    let sparsity = SparsityConfig::new().with_sparsity(0.7).with_seed(5);
+    let mut both = Both::new(config.init(&dev), sparsity, make);
     let mut changes = 0;
     for t in 0..STEPS {
-        let l = loss(&|x| dense_model.forward(x), t);
-        let grads = GradientsParams::from_grads(l.backward(), &dense_model);
-        dense_model = dense.step(dense_model, grads, 0.05).unwrap();
-
-        let before: Vec<_> = sparse.masks().to_vec();
-        compact = compact_prepare(compact, &sparse).unwrap();
-        let l = loss(&|x| compact.forward(x), t);
-        let grads = GradientsParams::from_grads(l.backward(), &compact);
-        compact = compact_step(compact, &mut sparse, grads, 0.05).unwrap();
-        changes += usize::from(sparse.masks() != before.as_slice());
-        assert_eq!(sparse.masks(), dense.masks(), "step {t}: masks differ");
-        let back = compact.to_dense(config.init(&dev)).unwrap();
+        changes += usize::from(both.step(t, &dev));
+        assert_eq!(both.sparse.masks(), both.dense.masks(), "step {t}: masks differ");
+        let (d, back): (&SmallCnn, SmallCnn) = both.models(config.init(&dev));
         let pairs = [
-            (back.conv1.weight.val(), dense_model.conv1.weight.val()),
-            (back.conv2.weight.val(), dense_model.conv2.weight.val()),
+            (back.conv1.weight.val(), d.conv1.weight.val()),
+            (back.conv2.weight.val(), d.conv2.weight.val()),
         ];
-        for (i, (c, d)) in pairs.into_iter().enumerate() {
-            let diff = max_diff(&values(c), &values(d));
+        for (i, (c, w)) in pairs.into_iter().enumerate() {
+            let diff = max_diff(&values(c), &values(w));
             assert!(diff <= 1e-5, "step {t}: conv {i} weights differ by {diff}");
         }
-        let diff = max_diff(&values(back.fc1.weight.val()), &values(dense_model.fc1.weight.val()));
+        let diff = max_diff(&values(back.fc1.weight.val()), &values(d.fc1.weight.val()));
         assert!(diff <= 1e-5, "step {t}: fc1 weights differ by {diff}");
     }
     changes
@@ -330,38 +359,22 @@ fn resnet18_trains_compact_as_masked_dense() {
         .with_stem(Stem::Cifar)
         .with_classes(3)
         .with_in_channels(1);
-    let net: ResNet = config.init(&dev);
-    let sparsity = || SparsityConfig::new().with_sparsity(0.9).with_seed(5);
+    let sparsity = SparsityConfig::new().with_sparsity(0.9).with_seed(5);
     let rigl = || RigL::with_schedule(&RigLConfig::new(), UpdateSchedule::new(4).with_interval(2)).unwrap();
-    let mut dense = Sparsifier::new(&net, sparsity(), rigl(), &sgd()).unwrap();
-    let mut dense_model = dense.init(net.clone()).unwrap();
-    let mut sparse = Sparsifier::new(&net, sparsity(), rigl(), &sgd()).unwrap();
-    let start = sparse.init(net).unwrap();
-    let mut compact = CompactResNet::from_dense(&start, &sparse).unwrap();
-    sparse.release_device_masks();
-    assert_eq!(compact.compact_layers().len(), sparse.layers().len());
-    let loss = |model: &dyn Fn(Tensor<4>) -> Tensor<2>, t| {
-        let (x, y) = image_batch(t, &dev);
-        CrossEntropyLossConfig::new().init(&dev).forward(model(x), y)
-    };
+    let mut both = Both::new(config.init(&dev), sparsity, rigl);
+    let compact = both.compact.as_ref().unwrap();
+    assert_eq!(compact.compact_layers().len(), both.sparse.layers().len());
     let (mut changes, mut compared) = (0, 0);
     for t in 0..4 {
-        let l = loss(&|x| dense_model.forward(x), t);
-        let grads = GradientsParams::from_grads(l.backward(), &dense_model);
-        dense_model = dense.step(dense_model, grads, 0.05).unwrap();
-        let before: Vec<_> = sparse.masks().to_vec();
-        compact = compact_prepare(compact, &sparse).unwrap();
-        let l = loss(&|x| compact.forward(x), t);
-        let grads = GradientsParams::from_grads(l.backward(), &compact);
-        compact = compact_step(compact, &mut sparse, grads, 0.05).unwrap();
-        changes += usize::from(sparse.masks() != before.as_slice());
-        let differ: usize = sparse
+        changes += usize::from(both.step(t, &dev));
+        let differ: usize = both
+            .sparse
             .masks()
             .iter()
-            .zip(dense.masks())
+            .zip(both.dense.masks())
             .map(|(a, b)| (0..a.len()).filter(|&i| a.get(i) != b.get(i)).count())
             .sum();
-        let active: usize = dense.masks().iter().map(|m| m.count_ones()).sum();
+        let active: usize = both.dense.masks().iter().map(|m| m.count_ones()).sum();
         assert!(
             differ as f64 <= 2e-4 * active as f64,
             "step {t}: {differ} of {active} mask positions differ"
@@ -370,8 +383,7 @@ fn resnet18_trains_compact_as_masked_dense() {
             continue;
         }
         compared += 1;
-        let back = compact.to_dense(config.init(&dev)).unwrap();
-        let (b, d) = (&back, &dense_model);
+        let (d, b): (&ResNet, ResNet) = both.models(config.init(&dev));
         let pairs = [
             (b.conv1.weight.val(), d.conv1.weight.val()),
             (b.layer1[0].conv1.weight.val(), d.layer1[0].conv1.weight.val()),

@@ -99,10 +99,7 @@ impl SparseOps for Flex {
             return Flex::conv2d_x_backward(x, conv_weight::<Flex>(&plan, values), dy, options);
         }
         let dims = x.shape().to_vec();
-        let (x, values, dy) = (x.to_contiguous(), values.to_contiguous(), dy.to_contiguous());
-        let shape = conv_shape(&dims, &plan, &options);
-        check_conv_grad(&dy, &shape, &plan);
-        let dx = cpu::conv_backward::input_grad(&plan, slice(&values), slice(&x), slice(&dy), shape);
+        let dx = conv_grad(x, values, dy, &plan, &options, cpu::conv_backward::input_grad);
         FlexTensor::from_data(TensorData::new(dx, dims))
     }
 
@@ -116,20 +113,28 @@ impl SparseOps for Flex {
         if !all_f32(&[&x, &values, &dy]) {
             return fallback_conv2d_values_grad::<Flex>(x, values, dy, &plan, options);
         }
-        let (x, values, dy) = (x.to_contiguous(), values.to_contiguous(), dy.to_contiguous());
-        let shape = conv_shape(&x.shape(), &plan, &options);
-        check_conv_grad(&dy, &shape, &plan);
-        let dv = cpu::conv_backward::values_grad(&plan, slice(&values), slice(&x), slice(&dy), shape);
+        let dv = conv_grad(x, values, dy, &plan, &options, cpu::conv_backward::values_grad);
         FlexTensor::from_data(TensorData::new(dv, [plan.n_values]))
     }
 }
 
-/// Panics with a clear message when `dy` is not the convolution's output shape.
-fn check_conv_grad(dy: &FlexTensor, s: &crate::cpu::conv::ConvShape, plan: &SparsePlan) {
+/// A gradient kernel of the sparse convolution on contiguous f32 inputs;
+/// panics with a clear message when `dy` is not the convolution's output shape.
+fn conv_grad(
+    x: FlexTensor,
+    values: FlexTensor,
+    dy: FlexTensor,
+    plan: &SparsePlan,
+    options: &ConvOptions<2>,
+    kernel: cpu::conv_backward::GradKernel,
+) -> Vec<f32> {
+    let (x, values, dy) = (x.to_contiguous(), values.to_contiguous(), dy.to_contiguous());
+    let s = conv_shape(&x.shape(), plan, options);
     let want = [s.n, s.o, s.out_hw[0], s.out_hw[1]];
     assert!(
         dy.shape().to_vec() == want,
         "sparse conv gradient: the output gradient is {:?}, the convolution {plan:?} gives {want:?}",
         dy.shape()
     );
+    kernel(plan, slice(&values), slice(&x), slice(&dy), s)
 }

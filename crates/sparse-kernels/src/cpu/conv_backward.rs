@@ -29,6 +29,9 @@ use crate::activation::Activation;
 use crate::indices::Indices;
 use crate::plan::{CsrView, OpKind, PlanData, SparsePlan, Storage};
 
+/// A gradient kernel: `(plan, values, x, dy, shape)` to `dX` or `dW`.
+pub type GradKernel = fn(&PlanData, &[f32], &[f32], &[f32], ConvShape) -> Vec<f32>;
+
 /// `dX: [n, c, h, w]` of `out = conv(x, W)` for the output gradient
 /// `dy: [n, o, ho, wo]` (`x` gives the shape; both contiguous NCHW).
 ///
