@@ -13,6 +13,52 @@
 
 use std::arch::x86_64::*;
 
+/// `[a·b[0], a·b[1], a·b[2], a·b[3]]` over `a.len()` entries: four dot
+/// products sharing `a`, so each load of `a` feeds four multiply-adds, two
+/// accumulators per product (eight independent chains). The convolution's
+/// weight gradient: one output channel's `dY` against four stored weights'
+/// input strips.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA ([`available`]); every `b[k]` holds at
+/// least `a.len()` entries.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let n = a.len();
+    assert!(b.iter().all(|s| s.len() >= n), "dot4: a strip is shorter than `a`");
+    let pa = a.as_ptr();
+    let pb = b.map(|s| s.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    // SAFETY (all loads): i + 16 ≤ n, then i + 8 ≤ n, within `a` and every `b[k]`.
+    while i + 16 <= n {
+        let (x0, x1) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pa.add(i + 8))) };
+        for k in 0..4 {
+            let (y0, y1) = unsafe { (_mm256_loadu_ps(pb[k].add(i)), _mm256_loadu_ps(pb[k].add(i + 8))) };
+            acc[k][0] = _mm256_fmadd_ps(x0, y0, acc[k][0]);
+            acc[k][1] = _mm256_fmadd_ps(x1, y1, acc[k][1]);
+        }
+        i += 16;
+    }
+    while i + 8 <= n {
+        let x = unsafe { _mm256_loadu_ps(pa.add(i)) };
+        for k in 0..4 {
+            let y = unsafe { _mm256_loadu_ps(pb[k].add(i)) };
+            acc[k][0] = _mm256_fmadd_ps(x, y, acc[k][0]);
+        }
+        i += 8;
+    }
+    let mut out = [0.0f32; 4];
+    for k in 0..4 {
+        let mut lanes = [0.0f32; 8];
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_add_ps(acc[k][0], acc[k][1])) };
+        let tail: f32 = a[i..n].iter().zip(&b[k][i..n]).map(|(x, y)| x * y).sum();
+        out[k] =
+            ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail;
+    }
+    out
+}
+
 /// Whether the AVX2 + FMA kernels run: this CPU has them (checked at run
 /// time) and [`super::force_portable`] is off.
 #[inline]
