@@ -54,7 +54,7 @@ pub fn config_obstacle(cfg: &RunConfig) -> Option<String> {
     }
     if !matches!(cfg.model.name, ModelKind::Mlp | ModelKind::Cnn) && !cfg.model.name.is_resnet() {
         return Some(format!(
-            "sparse execution trains the `mlp`, `cnn` and ResNet models; `{}` has no sparse-execution twin yet (its depthwise convolutions train masked-dense)",
+            "sparse execution trains the `mlp`, `cnn` and ResNet models; `{}` has no sparse-execution twin (its depthwise convolutions have no sparse-execution kernels)",
             cfg.model.name.name()
         ));
     }

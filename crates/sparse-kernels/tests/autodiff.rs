@@ -109,6 +109,35 @@ fn conv_grads(
     act: Activation,
     seed: u64,
 ) -> Result<(), TestCaseError> {
+    let geometry = Geometry {
+        stride,
+        pad: [pad[0], pad[1], pad[0], pad[1]],
+        dilation,
+        groups: 1,
+    };
+    conv_grads_with(shape, hw, geometry, batch, density, act, seed)
+}
+
+/// Stride, padding `[top, left, bottom, right]`, dilation and groups.
+#[derive(Clone)]
+struct Geometry {
+    stride: [usize; 2],
+    pad: [usize; 4],
+    dilation: [usize; 2],
+    groups: usize,
+}
+
+/// [`conv_grads`] for any geometry (`shape` is `[c_out, c_in / groups, kh, kw]`).
+fn conv_grads_with(
+    shape: [usize; 4],
+    hw: [usize; 2],
+    g: Geometry,
+    batch: usize,
+    density: f64,
+    act: Activation,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let Geometry { stride, pad, dilation, groups } = g;
     let dev = device().autodiff();
     let mut rng = Rng::new(seed);
     let layer = SparseLayer::conv("conv.weight", &shape);
@@ -120,8 +149,8 @@ fn conv_grads(
         shape,
         stride,
         dilation,
-        groups: 1,
-        padding: burn::nn::PaddingConfig2d::Explicit(pad[0], pad[1], pad[0], pad[1]),
+        groups,
+        padding: burn::nn::PaddingConfig2d::Explicit(pad[0], pad[1], pad[2], pad[3]),
     };
     let s = SparseConv2d::from_parts(
         config,
@@ -137,7 +166,7 @@ fn conv_grads(
     let sparse_kernels::modules::conv::ConvWeight::Sparse(sw) = &s.weight else {
         return Err(TestCaseError::fail("sparse weight expected"));
     };
-    let dims = [batch, shape[1], hw[0], hw[1]];
+    let dims = [batch, shape[1] * groups, hw[0], hw[1]];
     let x = rand(&mut rng, dims.iter().product());
     let xs = tensor(x.clone(), dims, &dev).require_grad();
     let (vals, b) = (sw.values.val(), s.bias.val());
@@ -149,7 +178,8 @@ fn conv_grads(
     let xd = tensor(x, dims, &dev).require_grad();
     let wd = tensor(mw, shape, &dev).require_grad();
     let bd = tensor(bias, [shape[0]], &dev).require_grad();
-    let opts = burn::tensor::ops::ConvOptions::new(stride, pad, dilation, 1);
+    let pairs = [(pad[0], pad[2]), (pad[1], pad[3])];
+    let opts = burn::tensor::ops::ConvOptions::new_with_padding(stride, pairs, dilation, groups);
     let yd = burn::tensor::module::conv2d(xd.clone(), wd.clone(), Some(bd.clone()), opts);
     let yd = if act == Activation::Relu {
         burn::tensor::activation::relu(yd)
@@ -196,5 +226,28 @@ proptest! {
         let act = if relu { Activation::Relu } else { Activation::None };
         conv_grads([cout, cin, k, k], [hw.0, hw.1], [stride.0, stride.1], [pad.0, pad.1],
             [dilation.0, dilation.1], batch, density, act, seed)?;
+    }
+}
+
+/// Grouped convolutions (the scatter path of the input gradient) and
+/// asymmetric padding (the transposed path pads `dY` unevenly), which the
+/// property test above does not draw.
+#[test]
+fn grouped_and_unevenly_padded_conv_gradients_equal_dense_masked_ones() {
+    let cases = [
+        // groups 2, stride 1: input gradient by scatter
+        ([4, 3, 3, 3], [7, 6], [1, 1], [1, 1, 1, 1], [1, 1], 2),
+        // groups 3, stride 2, dilation 2
+        ([6, 2, 3, 3], [9, 8], [2, 1], [2, 1, 2, 1], [2, 2], 3),
+        // one group, stride 1, padding (top 0, left 1, bottom 2, right 0): the transposed path
+        ([5, 4, 3, 3], [6, 7], [1, 1], [0, 1, 2, 0], [1, 1], 1),
+        // an even kernel, padded as `Same` pads it (1 before, 2 after)
+        ([3, 2, 4, 4], [6, 6], [1, 1], [1, 1, 2, 2], [1, 1], 1),
+    ];
+    for (i, (shape, hw, stride, pad, dilation, groups)) in cases.into_iter().enumerate() {
+        let g = Geometry { stride, pad, dilation, groups };
+        for act in [Activation::None, Activation::Relu] {
+            conv_grads_with(shape, hw, g.clone(), 2, 0.5, act, 40 + i as u64).unwrap();
+        }
     }
 }

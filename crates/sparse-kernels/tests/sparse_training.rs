@@ -851,3 +851,56 @@ fn drop_noise_breaks_ties_as_the_dense_rigl() {
         .unwrap_err();
     assert!(err.to_string().contains("fc.weight"), "{err}");
 }
+
+/// A convolution's bias lives at `conv.weight.bias` in the compact model
+/// (the field of its `CompactConv2d`) and at `conv.bias` in the dense
+/// `Conv2d`: the optimizer state of a checkpoint is keyed by the dense
+/// path and comes back under the compact one, next to the values' state.
+#[test]
+fn a_conv_bias_state_is_keyed_as_the_dense_model_keys_it() {
+    use sparse_core::optim::SavedParamState;
+    use sparse_kernels::train::{CompactConv2d, compact_state, dense_state};
+
+    #[derive(Module, Debug)]
+    struct OneConv {
+        conv: CompactConv2d,
+    }
+    impl CompactModel for OneConv {
+        fn compact_layers(&self) -> Vec<&CompactLinear> {
+            vec![&self.conv.weight]
+        }
+        fn try_map_compact(
+            mut self,
+            f: &mut dyn FnMut(usize, CompactLinear) -> Result<CompactLinear, KernelError>,
+        ) -> Result<Self, KernelError> {
+            self.conv.weight = f(0, self.conv.weight)?;
+            Ok(self)
+        }
+    }
+    let dev = device();
+    let dense = burn::nn::conv::Conv2dConfig::new([2, 3], [3, 3]).init(&dev);
+    let layer = SparseLayer::conv("conv.weight", &[3, 2, 3, 3]);
+    let mask = random_mask(layer.numel(), 0.5, &mut Rng::new(8));
+    let nnz = mask.count_ones();
+    let model = OneConv {
+        conv: CompactConv2d::new(&dense, layer, mask.clone()).unwrap(),
+    };
+    let (compact_bias, dense_bias) = model.conv.weight.bias_paths();
+    assert_eq!((compact_bias.as_str(), dense_bias.as_str()), ("conv.weight.bias", "conv.bias"));
+    let numels = Sparsifier::param_numels(&model);
+    assert_eq!(numels.get("conv.weight.bias"), Some(&3), "{numels:?}");
+    assert_eq!(numels.get("conv.weight.values"), Some(&nnz), "{numels:?}");
+    let state = |path: &str, n: usize| SavedParamState {
+        path: path.into(),
+        time: 2,
+        slots: vec![(0..n).map(|i| i as f32 + 1.0).collect()],
+    };
+    let saved = dense_state(&model, vec![state("conv.weight.values", nnz), state("conv.weight.bias", 3)]).unwrap();
+    let mut paths: Vec<&str> = saved.iter().map(|s| s.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["conv.bias", "conv.weight"]);
+    let back = compact_state(&model, saved).unwrap();
+    let mut paths: Vec<(&str, usize)> = back.iter().map(|s| (s.path.as_str(), s.slots[0].len())).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, [("conv.weight.bias", 3), ("conv.weight.values", nnz)]);
+}

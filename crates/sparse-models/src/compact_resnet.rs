@@ -84,6 +84,11 @@ impl CompactBlock {
     }
 
     fn write(&self, b: &mut Block) -> Result<(), KernelError> {
+        if self.conv3.is_some() != b.conv3.is_some() || self.downsample.is_some() != b.downsample.is_some() {
+            return Err(KernelError::InvalidConfig(
+                "the dense ResNet's blocks differ from the compact one's (a bottleneck conv or a projection shortcut on one side only); write into a ResNet of the same depth".into(),
+            ));
+        }
         b.conv1 = self.conv1.to_conv(b.conv1.clone())?;
         b.conv2 = self.conv2.to_conv(b.conv2.clone())?;
         if let (Some(c), Some(d)) = (&self.conv3, b.conv3.take()) {

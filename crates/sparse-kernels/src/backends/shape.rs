@@ -15,9 +15,11 @@ pub fn conv_shape(x: &[usize], plan: &SparsePlan, options: &ConvOptions<2>) -> C
         "sparse_conv2d: input {x:?} with {} groups does not fit the weight ({cin_g} channels x {groups} groups)",
         options.groups
     );
+    // an input smaller than the dilated kernel has no output position
     let out = |i: usize| {
         let span = options.dilation[i] * (kernel[i] - 1) + 1;
-        (x[2 + i] + options.padding[i].0 + options.padding[i].1).saturating_sub(span) / options.stride[i] + 1
+        let padded = x[2 + i] + options.padding[i].0 + options.padding[i].1;
+        padded.checked_sub(span).map_or(0, |rest| rest / options.stride[i] + 1)
     };
     ConvShape {
         n: x[0],

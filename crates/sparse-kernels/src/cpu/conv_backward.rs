@@ -13,8 +13,9 @@
 //!   padded buffer's gradient is folded back into `dX` (padding dropped).
 //!
 //! The two gradients are separate passes (an op each). Images are split over
-//! threads; each thread keeps its own `dW` and they are added at the end. A 1×1 stride-1 unpadded convolution reads `X` and writes
-//! `dX` in place.
+//! threads; each thread keeps its own `dW` and they are added at the end.
+//! Where the forward reads `X` in place (1×1, stride 1, unpadded, at least
+//! 8 pixels) so do these passes, and the scatter writes `dX` in place.
 
 // `S` picks the instruction set a `with_simd` body is compiled for; the
 // plain loops are what LLVM vectorises.
@@ -39,7 +40,8 @@ pub type GradKernel = fn(&PlanData, &[f32], &[f32], &[f32], ConvShape) -> Vec<f3
 /// (padded by `d·(k − 1) − pad` on each side) with the weight transposed
 /// (`c` ↔ `o`) and flipped (`ky → k − 1 − ky`). It runs on the direct
 /// forward kernel (accumulators in registers) over a transposed plan built
-/// once per plan. Other strides scatter `dY` into the padded input buffer.
+/// once per plan. Other convolutions (strided, grouped, or padded beyond the
+/// dilated kernel's reach) scatter `dY` into the padded input buffer.
 pub fn input_grad(plan: &PlanData, values: &[f32], x: &[f32], dy: &[f32], s: ConvShape) -> Vec<f32> {
     let Some(ts) = transposed_shape(plan, &s) else {
         return backward(plan, values, x, dy, s, true).0;
@@ -141,6 +143,10 @@ fn backward(
         x.len() >= s.n * image && dy.len() >= s.n * s.o * out_area && plan.rows == s.o,
         "conv backward: buffers do not fit the shape {s:?}"
     );
+    if s.n == 0 || image == 0 || out_area == 0 {
+        let dx = vec![0.0f32; if want_dx { s.n * image } else { 0 }];
+        return (dx, vec![0.0f32; plan.n_values]);
+    }
     let prep = prepared(plan, &s);
     let vals: Vec<f32> = (0..nnz).map(|e| values[csr.value_of(e)]).collect();
     let job = Job {

@@ -25,8 +25,10 @@ use crate::modules::conv::ConvConfig;
 use crate::modules::host;
 
 /// A 2-D convolution `act(conv(x, W) + b)` whose weight is stored as its
-/// active values only (one group; grouped and depthwise convolutions train
-/// masked-dense).
+/// active values only. One group: [`CompactConv2d::new`] refuses grouped and
+/// depthwise convolutions (train those masked-dense). The output probe of
+/// the compact gradient growth ([`CompactLinear::with_output_probe`]) is for
+/// linear layers; a convolution's forward pass does not add it.
 #[derive(Module, Debug)]
 pub struct CompactConv2d {
     /// The weight (and bias) as a matrix `[c_out, fan-in]` of active values.

@@ -355,6 +355,22 @@ impl CompactLinear {
         Ok((layer.with_dense_product(dense_positions.is_some()), map))
     }
 
+    /// The dotted path of the bias in this model and in the masked-dense
+    /// model, `(compact, dense)`: the same for a linear layer; for a
+    /// convolution `conv.weight.bias` (the field of its [`super::CompactConv2d`])
+    /// against the dense `Conv2d`'s `conv.bias`.
+    pub fn bias_paths(&self) -> (String, String) {
+        let path = &self.layer.path;
+        let dense = match path.strip_suffix("weight") {
+            Some(prefix) => format!("{prefix}bias"),
+            None => format!("{path}.bias"),
+        };
+        match self.layer.kind {
+            LayerKind::Conv => (format!("{path}.bias"), dense),
+            LayerKind::Linear => (dense.clone(), dense),
+        }
+    }
+
     /// The dotted path of the values parameter, as the optimizer state is
     /// keyed: for a linear layer the weight's path with `values` for
     /// `weight`; for a convolution, whose [`super::CompactConv2d`] holds this

@@ -11,11 +11,13 @@ use super::compact_linear::CompactLinear;
 use super::compact_step::CompactModel;
 use crate::error::Result;
 
-/// `states` (keyed by the parameters of `model`) in the dense layout; the
-/// states of other parameters (biases) pass unchanged.
+/// `states` (keyed by the parameters of `model`) in the dense layout; a
+/// convolution's bias is re-keyed to the dense model's path, the states of
+/// other parameters (linear biases, batch norms) pass unchanged.
 pub fn dense_state<M: CompactModel>(model: &M, states: Vec<SavedParamState>) -> Result<Vec<SavedParamState>> {
     let layers = model.compact_layers();
     let layer_of = |path: &str| layers.iter().find(|l| l.values_path() == path).copied();
+    let states = rekey_biases(states, &layers, |(compact, dense)| (compact, dense));
     convert(states, layer_of, |l| l.layer().path.clone(), CompactLinear::scatter)
 }
 
@@ -24,7 +26,24 @@ pub fn dense_state<M: CompactModel>(model: &M, states: Vec<SavedParamState>) -> 
 pub fn compact_state<M: CompactModel>(model: &M, states: Vec<SavedParamState>) -> Result<Vec<SavedParamState>> {
     let layers = model.compact_layers();
     let layer_of = |path: &str| layers.iter().find(|l| l.layer().path == path).copied();
+    let states = rekey_biases(states, &layers, |(compact, dense)| (dense, compact));
     convert(states, layer_of, CompactLinear::values_path, CompactLinear::gather)
+}
+
+/// `states` with each bias keyed `from` re-keyed `to`, where `order` turns a
+/// layer's `(compact, dense)` bias paths into `(from, to)`.
+fn rekey_biases(
+    mut states: Vec<SavedParamState>,
+    layers: &[&CompactLinear],
+    order: impl Fn((String, String)) -> (String, String),
+) -> Vec<SavedParamState> {
+    for layer in layers {
+        let (from, to) = order(layer.bias_paths());
+        if let Some(s) = states.iter_mut().find(|s| s.path == from) {
+            s.path = to;
+        }
+    }
+    states
 }
 
 fn convert<'a>(
