@@ -137,7 +137,12 @@ fn conv_grads_with(
     act: Activation,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let Geometry { stride, pad, dilation, groups } = g;
+    let Geometry {
+        stride,
+        pad,
+        dilation,
+        groups,
+    } = g;
     let dev = device().autodiff();
     let mut rng = Rng::new(seed);
     let layer = SparseLayer::conv("conv.weight", &shape);
@@ -245,7 +250,12 @@ fn grouped_and_unevenly_padded_conv_gradients_equal_dense_masked_ones() {
         ([3, 2, 4, 4], [6, 6], [1, 1], [1, 1, 2, 2], [1, 1], 1),
     ];
     for (i, (shape, hw, stride, pad, dilation, groups)) in cases.into_iter().enumerate() {
-        let g = Geometry { stride, pad, dilation, groups };
+        let g = Geometry {
+            stride,
+            pad,
+            dilation,
+            groups,
+        };
         for act in [Activation::None, Activation::Relu] {
             conv_grads_with(shape, hw, g.clone(), 2, 0.5, act, 40 + i as u64).unwrap();
         }

@@ -886,7 +886,10 @@ fn a_conv_bias_state_is_keyed_as_the_dense_model_keys_it() {
         conv: CompactConv2d::new(&dense, layer, mask.clone()).unwrap(),
     };
     let (compact_bias, dense_bias) = model.conv.weight.bias_paths();
-    assert_eq!((compact_bias.as_str(), dense_bias.as_str()), ("conv.weight.bias", "conv.bias"));
+    assert_eq!(
+        (compact_bias.as_str(), dense_bias.as_str()),
+        ("conv.weight.bias", "conv.bias")
+    );
     let numels = Sparsifier::param_numels(&model);
     assert_eq!(numels.get("conv.weight.bias"), Some(&3), "{numels:?}");
     assert_eq!(numels.get("conv.weight.values"), Some(&nnz), "{numels:?}");
@@ -895,7 +898,11 @@ fn a_conv_bias_state_is_keyed_as_the_dense_model_keys_it() {
         time: 2,
         slots: vec![(0..n).map(|i| i as f32 + 1.0).collect()],
     };
-    let saved = dense_state(&model, vec![state("conv.weight.values", nnz), state("conv.weight.bias", 3)]).unwrap();
+    let saved = dense_state(
+        &model,
+        vec![state("conv.weight.values", nnz), state("conv.weight.bias", 3)],
+    )
+    .unwrap();
     let mut paths: Vec<&str> = saved.iter().map(|s| s.path.as_str()).collect();
     paths.sort_unstable();
     assert_eq!(paths, ["conv.bias", "conv.weight"]);
