@@ -12,11 +12,11 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
-use sparse_core::{LayerFilter, Mask, SparseLayer, Sparsifier};
+use sparse_core::{LayerFilter, Sparsifier};
 use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
 use sparse_kernels::{Activation, KernelError};
 
-use crate::compact_mlp::{compact_linear, no_capture, plan_mask, write_linear};
+use crate::compact_twin::{compact_conv, compact_linear, no_capture, write_linear};
 use crate::{Classifier, SmallCnn};
 
 /// The small CNN whose convolutions and linear layers keep only their
@@ -40,16 +40,10 @@ impl CompactCnn {
     /// The sparse-execution twin of `cnn` under the masks of `sparse` (a
     /// layer the plan does not manage keeps every weight), on `cnn`'s device.
     pub fn from_dense(cnn: &SmallCnn, sparse: &Sparsifier) -> Result<Self, KernelError> {
-        let conv = |conv: &burn::nn::conv::Conv2d, path: &str| {
-            let shape = conv.weight.dims();
-            let (layer, mask) = plan_mask(sparse, path)
-                .unwrap_or_else(|| (SparseLayer::conv(path, &shape), Mask::ones(shape.iter().product())));
-            CompactConv2d::new(conv, layer, mask)
-        };
         Ok(Self {
-            conv1: conv(&cnn.conv1, "conv1.weight")?,
+            conv1: compact_conv(&cnn.conv1, "conv1.weight", sparse)?,
             bn1: cnn.bn1.clone(),
-            conv2: conv(&cnn.conv2, "conv2.weight")?,
+            conv2: compact_conv(&cnn.conv2, "conv2.weight", sparse)?,
             bn2: cnn.bn2.clone(),
             fc1: compact_linear(&cnn.fc1, "fc1.weight", sparse)?,
             fc2: compact_linear(&cnn.fc2, "fc2.weight", sparse)?,

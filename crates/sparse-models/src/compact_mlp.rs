@@ -7,17 +7,14 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::nn::Linear;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
-use sparse_core::{
-    Distribution, LayerFilter, Mask, Pattern, Plan, Rng, SparseError, SparseLayer, Sparsifier, SparsityConfig,
-};
+use sparse_core::{Distribution, LayerFilter, Pattern, Plan, Rng, SparseLayer, Sparsifier, SparsityConfig};
 use sparse_kernels::train::{CompactLinear, CompactModel, random_mask, try_map_layers};
 use sparse_kernels::{Activation, KernelError};
 
+use crate::compact_twin::{compact_linear, no_capture, write_linear};
 use crate::{Classifier, Mlp};
-use sparse_kernels::modules::host;
 
 /// An MLP whose linear layers keep only their active weights.
 #[derive(Module, Debug)]
@@ -142,47 +139,6 @@ impl CompactMlp {
     }
 }
 
-/// The layer at `path` of the plan of `sparse` and its mask, or `None`
-/// when the plan does not manage it.
-pub(crate) fn plan_mask(sparse: &Sparsifier, path: &str) -> Option<(SparseLayer, Mask)> {
-    let i = sparse.layers().iter().position(|l| l.path == path)?;
-    Some((sparse.layers()[i].clone(), sparse.masks()[i].clone()))
-}
-
-/// The sparse-execution twin of `linear` (the weight at `path`) under its
-/// mask in `sparse` (every weight when the plan does not manage it).
-pub(crate) fn compact_linear(linear: &Linear, path: &str, sparse: &Sparsifier) -> Result<CompactLinear, KernelError> {
-    let weight = linear.weight.val();
-    let [d_in, d_out] = weight.dims();
-    let (layer, mask) =
-        plan_mask(sparse, path).unwrap_or_else(|| (SparseLayer::linear(path, d_in, d_out), Mask::ones(d_in * d_out)));
-    let Some(bias) = &linear.bias else {
-        return Err(KernelError::shape(
-            path,
-            "the layer has no bias; sparse execution trains linear layers with a bias (train it with `--execution dense`)",
-        ));
-    };
-    CompactLinear::new(layer, mask, &host(weight.clone())?, host(bias.val())?, &weight.device())
-}
-
-/// Writes the weight and bias of `compact` into `linear` (same shape).
-pub(crate) fn write_linear(compact: &CompactLinear, linear: &mut Linear) -> Result<(), KernelError> {
-    let shape = compact.layer().shape.clone();
-    let weight = compact.dense_weight()?;
-    let bias = compact.bias_values()?;
-    let device: Device = linear.weight.val().device();
-    linear.weight = linear.weight.clone().map(|_| tensor(weight, shape, &device));
-    if let (Some(b), Some(bias)) = (linear.bias.take(), bias) {
-        let n = bias.len();
-        linear.bias = Some(b.map(|_| tensor(bias, vec![n], &device)));
-    }
-    Ok(())
-}
-
-fn tensor<const D: usize>(values: Vec<f32>, shape: Vec<usize>, device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(values, shape), device)
-}
-
 impl CompactModel for CompactMlp {
     fn compact_layers(&self) -> Vec<&CompactLinear> {
         self.layers.iter().collect()
@@ -218,11 +174,4 @@ impl CaptureInputs for CompactMlp {
     fn forward_capture(&self, _images: Tensor<4>, _cap: &mut Capture<'_>) -> Result<Tensor<2>, CaptureStop> {
         Err(no_capture())
     }
-}
-
-/// Why a model in sparse execution does not capture its layers' inputs.
-pub(crate) fn no_capture() -> CaptureStop {
-    CaptureStop::Error(SparseError::InvalidConfig(
-        "a model in sparse execution cannot report its layers' dense inputs for one-shot pruning; prune with `--execution dense`".into(),
-    ))
 }

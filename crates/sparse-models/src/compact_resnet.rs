@@ -15,12 +15,12 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
-use sparse_core::{LayerFilter, Mask, SparseLayer, Sparsifier};
+use sparse_core::{LayerFilter, Sparsifier};
 use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
 use sparse_kernels::{Activation, KernelError};
 
 use crate::Classifier;
-use crate::compact_mlp::{compact_linear, no_capture, plan_mask, write_linear};
+use crate::compact_twin::{compact_conv, compact_linear, no_capture, write_linear};
 use crate::resnet::{Block, ResNet};
 
 /// A residual block in sparse execution (basic, or bottleneck with `conv3`).
@@ -56,14 +56,6 @@ pub struct CompactResNet {
     /// Classifier.
     pub fc: CompactLinear,
     maxpool: Option<MaxPool2d>,
-}
-
-/// The twin of `conv` (the weight at `path`) under its mask in `sparse`.
-fn compact_conv(conv: &Conv2d, path: &str, sparse: &Sparsifier) -> Result<CompactConv2d, KernelError> {
-    let shape = conv.weight.dims();
-    let (layer, mask) = plan_mask(sparse, path)
-        .unwrap_or_else(|| (SparseLayer::conv(path, &shape), Mask::ones(shape.iter().product())));
-    CompactConv2d::new(conv, layer, mask)
 }
 
 impl CompactBlock {

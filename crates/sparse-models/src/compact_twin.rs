@@ -1,10 +1,16 @@
 //! [`CompactTwin`]: a model that has a sparse-execution twin for training,
 //! and the moves between the two (the masked-dense model holds checkpoints,
-//! the final weights and export; the twin takes the steps).
+//! the final weights and export; the twin takes the steps), and the
+//! per-layer moves every twin is built from.
 
-use sparse_core::Sparsifier;
+use burn::nn::Linear;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{Device, Tensor, TensorData};
+use sparse_core::capture::CaptureStop;
+use sparse_core::{Mask, SparseError, SparseLayer, Sparsifier};
 use sparse_kernels::KernelError;
-use sparse_kernels::train::CompactModel;
+use sparse_kernels::modules::host;
+use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
 
 use crate::{Classifier, CompactCnn, CompactMlp, CompactResNet, Mlp, ResNet, SmallCnn};
 
@@ -54,4 +60,61 @@ impl CompactTwin for ResNet {
     fn with_compact(self, compact: &CompactResNet) -> Result<Self, KernelError> {
         compact.to_dense(self)
     }
+}
+
+/// The layer at `path` of the plan of `sparse` and its mask, or `None`
+/// when the plan does not manage it.
+pub(crate) fn plan_mask(sparse: &Sparsifier, path: &str) -> Option<(SparseLayer, Mask)> {
+    let i = sparse.layers().iter().position(|l| l.path == path)?;
+    Some((sparse.layers()[i].clone(), sparse.masks()[i].clone()))
+}
+
+/// The sparse-execution twin of `linear` (the weight at `path`) under its
+/// mask in `sparse` (every weight when the plan does not manage it).
+pub(crate) fn compact_linear(linear: &Linear, path: &str, sparse: &Sparsifier) -> Result<CompactLinear, KernelError> {
+    let weight = linear.weight.val();
+    let [d_in, d_out] = weight.dims();
+    let (layer, mask) =
+        plan_mask(sparse, path).unwrap_or_else(|| (SparseLayer::linear(path, d_in, d_out), Mask::ones(d_in * d_out)));
+    let Some(bias) = &linear.bias else {
+        return Err(KernelError::shape(
+            path,
+            "the layer has no bias; sparse execution trains linear layers with a bias (train it with `--execution dense`)",
+        ));
+    };
+    CompactLinear::new(layer, mask, &host(weight.clone())?, host(bias.val())?, &weight.device())
+}
+
+/// Writes the weight and bias of `compact` into `linear` (same shape).
+pub(crate) fn write_linear(compact: &CompactLinear, linear: &mut Linear) -> Result<(), KernelError> {
+    let shape = compact.layer().shape.clone();
+    let weight = compact.dense_weight()?;
+    let bias = compact.bias_values()?;
+    let device: Device = linear.weight.val().device();
+    linear.weight = linear.weight.clone().map(|_| tensor(weight, shape, &device));
+    if let (Some(b), Some(bias)) = (linear.bias.take(), bias) {
+        let n = bias.len();
+        linear.bias = Some(b.map(|_| tensor(bias, vec![n], &device)));
+    }
+    Ok(())
+}
+
+/// The sparse-execution twin of `conv` (the weight at `path`) under its
+/// mask in `sparse` (every weight when the plan does not manage it).
+pub(crate) fn compact_conv(conv: &Conv2d, path: &str, sparse: &Sparsifier) -> Result<CompactConv2d, KernelError> {
+    let shape = conv.weight.dims();
+    let (layer, mask) = plan_mask(sparse, path)
+        .unwrap_or_else(|| (SparseLayer::conv(path, &shape), Mask::ones(shape.iter().product())));
+    CompactConv2d::new(conv, layer, mask)
+}
+
+/// Why a model in sparse execution does not capture its layers' inputs.
+pub(crate) fn no_capture() -> CaptureStop {
+    CaptureStop::Error(SparseError::InvalidConfig(
+        "a model in sparse execution cannot report its layers' dense inputs for one-shot pruning; prune with `--execution dense`".into(),
+    ))
+}
+
+fn tensor<const D: usize>(values: Vec<f32>, shape: Vec<usize>, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
 }

@@ -4,7 +4,7 @@
 //! (`--execution sparse`, [`crate::run::execution`]). The loop
 //! ([`super::runner`]) is the same for both.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -142,20 +142,31 @@ pub fn train_compact<M: Classifier + 'static>(
         );
         return super::train_dense(runner, model, sparse, range);
     }
-    let model = match cast::<M, Mlp>(model) {
-        Ok(mlp) => return as_run_model(train_twin(runner, mlp, sparse, range, &|| twin_of(make()), execution)),
-        Err(model) => model,
-    };
-    let model = match cast::<M, SmallCnn>(model) {
-        Ok(cnn) => return as_run_model(train_twin(runner, cnn, sparse, range, &|| twin_of(make()), execution)),
-        Err(model) => model,
-    };
-    match cast::<M, ResNet>(model) {
-        Ok(net) => as_run_model(train_twin(runner, net, sparse, range, &|| twin_of(make()), execution)),
-        Err(_) => anyhow::bail!(
+    let run = TypeId::of::<M>();
+    if run == TypeId::of::<Mlp>() {
+        train_as::<M, Mlp>(runner, model, sparse, range, make, execution)
+    } else if run == TypeId::of::<SmallCnn>() {
+        train_as::<M, SmallCnn>(runner, model, sparse, range, make, execution)
+    } else if run == TypeId::of::<ResNet>() {
+        train_as::<M, ResNet>(runner, model, sparse, range, make, execution)
+    } else {
+        anyhow::bail!(
             "sparse execution trains the `mlp`, `cnn` and ResNet models; train this one with `--execution dense`"
-        ),
+        )
     }
+}
+
+/// [`train_twin`] for the run's model type `M`, which is `D` (the caller checked).
+fn train_as<M: 'static, D: CompactTwin>(
+    runner: &mut Runner<ImageClassification>,
+    model: M,
+    sparse: Sparsifier,
+    range: Range<u64>,
+    make: &dyn Fn() -> M,
+    execution: Execution,
+) -> anyhow::Result<(M, Sparsifier)> {
+    let (model, sparse) = train_twin::<D>(runner, same(model), sparse, range, &|| same(make()), execution)?;
+    Ok((same(model), sparse))
 }
 
 /// [`train_compact`] for a model type `D` with a sparse-execution twin.
@@ -176,25 +187,10 @@ fn train_twin<D: CompactTwin>(
     stepper.finish(&trained)
 }
 
-/// A fresh model of the run as its twin type `D` (which it is: the run's
-/// model was cast to `D` before training).
-fn twin_of<M: 'static, D: 'static>(model: M) -> D {
-    cast(model).unwrap_or_else(|_| unreachable!("the run's model is of the twin's type"))
-}
-
-/// The result of [`train_twin`] as the run's model type `M` (which `D` is).
-fn as_run_model<D: 'static, M: 'static>(result: anyhow::Result<(D, Sparsifier)>) -> anyhow::Result<(M, Sparsifier)> {
-    let (model, sparse) = result?;
-    Ok((twin_of(model), sparse))
-}
-
-/// `a` as a `B` when `A` is `B`, else `a` back.
-fn cast<A: 'static, B: 'static>(a: A) -> Result<B, A> {
-    let boxed: Box<dyn Any> = Box::new(a);
-    match boxed.downcast::<B>() {
-        Ok(b) => Ok(*b),
-        Err(boxed) => Err(*boxed
-            .downcast::<A>()
-            .unwrap_or_else(|_| unreachable!("the box holds an A"))),
+/// `a` as a `B`, where `A` is `B` (checked by the caller through their `TypeId`s).
+fn same<A: 'static, B: 'static>(a: A) -> B {
+    match (Box::new(a) as Box<dyn Any>).downcast::<B>() {
+        Ok(b) => *b,
+        Err(_) => unreachable!("the run's model is of the twin's type"),
     }
 }

@@ -148,7 +148,11 @@ fn backward(
         return (dx, vec![0.0f32; plan.n_values]);
     }
     let prep = prepared(plan, &s);
-    let vals: Vec<f32> = (0..nnz).map(|e| values[csr.value_of(e)]).collect();
+    // the values in entry order, read by the scatter of `dX` only
+    let vals: Vec<f32> = match want_dx {
+        true => (0..nnz).map(|e| values[csr.value_of(e)]).collect(),
+        false => Vec::new(),
+    };
     let job = Job {
         row_ptr: &csr.row_ptr,
         offs: prep.offsets(),

@@ -17,7 +17,7 @@ use crate::error::Result;
 pub fn dense_state<M: CompactModel>(model: &M, states: Vec<SavedParamState>) -> Result<Vec<SavedParamState>> {
     let layers = model.compact_layers();
     let layer_of = |path: &str| layers.iter().find(|l| l.values_path() == path).copied();
-    let states = rekey_biases(states, &layers, |(compact, dense)| (compact, dense));
+    let states = rekey_biases(states, &layers, true);
     convert(states, layer_of, |l| l.layer().path.clone(), CompactLinear::scatter)
 }
 
@@ -26,19 +26,16 @@ pub fn dense_state<M: CompactModel>(model: &M, states: Vec<SavedParamState>) -> 
 pub fn compact_state<M: CompactModel>(model: &M, states: Vec<SavedParamState>) -> Result<Vec<SavedParamState>> {
     let layers = model.compact_layers();
     let layer_of = |path: &str| layers.iter().find(|l| l.layer().path == path).copied();
-    let states = rekey_biases(states, &layers, |(compact, dense)| (dense, compact));
+    let states = rekey_biases(states, &layers, false);
     convert(states, layer_of, CompactLinear::values_path, CompactLinear::gather)
 }
 
-/// `states` with each bias keyed `from` re-keyed `to`, where `order` turns a
-/// layer's `(compact, dense)` bias paths into `(from, to)`.
-fn rekey_biases(
-    mut states: Vec<SavedParamState>,
-    layers: &[&CompactLinear],
-    order: impl Fn((String, String)) -> (String, String),
-) -> Vec<SavedParamState> {
+/// `states` with each layer's bias re-keyed from its compact path to its
+/// dense one (`to_dense`), or back.
+fn rekey_biases(mut states: Vec<SavedParamState>, layers: &[&CompactLinear], to_dense: bool) -> Vec<SavedParamState> {
     for layer in layers {
-        let (from, to) = order(layer.bias_paths());
+        let (compact, dense) = layer.bias_paths();
+        let (from, to) = if to_dense { (compact, dense) } else { (dense, compact) };
         if let Some(s) = states.iter_mut().find(|s| s.path == from) {
             s.path = to;
         }
