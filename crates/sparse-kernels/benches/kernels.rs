@@ -1,9 +1,10 @@
 //! Sparse vs dense flex, side by side in one run, alternating order each round.
 //!
-//! `cargo bench -p sparse-kernels --bench kernels -- [--quick] [--out FILE] [--sparse-only N] [--portable] [FILTER]`
+//! `cargo bench -p sparse-kernels --bench kernels -- [--quick] [--out FILE] [--sparse-only N] [--portable|--avx2] [FILTER]`
 //!
-//! `--portable` runs the portable kernels even where the x86 AVX2 ones would
-//! (`cpu::force_portable`), to measure what the AVX2 path gains.
+//! `--portable` runs the portable kernels even where the x86 ones would, and
+//! `--avx2` the AVX2 ones where the AVX-512 ones would (`cpu::limit_kernels`),
+//! to measure what each path gains.
 //!
 //! `--sparse-only N` runs only the sparse side of each case, `N` times, with no
 //! timing: for instruction counts (run it under `valgrind --tool=callgrind`
@@ -21,6 +22,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor, TensorData};
 use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_kernels::cpu::KernelLevel;
 use sparse_kernels::timing::quartiles;
 use sparse_kernels::{Activation, FormatKind, SparseConv2d, SparseLinear};
 
@@ -29,7 +31,7 @@ struct Args {
     out: String,
     filter: Option<String>,
     sparse_only: Option<usize>,
-    portable: bool,
+    kernels: KernelLevel,
 }
 
 fn args() -> Args {
@@ -38,7 +40,7 @@ fn args() -> Args {
         out: "target/bench-kernels.json".into(),
         filter: None,
         sparse_only: None,
-        portable: false,
+        kernels: KernelLevel::Fastest,
     };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
@@ -46,7 +48,8 @@ fn args() -> Args {
             "--quick" => a.quick = true,
             "--out" => a.out = it.next().unwrap_or(a.out),
             "--bench" => {}
-            "--portable" => a.portable = true,
+            "--portable" => a.kernels = KernelLevel::Portable,
+            "--avx2" => a.kernels = KernelLevel::Avx2,
             "--sparse-only" => a.sparse_only = it.next().and_then(|n| n.parse().ok()),
             f if !f.starts_with('-') => a.filter = Some(f.to_string()),
             _ => {}
@@ -271,12 +274,16 @@ fn overhead_case(a: &Args, json: &mut Vec<String>, dev: &Device, name: &str, d_i
 fn main() {
     let a = args();
     let dev = Device::flex();
-    sparse_kernels::cpu::force_portable(a.portable);
+    sparse_kernels::cpu::limit_kernels(a.kernels);
     println!(
         "sparse-kernels bench: flex, {} rayon threads, {}, {} kernels",
         rayon::current_num_threads(),
         if a.quick { "quick" } else { "full" },
-        if a.portable { "portable" } else { "fastest available" }
+        match a.kernels {
+            KernelLevel::Portable => "portable",
+            KernelLevel::Avx2 => "up to AVX2",
+            KernelLevel::Fastest => "fastest available",
+        }
     );
     let mut json = Vec::new();
     let cfi = Pattern::ConstantFanIn;

@@ -1,11 +1,12 @@
 //! The host (flex) linear kernels at realistic sizes, where the work is split
 //! over threads and the x86 AVX2 kernels run when the CPU has them: every
 //! format at batch 1 and 3 equals an independent f64 product of the masked
-//! dense matrix, on the AVX2 path and on the portable path
-//! (`cpu::force_portable`). One test function, so the process-wide switch is
+//! dense matrix, on every path the CPU has: AVX-512, AVX2 and portable
+//! (`cpu::limit_kernels`). One test function, so the process-wide switch is
 //! never flipped under another test.
 
 use sparse_core::{Mask, Pattern, Rng, SparseLayer};
+use sparse_kernels::cpu::KernelLevel;
 use sparse_kernels::formats::{self, FormatKind};
 use sparse_kernels::{Activation, OpKind, cpu};
 
@@ -63,8 +64,8 @@ fn check(d_in: usize, d_out: usize, pattern: Pattern, kind: FormatKind, density:
             let err = rel_err(&out, &want);
             assert!(
                 err <= 1e-5,
-                "{kind:?} {d_in}->{d_out} batch {batch} relu {relu} portable {}: relative error {err}",
-                cpu::portable_forced()
+                "{kind:?} {d_in}->{d_out} batch {batch} relu {relu} kernels {:?}: relative error {err}",
+                cpu::kernel_limit()
             );
         }
     }
@@ -82,10 +83,10 @@ fn every_format() {
 }
 
 #[test]
-fn host_kernels_equal_the_masked_dense_product_on_both_paths() {
-    cpu::force_portable(false);
-    every_format();
-    cpu::force_portable(true);
-    every_format();
-    cpu::force_portable(false);
+fn host_kernels_equal_the_masked_dense_product_on_every_path() {
+    for level in [KernelLevel::Fastest, KernelLevel::Avx2, KernelLevel::Portable] {
+        cpu::limit_kernels(level);
+        every_format();
+    }
+    cpu::limit_kernels(KernelLevel::Fastest);
 }

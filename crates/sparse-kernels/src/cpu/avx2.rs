@@ -60,10 +60,12 @@ pub unsafe fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
 }
 
 /// Whether the AVX2 + FMA kernels run: this CPU has them (checked at run
-/// time) and [`super::force_portable`] is off.
+/// time) and [`super::limit_kernels`] allows them.
 #[inline]
 pub fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && !super::portable_forced()
+    super::kernel_limit() >= super::KernelLevel::Avx2
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
 }
 
 /// `x[ix[0]], …, x[ix[7]]`, the eight `u16` indices read as two 64-bit words.

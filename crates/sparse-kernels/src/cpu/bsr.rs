@@ -6,9 +6,8 @@
 #![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
 
 use macerator::Simd;
-use rayon::prelude::*;
 
-use super::{SharedOut, balanced_ranges, threads_for};
+use super::{SharedOut, balanced_ranges, for_ranges, tasks_for};
 use crate::activation::Activation;
 use crate::plan::Bsr;
 
@@ -25,13 +24,11 @@ pub fn forward(
     out: &mut [f32],
 ) {
     let rows = bias.len();
-    let ranges = balanced_ranges(&s.block_row_ptr, threads_for(values.len() * batch));
+    let ranges = balanced_ranges(&s.block_row_ptr, tasks_for(values.len() * batch));
     for b in 0..batch {
         let xb = &x[b * cols..(b + 1) * cols];
         let ob = SharedOut(out[b * rows..(b + 1) * rows].as_mut_ptr());
-        ranges
-            .par_iter()
-            .for_each(|range| block_rows(s, values, xb, bias, act, range.clone(), ob));
+        for_ranges(&ranges, |range| block_rows(s, values, xb, bias, act, range, ob));
     }
 }
 

@@ -32,9 +32,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use macerator::Simd;
-use rayon::prelude::*;
 
-use super::{SharedOut, balanced_ranges, even_ranges, for_ranges};
+use super::{SharedOut, TASKS_PER_THREAD, balanced_ranges, even_ranges, for_ranges};
 use crate::activation::Activation;
 use crate::plan::PlanData;
 
@@ -280,15 +279,13 @@ pub fn forward(
     let threads = if work < 1 << 16 { 1 } else { threads };
     // Many chunks: split them (each task streams all channels over its chunks,
     // the chunk's input strip stays in cache); few: split the channels by nnz.
-    let (chunk_ranges, chan_ranges) = if prep.chunks.len() >= 4 * threads {
-        (
-            even_ranges(prep.chunks.len(), 4 * threads),
-            std::iter::once(0..s.o).collect(),
-        )
+    let parts = TASKS_PER_THREAD * threads;
+    let (chunk_ranges, chan_ranges) = if prep.chunks.len() >= parts {
+        (even_ranges(prep.chunks.len(), parts), std::iter::once(0..s.o).collect())
     } else {
         (
             std::iter::once(0..prep.chunks.len()).collect(),
-            balanced_ranges(&csr.row_ptr, threads),
+            balanced_ranges(&csr.row_ptr, if threads == 1 { 1 } else { parts }),
         )
     };
     let tasks: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = chunk_ranges
@@ -374,10 +371,14 @@ pub(crate) fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32
     };
     let planes = &mut buf[..s.c * p.plane];
     if planes.len() >= 1 << 16 {
-        planes
-            .par_chunks_mut(p.plane)
-            .enumerate()
-            .for_each(|(c, pl)| fill(c, pl));
+        let out = SharedOut(planes.as_mut_ptr());
+        let ranges = even_ranges(s.c, TASKS_PER_THREAD * rayon::current_num_threads().max(1));
+        for_ranges(&ranges, |cs| {
+            for c in cs {
+                // SAFETY: channel `c`'s plane lies within `planes` and belongs to this task alone.
+                fill(c, unsafe { out.slice(c * p.plane, p.plane) });
+            }
+        });
     } else {
         planes.chunks_mut(p.plane).enumerate().for_each(|(c, pl)| fill(c, pl));
     }

@@ -14,7 +14,7 @@
 use macerator::Simd;
 use rayon::prelude::*;
 
-use super::{SharedOut, balanced_ranges, for_ranges, threads_for};
+use super::{SharedOut, balanced_ranges, for_ranges, tasks_for};
 use crate::activation::Activation;
 use crate::indices::{Index, Indices};
 use crate::plan::CsrView;
@@ -55,7 +55,7 @@ pub fn forward(
         x.len() >= batch * cols && out.len() >= batch * rows && vals.len() >= csr.nnz(),
         "csr::forward: buffers shorter than the plan"
     );
-    let ranges = balanced_ranges(&csr.row_ptr, threads_for(csr.nnz() * batch));
+    let ranges = balanced_ranges(&csr.row_ptr, tasks_for(csr.nnz() * batch));
     let o = SharedOut(out.as_mut_ptr());
     for_ranges(&ranges, |range| {
         for b in 0..batch {

@@ -8,24 +8,42 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 pub mod backward;
 pub mod bsr;
 pub mod conv;
 pub mod conv_backward;
 pub mod csr;
+mod pool;
 pub mod sell;
 
-static PORTABLE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Runs the portable kernels even where the x86 AVX2 ones would run (for tests
-/// and benchmarks that compare the two paths); process-wide.
-pub fn force_portable(on: bool) {
-    PORTABLE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+/// The widest kernels the host code may run: a cap under what the CPU has,
+/// for tests and benchmarks that compare the paths. Process-wide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KernelLevel {
+    /// The portable `macerator` code only.
+    Portable,
+    /// Up to the x86 AVX2 + FMA kernels ([`avx2`]).
+    Avx2,
+    /// Up to the x86 AVX-512 kernels ([`avx512`]): whatever the CPU has (the default).
+    Fastest,
 }
 
-/// Whether [`force_portable`] is on.
-pub fn portable_forced() -> bool {
-    PORTABLE_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+static LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(KernelLevel::Fastest as u8);
+
+/// Caps the kernels at `level` (every kernel still checks the CPU).
+pub fn limit_kernels(level: KernelLevel) {
+    LEVEL.store(level as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The cap set by [`limit_kernels`].
+pub fn kernel_limit() -> KernelLevel {
+    match LEVEL.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => KernelLevel::Portable,
+        1 => KernelLevel::Avx2,
+        _ => KernelLevel::Fastest,
+    }
 }
 
 /// A raw output pointer shared by tasks that write disjoint ranges.
@@ -76,31 +94,29 @@ pub(crate) fn balanced_ranges(prefix: &[u32], parts: usize) -> Vec<std::ops::Ran
     cuts.windows(2).map(|w| w[0]..w[1]).filter(|r| !r.is_empty()).collect()
 }
 
-/// Threads worth using for `work` multiply-adds (small ops stay on one thread).
-pub(crate) fn threads_for(work: usize) -> usize {
+/// Tasks worth splitting `work` multiply-adds into: one for small ops,
+/// [`TASKS_PER_THREAD`] per thread otherwise (so that a helper that starts
+/// late still finds tasks left, see [`pool`]).
+pub(crate) fn tasks_for(work: usize) -> usize {
     if work < 1 << 15 {
         1
     } else {
-        rayon::current_num_threads().max(1)
+        TASKS_PER_THREAD * rayon::current_num_threads().max(1)
     }
 }
 
-/// Runs `f` on every range: inline for one, `rayon::join` for two (one task
-/// to steal instead of a parallel iterator: these kernels last tens of µs at
-/// batch 1, where the pool's per-task cost shows), a parallel iterator beyond.
+/// Tasks per thread of a split op ([`tasks_for`]).
+pub(crate) const TASKS_PER_THREAD: usize = 4;
+
+/// Runs `f` on every range, the calling thread first and rayon's workers as
+/// they arrive ([`pool::run`]: batch-1 kernels last tens of µs, less than
+/// waking a sleeping worker on a VM).
 pub(crate) fn for_ranges<F>(ranges: &[std::ops::Range<usize>], f: F)
 where
     F: Fn(std::ops::Range<usize>) + Sync,
 {
-    use rayon::prelude::*;
-    match ranges {
-        [] => {}
-        [one] => f(one.clone()),
-        [a, b] => {
-            rayon::join(|| f(a.clone()), || f(b.clone()));
-        }
-        many => many.par_iter().for_each(|r| f(r.clone())),
-    }
+    let helpers = rayon::current_num_threads().saturating_sub(1);
+    pool::run(ranges.len(), helpers, &|t| f(ranges[t].clone()));
 }
 
 /// Splits `0..n` into `parts` contiguous ranges of (almost) equal length.

@@ -13,7 +13,7 @@
 
 use macerator::Simd;
 
-use super::{SharedOut, even_ranges, for_ranges, threads_for};
+use super::{SharedOut, even_ranges, for_ranges, tasks_for};
 use crate::activation::Activation;
 use crate::indices::{Index, Indices};
 use crate::plan::{Sell, SellIndex};
@@ -46,7 +46,7 @@ pub fn forward(
             ob.iter_mut().zip(bias).for_each(|(o, &b)| *o = act.apply(b));
         }
     }
-    let ranges = even_ranges(s.groups(), threads_for(s.groups() * L * s.k * batch));
+    let ranges = even_ranges(s.groups(), tasks_for(s.groups() * L * s.k * batch));
     let o = SharedOut(out.as_mut_ptr());
     for_ranges(&ranges, |groups| {
         for b in 0..batch {
@@ -72,6 +72,11 @@ fn group(s: &Sell, packed: Option<&[u32]>, values: &[f32], x: &[f32], g: usize) 
     match &s.idx {
         SellIndex::Abs(Indices::U16(ix)) => {
             #[cfg(target_arch = "x86_64")]
+            if super::avx512::available() {
+                // SAFETY: AVX-512F checked; `span` holds k·16 entries; plan indices are < cols == x.len().
+                return unsafe { super::avx512::sell_group_u16(vals, &ix[span], x, s.k) };
+            }
+            #[cfg(target_arch = "x86_64")]
             if super::avx2::available() {
                 // SAFETY: AVX2 checked; `span` holds k·16 entries; plan indices are < cols == x.len().
                 return unsafe { super::avx2::sell_group_u16(vals, &ix[span], x, s.k) };
@@ -82,8 +87,13 @@ fn group(s: &Sell, packed: Option<&[u32]>, values: &[f32], x: &[f32], g: usize) 
         SellIndex::Nm { n, m, idx } => {
             #[cfg(target_arch = "x86_64")]
             if let Some(p) = packed.filter(|p| *m == 4 && p.len() * L == idx.len()) {
+                let p = &p[g * s.k..(g + 1) * s.k];
+                if super::avx512::available() {
+                    // SAFETY: AVX-512F checked; as below.
+                    return unsafe { super::avx512::sell_group_n4(vals, p, x, s.k, *n) };
+                }
                 // SAFETY: the caller checked AVX2; `p` has k words per group; 4·k/n == cols == x.len().
-                return unsafe { super::avx2::sell_group_n4(vals, &p[g * s.k..(g + 1) * s.k], x, s.k, *n) };
+                return unsafe { super::avx2::sell_group_n4(vals, p, x, s.k, *n) };
             }
             let _ = packed;
             nm_group(vals, &idx[span], *n, *m, x)

@@ -1,0 +1,89 @@
+//! AVX-512 micro-kernels (x86-64) for the batch-1 SELL-16 products: one
+//! 16-lane register holds a whole SELL group's entry, so each entry is one
+//! hardware gather (`vgatherdps`) of `x` for constant fan-in, or one
+//! in-register lookup (`vpermilps` over the four `x` of an N:4 column group
+//! broadcast to every 128-bit lane) for N:4, and one FMA.
+//!
+//! Where the AVX2 kernels ([`super::avx2`]) assemble `x` from scalar loads
+//! (the AVX2 gather was slower on the Zen 3 VM), Intel's AVX-512 gather is
+//! not: measured with `kernels -- linear-3072` on the 2-vCPU Emerald Rapids
+//! VM (see `docs/sparse-execution.md`). Run-time CPU check: [`available`].
+
+use std::arch::x86_64::*;
+
+/// Whether the AVX-512 kernels run: this CPU has AVX-512F (checked at run
+/// time) and [`super::limit_kernels`] allows them.
+#[inline]
+pub fn available() -> bool {
+    super::kernel_limit() == super::KernelLevel::Fastest && is_x86_feature_detected!("avx512f")
+}
+
+/// The 16 lanes of `v` as an array.
+#[inline(always)]
+unsafe fn lanes(v: __m512) -> [f32; 16] {
+    let mut out = [0.0f32; 16];
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// One SELL-16 group with `u16` columns: `acc[l] = Σ_j vals[j·16 + l]·x[idx[j·16 + l]]`,
+/// one gather per entry, four independent accumulators.
+///
+/// # Safety
+/// [`available`] must be true; `vals` and `idx` hold `k·16` entries; every index < `x.len()`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn sell_group_u16(vals: &[f32], idx: &[u16], x: &[f32], k: usize) -> [f32; 16] {
+    debug_assert!(vals.len() >= k * 16 && idx.len() >= k * 16);
+    let (v, ix, xp) = (vals.as_ptr(), idx.as_ptr(), x.as_ptr());
+    let mut a = [_mm512_setzero_ps(); 4];
+    // SAFETY (all loads): entry j's 16 values and indices lie in the first k·16,
+    // and the gathered indices are < x.len() (the caller's contract).
+    let entry = |j: usize, acc: __m512| unsafe {
+        let p = j * 16;
+        let i = _mm512_cvtepu16_epi32(_mm256_loadu_si256(ix.add(p) as *const __m256i));
+        let xg = _mm512_i32gather_ps::<4>(i, xp);
+        _mm512_fmadd_ps(_mm512_loadu_ps(v.add(p)), xg, acc)
+    };
+    let mut j = 0;
+    while j + 4 <= k {
+        for (t, acc) in a.iter_mut().enumerate() {
+            *acc = entry(j + t, *acc);
+        }
+        j += 4;
+    }
+    while j < k {
+        a[0] = entry(j, a[0]);
+        j += 1;
+    }
+    unsafe { lanes(_mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]))) }
+}
+
+/// One SELL-16 group of an N:4 matrix, as [`super::avx2::sell_group_n4`] (the
+/// same packed offsets: lane `l`'s two bits at `2·l` of the entry's word), in
+/// one 16-lane register: the four `x` of a column group broadcast to every
+/// 128-bit lane, the word broadcast and shifted per lane, and `vpermilps`
+/// (the low two bits of each lane) picks each lane's input.
+///
+/// # Safety
+/// [`available`] must be true; `vals` holds `k·16` entries and `packed` `k`
+/// words, `k` a multiple of `n`, and `4·k/n <= x.len()`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn sell_group_n4(vals: &[f32], packed: &[u32], x: &[f32], k: usize, n: usize) -> [f32; 16] {
+    debug_assert!(vals.len() >= k * 16 && packed.len() >= k && 4 * (k / n) <= x.len());
+    let (v, pk, xp) = (vals.as_ptr(), packed.as_ptr(), x.as_ptr());
+    let shifts = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mut a = [_mm512_setzero_ps(); 2];
+    // SAFETY (all loads): group q's four inputs are < 4·k/n <= x.len(); entry j < k.
+    unsafe {
+        for q in 0..k / n {
+            let xq = _mm512_broadcast_f32x4(_mm_loadu_ps(xp.add(4 * q)));
+            for t in 0..n {
+                let j = q * n + t;
+                let sel = _mm512_srlv_epi32(_mm512_set1_epi32(*pk.add(j) as i32), shifts);
+                let xs = _mm512_permutevar_ps(xq, sel);
+                a[t & 1] = _mm512_fmadd_ps(_mm512_loadu_ps(v.add(j * 16)), xs, a[t & 1]);
+            }
+        }
+        lanes(_mm512_add_ps(a[0], a[1]))
+    }
+}
