@@ -5,9 +5,8 @@
 //! * `dW[r, c] = Σ_b dY[b, r]·X[b, c]` at the stored positions only (SDDMM),
 //!   on feature-major copies of `X` and `dY` so each dot product is contiguous.
 
-use rayon::prelude::*;
 
-use super::{SharedOut, transpose};
+use super::{SharedOut, for_chunks, for_each_index, transpose};
 use crate::plan::PlanData;
 
 /// Batches from which `dX` is computed feature-major (vectorised over the batch).
@@ -27,7 +26,7 @@ pub fn transposed(plan: &PlanData, values: &[f32], dy: &[f32], batch: usize) -> 
     let (rows, cols) = (plan.rows, plan.cols);
     let csc = plan.csc();
     let mut dx = vec![0.0f32; batch * cols];
-    dx.par_chunks_mut(cols).enumerate().for_each(|(b, dxb)| {
+    for_chunks(&mut dx, cols, |b, dxb| {
         let dyb = &dy[b * rows..(b + 1) * rows];
         for (c, out) in dxb.iter_mut().enumerate() {
             let mut s = 0.0f32;
@@ -50,7 +49,7 @@ fn transposed_feature_major(plan: &PlanData, values: &[f32], dy: &[f32], batch: 
     let avx2 = super::avx2::available();
     #[cfg(not(target_arch = "x86_64"))]
     let avx2 = false;
-    dxt.par_chunks_mut(batch).enumerate().for_each(|(c, out)| {
+    for_chunks(&mut dxt, batch, |c, out| {
         let entries = csc.col_ptr[c] as usize..csc.col_ptr[c + 1] as usize;
         let column = Column {
             rows: &csc.row[entries.clone()],
@@ -141,7 +140,7 @@ pub fn sddmm(plan: &PlanData, dy: &[f32], x: &[f32], batch: usize) -> Vec<f32> {
     let n = plan.n_values;
     let mut dv = vec![0.0f32; n];
     let out = SharedOut(dv.as_mut_ptr());
-    (0..rows).into_par_iter().for_each(|r| {
+    for_each_index(rows, |r| {
         let g = &dyt[r * batch..(r + 1) * batch];
         for e in csr.row_ptr[r] as usize..csr.row_ptr[r + 1] as usize {
             let c = csr.col.get(e);

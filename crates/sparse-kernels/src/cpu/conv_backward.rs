@@ -22,9 +22,9 @@
 #![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
 
 use macerator::Simd;
-use rayon::prelude::*;
 
 use super::backward::dot;
+use super::{SharedOut, for_each_index};
 use super::conv::{ConvPrep, ConvShape, fill_buffer, prepared};
 use crate::activation::Activation;
 use crate::indices::Indices;
@@ -170,16 +170,22 @@ fn backward(
     let per = s.n.div_ceil(threads).max(1);
     let mut dx = vec![0.0f32; if want_dx { s.n * image } else { 0 }];
     let images: Vec<std::ops::Range<usize>> = (0..s.n).step_by(per).map(|a| a..(a + per).min(s.n)).collect();
-    let mut dx_parts: Vec<&mut [f32]> = if want_dx {
-        dx.chunks_mut(per * image).collect()
-    } else {
-        images.iter().map(|_| <&mut [f32]>::default()).collect()
-    };
-    let grads: Vec<Vec<f32>> = images
-        .par_iter()
-        .zip(dx_parts.par_iter_mut())
-        .map(|(range, dx_part)| job.images(range.clone(), x, dy, dx_part))
-        .collect();
+    let grads: Vec<std::sync::Mutex<Vec<f32>>> = images.iter().map(|_| Default::default()).collect();
+    let dx_all = SharedOut(dx.as_mut_ptr());
+    for_each_index(images.len(), |t| {
+        let range = images[t].clone();
+        let dx_part = if want_dx {
+            // SAFETY: the images of task t own their slice of `dx`; no other task touches it.
+            unsafe { dx_all.slice(range.start * image, range.len() * image) }
+        } else {
+            &mut []
+        };
+        let g = job.images(range, x, dy, dx_part);
+        if let Ok(mut slot) = grads[t].lock() {
+            *slot = g;
+        }
+    });
+    let grads: Vec<Vec<f32>> = grads.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
     let mut dv = vec![0.0f32; plan.n_values];
     for g in &grads {
         for (e, v) in g.iter().enumerate() {

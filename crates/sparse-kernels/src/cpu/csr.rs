@@ -12,9 +12,8 @@
 #![allow(clippy::extra_unused_type_parameters, clippy::needless_range_loop)]
 
 use macerator::Simd;
-use rayon::prelude::*;
 
-use super::{SharedOut, balanced_ranges, for_ranges, tasks_for};
+use super::{SharedOut, balanced_ranges, for_chunks, for_each_index, for_ranges, tasks_for};
 use crate::activation::Activation;
 use crate::indices::{Index, Indices};
 use crate::plan::CsrView;
@@ -133,7 +132,7 @@ fn gemv_rows<S: Simd, I: Index>(
 pub fn pack_tiles(x: &[f32], batch: usize, cols: usize) -> Vec<f32> {
     let tiles = batch.div_ceil(TILE);
     let mut xt = vec![0.0f32; tiles * cols * TILE];
-    xt.par_chunks_mut(cols * TILE).enumerate().for_each(|(t, tile)| {
+    for_chunks(&mut xt, cols * TILE, |t, tile| {
         for bi in 0..TILE.min(batch - t * TILE) {
             let row = &x[(t * TILE + bi) * cols..(t * TILE + bi + 1) * cols];
             for (c, &v) in row.iter().enumerate() {
@@ -147,7 +146,7 @@ pub fn pack_tiles(x: &[f32], batch: usize, cols: usize) -> Vec<f32> {
 /// Writes `act(yt + bias)` from `[tiles][rows][TILE]` into `out: [batch, rows]`.
 pub fn unpack_tiles(yt: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) {
     let rows = bias.len();
-    out.par_chunks_mut(rows).enumerate().for_each(|(b, ob)| {
+    for_chunks(out, rows, |b, ob| {
         let (t, bi) = (b / TILE, b % TILE);
         let tile = &yt[t * rows * TILE..(t + 1) * rows * TILE];
         for (r, o) in ob.iter_mut().enumerate() {
@@ -161,19 +160,19 @@ fn tiled(csr: &CsrView, vals: &[f32], xt: &[f32], cols: usize, batch: usize, row
     let tiles = batch.div_ceil(TILE);
     let mut yt = vec![0.0f32; tiles * rows * TILE];
     let chunk_rows = 64usize;
-    yt.par_chunks_mut(rows * TILE).enumerate().for_each(|(t, ytile)| {
+    let chunks = rows.div_ceil(chunk_rows);
+    let out = SharedOut(yt.as_mut_ptr());
+    for_each_index(tiles * chunks, |task| {
+        let (t, rc) = (task / chunks, task % chunks);
         let xtile = &xt[t * cols * TILE..(t + 1) * cols * TILE];
-        ytile
-            .par_chunks_mut(chunk_rows * TILE)
-            .enumerate()
-            .for_each(|(rc, ychunk)| {
-                let r0 = rc * chunk_rows;
-                let r1 = (r0 + chunk_rows).min(rows);
-                match &csr.col {
-                    Indices::U16(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
-                    Indices::U32(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
-                }
-            });
+        let r0 = rc * chunk_rows;
+        let r1 = (r0 + chunk_rows).min(rows);
+        // SAFETY: rows r0..r1 of tile t lie within `yt` and belong to this task alone.
+        let ychunk = unsafe { out.slice((t * rows + r0) * TILE, (r1 - r0) * TILE) };
+        match &csr.col {
+            Indices::U16(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
+            Indices::U32(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
+        }
     });
     yt
 }

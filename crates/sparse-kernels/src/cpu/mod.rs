@@ -119,6 +119,47 @@ where
     pool::run(ranges.len(), helpers, &|t| f(ranges[t].clone()));
 }
 
+/// `f(i)` for every `i` in `0..n`, in parallel over [`pool::run`] (the
+/// caller first): the drop-in for `(0..n).into_par_iter().for_each(f)`.
+pub(crate) fn for_each_index<F: Fn(usize) + Sync>(n: usize, f: F) {
+    pool::run(n, rayon::current_num_threads().saturating_sub(1), &f);
+}
+
+/// `f(i, chunk)` for every `len`-element chunk of `out` (the last may be
+/// shorter), in parallel over [`pool::run`]: the drop-in for
+/// `out.par_chunks_mut(len).enumerate().for_each(..)`.
+pub(crate) fn for_chunks<T: Send, F: Fn(usize, &mut [T]) + Sync>(out: &mut [T], len: usize, f: F) {
+    assert!(len > 0, "for_chunks: empty chunks");
+    let total = out.len();
+    let base = SendPtr(out.as_mut_ptr());
+    for_each_index(total.div_ceil(len), |i| {
+        let start = i * len;
+        // SAFETY: chunk `i` is `start..start + len` clipped to `out`; each index runs once,
+        // so no two tasks hold the same elements, and `out` is borrowed for the whole call.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(start), len.min(total - start)) };
+        f(i, chunk)
+    });
+}
+
+/// A raw pointer shared by tasks that touch disjoint elements.
+struct SendPtr<T>(*mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+// SAFETY: every user hands disjoint elements to different tasks.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Splits `0..n` into `parts` contiguous ranges of (almost) equal length.
 pub(crate) fn even_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
@@ -142,8 +183,7 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     }
     const T: usize = 32;
     // tasks over blocks of T output rows (T source columns), tiled T×T inside
-    use rayon::prelude::*;
-    out.par_chunks_mut(T * rows).enumerate().for_each(|(block, chunk)| {
+    for_chunks(&mut out, T * rows, |block, chunk| {
         let c0 = block * T;
         let width = chunk.len() / rows;
         for r0 in (0..rows).step_by(T) {
