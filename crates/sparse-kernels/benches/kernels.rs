@@ -179,12 +179,13 @@ fn conv_case(
     stride: usize,
     hw: usize,
     density: f64,
+    groups: usize,
 ) {
     if a.filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
         return;
     }
     let mut rng = Rng::new(7);
-    let shape = [c_out, c_in, k, k];
+    let shape = [c_out, c_in / groups, k, k];
     let layer = SparseLayer::conv(name, &shape);
     let m = mask(&layer, &Pattern::Unstructured, density, &mut rng);
     let (mut w, bias) = (rand(&mut rng, layer.numel()), rand(&mut rng, c_out));
@@ -193,6 +194,7 @@ fn conv_case(
     let mut dense = Conv2dConfig::new([c_in, c_out], [k, k])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_groups(groups)
         .init(dev);
     dense.weight = Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), shape), dev));
     dense.bias = Some(Param::from_tensor(Tensor::from_data(
@@ -205,7 +207,7 @@ fn conv_case(
     if sparse_only(a, || drop(sparse.forward(x.clone()))) {
         return;
     }
-    let work = c_in * c_out * k * k * (hw / stride) * (hw / stride);
+    let work = c_in / groups * c_out * k * k * (hw / stride) * (hw / stride);
     let inner = (50_000_000 / work).clamp(1, 100);
     let rounds = if a.quick { 11 } else { 31 };
     let r = race(
@@ -389,15 +391,15 @@ fn main() {
         ("mbv1-pw-1x1-1024-7", 1024, 1024, 1, 1, 7),
     ];
     for (name, ci, co, k, s, hw) in convs {
-        conv_case(&a, &mut json, &dev, name, ci, co, k, s, hw, 0.1);
+        conv_case(&a, &mut json, &dev, name, ci, co, k, s, hw, 0.1, 1);
     }
-    for d in [0.2, 0.3, 0.4] {
-        let name = format!("crossover-conv-3x3-128-28-u{}", (100.0 * (1.0 - d)) as u32);
-        conv_case(&a, &mut json, &dev, &name, 128, 128, 3, 1, 28, d);
+    for d in [0.2f64, 0.3, 0.4, 0.5, 0.6] {
+        let name = format!("crossover-conv-3x3-128-28-u{}", (100.0 * (1.0 - d)).round() as u32);
+        conv_case(&a, &mut json, &dev, &name, 128, 128, 3, 1, 28, d, 1);
     }
     // 1×1 convolutions (`POINTWISE_DENSE_FROM`) at the shapes of ResNet-50's
     // stages 1, 3 and 4, over the densities ERK gives them at 90%
-    for d in [0.15f64, 0.2, 0.3, 0.4] {
+    for d in [0.15f64, 0.2, 0.3, 0.4, 0.5, 0.6] {
         let u = (100.0 * (1.0 - d)).round() as u32;
         for (shape, ci, co, hw) in [
             ("256to64-56", 256, 64, 56),
@@ -405,8 +407,21 @@ fn main() {
             ("512to2048-7", 512, 2048, 7),
         ] {
             let name = format!("crossover-conv-1x1-{shape}-u{u}");
-            conv_case(&a, &mut json, &dev, &name, ci, co, 1, 1, hw, d);
+            conv_case(&a, &mut json, &dev, &name, ci, co, 1, 1, hw, d, 1);
         }
+    }
+    // k×k convolutions with few input channels per group, all weights active
+    // (`DIRECT_UP_TO_CHANNELS`): MobileNetV1's depthwise convs and RGB stems
+    let direct: [(&str, usize, usize, usize, usize, usize, usize); 6] = [
+        ("direct-dw-3x3-32-112", 32, 32, 3, 1, 112, 32),
+        ("direct-dw-3x3-64-s2-112", 64, 64, 3, 2, 112, 64),
+        ("direct-dw-3x3-512-14", 512, 512, 3, 1, 14, 512),
+        ("direct-dw-3x3-1024-7", 1024, 1024, 3, 1, 7, 1024),
+        ("direct-stem-3x3-3to32-s2-224", 3, 32, 3, 2, 224, 1),
+        ("direct-stem-7x7-3to64-s2-224", 3, 64, 7, 2, 224, 1),
+    ];
+    for (name, ci, co, k, s, hw, groups) in direct {
+        conv_case(&a, &mut json, &dev, name, ci, co, k, s, hw, 1.0, groups);
     }
     let body = format!("[\n{}\n]\n", json.join(",\n"));
     match std::fs::write(&a.out, body) {

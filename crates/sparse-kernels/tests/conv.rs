@@ -102,13 +102,25 @@ fn channel_pruned_conv_equals_the_masked_conv() {
     check(c, 0.5, FormatKind::Channel, Pattern::Channel, true, 3).unwrap();
 }
 
+/// `auto` runs depthwise convolutions and RGB stems on the direct kernel
+/// (all weights active), k×k convolutions with more input channels densely
+/// at full density, and 1×1 convolutions densely whatever their channels.
 #[test]
-fn depthwise_stays_dense_under_auto() {
+fn few_channel_convs_take_the_direct_kernel_under_auto() {
     let dev = device();
-    let conv = Conv2dConfig::new([8, 8], [3, 3]).with_groups(8).init(&dev);
-    let m = sparse_core::Mask::ones(72);
-    let s = SparseConv2d::from_conv(&conv, None, &m, "dw.weight", FormatKind::Auto, Activation::None).unwrap();
-    assert_eq!(s.format(), "dense");
+    let format = |channels: [usize; 2], kernel: usize, groups: usize| {
+        let conv = Conv2dConfig::new(channels, [kernel, kernel])
+            .with_groups(groups)
+            .init(&dev);
+        let m = sparse_core::Mask::ones(conv.weight.shape().num_elements());
+        let s = SparseConv2d::from_conv(&conv, None, &m, "c.weight", FormatKind::Auto, Activation::None).unwrap();
+        s.format()
+    };
+    assert_eq!(format([8, 8], 3, 8), "csr", "depthwise");
+    assert_eq!(format([3, 16], 7, 1), "csr", "RGB stem");
+    assert_eq!(format([16, 16], 3, 1), "dense", "16 input channels at full density");
+    assert_eq!(format([16, 16], 3, 2), "dense", "groups of 8 channels at full density");
+    assert_eq!(format([3, 16], 1, 1), "dense", "1×1");
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The sparse twin of [`MobileNetV1`]: BN folded and ReLU fused into every
-//! conv; depthwise convs stay dense (`auto`), pointwise convs run the sparse
-//! pixel-strip kernel; all in contiguous NCHW.
+//! conv; under `auto` the stem and the depthwise convs run the direct conv
+//! kernel over all their weights (few input channels per group, see
+//! `sparse_kernels::modules::choice`), pointwise convs the sparse
+//! pixel-strip kernel below their crossover density; all in contiguous NCHW.
 
 use burn::module::Module;
 use burn::tensor::Tensor;

@@ -5,7 +5,6 @@
 //! * `dW[r, c] = Σ_b dY[b, r]·X[b, c]` at the stored positions only (SDDMM),
 //!   on feature-major copies of `X` and `dY` so each dot product is contiguous.
 
-
 use super::{SharedOut, for_chunks, for_each_index, transpose};
 use crate::plan::PlanData;
 

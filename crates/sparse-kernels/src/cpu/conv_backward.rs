@@ -24,8 +24,8 @@
 use macerator::Simd;
 
 use super::backward::dot;
-use super::{SharedOut, for_each_index};
 use super::conv::{ConvPrep, ConvShape, fill_buffer, prepared};
+use super::{SharedOut, for_each_index};
 use crate::activation::Activation;
 use crate::indices::Indices;
 use crate::plan::{CsrView, OpKind, PlanData, SparsePlan, Storage};
@@ -185,7 +185,10 @@ fn backward(
             *slot = g;
         }
     });
-    let grads: Vec<Vec<f32>> = grads.into_iter().map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner())).collect();
+    let grads: Vec<Vec<f32>> = grads
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect();
     let mut dv = vec![0.0f32; plan.n_values];
     for g in &grads {
         for (e, v) in g.iter().enumerate() {

@@ -18,16 +18,28 @@ pub const LINEAR_DENSE_FROM: f64 = 0.2;
 /// batch 64 (both ahead at batch 1 by a few microseconds), 512×512 won at both
 /// (2.1x, 1.6x). The char transformer's 128-wide projections fall below it.
 pub const LINEAR_DENSE_UP_TO: usize = 65_536;
-/// k×k convolutions at or above this density stay dense (3×3, 128 channels,
-/// 28×28: sparse 1.8x at 80% sparsity, tied at 70%).
-pub const CONV_DENSE_FROM: f64 = 0.3;
+/// k×k convolutions at or above this density stay dense. 3×3, 128
+/// channels, 28×28 (`kernels -- --quick crossover-conv`): sparse 1.8x at
+/// density 0.2 and tied at 0.3 on the AMD VM before the caller-first loop
+/// (`cpu/pool.rs`); on the Intel VM after it, 2.0x at 0.5 and 1.7x at 0.6,
+/// where flex's dense convolution waits for its sleeping workers.
+pub const CONV_DENSE_FROM: f64 = 0.5;
 /// 1×1 convolutions at or above this density stay dense. Measured at
 /// ResNet-50's 1×1 shapes (256→64 at 56², 1024→256 at 14², 512→2048 at 7²;
-/// `kernels -- --quick crossover-conv-1x1`, idle machine, 2026-12-01, two
-/// runs): sparse 1.5–2.5x faster at density 0.15 and 0.2, 1.0–2.2x at 0.3,
-/// 0.94–1.5x at 0.4.
-/// (It was 0.1 while the 1×1 kernel only tied flex's GEMM at 90% sparsity.)
-pub const POINTWISE_DENSE_FROM: f64 = 0.3;
+/// `kernels -- --quick crossover-conv-1x1`): on the AMD VM before the
+/// caller-first loop, sparse 1.5–2.5x faster at density 0.2, 1.0–2.2x at
+/// 0.3, 0.94–1.5x at 0.4; on the Intel VM after it, 1.7–1.9x at 0.5 and
+/// 1.4–1.5x at 0.6. (It was 0.1 while the 1×1 kernel only tied flex's GEMM
+/// at 90% sparsity, then 0.3.)
+pub const POINTWISE_DENSE_FROM: f64 = 0.5;
+/// k×k convolutions with at most this many input channels per group
+/// (depthwise ones, and stems reading an RGB image) run the direct sparse
+/// kernel over their active weights at any density, all of them included:
+/// with so few channels per output, flex's im2col and GEMM (or its
+/// per-plane loop) cost more than the direct kernel's contiguous strips.
+/// Measured on MobileNetV1 and ResNet-50 at batch 1 (`sparse_e2e`, see
+/// `docs/sparse-execution.md`).
+pub const DIRECT_UP_TO_CHANNELS: usize = 4;
 
 /// The format `auto` resolves to, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,7 +52,9 @@ pub struct Choice {
 
 /// Picks a format for `layer` under `mask`.
 ///
-/// Depthwise convolutions and layers at or above the crossover density stay
+/// k×k convolutions with few input channels per group (depthwise, RGB
+/// stems) run the direct kernel at any density ([`DIRECT_UP_TO_CHANNELS`]);
+/// other layers at or above the crossover density stay
 /// dense (2:4 at 50% therefore stays dense: it measured slower than dense);
 /// whole-neuron masks become smaller dense layers (not in grouped
 /// convolutions, which the channel format does not support); constant fan-in becomes
@@ -48,10 +62,16 @@ pub struct Choice {
 pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
     let density = mask.density();
     let pick = |format, reason: String| Choice { format, reason };
-    if let OpKind::Conv { cin_g: 1, groups, .. } = op
-        && groups > 1
+    if let OpKind::Conv { cin_g, kernel, groups } = op
+        && kernel != [1, 1]
+        && cin_g <= DIRECT_UP_TO_CHANNELS
     {
-        return pick(FormatKind::Dense, "depthwise convolutions stay dense".into());
+        return pick(
+            FormatKind::Csr,
+            format!(
+                "{groups} groups of {cin_g} input channels: the direct kernel over the active weights (density {density:.3})"
+            ),
+        );
     }
     let crossover = match op {
         OpKind::Linear => LINEAR_DENSE_FROM,
