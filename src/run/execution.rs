@@ -5,7 +5,7 @@
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use sparse_core::{Method, SparseExecution, Sparsifier};
+use sparse_core::{LayerKind, Method, SparseExecution, Sparsifier};
 use sparse_methods::BuildContext;
 
 use super::config::RunConfig;
@@ -23,10 +23,11 @@ pub enum Execution {
     /// nonzeros (an error for a method or model that cannot).
     Sparse,
     /// Sparse where it can run and is faster: when the method and model can,
-    /// each layer of density at most [`SPARSE_BELOW_DENSITY`] runs the sparse
-    /// kernels and the others multiply densely (all of them stored as their
-    /// active values); a run with no such layer, or that cannot train
-    /// sparse, trains masked-dense.
+    /// each layer of density at most its crossover ([`SPARSE_BELOW_DENSITY`]
+    /// for linear layers, [`CONV_SPARSE_BELOW_DENSITY`] for convolutions)
+    /// runs the sparse kernels and the others multiply densely (all of them
+    /// stored as their active values); a run with no such layer, or that
+    /// cannot train sparse, trains masked-dense.
     Auto,
 }
 
@@ -35,6 +36,14 @@ pub enum Execution {
 /// measurement"): a sparse step was 1.9-3.5x faster than the masked-dense one
 /// at density 0.1 and 0.55x at density 0.2, so the crossover lies between.
 pub const SPARSE_BELOW_DENSITY: f64 = 0.15;
+
+/// The density up to which `auto` trains a convolution sparse. Measured on
+/// ResNet-18 (CIFAR stem, batch 64, RigL 90% ERK, whose layer1 convolutions
+/// are 42% dense; `docs/sparse-execution.md`, "Convolutions"): the full step
+/// was 1.55x the masked-dense one with every convolution sparse and 1.40x
+/// with those above density 0.3 multiplied densely; the sparse convolution
+/// kernels were faster at every density ERK gave them.
+pub const CONV_SPARSE_BELOW_DENSITY: f64 = 0.5;
 
 impl Execution {
     /// The name, as on the command line.
@@ -122,30 +131,54 @@ pub fn resolve(cfg: &RunConfig, sparse: &Sparsifier) -> anyhow::Result<bool> {
     }
 }
 
-/// Whether a layer of (target) `density` runs the sparse kernels in a run
-/// that trains in sparse execution under `execution` (else it multiplies
-/// densely).
-pub fn layer_is_sparse(execution: Execution, density: f64) -> bool {
-    execution == Execution::Sparse || density <= SPARSE_BELOW_DENSITY
+/// A sparse layer's target density: the one its distribution gives it
+/// (which does not move during training, unlike a mask between an EM&S
+/// mutation and its pruning), the mask's where the plan cannot say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerTarget {
+    /// The weight's path.
+    pub path: String,
+    /// The target density.
+    pub density: f64,
+    /// The density up to which `auto` runs the layer's sparse kernels.
+    pub crossover: f64,
 }
 
-/// The density the plan gives every layer of `sparse` (its distribution's
-/// target, which does not move during training, unlike a mask between an
-/// EM&S mutation and its pruning), by path; the mask's where the plan cannot say.
-pub fn densities(sparse: &Sparsifier) -> Vec<(String, f64)> {
+impl LayerTarget {
+    /// Whether the layer runs the sparse kernels in a run that trains in
+    /// sparse execution under `execution` (else it multiplies densely).
+    pub fn is_sparse(&self, execution: Execution) -> bool {
+        execution == Execution::Sparse || self.density <= self.crossover
+    }
+}
+
+/// The density up to which `auto` trains a layer of `kind` sparse.
+pub fn crossover(kind: LayerKind) -> f64 {
+    match kind {
+        LayerKind::Linear => SPARSE_BELOW_DENSITY,
+        LayerKind::Conv => CONV_SPARSE_BELOW_DENSITY,
+    }
+}
+
+/// The [`LayerTarget`] of every layer of `sparse`.
+pub fn targets(sparse: &Sparsifier) -> Vec<LayerTarget> {
     let plan = sparse.plan();
-    let targets = plan.counts(plan.sparsity()).ok();
+    let counts = plan.counts(plan.sparsity()).ok();
     sparse
         .layers()
         .iter()
         .zip(sparse.masks())
         .enumerate()
         .map(|(i, (l, m))| {
-            let active = targets
+            let active = counts
                 .as_ref()
                 .and_then(|t| t.get(i).copied())
                 .unwrap_or_else(|| m.count_ones());
-            (l.path.clone(), active as f64 / l.numel().max(1) as f64)
+            LayerTarget {
+                path: l.path.clone(),
+                density: active as f64 / l.numel().max(1) as f64,
+                crossover: crossover(l.kind),
+            }
         })
         .collect()
 }
@@ -153,7 +186,7 @@ pub fn densities(sparse: &Sparsifier) -> Vec<(String, f64)> {
 /// Whether a run that can train in sparse execution does (`auto`: some layer
 /// runs the sparse kernels).
 pub fn any_sparse_layer(execution: Execution, sparse: &Sparsifier) -> bool {
-    densities(sparse).iter().any(|(_, d)| layer_is_sparse(execution, *d))
+    targets(sparse).iter().any(|t| t.is_sparse(execution))
 }
 
 /// How a run's sparse layers trained, and its peak memory (in `summary.json`).
@@ -192,13 +225,13 @@ pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
         .layers()
         .iter()
         .zip(sparse.masks())
-        .zip(densities(sparse))
-        .map(|((layer, mask), (path, target))| LayerExecution {
-            path,
-            execution: match compact && layer_is_sparse(requested, target) {
+        .zip(targets(sparse))
+        .map(|((layer, mask), target)| LayerExecution {
+            execution: match compact && target.is_sparse(requested) {
                 true => Execution::Sparse,
                 false => Execution::Dense,
             },
+            path: target.path,
             density: mask.count_ones() as f64 / layer.numel().max(1) as f64,
             stored_weights: if compact { mask.count_ones() } else { layer.numel() },
         })
@@ -207,5 +240,27 @@ pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
         requested: cfg.training.execution,
         layers,
         peak_rss_bytes: super::bench::peak_rss(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under `auto` a 42%-dense convolution (ResNet-18's layer1 under ERK at
+    /// 90%) runs the sparse kernels and a linear layer of that density
+    /// multiplies densely; under `sparse` both run the sparse kernels.
+    #[test]
+    fn auto_trains_convolutions_sparse_to_a_higher_density_than_linear_layers() {
+        let at = |kind, density| LayerTarget {
+            path: "w".into(),
+            density,
+            crossover: crossover(kind),
+        };
+        assert!(at(LayerKind::Conv, 0.42).is_sparse(Execution::Auto));
+        assert!(!at(LayerKind::Conv, 0.6).is_sparse(Execution::Auto));
+        assert!(!at(LayerKind::Linear, 0.42).is_sparse(Execution::Auto));
+        assert!(at(LayerKind::Linear, 0.1).is_sparse(Execution::Auto));
+        assert!(at(LayerKind::Linear, 0.42).is_sparse(Execution::Sparse));
     }
 }

@@ -18,7 +18,7 @@ use sparse_models::{Classifier, CompactTwin, Mlp, ResNet, SmallCnn};
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
 use super::task::ImageClassification;
-use crate::run::execution::{Execution, SPARSE_BELOW_DENSITY, any_sparse_layer, densities, layer_is_sparse};
+use crate::run::execution::{Execution, LayerTarget, any_sparse_layer, targets};
 
 /// Takes the steps of a model of type `M`.
 pub trait Stepper<M> {
@@ -75,10 +75,12 @@ impl<'a, D: CompactTwin> CompactTraining<'a, D> {
     ) -> anyhow::Result<(D::Compact, Self)> {
         let compact = model.to_compact(&sparse)?;
         drop(model);
-        let targets: HashMap<String, f64> = densities(&sparse).into_iter().collect();
+        let by_path: HashMap<String, LayerTarget> = targets(&sparse).into_iter().map(|t| (t.path.clone(), t)).collect();
         let compact = compact.try_map_compact(&mut |_, layer| {
-            let density = targets.get(&layer.layer().path).copied().unwrap_or(1.0);
-            Ok(layer.with_dense_product(!layer_is_sparse(execution, density)))
+            let sparse_kernels = by_path
+                .get(&layer.layer().path)
+                .map_or(execution == Execution::Sparse, |t| t.is_sparse(execution));
+            Ok(layer.with_dense_product(!sparse_kernels))
         })?;
         let states = compact_state(&compact, sparse.optimizer().export()?)?;
         sparse
@@ -136,10 +138,7 @@ pub fn train_compact<M: Classifier + 'static>(
     execution: Execution,
 ) -> anyhow::Result<(M, Sparsifier)> {
     if !any_sparse_layer(execution, &sparse) {
-        tracing::info!(
-            crossover = SPARSE_BELOW_DENSITY,
-            "--execution auto: every layer is denser than the crossover; training masked-dense"
-        );
+        tracing::info!("--execution auto: every layer is denser than its crossover; training masked-dense");
         return super::train_dense(runner, model, sparse, range);
     }
     let run = TypeId::of::<M>();
