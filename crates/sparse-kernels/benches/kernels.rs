@@ -361,10 +361,25 @@ fn main() {
         4096,
         4096,
         1,
-        nm,
+        nm.clone(),
         0.5,
         &[Nm],
     );
+    // 2:4 at larger batches (the N:M storage runs the feature-major CSR product there)
+    for batch in [8, 64] {
+        linear_case(
+            &a,
+            &mut json,
+            &dev,
+            "linear-3072x768-2:4",
+            3072,
+            768,
+            batch,
+            nm.clone(),
+            0.5,
+            &[Nm],
+        );
+    }
     for d in [0.05, 0.2, 0.3, 0.4, 0.5] {
         let name = format!("crossover-linear-1024x1024-u{}", (100.0 * (1.0 - d)) as u32);
         linear_case(&a, &mut json, &dev, &name, 1024, 1024, 1, uns.clone(), d, &[Csr]);

@@ -1,6 +1,7 @@
 //! The host (flex) linear kernels at realistic sizes, where the work is split
 //! over threads and the x86 AVX2 kernels run when the CPU has them: every
-//! format at batch 1 and 3 equals an independent f64 product of the masked
+//! format at batch 1 and 3 (the batch-1 kernels) and 12, 20 and 40 (the
+//! feature-major product in 16-, 32- and 64-wide tiles) equals an independent f64 product of the masked
 //! dense matrix, on every path the CPU has: AVX-512, AVX2 and portable
 //! (`cpu::limit_kernels`). One test function, so the process-wide switch is
 //! never flipped under another test.
@@ -54,7 +55,7 @@ fn check(d_in: usize, d_out: usize, pattern: Pattern, kind: FormatKind, density:
     }
     let (w, bias) = (rand(&mut rng, layer.numel()), rand(&mut rng, d_out));
     let built = formats::build(&layer, OpKind::Linear, &m, &w, kind, None).expect("format fits the mask");
-    for batch in [1, 3] {
+    for batch in [1, 3, 12, 20, 40] {
         for relu in [false, true] {
             let x = rand(&mut rng, batch * d_in);
             let act = if relu { Activation::Relu } else { Activation::None };

@@ -60,7 +60,7 @@ proptest! {
 
     #[test]
     fn every_format_equals_the_masked_dense_layer(
-        d_in in 1usize..9, d_out in 1usize..9, batch in prop::sample::select(vec![1usize, 3, 8, 70]),
+        d_in in 1usize..9, d_out in 1usize..9, batch in prop::sample::select(vec![1usize, 3, 8, 20, 70]),
         density in 0.05f64..0.6, f in 0usize..7, relu in any::<bool>(), seed in 0u64..10_000,
     ) {
         let format = [FormatKind::Csr, FormatKind::Condensed, FormatKind::Nm, FormatKind::Bsr,

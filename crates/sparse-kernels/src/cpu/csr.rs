@@ -20,7 +20,9 @@ use crate::plan::CsrView;
 
 /// Batch from which the feature-major tiled kernel is used.
 pub const TILED_FROM_BATCH: usize = 8;
-/// Batch columns per register tile.
+/// Batch columns per register tile at batch 33 and above; smaller batches
+/// take 16- or 32-wide tiles ([`forward`]), so a batch of 8 does not pay for
+/// 64 columns.
 pub const TILE: usize = 64;
 
 /// `out[b, r] = act(bias[r] + Σ W[r, c]·x[b, c])`; `values` in the storage order of `csr.perm`.
@@ -44,9 +46,11 @@ pub fn forward(
         }
     };
     if batch >= TILED_FROM_BATCH {
-        let xt = pack_tiles(x, batch, cols);
-        let yt = tiled(csr, vals, &xt, cols, batch, bias.len());
-        unpack_tiles(&yt, bias, act, out);
+        match batch {
+            ..=16 => tiled_forward::<16>(csr, vals, x, cols, batch, bias, act, out),
+            17..=32 => tiled_forward::<32>(csr, vals, x, cols, batch, bias, act, out),
+            _ => tiled_forward::<TILE>(csr, vals, x, cols, batch, bias, act, out),
+        }
         return;
     }
     let rows = bias.len();
@@ -128,8 +132,25 @@ fn gemv_rows<S: Simd, I: Index>(
     }
 }
 
+/// The feature-major product with `T`-wide batch tiles.
+#[allow(clippy::too_many_arguments)]
+fn tiled_forward<const T: usize>(
+    csr: &CsrView,
+    vals: &[f32],
+    x: &[f32],
+    cols: usize,
+    batch: usize,
+    bias: &[f32],
+    act: Activation,
+    out: &mut [f32],
+) {
+    let xt = pack_tiles::<T>(x, batch, cols);
+    let yt = tiled::<T>(csr, vals, &xt, cols, batch, bias.len());
+    unpack_tiles::<T>(&yt, bias, act, out);
+}
+
 /// Packs `x: [batch, cols]` as `[tiles][cols][TILE]` (zero padded).
-pub fn pack_tiles(x: &[f32], batch: usize, cols: usize) -> Vec<f32> {
+pub fn pack_tiles<const TILE: usize>(x: &[f32], batch: usize, cols: usize) -> Vec<f32> {
     let tiles = batch.div_ceil(TILE);
     let mut xt = vec![0.0f32; tiles * cols * TILE];
     for_chunks(&mut xt, cols * TILE, |t, tile| {
@@ -144,7 +165,7 @@ pub fn pack_tiles(x: &[f32], batch: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Writes `act(yt + bias)` from `[tiles][rows][TILE]` into `out: [batch, rows]`.
-pub fn unpack_tiles(yt: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) {
+pub fn unpack_tiles<const TILE: usize>(yt: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) {
     let rows = bias.len();
     for_chunks(out, rows, |b, ob| {
         let (t, bi) = (b / TILE, b % TILE);
@@ -156,7 +177,14 @@ pub fn unpack_tiles(yt: &[f32], bias: &[f32], act: Activation, out: &mut [f32]) 
 }
 
 /// `yt[t][r][..] = Σ_e v[e]·xt[t][col[e]][..]` for every tile and row.
-fn tiled(csr: &CsrView, vals: &[f32], xt: &[f32], cols: usize, batch: usize, rows: usize) -> Vec<f32> {
+fn tiled<const TILE: usize>(
+    csr: &CsrView,
+    vals: &[f32],
+    xt: &[f32],
+    cols: usize,
+    batch: usize,
+    rows: usize,
+) -> Vec<f32> {
     let tiles = batch.div_ceil(TILE);
     let mut yt = vec![0.0f32; tiles * rows * TILE];
     let chunk_rows = 64usize;
@@ -170,15 +198,15 @@ fn tiled(csr: &CsrView, vals: &[f32], xt: &[f32], cols: usize, batch: usize, row
         // SAFETY: rows r0..r1 of tile t lie within `yt` and belong to this task alone.
         let ychunk = unsafe { out.slice((t * rows + r0) * TILE, (r1 - r0) * TILE) };
         match &csr.col {
-            Indices::U16(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
-            Indices::U32(c) => tile_rows(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
+            Indices::U16(c) => tile_rows::<_, TILE>(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
+            Indices::U32(c) => tile_rows::<_, TILE>(&csr.row_ptr, c, vals, xtile, r0..r1, ychunk),
         }
     });
     yt
 }
 
 #[macerator::with_simd]
-fn tile_rows<S: Simd, I: Index>(
+fn tile_rows<S: Simd, I: Index, const TILE: usize>(
     row_ptr: &[u32],
     col: &[I],
     vals: &[f32],
