@@ -102,9 +102,10 @@ fn channel_pruned_conv_equals_the_masked_conv() {
     check(c, 0.5, FormatKind::Channel, Pattern::Channel, true, 3).unwrap();
 }
 
-/// `auto` runs depthwise convolutions and RGB stems on the direct kernel
-/// (all weights active), k×k convolutions with more input channels densely
-/// at full density, and 1×1 convolutions densely whatever their channels.
+/// `auto` runs depthwise convolutions (1×1 ones too) and RGB stems on the
+/// direct kernel (all weights active), k×k convolutions with more input
+/// channels densely at full density, and ungrouped 1×1 convolutions densely
+/// whatever their channels.
 #[test]
 fn few_channel_convs_take_the_direct_kernel_under_auto() {
     let dev = device();
@@ -121,6 +122,7 @@ fn few_channel_convs_take_the_direct_kernel_under_auto() {
     assert_eq!(format([16, 16], 3, 1), "dense", "16 input channels at full density");
     assert_eq!(format([16, 16], 3, 2), "dense", "groups of 8 channels at full density");
     assert_eq!(format([3, 16], 1, 1), "dense", "1×1");
+    assert_eq!(format([8, 8], 1, 8), "csr", "1×1 depthwise");
 }
 
 #[test]

@@ -18,6 +18,22 @@ pub fn available() -> bool {
     super::kernel_limit() == super::KernelLevel::Fastest && is_x86_feature_detected!("avx512f")
 }
 
+/// Whether the gather kernel ([`sell_group_u16`]) runs: [`available`] on an
+/// Intel CPU. It was measured faster only there; on AMD's Zen cores the
+/// hardware gather was slower than scalar loads (Zen 3 with AVX2, Zen 5 in
+/// `shared/notes/sparse-kernels.md`), so they keep the AVX2 kernel.
+pub fn gather_pays() -> bool {
+    static INTEL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    available()
+        && *INTEL.get_or_init(|| {
+            let id = __cpuid(0);
+            [id.ebx, id.edx, id.ecx]
+                .iter()
+                .flat_map(|r| r.to_le_bytes())
+                .eq(*b"GenuineIntel")
+        })
+}
+
 /// The 16 lanes of `v` as an array.
 #[inline(always)]
 unsafe fn lanes(v: __m512) -> [f32; 16] {
@@ -30,7 +46,8 @@ unsafe fn lanes(v: __m512) -> [f32; 16] {
 /// one gather per entry, four independent accumulators.
 ///
 /// # Safety
-/// [`available`] must be true; `vals` and `idx` hold `k·16` entries; every index < `x.len()`.
+/// [`available`] must be true ([`gather_pays`] says when it is worth it);
+/// `vals` and `idx` hold `k·16` entries; every index < `x.len()`.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn sell_group_u16(vals: &[f32], idx: &[u16], x: &[f32], k: usize) -> [f32; 16] {
     debug_assert!(vals.len() >= k * 16 && idx.len() >= k * 16);
@@ -85,5 +102,33 @@ pub unsafe fn sell_group_n4(vals: &[f32], packed: &[u32], x: &[f32], k: usize, n
             }
         }
         lanes(_mm512_add_ps(a[0], a[1]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The gather kernel equals a scalar sum on any AVX-512 CPU (the SELL
+    /// kernels call it only on Intel ones, so the host-kernel test alone would
+    /// not reach it elsewhere).
+    #[test]
+    fn the_gather_kernel_equals_a_scalar_sum() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (k, cols) = (37, 3000);
+        let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let idx: Vec<u16> = (0..k * 16).map(|e| ((e * 2654435761usize) % cols) as u16).collect();
+        let vals: Vec<f32> = (0..k * 16).map(|e| ((e * 104729) % 997) as f32 / 498.0 - 1.0).collect();
+        // SAFETY: AVX-512F checked; k·16 entries; every index < cols.
+        let got = unsafe { super::sell_group_u16(&vals, &idx, &x, k) };
+        for (l, g) in got.iter().enumerate() {
+            let want: f64 = (0..k)
+                .map(|j| vals[j * 16 + l] as f64 * x[idx[j * 16 + l] as usize] as f64)
+                .sum();
+            assert!(
+                (*g as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "lane {l}: {g} vs {want}"
+            );
+        }
     }
 }

@@ -120,12 +120,13 @@ pub(crate) fn run(tasks: usize, helpers: usize, job: &(dyn Fn(usize) + Sync)) {
         job: erased,
         panic: Mutex::new(None),
     });
-    for i in 0..helpers {
-        let c = Arc::clone(&control);
-        rayon::spawn(move || c.help(i));
-    }
     {
+        // before any spawn: however this block is left, no helper outlives it
         let _finish = Finish(&control);
+        for i in 0..helpers {
+            let c = Arc::clone(&control);
+            rayon::spawn(move || c.help(i));
+        }
         control.drain(job);
     }
     let payload = control.panic.lock().ok().and_then(|mut p| p.take());

@@ -1,8 +1,10 @@
 //! SELL-16 sparse × dense for small batches (constant fan-in and N:M): for
 //! each group of 16 kept rows, 16 accumulators walk the `k` entries together,
-//! one vector of values per entry. `x` is read with scalar loads (the hardware
-//! gather was slower on both the Zen 5 of `shared/notes/sparse-kernels.md` and
-//! this Zen 3, see [`super::avx2`]); N:4 groups are looked up in registers.
+//! one vector of values per entry. `x` is read with one AVX-512 gather per
+//! entry on Intel CPUs ([`super::avx512`]) and with scalar loads elsewhere
+//! (the hardware gather was slower on both the Zen 5 of
+//! `shared/notes/sparse-kernels.md` and the Zen 3 of [`super::avx2`]); N:4
+//! groups are looked up in registers.
 //! Groups are split statically over threads (exact: every group has the same
 //! work) and each task writes its rows of the output directly, bias and
 //! activation fused, with no temporary buffer.
@@ -72,7 +74,7 @@ fn group(s: &Sell, packed: Option<&[u32]>, values: &[f32], x: &[f32], g: usize) 
     match &s.idx {
         SellIndex::Abs(Indices::U16(ix)) => {
             #[cfg(target_arch = "x86_64")]
-            if super::avx512::available() {
+            if super::avx512::gather_pays() {
                 // SAFETY: AVX-512F checked; `span` holds k·16 entries; plan indices are < cols == x.len().
                 return unsafe { super::avx512::sell_group_u16(vals, &ix[span], x, s.k) };
             }

@@ -32,8 +32,8 @@ pub const CONV_DENSE_FROM: f64 = 0.5;
 /// 1.4–1.5x at 0.6. (It was 0.1 while the 1×1 kernel only tied flex's GEMM
 /// at 90% sparsity, then 0.3.)
 pub const POINTWISE_DENSE_FROM: f64 = 0.5;
-/// k×k convolutions with at most this many input channels per group
-/// (depthwise ones, and stems reading an RGB image) run the direct sparse
+/// k×k convolutions (and grouped 1×1 ones) with at most this many input
+/// channels per group (depthwise ones, and stems reading an RGB image) run the direct sparse
 /// kernel over their active weights at any density, all of them included:
 /// with so few channels per output, flex's im2col and GEMM (or its
 /// per-plane loop) cost more than the direct kernel's contiguous strips.
@@ -63,8 +63,8 @@ pub fn choose(layer: &SparseLayer, op: OpKind, mask: &Mask) -> Choice {
     let density = mask.density();
     let pick = |format, reason: String| Choice { format, reason };
     if let OpKind::Conv { cin_g, kernel, groups } = op
-        && kernel != [1, 1]
         && cin_g <= DIRECT_UP_TO_CHANNELS
+        && (kernel != [1, 1] || groups > 1)
     {
         return pick(
             FormatKind::Csr,

@@ -25,7 +25,7 @@ pub enum ConvWeight {
     Sparse(SparseWeight),
     /// Whole output channels removed: a dense `[kept, c_in/groups, kh, kw]` weight.
     Pruned(PrunedConv),
-    /// Dense, masked (depthwise, or denser than the crossover).
+    /// Dense, masked (denser than the crossover, or asked for).
     Dense(Param<Tensor<4>>),
 }
 
