@@ -365,8 +365,8 @@ fn main() {
         0.5,
         &[Nm],
     );
-    // 2:4 at larger batches (the N:M storage runs the feature-major CSR product there)
-    for batch in [8, 64] {
+    // small and larger batches (from batch 8 every storage runs the feature-major CSR product)
+    for batch in [4, 8, 16, 64] {
         linear_case(
             &a,
             &mut json,
@@ -378,6 +378,19 @@ fn main() {
             nm.clone(),
             0.5,
             &[Nm],
+        );
+        let cfi = Pattern::ConstantFanIn;
+        linear_case(
+            &a,
+            &mut json,
+            &dev,
+            "linear-3072x768-cfi90",
+            3072,
+            768,
+            batch,
+            cfi,
+            0.1,
+            &[Condensed],
         );
     }
     for d in [0.05, 0.2, 0.3, 0.4, 0.5] {

@@ -1,7 +1,8 @@
 //! The host (flex) linear kernels at realistic sizes, where the work is split
 //! over threads and the x86 AVX2 kernels run when the CPU has them: every
-//! format at batch 1 and 3 (the batch-1 kernels) and 12, 20 and 40 (the
-//! feature-major product in 16-, 32- and 64-wide tiles) equals an independent f64 product of the masked
+//! format at batch 1, 3 and 12 (the batch-1 kernels; 12 for SELL storage
+//! only) and 12, 20 and 40 (the feature-major product in 16-, 32- and
+//! 64-wide tiles) equals an independent f64 product of the masked
 //! dense matrix, on every path the CPU has: AVX-512, AVX2 and portable
 //! (`cpu::limit_kernels`). One test function, so the process-wide switch is
 //! never flipped under another test.
