@@ -28,7 +28,7 @@
 //! OS (`mi_collect`), resets the process's peak resident memory (`VmHWM`,
 //! through `/proc/self/clear_refs`), runs 10 steps (two topology updates) and
 //! prints the peak of those steps and the peak of the setup; run it once per
-//! side (the MLP only). `compact` is the sparse side without a dense model at any moment:
+//! side (any `--model`). `compact` is the MLP's sparse side without a dense model at any moment:
 //! `CompactMlp::random` and the compact rules of SET and RigL
 //! (`compact_rule_step`, as `examples/truly_sparse.rs` trains).
 
@@ -281,10 +281,13 @@ fn vm_hwm() -> Option<u64> {
 }
 
 fn memory(a: &Args, side: &str, dev: &Device) {
-    let mut model: Box<dyn Side> = match side {
-        "dense" => Box::new(dense_side(a, mlp_config(a).init(dev))),
-        "sparse" => Box::new(sparse_side(a, mlp_config(a).init(dev))),
-        "compact" => Box::new(compact_side(a, dev)),
+    let (mut model, what): (Box<dyn Side>, String) = match side {
+        "dense" | "sparse" => {
+            let (dense, sparse, what) = sides(a, dev);
+            (if side == "dense" { dense } else { sparse }, what)
+        }
+        "compact" if a.model == "mlp" => (Box::new(compact_side(a, dev)), format!("MLP {:?}", a.widths)),
+        "compact" => panic!("--memory compact: only the MLP is built without a dense model; use --model mlp"),
         other => panic!("--memory {other}: expected dense, sparse or compact"),
     };
     let setup = vm_hwm();
@@ -299,8 +302,7 @@ fn memory(a: &Args, side: &str, dev: &Device) {
     }
     let mib = |b: Option<u64>| b.map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
     println!(
-        "{side}: MLP {:?} batch {} sparsity {} {} ({updates} updates in {} steps): peak of the steps {:.1} MiB, peak of setup {:.1} MiB",
-        a.widths,
+        "{side}: {what} batch {} sparsity {} {} ({updates} updates in {} steps): peak of the steps {:.1} MiB, peak of setup {:.1} MiB",
         a.batch,
         a.sparsity,
         a.method,
