@@ -105,6 +105,49 @@ pub unsafe fn sell_group_n4(vals: &[f32], packed: &[u32], x: &[f32], k: usize, n
     }
 }
 
+/// `[a·b[0], a·b[1], a·b[2], a·b[3]]` over `a.len()` entries, as
+/// [`super::avx2::dot4`] in 16-lane registers, the tail in one masked load
+/// (the convolution's weight gradient over short output strips: 7×7 and 4×4
+/// layers leave most of an 8-lane tail to scalar code in the AVX2 twin).
+///
+/// # Safety
+/// [`available`] must be true; every `b[k]` holds at least `a.len()` entries.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let n = a.len();
+    assert!(b.iter().all(|s| s.len() >= n), "dot4: a strip is shorter than `a`");
+    let pa = a.as_ptr();
+    let pb = b.map(|s| s.as_ptr());
+    let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+    let mut i = 0;
+    // SAFETY (all loads): i + 32 ≤ n, then i + 16 ≤ n, then the mask covers only i..n.
+    unsafe {
+        while i + 32 <= n {
+            let (x0, x1) = (_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pa.add(i + 16)));
+            for k in 0..4 {
+                acc[k][0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(pb[k].add(i)), acc[k][0]);
+                acc[k][1] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(pb[k].add(i + 16)), acc[k][1]);
+            }
+            i += 32;
+        }
+        if i + 16 <= n {
+            let x = _mm512_loadu_ps(pa.add(i));
+            for k in 0..4 {
+                acc[k][0] = _mm512_fmadd_ps(x, _mm512_loadu_ps(pb[k].add(i)), acc[k][0]);
+            }
+            i += 16;
+        }
+        if i < n {
+            let m: __mmask16 = ((1u32 << (n - i)) - 1) as u16; // n − i < 16
+            let x = _mm512_maskz_loadu_ps(m, pa.add(i));
+            for k in 0..4 {
+                acc[k][1] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(m, pb[k].add(i)), acc[k][1]);
+            }
+        }
+        acc.map(|[p, q]| _mm512_reduce_add_ps(_mm512_add_ps(p, q)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The gather kernel equals a scalar sum on any AVX-512 CPU (the SELL
@@ -129,6 +172,35 @@ mod tests {
                 (*g as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
                 "lane {l}: {g} vs {want}"
             );
+        }
+    }
+
+    /// Four dot products over every length class: the 32-wide loop, the
+    /// 16-wide step and each masked tail, reading no entry past `a.len()`.
+    #[test]
+    fn dot4_equals_scalar_dot_products_at_every_length() {
+        if !is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let v = |seed: usize, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i + 1) * (seed + 3) * 7919) % 2001) as f32 / 1000.0 - 1.0)
+                .collect()
+        };
+        for n in 0..80 {
+            let a = v(0, n);
+            // the strips are longer than `a`: entries past n must not count
+            let b: Vec<Vec<f32>> = (1..5).map(|s| v(s, n + 9)).collect();
+            // SAFETY: AVX-512F checked; every strip holds at least n entries.
+            let got = unsafe { super::dot4(&a, [&b[0], &b[1], &b[2], &b[3]]) };
+            for k in 0..4 {
+                let want: f64 = a.iter().zip(&b[k]).map(|(x, y)| *x as f64 * *y as f64).sum();
+                assert!(
+                    (got[k] as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "n {n}, k {k}: {} vs {want}",
+                    got[k]
+                );
+            }
         }
     }
 }

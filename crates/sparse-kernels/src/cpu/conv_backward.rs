@@ -318,17 +318,25 @@ fn entries<'a, S: Simd>(job: &Job<'a>, input: &[f32], dyq: &[f32], grad: &mut [f
 }
 
 /// `dw[k] += dyo · input[offs[k]..][..dyo.len()]` for every entry `k` of one
-/// output channel: four at a time on AVX2 (each load of `dyo` feeds four
-/// entries), one at a time otherwise.
+/// output channel: four at a time on AVX-512 or AVX2 (each load of `dyo`
+/// feeds four entries), one at a time otherwise.
 fn weight_grads(dyo: &[f32], input: &[f32], offs: &[u32], dw: &mut [f32]) {
     let q = dyo.len();
     let strip = |k: usize| &input[offs[k] as usize..offs[k] as usize + q];
     let mut k = 0;
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
+        let wide = super::avx512::available();
         while k + 4 <= offs.len() {
-            // SAFETY: the CPU has AVX2 and FMA (checked above); each strip holds `q` entries.
-            let d = unsafe { super::avx2::dot4(dyo, [strip(k), strip(k + 1), strip(k + 2), strip(k + 3)]) };
+            let strips = [strip(k), strip(k + 1), strip(k + 2), strip(k + 3)];
+            // SAFETY: the CPU has AVX-512F, or AVX2 and FMA (checked above); each strip holds `q` entries.
+            let d = unsafe {
+                if wide {
+                    super::avx512::dot4(dyo, strips)
+                } else {
+                    super::avx2::dot4(dyo, strips)
+                }
+            };
             for (j, v) in d.into_iter().enumerate() {
                 dw[k + j] += v;
             }
