@@ -94,30 +94,6 @@ proptest! {
     }
 }
 
-/// Gradients of `sum(r ⊙ act(conv(x, W⊙M) + b))` through the sparse
-/// convolution equal Burn's dense convolution on the masked weight (its own
-/// autodiff): dX, the stored values' dW (sampled from the dense dW) and db.
-#[allow(clippy::too_many_arguments)]
-fn conv_grads(
-    shape: [usize; 4],
-    hw: [usize; 2],
-    stride: [usize; 2],
-    pad: [usize; 2],
-    dilation: [usize; 2],
-    batch: usize,
-    density: f64,
-    act: Activation,
-    seed: u64,
-) -> Result<(), TestCaseError> {
-    let geometry = Geometry {
-        stride,
-        pad: [pad[0], pad[1], pad[0], pad[1]],
-        dilation,
-        groups: 1,
-    };
-    conv_grads_with(shape, hw, geometry, batch, density, act, seed)
-}
-
 /// Stride, padding `[top, left, bottom, right]`, dilation and groups.
 #[derive(Clone)]
 struct Geometry {
@@ -127,8 +103,11 @@ struct Geometry {
     groups: usize,
 }
 
-/// [`conv_grads`] for any geometry (`shape` is `[c_out, c_in / groups, kh, kw]`).
-fn conv_grads_with(
+/// Gradients of `sum(r ⊙ act(conv(x, W⊙M) + b))` through the sparse
+/// convolution equal Burn's dense convolution on the masked weight (its own
+/// autodiff): dX, the stored values' dW (sampled from the dense dW) and db.
+/// `shape` is `[c_out, c_in / groups, kh, kw]`.
+fn conv_grads(
     shape: [usize; 4],
     hw: [usize; 2],
     g: Geometry,
@@ -229,8 +208,13 @@ proptest! {
         let span = (k - 1) * dilation.0.max(dilation.1) + 1;
         prop_assume!(hw.0 + 2 * pad.0 >= span && hw.1 + 2 * pad.1 >= span);
         let act = if relu { Activation::Relu } else { Activation::None };
-        conv_grads([cout, cin, k, k], [hw.0, hw.1], [stride.0, stride.1], [pad.0, pad.1],
-            [dilation.0, dilation.1], batch, density, act, seed)?;
+        let g = Geometry {
+            stride: [stride.0, stride.1],
+            pad: [pad.0, pad.1, pad.0, pad.1],
+            dilation: [dilation.0, dilation.1],
+            groups: 1,
+        };
+        conv_grads([cout, cin, k, k], [hw.0, hw.1], g, batch, density, act, seed)?;
     }
 }
 
@@ -257,7 +241,7 @@ fn grouped_and_unevenly_padded_conv_gradients_equal_dense_masked_ones() {
             groups,
         };
         for act in [Activation::None, Activation::Relu] {
-            conv_grads_with(shape, hw, g.clone(), 2, 0.5, act, 40 + i as u64).unwrap();
+            conv_grads(shape, hw, g.clone(), 2, 0.5, act, 40 + i as u64).unwrap();
         }
     }
 }

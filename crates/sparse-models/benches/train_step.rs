@@ -242,29 +242,35 @@ fn sparse_side<D: CompactTwin>(a: &Args, model: D) -> Sparse<D::Compact> {
     Sparse(Some(compact), sparse)
 }
 
-/// The masked-dense and the sparse side of `--model`, and a description.
-fn sides(a: &Args, dev: &Device) -> (Box<dyn Side>, Box<dyn Side>, String) {
-    fn pair<D: CompactTwin>(a: &Args, make: impl Fn() -> D) -> (Box<dyn Side>, Box<dyn Side>) {
-        (Box::new(dense_side(a, make())), Box::new(sparse_side(a, make())))
+/// The masked-dense (`dense`) or the sparse side of `--model`, and a description.
+fn side(a: &Args, dev: &Device, dense: bool) -> (Box<dyn Side>, String) {
+    fn of<D: CompactTwin>(a: &Args, model: D, dense: bool) -> Box<dyn Side> {
+        match dense {
+            true => Box::new(dense_side(a, model)),
+            false => Box::new(sparse_side(a, model)),
+        }
     }
     match a.model.as_str() {
-        "mlp" => {
-            let config = mlp_config(a);
-            let (d, s) = pair(a, || config.init(dev));
-            (d, s, format!("MLP {:?}", a.widths))
-        }
-        "cnn" => {
-            let (d, s) = pair(a, || SmallCnnConfig::new().init(dev));
-            (d, s, "small CNN (28×28)".into())
-        }
-        _ => {
+        "mlp" => (of(a, mlp_config(a).init(dev), dense), format!("MLP {:?}", a.widths)),
+        "cnn" => (
+            of(a, SmallCnnConfig::new().init(dev), dense),
+            "small CNN (28×28)".into(),
+        ),
+        "resnet18" => {
             let config = ResNetConfig::new(ResNetDepth::R18)
                 .with_stem(Stem::Cifar)
                 .with_classes(10);
-            let (d, s) = pair(a, || config.init(dev));
-            (d, s, "ResNet-18, CIFAR stem (3×32×32)".into())
+            (of(a, config.init(dev), dense), "ResNet-18, CIFAR stem (3×32×32)".into())
         }
+        other => panic!("--model {other}: expected mlp, cnn or resnet18"),
     }
+}
+
+/// Both sides of `--model`, and a description.
+fn sides(a: &Args, dev: &Device) -> (Box<dyn Side>, Box<dyn Side>, String) {
+    let (dense, what) = side(a, dev, true);
+    let (sparse, _) = side(a, dev, false);
+    (dense, sparse, what)
 }
 
 fn mlp_config(a: &Args) -> MlpConfig {
@@ -280,12 +286,9 @@ fn vm_hwm() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
-fn memory(a: &Args, side: &str, dev: &Device) {
-    let (mut model, what): (Box<dyn Side>, String) = match side {
-        "dense" | "sparse" => {
-            let (dense, sparse, what) = sides(a, dev);
-            (if side == "dense" { dense } else { sparse }, what)
-        }
+fn memory(a: &Args, which: &str, dev: &Device) {
+    let (mut model, what): (Box<dyn Side>, String) = match which {
+        "dense" | "sparse" => side(a, dev, which == "dense"),
         "compact" if a.model == "mlp" => (Box::new(compact_side(a, dev)), format!("MLP {:?}", a.widths)),
         "compact" => panic!("--memory compact: only the MLP is built without a dense model; use --model mlp"),
         other => panic!("--memory {other}: expected dense, sparse or compact"),
@@ -302,7 +305,7 @@ fn memory(a: &Args, side: &str, dev: &Device) {
     }
     let mib = |b: Option<u64>| b.map_or(f64::NAN, |b| b as f64 / (1 << 20) as f64);
     println!(
-        "{side}: {what} batch {} sparsity {} {} ({updates} updates in {} steps): peak of the steps {:.1} MiB, peak of setup {:.1} MiB",
+        "{which}: {what} batch {} sparsity {} {} ({updates} updates in {} steps): peak of the steps {:.1} MiB, peak of setup {:.1} MiB",
         a.batch,
         a.sparsity,
         a.method,

@@ -155,7 +155,8 @@ pub fn train_compact<M: Classifier + 'static>(
     }
 }
 
-/// [`train_twin`] for the run's model type `M`, which is `D` (the caller checked).
+/// [`train_compact`] for the run's model type `M`, which is `D` (the caller
+/// checked): the model moves into `D`'s compact twin for the steps.
 fn train_as<M: 'static, D: CompactTwin>(
     runner: &mut Runner<ImageClassification>,
     model: M,
@@ -164,26 +165,15 @@ fn train_as<M: 'static, D: CompactTwin>(
     make: &dyn Fn() -> M,
     execution: Execution,
 ) -> anyhow::Result<(M, Sparsifier)> {
-    let (model, sparse) = train_twin::<D>(runner, same(model), sparse, range, &|| same(make()), execution)?;
-    Ok((same(model), sparse))
-}
-
-/// [`train_compact`] for a model type `D` with a sparse-execution twin.
-fn train_twin<D: CompactTwin>(
-    runner: &mut Runner<ImageClassification>,
-    model: D,
-    sparse: Sparsifier,
-    range: Range<u64>,
-    make: &dyn Fn() -> D,
-    execution: Execution,
-) -> anyhow::Result<(D, Sparsifier)> {
-    let (compact, mut stepper) = CompactTraining::start(model, sparse, make, execution)?;
+    let make_twin = || same::<M, D>(make());
+    let (compact, mut stepper) = CompactTraining::start(same::<M, D>(model), sparse, &make_twin, execution)?;
     tracing::info!(
         values = compact.num_params(),
         "training in sparse execution (active values only)"
     );
     let trained = runner.train_range(compact, &mut stepper, range)?;
-    stepper.finish(&trained)
+    let (model, sparse) = stepper.finish(&trained)?;
+    Ok((same(model), sparse))
 }
 
 /// `a` as a `B`, where `A` is `B` (checked by the caller through their `TypeId`s).

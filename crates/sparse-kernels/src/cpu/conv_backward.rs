@@ -181,9 +181,8 @@ fn backward(
             &mut []
         };
         let g = job.images(range, x, dy, dx_part);
-        if let Ok(mut slot) = grads[t].lock() {
-            *slot = g;
-        }
+        // (a poisoned lock cannot be seen: a panicking task panics the whole loop)
+        *grads[t].lock().unwrap_or_else(|p| p.into_inner()) = g;
     });
     let grads: Vec<Vec<f32>> = grads
         .into_iter()

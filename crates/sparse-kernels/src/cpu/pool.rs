@@ -6,7 +6,8 @@
 //! worker wakes up, takes it and finishes: two thread wake-ups per call. On
 //! the 2-vCPU VMs these benchmarks run on, waking a sleeping worker takes
 //! 50–300 µs (`join` of two 20 µs tasks: 49 µs when the pool is hot, 286 µs
-//! after 2 ms idle), longer than a whole batch-1 layer. Here the caller
+//! after 2 ms idle; the probe is in `docs/sparse-execution.md`), longer than
+//! a whole batch-1 layer. Here the caller
 //! claims tasks from a shared counter right away, and `helpers` jobs spawned
 //! on rayon's pool claim from the same counter when (and if) they start.
 //! When the tasks are gone, the caller cancels every helper that has not
