@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = std::time::Instant::now();
         for indices in order.batches(epoch) {
             let batch = batcher.batch_indices(&train, &indices, &device, None);
-            model = compact_prepare(model, &sparse)?; // +compact
+            model = compact_prepare(model, &sparse, Some(indices.len()))?; // +compact
             let loss = loss_fn.forward(model.forward(batch.images), batch.targets);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = compact_step(model, &mut sparse, grads, 0.05)?; // +compact: replaces `sparse.step(..)`

@@ -11,6 +11,7 @@
 //!
 //! and holds the datasets shared by the `sparseburn` CLI and the examples.
 
+pub mod allocator;
 pub mod burn_train;
 pub mod cli;
 pub mod data;

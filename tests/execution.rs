@@ -348,3 +348,25 @@ fn mlp_hidden_sets_the_widths() {
     ]);
     assert_error(&o, &["hidden", "mlp"]);
 }
+
+/// The binary's allocator commits memory as it is used (`sparseburn::allocator`),
+/// set before `main`, and a setting in the environment still wins.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_commits_allocator_arenas_on_demand() {
+    let option = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sparseburn"))
+            .arg("--version")
+            .env("MIMALLOC_VERBOSE", "1")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().find(|l| l.contains("option 'arena_eager_commit'"));
+        line.map(|l| l.trim().to_string())
+            .unwrap_or_else(|| panic!("no option line in: {text}"))
+    };
+    assert!(option(&[]).ends_with(": 0"), "{}", option(&[]));
+    let set = option(&[("MIMALLOC_ARENA_EAGER_COMMIT", "1")]);
+    assert!(set.ends_with(": 1"), "{set}");
+}

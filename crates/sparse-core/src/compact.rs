@@ -9,8 +9,10 @@
 use std::path::Path;
 
 use crate::error::{Result, SparseError};
-use crate::method::Needs;
+use crate::mask::Mask;
+use crate::method::{CompactRule, Needs};
 use crate::optim::SavedParamState;
+use crate::pattern::Pattern;
 use crate::sparsifier::Sparsifier;
 use crate::state::write_atomic;
 
@@ -49,6 +51,69 @@ impl Sparsifier {
         };
         self.step += 1;
         self.method.before_step(self.step);
+        Ok(changed)
+    }
+
+    /// The method's [`CompactRule`], when sparse execution can run its
+    /// topology updates on the active values alone: the method offers one,
+    /// the plan's pattern is unstructured (the rule exchanges single
+    /// weights) and no gradient term acts on the weights.
+    pub fn compact_rule(&self) -> Option<CompactRule> {
+        if *self.plan.pattern() != Pattern::Unstructured || !self.terms.is_empty() {
+            return None;
+        }
+        self.method.compact_rule()
+    }
+
+    /// Ends a step of a model in sparse execution whose topology update ran
+    /// by [`Sparsifier::compact_rule`] on the model's own layers (call after
+    /// its optimizer step, or instead of it where [`Needs::skip_optimizer`]
+    /// says so): `masks` holds every plan layer's new mask on an update step
+    /// and is `None` on other steps. Checks the masks against the plan,
+    /// keeps them, extends the ITOP record and advances the step. Returns
+    /// the layers whose masks changed.
+    pub fn compact_rule_step(&mut self, masks: Option<Vec<Mask>>) -> Result<Vec<usize>> {
+        let name = self.method.name();
+        if self.compact_rule().is_none() {
+            return Err(SparseError::method(
+                name,
+                "has no compact rule under this plan (see `Sparsifier::compact_rule`); end its steps with `compact_step`",
+            ));
+        }
+        let update = self.needs().update;
+        let changed = match (update, masks) {
+            (false, None) => Vec::new(),
+            (true, Some(masks)) => self.keep_compact_masks(masks)?,
+            (true, None) => {
+                return Err(SparseError::method(
+                    name,
+                    format!("needs new masks at update step {}", self.step),
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(SparseError::method(
+                    name,
+                    format!("step {} is no update step; pass no masks", self.step),
+                ));
+            }
+        };
+        self.step += 1;
+        self.method.before_step(self.step);
+        Ok(changed)
+    }
+
+    fn keep_compact_masks(&mut self, masks: Vec<Mask>) -> Result<Vec<usize>> {
+        self.check_masks(&masks)?;
+        let changed: Vec<usize> = (0..self.masks.len()).filter(|&l| masks[l] != self.masks[l]).collect();
+        self.masks = masks;
+        for &l in &changed {
+            self.explored[l] = self.explored[l].or(&self.masks[l]);
+        }
+        tracing::debug!(
+            step = self.step,
+            layers = changed.len(),
+            "topology update (sparse execution, compact rule)"
+        );
         Ok(changed)
     }
 

@@ -56,7 +56,9 @@ pub use error::{Result, SparseError};
 pub use grad_term::GradTerm;
 pub use layer::{LayerKind, SparseLayer};
 pub use mask::Mask;
-pub use method::{GradRequest, InitContext, IntoMethod, Method, MethodState, Needs, SparseExecution, StepContext};
+pub use method::{
+    CompactRule, GradRequest, Growth, InitContext, IntoMethod, Method, MethodState, Needs, SparseExecution, StepContext,
+};
 pub use optim::{AdamSettings, MaskedOptimizer, OptimizerConfig, SgdSettings};
 pub use pattern::Pattern;
 pub use plan::{Plan, SparsityConfig};

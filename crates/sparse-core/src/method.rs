@@ -63,7 +63,9 @@ pub enum SparseExecution {
     /// Needs the dense gradient `|∇_W L|` on topology-update steps only (with
     /// a gradient window, on the window's steps before each update), to grow
     /// by it (RigL, SRigL): sparse execution computes it for those steps
-    /// alone (a dense probe of each layer, `sparse_kernels::train::CompactLinear`).
+    /// alone, as a tiled top-`k` of `|Xᵀ·dY|` where the method offers a
+    /// [`CompactRule`] for linear layers, else through a dense probe of each
+    /// layer (`sparse_kernels::train::CompactLinear`).
     DenseGradientAtUpdates,
     /// Needs dense weights or gradients every step, at initialisation, or
     /// in dense phases (SR-STE, AutoSparse, SNIP, GraSP, GMP, lottery tickets,
@@ -80,6 +82,33 @@ impl SparseExecution {
             Self::MaskedDenseOnly => "no (masked-dense)",
         }
     }
+}
+
+/// How a drop/grow update grows, when it runs on the active values alone
+/// ([`CompactRule`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Growth {
+    /// Uniformly random inactive positions (SET).
+    Random,
+    /// The inactive positions of largest `|∂L/∂W| = |Xᵀ·dY|` (RigL), from
+    /// each layer's input and output gradient of the update step.
+    Gradient,
+}
+
+/// A topology update that sparse execution can compute from the active
+/// values, the layers' inputs and output gradients, without any vector of a
+/// layer's dense shape (`sparse_kernels::train::compact_update`): drop the
+/// `⌊f(t)·n⌋` active weights of lowest `|w|` (plus `drop_noise`), grow as
+/// many by `growth`. The method's own update makes the same decisions; it
+/// offers the rule only under the settings where that holds (RigL: a
+/// gradient window of 1 and no grow noise).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CompactRule {
+    /// How positions are grown.
+    pub growth: Growth,
+    /// Std of the Gaussian noise on the drop scores (RigL: 1e-5; SET: 0),
+    /// drawn per flat position from the stream `"rigl-noise"`.
+    pub drop_noise: f64,
 }
 
 /// A method's state that must survive a checkpoint (counters, accumulators).
@@ -186,6 +215,13 @@ pub trait Method: Send + std::fmt::Debug {
     /// (default: the masked-dense path only).
     fn sparse_execution(&self) -> SparseExecution {
         SparseExecution::MaskedDenseOnly
+    }
+
+    /// Property: the method's topology update as a [`CompactRule`], which
+    /// sparse execution runs on the active values alone (default: none; the
+    /// update then runs on host copies of the dense weights).
+    fn compact_rule(&self) -> Option<CompactRule> {
+        None
     }
 
     /// Property: training runs in several rounds (iterative pruning).

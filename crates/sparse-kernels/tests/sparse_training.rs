@@ -397,7 +397,7 @@ fn compact_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M, steps: u64) 
         model = dense.step(model, grads, lr).unwrap();
 
         let before = sparse.masks().to_vec();
-        compact = compact_prepare(compact, &sparse).unwrap();
+        compact = compact_prepare(compact, &sparse, Some(x.dims()[0])).unwrap();
         let l = loss(compact.forward(x), y, &dev);
         let sparse_loss = values(l.clone())[0];
         let grads = GradientsParams::from_grads(l.backward(), &compact);
@@ -678,14 +678,17 @@ fn compact_updates_train_as_the_masked_dense_methods() {
             }
             let h = compact.layers[0].forward(x.clone(), Activation::Relu);
             let logits = compact.layers[1].forward(h.clone(), Activation::None);
-            let inputs = vec![values(x), values(h)];
+            let inputs = [values(x), values(h)];
             let mut grads = GradientsParams::from_grads(loss(logits, y, &dev).backward(), &compact);
-            let (c, traces) = take_traces(compact, &mut grads, inputs).unwrap();
+            let (c, traces) = take_traces(compact, &mut grads).unwrap();
             assert_eq!(
                 traces.iter().all(Option::is_some),
                 rule.needs_trace(t),
                 "{method} step {t}"
             );
+            for (trace, input) in traces.iter().flatten().zip(&inputs) {
+                assert_eq!(&trace.x, input, "{method} step {t}: the recorded input");
+            }
             compact = c;
             if rule.optimizer_steps(t) {
                 compact = optimizer.step(0.1, compact, grads, &HashMap::new());

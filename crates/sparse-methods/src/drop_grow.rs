@@ -10,7 +10,7 @@
 //! [`DropGrowMethod`] does the rest: initialisation, the schedule, the `Needs`,
 //! the loop over layers and the reported drop fraction.
 
-use sparse_core::method::{InitContext, Method, MethodState, Needs, SparseExecution, StepContext};
+use sparse_core::method::{CompactRule, InitContext, Method, MethodState, Needs, SparseExecution, StepContext};
 use sparse_core::{DropFraction, Mask, Plan, Result, SparseInit, UpdateSchedule};
 
 use crate::registry::Switch;
@@ -61,6 +61,12 @@ pub trait DropGrow: Send + std::fmt::Debug {
     /// nothing dense; one that grows by the dense gradient says so).
     fn sparse_execution(&self) -> SparseExecution {
         SparseExecution::Supported
+    }
+
+    /// The update as a [`CompactRule`], where sparse execution can compute
+    /// it from the active values alone (default: none).
+    fn compact_rule(&self) -> Option<CompactRule> {
+        None
     }
 
     /// Whether the dense gradient is read at `step`.
@@ -168,6 +174,10 @@ impl<U: DropGrow> Method for DropGrowMethod<U> {
 
     fn sparse_execution(&self) -> SparseExecution {
         self.updater.sparse_execution()
+    }
+
+    fn compact_rule(&self) -> Option<CompactRule> {
+        self.updater.compact_rule()
     }
 
     fn needs(&self, step: u64) -> Needs {

@@ -31,6 +31,11 @@ impl GradWindow {
         }
     }
 
+    /// The window's length `n` in steps.
+    pub fn span(&self) -> u64 {
+        self.window
+    }
+
     /// Whether the dense gradient is needed at `step` (inside a window).
     pub fn needs(&self, updates: &UpdateSchedule, step: u64) -> bool {
         (0..self.window).any(|k| updates.is_update_step(step + k))

@@ -41,7 +41,7 @@
 //! differ but have the same distribution.
 
 use burn::config::Config;
-use sparse_core::method::{MethodState, SparseExecution, StepContext};
+use sparse_core::method::{CompactRule, Growth, MethodState, SparseExecution, StepContext};
 use sparse_core::{DropFraction, DropSchedule, Result, Rng, SparseError, UpdateSchedule};
 
 use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
@@ -184,6 +184,14 @@ impl DropGrow for RigLUpdate {
 
     fn skip_optimizer(&self) -> bool {
         self.skip_weight_update
+    }
+
+    fn compact_rule(&self) -> Option<CompactRule> {
+        // the compact growth reads the update step's gradient only, unperturbed
+        (self.window.span() == 1 && self.grow_noise == 0.0).then_some(CompactRule {
+            growth: Growth::Gradient,
+            drop_noise: self.drop_noise,
+        })
     }
 
     fn needs_grads(&self, step: u64) -> bool {

@@ -17,7 +17,7 @@
 //! jaxpruner's re-implementations do. Regrowth happens inside the pattern.
 
 use burn::config::Config;
-use sparse_core::method::StepContext;
+use sparse_core::method::{CompactRule, Growth, StepContext};
 use sparse_core::{DropFraction, DropSchedule, Result, UpdateSchedule};
 
 use crate::drop_grow::{DropGrow, DropGrowMethod, switches};
@@ -82,6 +82,13 @@ impl DropGrow for SetUpdate {
 
     fn drop_fraction(&self) -> Option<&DropFraction> {
         Some(&self.drop)
+    }
+
+    fn compact_rule(&self) -> Option<CompactRule> {
+        Some(CompactRule {
+            growth: Growth::Random,
+            drop_noise: 0.0,
+        })
     }
 
     fn scores(&self, ctx: &StepContext<'_>, l: usize) -> Result<(Vec<f32>, Vec<f32>)> {

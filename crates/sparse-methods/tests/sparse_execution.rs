@@ -65,3 +65,48 @@ fn the_sparse_execution_property_matches_what_each_method_asks_for() {
         assert_eq!(of(name), SparseExecution::MaskedDenseOnly, "{name}");
     }
 }
+
+/// Which methods offer a compact rule (their topology update on the active
+/// values alone) and with which settings: SET with random growth and no
+/// noise, RigL with gradient growth and its drop noise, but not with a
+/// gradient window or grow noise (those read gradients of other steps or
+/// a noise vector over every position); every other method offers none.
+#[test]
+fn set_and_rigl_offer_their_compact_rules_under_their_defaults_only() {
+    use sparse_core::{CompactRule, Growth, IntoMethod, UpdateSchedule};
+    use sparse_methods::{RigL, RigLConfig};
+
+    let steps = 2000;
+    let rule = |name: &str| {
+        registry::find(name)
+            .and_then(|m| m.default_config().build(&BuildContext::new(steps)))
+            .expect(name)
+            .compact_rule()
+    };
+    let set = rule("set").expect("set offers a rule");
+    assert_eq!(set.growth, Growth::Random);
+    assert_eq!(set.drop_noise, 0.0);
+    let rigl = RigLConfig::new();
+    assert_eq!(
+        rule("rigl"),
+        Some(CompactRule {
+            growth: Growth::Gradient,
+            drop_noise: rigl.drop_noise
+        })
+    );
+    assert!(rigl.drop_noise > 0.0, "RigL's reference breaks drop ties with noise");
+    let with = |config: RigLConfig| {
+        RigL::with_schedule(&config, UpdateSchedule::new(steps))
+            .unwrap()
+            .into_method()
+            .compact_rule()
+    };
+    assert!(with(RigLConfig::new().with_grad_window(2)).is_none());
+    assert!(with(RigLConfig::new().with_grow_noise(1e-4)).is_none());
+    assert!(with(RigLConfig::new().with_drop_noise(0.0)).is_some());
+    for m in registry::methods() {
+        if !["set", "rigl"].contains(&m.name) {
+            assert!(rule(m.name).is_none(), "{} offers a compact rule", m.name);
+        }
+    }
+}

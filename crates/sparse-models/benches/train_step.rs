@@ -24,6 +24,10 @@
 //! `--delta-t` is their amortised mean: `((ΔT − 1)·regular + update) / ΔT`
 //! (medians). Quartiles over the rounds.
 //!
+//! The allocator is the binary's, with its settings (`sparseburn::allocator`):
+//! arenas commit on demand, and the sparse side's freed memory goes back to
+//! the OS at once (the purge delay is switched before each side's step).
+//!
 //! `--memory SIDE` builds one side only, returns what the setup freed to the
 //! OS (`mi_collect`), resets the process's peak resident memory (`VmHWM`,
 //! through `/proc/self/clear_refs`), runs 10 steps (two topology updates) and
@@ -47,9 +51,32 @@ use sparse_models::{
     rigl_rule, set_rule,
 };
 
-// The allocator of the `sparseburn` binary, so both sides allocate as a run does.
+// The allocator of the `sparseburn` binary with its settings
+// (`sparseburn::allocator`), so both sides allocate as a run does: arenas commit
+// on demand, and freed memory goes back to the OS at once on the sparse side.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc 3's `mi_option_arena_eager_commit` and `mi_option_purge_delay`.
+const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+const PURGE_DELAY: std::ffi::c_int = 15;
+
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static COMMIT_ON_DEMAND: extern "C" fn() = commit_on_demand;
+
+extern "C" fn commit_on_demand() {
+    // SAFETY: sets an integer in mimalloc's option table.
+    unsafe { libmimalloc_sys::mi_option_set_default(ARENA_EAGER_COMMIT, 0) }
+}
+
+/// Sets the purge delay as the binary runs a side: 0 for sparse execution,
+/// mimalloc's own delay (`default`) for masked-dense.
+fn purge_for(sparse: bool, default: std::ffi::c_long) {
+    // SAFETY: sets an integer in mimalloc's option table.
+    unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, if sparse { 0 } else { default }) }
+}
 
 /// Steps between topology updates while timing (one update per round).
 const EVERY: u64 = 5;
@@ -168,7 +195,7 @@ impl<D: CompactTwin> Side for Dense<D> {
 impl<C: CompactModel + Classifier> Side for Sparse<C> {
     fn step(&mut self, a: &Args, t: u64, dev: &Device) -> bool {
         let update = self.1.needs().update;
-        let m = compact_prepare(self.0.take().expect("model"), &self.1).expect("prepare");
+        let m = compact_prepare(self.0.take().expect("model"), &self.1, Some(a.batch)).expect("prepare");
         let g = grads(a, &m, t, dev);
         self.0 = Some(compact_step(m, &mut self.1, g, 0.01).expect("sparse step"));
         update
@@ -316,9 +343,12 @@ fn memory(a: &Args, which: &str, dev: &Device) {
 }
 
 fn main() {
+    // SAFETY: reads an integer from mimalloc's option table.
+    let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
     let a = args();
     let dev = Device::flex().autodiff();
     if let Some(side) = &a.memory {
+        purge_for(side != "dense", delay);
         return memory(&a, side, &dev);
     }
     let (mut dense, mut sparse, what) = sides(&a, &dev);
@@ -326,7 +356,9 @@ fn main() {
     // warm-up: one update and one regular step each
     let mut t = 0;
     while t < EVERY + 1 {
+        purge_for(false, delay);
         dense.step(&a, t, &dev);
+        purge_for(true, delay);
         sparse.step(&a, t, &dev);
         t += 1;
     }
@@ -338,8 +370,14 @@ fn main() {
             for side in order {
                 let start = Instant::now();
                 let update = match side {
-                    0 => dense.step(&a, t, &dev),
-                    _ => sparse.step(&a, t, &dev),
+                    0 => {
+                        purge_for(false, delay);
+                        dense.step(&a, t, &dev)
+                    }
+                    _ => {
+                        purge_for(true, delay);
+                        sparse.step(&a, t, &dev)
+                    }
                 };
                 times[side].push(start.elapsed().as_secs_f64() * 1e3);
                 kinds[side].push(update);

@@ -100,28 +100,6 @@ impl CompactMlp {
         Ok(Self { layers })
     }
 
-    /// The logits and each layer's input (the flattened images first), for
-    /// the [`sparse_kernels::train::GrowthTrace`]s of a gradient growth.
-    pub fn forward_with_inputs(&self, images: Tensor<4>) -> (Tensor<2>, Vec<Tensor<2>>) {
-        let mut inputs = Vec::with_capacity(self.layers.len());
-        let logits = self.forward_keeping(images, Some(&mut inputs));
-        (logits, inputs)
-    }
-
-    /// The forward pass, pushing each layer's input to `inputs` when given
-    /// (without, no activation outlives the layer that reads it).
-    fn forward_keeping(&self, images: Tensor<4>, mut inputs: Option<&mut Vec<Tensor<2>>>) -> Tensor<2> {
-        let mut x = images.flatten::<2>(1, 3);
-        let last = self.layers.len().saturating_sub(1);
-        for (i, layer) in self.layers.iter().enumerate() {
-            if let Some(kept) = inputs.as_deref_mut() {
-                kept.push(x.clone());
-            }
-            x = layer.forward(x, if i < last { Activation::Relu } else { Activation::None });
-        }
-        x
-    }
-
     /// `into` (an `Mlp` of the same widths, e.g. fresh from its config) with
     /// this model's weights and biases.
     pub fn to_dense(&self, mut into: Mlp) -> Result<Mlp, KernelError> {
@@ -155,7 +133,12 @@ impl CompactModel for CompactMlp {
 
 impl Classifier for CompactMlp {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_keeping(images, None)
+        let mut x = images.flatten::<2>(1, 3);
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, if i < last { Activation::Relu } else { Activation::None });
+        }
+        x
     }
 
     fn sparsity_filter(&self) -> LayerFilter {

@@ -12,14 +12,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor};
 use sparse_core::{DropFraction, DropSchedule, MaskedOptimizer, UpdateSchedule};
 use sparse_kernels::KernelError;
-use sparse_kernels::modules::host;
-use sparse_kernels::train::{CompactUpdate, Growth, take_traces, update_model, with_output_probes};
+use sparse_kernels::train::{CompactUpdate, GROWTH_TILE, Growth, take_traces, update_model, with_output_probes};
 use sparse_methods::{RigLConfig, SetConfig};
 
-use crate::CompactMlp;
-
-/// Output columns per tile of RigL's gradient growth.
-const TILE: usize = 256;
+use crate::{Classifier, CompactMlp};
 
 fn invalid(e: sparse_core::SparseError) -> KernelError {
     KernelError::InvalidConfig(e.to_string())
@@ -57,7 +53,7 @@ pub fn set_rule(config: &SetConfig, total_steps: u64, seed: u64) -> Result<Compa
         drop_noise: 0.0,
         skip_optimizer: false,
         seed,
-        tile: TILE,
+        tile: GROWTH_TILE,
     };
     rule.validate()?;
     Ok(rule)
@@ -84,7 +80,7 @@ pub fn rigl_rule(config: &RigLConfig, total_steps: u64, seed: u64) -> Result<Com
         drop_noise: config.drop_noise,
         skip_optimizer: config.skip_weight_update,
         seed,
-        tile: TILE,
+        tile: GROWTH_TILE,
     };
     rule.validate()?;
     Ok(rule)
@@ -110,15 +106,10 @@ pub fn compact_rule_step(
         model
     };
     let device = images.device();
-    let (logits, inputs) = model.forward_with_inputs(images);
+    let logits = model.forward(images);
     let loss = CrossEntropyLossConfig::new().init(&device).forward(logits, targets);
-    let inputs = if trace {
-        inputs.into_iter().map(host).collect::<Result<Vec<_>, _>>()?
-    } else {
-        Vec::new()
-    };
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-    let (mut model, traces) = take_traces(model, &mut grads, inputs)?;
+    let (mut model, traces) = take_traces(model, &mut grads)?;
     if rule.optimizer_steps(step) {
         model = optimizer.step(lr, model, grads, &HashMap::new());
     }

@@ -56,8 +56,10 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 /// Trains a 20-24-16-3 MLP `STEPS` steps both ways, each side with its own
 /// instance of the method (`make`): after every step the masks are equal and
-/// the weights and biases agree within 1e-5. Returns the number of steps on
-/// which the masks changed.
+/// the weights and biases agree within 1e-5. The sparse side runs twice:
+/// told its batch (a method with a compact rule then updates on the compact
+/// layers, from output probes) and not (dense probes). Returns the number
+/// of steps on which the masks changed.
 fn compact_equals_masked_dense<M: IntoMethod>(make: impl Fn() -> M, optimizer: OptimizerConfig) -> usize {
     compact_equals_masked_dense_with(make, optimizer, Pattern::Unstructured)
 }
@@ -67,6 +69,20 @@ fn compact_equals_masked_dense_with<M: IntoMethod>(
     make: impl Fn() -> M,
     optimizer: OptimizerConfig,
     pattern: Pattern,
+) -> usize {
+    let told = compact_run(&make, optimizer.clone(), pattern.clone(), Some(16));
+    let untold = compact_run(&make, optimizer, pattern, None);
+    assert_eq!(told, untold, "the two sparse runs changed masks on different steps");
+    told
+}
+
+/// One run of [`compact_equals_masked_dense_with`], the sparse side told
+/// `rows` as its batch.
+fn compact_run<M: IntoMethod>(
+    make: &impl Fn() -> M,
+    optimizer: OptimizerConfig,
+    pattern: Pattern,
+    rows: Option<usize>,
 ) -> usize {
     let dev = device();
     let config = MlpConfig::new()
@@ -93,14 +109,34 @@ fn compact_equals_masked_dense_with<M: IntoMethod>(
         dense_model = dense.step(dense_model, grads, lr).unwrap();
 
         let before: Vec<_> = sparse.masks().to_vec();
-        compact = compact_prepare(compact, &sparse).unwrap();
+        compact = compact_prepare(compact, &sparse, rows).unwrap();
+        let dense_probe = compact.layers.iter().any(|l| l.probe.is_some());
+        let output_probe = compact.layers.iter().any(|l| l.output_probe.is_some());
+        // the compact rule leaves no tensor of a weight's shape, the other path probes densely
+        let by_rule = rows.is_some() && sparse.compact_rule().is_some();
+        assert!(
+            !(by_rule && dense_probe),
+            "step {t}: a dense probe under the compact rule"
+        );
+        assert!(
+            !output_probe || by_rule,
+            "step {t}: an output probe without the compact rule"
+        );
+        assert_eq!(
+            dense_probe || output_probe,
+            sparse.needs().grads,
+            "step {t}: probes on a step without dense gradients, or none on one with"
+        );
         let grads = GradientsParams::from_grads(loss(&compact, t, &dev).backward(), &compact);
         compact = compact_step(compact, &mut sparse, grads, lr).unwrap();
         changes += usize::from(sparse.masks() != before.as_slice());
 
         assert_eq!(sparse.masks(), dense.masks(), "step {t}: masks differ");
         assert!(
-            compact.layers.iter().all(|l| l.probe.is_none()),
+            compact
+                .layers
+                .iter()
+                .all(|l| l.probe.is_none() && l.output_probe.is_none()),
             "step {t}: a probe is left"
         );
         for (i, (c, d)) in compact
@@ -228,8 +264,8 @@ fn random_compact_mlp_has_the_methods_initial_masks() {
             layer.layer().path
         );
     }
-    let (logits, inputs) = compact.forward_with_inputs(Tensor::zeros([2, 1, 28, 28], &dev));
-    assert_eq!((logits.dims(), inputs.len()), ([2, 10], 3));
+    let logits = compact.forward(Tensor::zeros([2, 1, 28, 28], &dev));
+    assert_eq!(logits.dims(), [2, 10]);
     for bad in [
         config.clone().with_distribution(sparse_core::Distribution::Global),
         config
@@ -289,7 +325,9 @@ impl<D: CompactTwin + Clone> Both<D> {
         let grads = GradientsParams::from_grads(loss(model.forward(image_batch(t, dev).0)).backward(), &model);
         self.dense_model = Some(self.dense.step(model, grads, 0.05).unwrap());
         let before: Vec<_> = self.sparse.masks().to_vec();
-        let compact = compact_prepare(self.compact.take().unwrap(), &self.sparse).unwrap();
+        // told its batch: convolutions still take the dense probe (no compact rule for them)
+        let rows = image_batch(t, dev).1.dims()[0];
+        let compact = compact_prepare(self.compact.take().unwrap(), &self.sparse, Some(rows)).unwrap();
         let grads = GradientsParams::from_grads(loss(compact.forward(image_batch(t, dev).0)).backward(), &compact);
         self.compact = Some(compact_step(compact, &mut self.sparse, grads, 0.05).unwrap());
         self.sparse.masks() != before.as_slice()

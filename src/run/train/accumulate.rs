@@ -30,6 +30,7 @@ use super::task::{MicroBatch, StepStats, Task};
 pub struct Accumulation {
     micro_batches: u64,
     batches_per_epoch: u64,
+    batch_size: usize,
 }
 
 impl Accumulation {
@@ -48,7 +49,14 @@ impl Accumulation {
         Ok(Self {
             micro_batches: k,
             batches_per_epoch,
+            batch_size,
         })
+    }
+
+    /// The rows of the one batch an optimizer step takes, or `None` when
+    /// the step sums the gradients of several.
+    pub fn rows(&self) -> Option<usize> {
+        (self.micro_batches == 1).then_some(self.batch_size)
     }
 
     /// K, the micro-batches per optimizer step.

@@ -149,7 +149,7 @@ impl<T> Runner<T> {
             self.state.epoch_seconds = 0.0;
         }
         let started = Instant::now();
-        let model = sparse.prepare(model)?;
+        let model = sparse.prepare(model, self.accumulation.rows())?;
         let mut samples = 0;
         let pending = &mut self.pending;
         let grads = step_gradients(

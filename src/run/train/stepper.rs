@@ -18,12 +18,15 @@ use sparse_models::{Classifier, CompactTwin, Mlp, ResNet, SmallCnn};
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
 use super::task::ImageClassification;
+use crate::allocator::PurgeAtOnce;
 use crate::run::execution::{Execution, LayerTarget, any_sparse_layer, targets};
 
 /// Takes the steps of a model of type `M`.
 pub trait Stepper<M> {
-    /// Readies `model` for the forward pass of the next step.
-    fn prepare(&mut self, model: M) -> anyhow::Result<M> {
+    /// Readies `model` for the forward pass of the next step, on a batch of
+    /// `rows` (`None`: the step sums the gradients of several batches).
+    fn prepare(&mut self, model: M, rows: Option<usize>) -> anyhow::Result<M> {
+        let _ = rows;
         Ok(model)
     }
 
@@ -97,8 +100,8 @@ impl<'a, D: CompactTwin> CompactTraining<'a, D> {
 }
 
 impl<D: CompactTwin> Stepper<D::Compact> for CompactTraining<'_, D> {
-    fn prepare(&mut self, model: D::Compact) -> anyhow::Result<D::Compact> {
-        Ok(compact_prepare(model, &self.sparse)?)
+    fn prepare(&mut self, model: D::Compact, rows: Option<usize>) -> anyhow::Result<D::Compact> {
+        Ok(compact_prepare(model, &self.sparse, rows)?)
     }
 
     fn step(&mut self, model: D::Compact, grads: GradientsParams, lr: f64) -> anyhow::Result<D::Compact> {
@@ -165,6 +168,8 @@ fn train_as<M: 'static, D: CompactTwin>(
     make: &dyn Fn() -> M,
     execution: Execution,
 ) -> anyhow::Result<(M, Sparsifier)> {
+    // freed memory goes back to the OS at once while the steps run sparse
+    let _lean = PurgeAtOnce::start();
     let make_twin = || same::<M, D>(make());
     let (compact, mut stepper) = CompactTraining::start(same::<M, D>(model), sparse, &make_twin, execution)?;
     tracing::info!(

@@ -4,11 +4,14 @@
 //! module records see only the nonzeros; the forward pass and its handwritten
 //! backward are the kernels of [`crate::ops::sparse_linear`].
 
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use sparse_core::{LayerKind, Mask, SparseLayer};
 
+use super::compact_update::GrowthTrace;
 use super::pattern::{csr_plan, entry_map, flat_positions};
 use crate::activation::Activation;
 use crate::error::{KernelError, Result};
@@ -45,6 +48,10 @@ pub struct CompactLinear {
     /// step that grows by the gradient without the dense weight: its
     /// gradient is `dY` (see [`CompactLinear::with_output_probe`]).
     pub output_probe: Option<Param<Tensor<2>>>,
+    /// Where the forward pass leaves the layer's input on a step with an
+    /// output probe (for the [`GrowthTrace`] of a gradient growth).
+    #[module(skip)]
+    input_record: Option<InputRecord>,
     #[module(skip)]
     layer: SparseLayer,
     #[module(skip)]
@@ -103,6 +110,7 @@ impl CompactLinear {
             ))),
             probe: None,
             output_probe: None,
+            input_record: None,
             layer,
             mask,
             plan,
@@ -150,7 +158,12 @@ impl CompactLinear {
     /// `act(x·W + b + probe)`; the probe's rows must be the batch's).
     pub fn forward(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
         match &self.output_probe {
-            Some(probe) => apply(self.product(x, Activation::None) + probe.val(), act),
+            Some(probe) => {
+                if let Some(record) = &self.input_record {
+                    *record.lock() = Some(x.clone().detach());
+                }
+                apply(self.product(x, Activation::None) + probe.val(), act)
+            }
             None => self.product(x, act),
         }
     }
@@ -233,9 +246,11 @@ impl CompactLinear {
     /// The layer with an output probe of `batch` rows for the next forward
     /// pass: `forward` adds it (zeros) to `x·W + b` before the activation, so
     /// the backward pass gives the gradient `dY` of the pre-activation output,
-    /// which with the layer's input gives `|Xᵀ·dY|` for the gradient growth
-    /// ([`super::growth::grow_top_k`]) without any tensor of the weight's shape.
+    /// and records its input `X`; the two give `|Xᵀ·dY|` for the gradient
+    /// growth ([`super::growth::grow_top_k`]) without any tensor of the
+    /// weight's shape ([`CompactLinear::take_trace`]).
     pub fn with_output_probe(mut self, batch: usize) -> Self {
+        self.input_record = Some(InputRecord::default());
         let device = self.values.val().device();
         let zeros = Tensor::zeros([batch, self.layer.neurons()], &device);
         self.output_probe = Some(Param::from_tensor(zeros));
@@ -250,6 +265,24 @@ impl CompactLinear {
             return Ok(None);
         };
         grads.remove::<2>(probe.id).map(host).transpose()
+    }
+
+    /// Removes the output probe and its gradient from `grads` and returns
+    /// them with the input the forward pass recorded as the layer's
+    /// [`GrowthTrace`] (`None` for a layer without a probe or a gradient).
+    pub fn take_trace(&mut self, grads: &mut GradientsParams) -> Result<Option<GrowthTrace>> {
+        let record = self.input_record.take();
+        let Some(dy) = self.take_output_grad(grads)? else {
+            return Ok(None);
+        };
+        let Some(x) = record.and_then(|r| r.lock().take()) else {
+            return Err(KernelError::shape(
+                &self.layer.path,
+                "the output probe has a gradient but the layer recorded no input: run the forward pass through `CompactLinear::forward` after `with_output_probe`",
+            ));
+        };
+        let batch = dy.len() / self.layer.neurons().max(1);
+        Ok(Some(GrowthTrace { x: host(x)?, dy, batch }))
     }
 
     /// The bias on the host (`None` for a layer without one).
@@ -347,6 +380,7 @@ impl CompactLinear {
             bias,
             probe: None,
             output_probe: None,
+            input_record: None,
             layer,
             mask,
             plan,
@@ -424,4 +458,16 @@ fn check_len(layer: &SparseLayer, what: &str, got: usize, want: usize) -> Result
         &layer.path,
         format!("{got} {what} given, the layer {:?} has {want}", layer.shape),
     ))
+}
+/// A slot the forward pass writes the layer's input into (shared by the
+/// clones of a layer, so the model that ran the forward pass and the one
+/// that reads the trace need not be the same value).
+#[derive(Clone, Debug, Default)]
+struct InputRecord(Arc<Mutex<Option<Tensor<2>>>>);
+
+impl InputRecord {
+    fn lock(&self) -> MutexGuard<'_, Option<Tensor<2>>> {
+        // a poisoned slot still holds a whole tensor or none
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }

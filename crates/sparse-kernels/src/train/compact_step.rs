@@ -10,9 +10,11 @@ use std::collections::HashMap;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use sparse_core::Sparsifier;
+use sparse_core::{CompactRule, LayerKind, Sparsifier};
 
 use super::compact_linear::CompactLinear;
+use super::compact_update::{GrowthTrace, UpdateAt, exchange};
+use super::growth::GROWTH_TILE;
 use crate::error::{KernelError, Result};
 
 /// A model with layers in sparse execution.
@@ -34,18 +36,33 @@ pub fn try_map_layers(
     layers.into_iter().enumerate().map(|(i, l)| f(i, l)).collect()
 }
 
-/// Prepares `model` for the forward pass of the step `sparse` is at: when
-/// the method reads dense gradients at this step, every sparse layer gets its
-/// dense probe (see [`CompactLinear`]).
-pub fn compact_prepare<M: CompactModel>(model: M, sparse: &Sparsifier) -> Result<M> {
+/// Prepares `model` for the forward pass of the step `sparse` is at, on a
+/// batch of `batch` rows (`None`: unknown, or gradients summed over several
+/// batches). On a step where the method reads dense gradients, every sparse
+/// layer gets either an output probe, when the method's update runs by its
+/// [`CompactRule`] on this model (RigL's growth from `X` and `dY`, no tensor
+/// of the weight's shape; needs `batch`), or else its dense probe (see
+/// [`CompactLinear`]).
+pub fn compact_prepare<M: CompactModel>(model: M, sparse: &Sparsifier, batch: Option<usize>) -> Result<M> {
     if !sparse.needs().grads {
         return Ok(model);
     }
     let index = plan_index(&model, sparse)?;
-    model.try_map_compact(&mut |i, layer| match index[i] {
-        Some(_) => layer.with_probe(),
-        None => Ok(layer),
+    let rows = batch.filter(|_| rule_of(sparse, &index).is_some());
+    model.try_map_compact(&mut |i, layer| match (index[i], rows) {
+        (Some(_), Some(rows)) => Ok(layer.with_output_probe(rows)),
+        (Some(_), None) => layer.with_probe(),
+        (None, _) => Ok(layer),
     })
+}
+
+/// The method's [`CompactRule`] when it applies to this model: the
+/// `Sparsifier` offers one and every plan layer is a linear layer of the
+/// model (a convolution's gradient growth takes the dense probe).
+fn rule_of(sparse: &Sparsifier, index: &[Option<usize>]) -> Option<CompactRule> {
+    let linear = sparse.layers().iter().all(|l| l.kind == LayerKind::Linear);
+    let present = index.iter().flatten().count() == sparse.layers().len();
+    sparse.compact_rule().filter(|_| linear && present)
 }
 
 /// One training step of `model` in sparse execution with the gradients
@@ -61,6 +78,10 @@ pub fn compact_step<M: CompactModel>(
 ) -> Result<M> {
     let needs = sparse.needs();
     let index = plan_index(&model, sparse)?;
+    let probed = model.compact_layers().iter().any(|l| l.probe.is_some());
+    if let Some(rule) = rule_of(sparse, &index).filter(|_| needs.update && !probed) {
+        return rule_step(model, sparse, rule, &index, grads, lr);
+    }
     let n = sparse.layers().len();
     let mut dense_grads: Vec<Option<Vec<f32>>> = vec![None; n];
     let mut model = model.try_map_compact(&mut |i, layer| {
@@ -103,6 +124,56 @@ pub fn compact_step<M: CompactModel>(
     model.try_map_compact(&mut |i, layer| match index[i] {
         Some(l) if changed.contains(&l) => {
             let (layer, map) = layer.with_mask(masks[l].clone(), &weights[l])?;
+            optimizer.realign(layer.values.id, &layer.values_path(), &map);
+            Ok(layer)
+        }
+        _ => Ok(layer),
+    })
+}
+
+/// [`compact_step`] at an update step whose topology update runs by the
+/// method's `rule` on the model's own layers: the traces from the output
+/// probes, the optimizer step (unless skipped), each layer's exchange, and
+/// the re-alignment of changed layers.
+fn rule_step<M: CompactModel>(
+    model: M,
+    sparse: &mut Sparsifier,
+    rule: CompactRule,
+    index: &[Option<usize>],
+    mut grads: GradientsParams,
+    lr: f64,
+) -> Result<M> {
+    let (needs, step) = (sparse.needs(), sparse.step_count());
+    let mut traces: Vec<Option<GrowthTrace>> = vec![None; sparse.layers().len()];
+    let mut model = model.try_map_compact(&mut |i, mut layer| {
+        if let Some(l) = index[i] {
+            traces[l] = layer.take_trace(&mut grads)?;
+        }
+        Ok(layer)
+    })?;
+    if !needs.skip_optimizer {
+        model = sparse.optimizer_mut().step(lr, model, grads, &HashMap::new());
+    }
+    let at = UpdateAt {
+        seed: sparse.plan().config().seed,
+        step,
+        fraction: sparse.method().drop_fraction(step).unwrap_or(0.0),
+        tile: GROWTH_TILE,
+    };
+    let mut masks = sparse.masks().to_vec();
+    for (i, layer) in model.compact_layers().into_iter().enumerate() {
+        if let Some(l) = index[i] {
+            let values = layer.values_host()?;
+            let place = (layer.layer(), layer.mask());
+            masks[l] = exchange(&rule, &at, place, (&values, &layer.positions()), traces[l].as_ref())?;
+        }
+    }
+    let changed = sparse.compact_rule_step(Some(masks))?;
+    let masks = sparse.masks().to_vec();
+    let optimizer = sparse.optimizer_mut();
+    model.try_map_compact(&mut |i, layer| match index[i] {
+        Some(l) if changed.contains(&l) => {
+            let (layer, map) = layer.with_kept_values(masks[l].clone())?;
             optimizer.realign(layer.values.id, &layer.values_path(), &map);
             Ok(layer)
         }

@@ -19,8 +19,9 @@
 //! `docs/sparse-execution.md`).
 
 use burn::optim::GradientsParams;
+pub use sparse_core::Growth;
 use sparse_core::select::pack;
-use sparse_core::{DropFraction, Mask, MaskedOptimizer, Rng, SparseLayer, UpdateSchedule};
+use sparse_core::{CompactRule, DropFraction, Mask, MaskedOptimizer, Rng, SparseLayer, UpdateSchedule};
 
 use super::compact_step::CompactModel;
 use super::growth::{TopK, grow_top_k, random_top_k};
@@ -32,16 +33,6 @@ pub const SET_GROW_STREAM: &str = "set-grow";
 pub const RIGL_NOISE_STREAM: &str = "rigl-noise";
 /// The stream of the random initial masks (`sparse-methods`' `random_masks`).
 pub const INIT_STREAM: &str = "init";
-
-/// How a compact update grows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Growth {
-    /// Uniformly random inactive positions (SET).
-    Random,
-    /// The inactive positions of largest `|∂L/∂W|` (RigL), from the layer's
-    /// input and output gradient of the update step.
-    Gradient,
-}
 
 /// A drop/grow rule run on compact layers (see the module docs), for
 /// unstructured masks (the pattern of the drop/grow methods' defaults).
@@ -127,76 +118,129 @@ impl CompactUpdate {
         positions: &[usize],
         trace: Option<&GrowthTrace>,
     ) -> Result<Mask> {
-        let active = mask.count_ones();
-        if values.len() != active || positions.len() != active {
+        let rule = CompactRule {
+            growth: self.growth,
+            drop_noise: self.drop_noise,
+        };
+        let at = UpdateAt {
+            seed: self.seed,
+            step,
+            fraction: self.fraction(step),
+            tile: self.tile,
+        };
+        exchange(&rule, &at, (layer, mask), (values, positions), trace)
+    }
+}
+
+/// Where in a run an update takes place: the run's seed (the streams of the
+/// drop noise and the random growth), the step, the drop fraction `f(t)`
+/// at that step, and the output columns per tile of the gradient growth.
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateAt {
+    /// The run's seed.
+    pub seed: u64,
+    /// The update step (0-based, as the `Sparsifier` counts).
+    pub step: u64,
+    /// The drop fraction at `step`.
+    pub fraction: f64,
+    /// Output columns per tile of the gradient growth ([`super::GROWTH_TILE`]).
+    pub tile: usize,
+}
+
+/// The new mask of one layer (`layer` under `mask`) by `rule` at `at`:
+/// `values` are its active weights at the flat positions `positions` (any
+/// order); `trace` its input and output gradient (gradient growth only).
+pub fn exchange(
+    rule: &CompactRule,
+    at: &UpdateAt,
+    (layer, mask): (&SparseLayer, &Mask),
+    (values, positions): (&[f32], &[usize]),
+    trace: Option<&GrowthTrace>,
+) -> Result<Mask> {
+    let active = mask.count_ones();
+    if values.len() != active || positions.len() != active {
+        return Err(KernelError::shape(
+            &layer.path,
+            format!(
+                "{} values at {} positions for a mask of {active} active weights",
+                values.len(),
+                positions.len()
+            ),
+        ));
+    }
+    if let Some(&f) = positions.iter().find(|&&f| f >= layer.numel() || !mask.get(f)) {
+        return Err(KernelError::shape(
+            &layer.path,
+            format!("position {f} is not an active position of the mask; pass the layer's own positions"),
+        ));
+    }
+    let n_drop = (at.fraction * active as f64).floor() as usize;
+    if active == layer.numel() || n_drop == 0 {
+        return Ok(mask.clone()); // a dense layer, or nothing to exchange
+    }
+    let kept = kept(
+        rule.drop_noise,
+        at,
+        layer,
+        values,
+        positions,
+        active - n_drop.min(active),
+    )?;
+    let grow_n = active - kept.count_ones();
+    let grown = match (rule.growth, trace) {
+        (Growth::Random, _) => {
+            let start = Rng::for_layer(at.seed, &layer.path, at.step, SET_GROW_STREAM);
+            random_top_k(layer, Some(&kept), grow_n, &start)?
+        }
+        (Growth::Gradient, Some(t)) => grow_top_k(layer, &t.x, &t.dy, t.batch, &kept, grow_n, at.tile)?,
+        (Growth::Gradient, None) => {
             return Err(KernelError::shape(
                 &layer.path,
                 format!(
-                    "{} values at {} positions for a mask of {active} active weights",
-                    values.len(),
-                    positions.len()
+                    "gradient growth at step {} needs the layer's input and output gradient (a GrowthTrace: give the layer an output probe before the forward pass)",
+                    at.step
                 ),
             ));
         }
-        if let Some(&f) = positions.iter().find(|&&f| f >= layer.numel() || !mask.get(f)) {
-            return Err(KernelError::shape(
-                &layer.path,
-                format!("position {f} is not an active position of the mask; pass the layer's own positions"),
-            ));
-        }
-        let n_drop = (self.fraction(step) * active as f64).floor() as usize;
-        if active == layer.numel() || n_drop == 0 {
-            return Ok(mask.clone()); // a dense layer, or nothing to exchange
-        }
-        let kept = self.kept(step, layer, values, positions, active - n_drop.min(active))?;
-        let grow_n = active - kept.count_ones();
-        let grown = match (self.growth, trace) {
-            (Growth::Random, _) => {
-                let start = Rng::for_layer(self.seed, &layer.path, step, SET_GROW_STREAM);
-                random_top_k(layer, Some(&kept), grow_n, &start)?
-            }
-            (Growth::Gradient, Some(t)) => grow_top_k(layer, &t.x, &t.dy, t.batch, &kept, grow_n, self.tile)?,
-            (Growth::Gradient, None) => {
-                return Err(KernelError::shape(
-                    &layer.path,
-                    format!(
-                        "gradient growth at step {step} needs the layer's input and output gradient (a GrowthTrace)"
-                    ),
-                ));
-            }
-        };
-        let mut out = kept;
-        for f in grown {
-            out.set(f as usize, true);
-        }
-        Ok(out)
+    };
+    let mut out = kept;
+    for f in grown {
+        out.set(f as usize, true);
     }
+    Ok(out)
+}
 
-    /// The `n_keep` active positions of highest `|w|` (plus the drop noise,
-    /// drawn per flat position as RigL's `add_noise_at` draws it).
-    fn kept(&self, step: u64, layer: &SparseLayer, values: &[f32], positions: &[usize], n_keep: usize) -> Result<Mask> {
-        let noise = Rng::for_layer(self.seed, &layer.path, step, RIGL_NOISE_STREAM);
-        let mut top = TopK::new(n_keep);
-        for (&v, &f) in values.iter().zip(positions) {
-            let id = u32::try_from(f).map_err(|_| {
-                KernelError::shape(
-                    &layer.path,
-                    "more than 2³² weights: flat ids do not fit u32; split the layer",
-                )
-            })?;
-            let mut score = v.abs();
-            if self.drop_noise > 0.0 {
-                let mut r = noise.clone();
-                r.skip(2 * f as u64); // a normal sample takes two draws
-                score += (r.normal() * self.drop_noise) as f32;
-            }
-            top.offer(pack(score, id));
+/// The `n_keep` active positions of highest `|w|` (plus the drop noise of
+/// std `noise`, drawn per flat position as RigL's `add_noise_at` draws it).
+fn kept(
+    noise: f64,
+    at: &UpdateAt,
+    layer: &SparseLayer,
+    values: &[f32],
+    positions: &[usize],
+    n_keep: usize,
+) -> Result<Mask> {
+    let stream = Rng::for_layer(at.seed, &layer.path, at.step, RIGL_NOISE_STREAM);
+    let mut top = TopK::new(n_keep);
+    for (&v, &f) in values.iter().zip(positions) {
+        let id = u32::try_from(f).map_err(|_| {
+            KernelError::shape(
+                &layer.path,
+                "more than 2³² weights: flat ids do not fit u32; split the layer",
+            )
+        })?;
+        let mut score = v.abs();
+        if noise > 0.0 {
+            let mut r = stream.clone();
+            r.skip(2 * f as u64); // a normal sample takes two draws
+            score += (r.normal() * noise) as f32;
         }
-        Ok(Mask::from_indices(
-            layer.numel(),
-            top.into_ids().into_iter().map(|f| f as usize),
-        ))
+        top.offer(pack(score, id));
     }
+    Ok(Mask::from_indices(
+        layer.numel(),
+        top.into_ids().into_iter().map(|f| f as usize),
+    ))
 }
 
 /// The random initial mask of `layer` with `count` active weights: the
@@ -242,24 +286,12 @@ pub fn with_output_probes<M: CompactModel>(model: M, batch: usize) -> Result<M> 
 }
 
 /// Removes the output probes' gradients from `grads` and pairs each with the
-/// layer's input (`inputs[i]`, `[batch, d_in]` row-major) as a [`GrowthTrace`].
-pub fn take_traces<M: CompactModel>(
-    model: M,
-    grads: &mut GradientsParams,
-    inputs: Vec<Vec<f32>>,
-) -> Result<(M, Vec<Option<GrowthTrace>>)> {
-    let mut inputs = inputs.into_iter();
+/// input its layer recorded in the forward pass, as that layer's
+/// [`GrowthTrace`] (`None` for a layer without a probe).
+pub fn take_traces<M: CompactModel>(model: M, grads: &mut GradientsParams) -> Result<(M, Vec<Option<GrowthTrace>>)> {
     let mut traces = Vec::new();
     let model = model.try_map_compact(&mut |_, mut layer| {
-        let x = inputs.next();
-        let dy = layer.take_output_grad(grads)?;
-        traces.push(match (x, dy) {
-            (Some(x), Some(dy)) => {
-                let batch = dy.len() / layer.layer().neurons().max(1);
-                Some(GrowthTrace { x, dy, batch })
-            }
-            _ => None,
-        });
+        traces.push(layer.take_trace(grads)?);
         Ok(layer)
     })?;
     Ok((model, traces))

@@ -36,5 +36,6 @@ pub use compact_linear::CompactLinear;
 pub use compact_state::{compact_state, dense_state};
 pub use compact_step::{CompactModel, compact_prepare, compact_step, try_map_layers};
 pub use compact_update::{
-    CompactUpdate, Growth, GrowthTrace, random_mask, take_traces, update_model, with_output_probes,
+    CompactUpdate, Growth, GrowthTrace, UpdateAt, exchange, random_mask, take_traces, update_model, with_output_probes,
 };
+pub use growth::GROWTH_TILE;
