@@ -19,12 +19,13 @@
 //! `docs/sparse-execution.md`).
 
 use burn::optim::GradientsParams;
+use rayon::prelude::*;
 pub use sparse_core::Growth;
-use sparse_core::select::pack;
+use sparse_core::select::{pack, unpack_id};
 use sparse_core::{CompactRule, DropFraction, Mask, MaskedOptimizer, Rng, SparseLayer, UpdateSchedule};
 
 use super::compact_step::CompactModel;
-use super::growth::{TopK, grow_top_k, random_top_k};
+use super::growth::{grow_top_k, keep_largest, random_top_k};
 use crate::error::{KernelError, Result};
 
 /// The stream of SET's random grow scores (`sparse-methods`' `set.rs`).
@@ -221,8 +222,7 @@ fn kept(
     n_keep: usize,
 ) -> Result<Mask> {
     let stream = Rng::for_layer(at.seed, &layer.path, at.step, RIGL_NOISE_STREAM);
-    let mut top = TopK::new(n_keep);
-    for (&v, &f) in values.iter().zip(positions) {
+    let score = |(&v, &f): (&f32, &usize)| -> Result<u64> {
         let id = u32::try_from(f).map_err(|_| {
             KernelError::shape(
                 &layer.path,
@@ -235,11 +235,19 @@ fn kept(
             r.skip(2 * f as u64); // a normal sample takes two draws
             score += (r.normal() * noise) as f32;
         }
-        top.offer(pack(score, id));
-    }
+        Ok(pack(score, id))
+    };
+    // every active weight is scored (the noise draws dominate, so in parallel);
+    // the kept ones are the `n_keep` best, in no particular order
+    let mut keys = values
+        .par_iter()
+        .zip(positions)
+        .map(score)
+        .collect::<Result<Vec<u64>>>()?;
+    keep_largest(&mut keys, n_keep);
     Ok(Mask::from_indices(
         layer.numel(),
-        top.into_ids().into_iter().map(|f| f as usize),
+        keys.into_iter().map(|key| unpack_id(key) as usize),
     ))
 }
 
