@@ -21,8 +21,8 @@ use sparse_core::{
 use sparse_kernels::train::growth::random_top_k;
 use sparse_kernels::train::pattern::{csr_plan, entry_map};
 use sparse_kernels::train::{
-    CompactLinear, CompactModel, CompactUpdate, Growth, compact_prepare, compact_step, take_traces, try_map_layers,
-    update_model, with_output_probes,
+    CompactLinear, CompactModel, CompactUpdate, Growth, UpdateAt, compact_prepare, compact_step, exchange, take_traces,
+    try_map_layers, update_model, with_output_probes,
 };
 use sparse_kernels::{Activation, KernelError, OpKind};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
@@ -770,6 +770,48 @@ fn the_output_probe_gradient_is_dy() {
             "{act:?}: values' gradient changed"
         );
         assert!(probed.output_probe.is_none());
+    }
+}
+
+/// An output probe of another batch size than the forward pass's is left
+/// out (no broadcast into a wrong `dY`): the output is the plain one, the
+/// layer has no trace, and a gradient growth says what was missing.
+#[test]
+fn an_output_probe_of_another_batch_size_leaves_no_trace() {
+    let dev = device().autodiff();
+    let mut rng = Rng::new(9);
+    let (d_in, d_out, batch) = (6, 4, 3);
+    let layer = SparseLayer::linear("fc.weight", d_in, d_out);
+    let mask = random_mask(layer.numel(), 0.5, &mut rng);
+    let base = CompactLinear::new(
+        layer.clone(),
+        mask.clone(),
+        &rand(&mut rng, layer.numel()),
+        vec![0.1; d_out],
+        &dev,
+    )
+    .unwrap();
+    let x = rand(&mut rng, batch * d_in);
+    for rows in [1, batch + 1] {
+        let mut probed = base.clone().with_output_probe(rows);
+        let y = probed.forward(tensor(x.clone(), [batch, d_in], &dev), Activation::Relu);
+        let plain = base.forward(tensor(x.clone(), [batch, d_in], &dev), Activation::Relu);
+        assert_eq!(values(y.clone()), values(plain), "rows {rows}");
+        let mut grads = GradientsParams::from_grads(y.sum().backward(), &probed);
+        assert!(probed.take_trace(&mut grads).unwrap().is_none(), "rows {rows}");
+        let rule = sparse_core::CompactRule {
+            growth: Growth::Gradient,
+            drop_noise: 0.0,
+        };
+        let at = UpdateAt {
+            seed: 0,
+            step: 0,
+            fraction: 0.5,
+            tile: 4,
+        };
+        let values = probed.values_host().unwrap();
+        let err = exchange(&rule, &at, (&layer, &mask), (&values, &probed.positions()), None).unwrap_err();
+        assert!(err.to_string().contains("output probe of the batch's rows"), "{err}");
     }
 }
 

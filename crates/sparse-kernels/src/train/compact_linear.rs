@@ -158,13 +158,15 @@ impl CompactLinear {
     /// `act(x·W + b + probe)`; the probe's rows must be the batch's).
     pub fn forward(&self, x: Tensor<2>, act: Activation) -> Tensor<2> {
         match &self.output_probe {
-            Some(probe) => {
+            // a probe of another batch size would broadcast or fail: the step
+            // then has no trace, and the update says what was missing
+            Some(probe) if probe.val().dims()[0] == x.dims()[0] => {
                 if let Some(record) = &self.input_record {
                     *record.lock() = Some(x.clone().detach());
                 }
                 apply(self.product(x, Activation::None) + probe.val(), act)
             }
-            None => self.product(x, act),
+            _ => self.product(x, act),
         }
     }
 

@@ -198,7 +198,7 @@ pub fn exchange(
             return Err(KernelError::shape(
                 &layer.path,
                 format!(
-                    "gradient growth at step {} needs the layer's input and output gradient (a GrowthTrace: give the layer an output probe before the forward pass)",
+                    "gradient growth at step {} needs the layer's input and output gradient (a GrowthTrace): give the layer an output probe of the batch's rows before the forward pass (`compact_prepare` with `Some(rows)`, or `with_output_probes`)",
                     at.step
                 ),
             ));
