@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor};
+use sparse_core::Method;
 use sparse_core::{DropFraction, DropSchedule, MaskedOptimizer, UpdateSchedule};
 use sparse_kernels::KernelError;
 use sparse_kernels::train::{CompactUpdate, GROWTH_TILE, Growth, take_traces, update_model, with_output_probes};
-use sparse_methods::{RigLConfig, SetConfig};
+use sparse_methods::{RigL, RigLConfig, SetConfig};
 
 use crate::{Classifier, CompactMlp};
 
@@ -66,18 +67,19 @@ pub fn set_rule(config: &SetConfig, total_steps: u64, seed: u64) -> Result<Compa
 /// every position): train those with the masked-dense or `--execution
 /// sparse` path.
 pub fn rigl_rule(config: &RigLConfig, total_steps: u64, seed: u64) -> Result<CompactUpdate, KernelError> {
-    if config.grad_window != 1 || config.grow_noise != 0.0 {
+    let method = RigL::new(config, total_steps).map_err(invalid)?;
+    let Some(compact) = method.compact_rule() else {
         return Err(KernelError::InvalidConfig(format!(
             "RigL with grad_window {} and grow_noise {} cannot update on the compact layers (they take grad_window 1 and grow_noise 0, RigL's defaults)",
             config.grad_window, config.grow_noise
         )));
-    }
+    };
     let (updates, drop) = timing!(config, total_steps)?;
     let rule = CompactUpdate {
-        growth: Growth::Gradient,
+        growth: compact.growth,
         updates,
         drop,
-        drop_noise: config.drop_noise,
+        drop_noise: compact.drop_noise,
         skip_optimizer: config.skip_weight_update,
         seed,
         tile: GROWTH_TILE,

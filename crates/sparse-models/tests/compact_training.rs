@@ -441,3 +441,24 @@ fn resnet18_trains_compact_as_masked_dense() {
     assert!(changes >= 1, "RigL changed no mask");
     assert!(compared >= 2, "the masks differed from the first update on");
 }
+
+/// The showcase's rules come from the methods' configs: RigL's drop noise
+/// and skipped optimizer step carry over, and a RigL the compact layers
+/// cannot update (a gradient window, grow noise) is refused with a message
+/// naming the settings.
+#[test]
+fn the_showcase_rules_follow_the_method_configs() {
+    use sparse_kernels::train::Growth;
+    let rule = sparse_models::rigl_rule(&RigLConfig::new().with_drop_noise(2e-5), 1000, 1).unwrap();
+    assert_eq!((rule.growth, rule.drop_noise), (Growth::Gradient, 2e-5));
+    assert_eq!(rule.skip_optimizer, RigLConfig::new().skip_weight_update);
+    let set = sparse_models::set_rule(&SetConfig::new(), 1000, 1).unwrap();
+    assert_eq!((set.growth, set.drop_noise), (Growth::Random, 0.0));
+    for config in [
+        RigLConfig::new().with_grad_window(2),
+        RigLConfig::new().with_grow_noise(1e-4),
+    ] {
+        let err = sparse_models::rigl_rule(&config, 1000, 1).unwrap_err().to_string();
+        assert!(err.contains("grad_window") && err.contains("grow_noise"), "{err}");
+    }
+}
