@@ -456,8 +456,9 @@ fn set_and_rigl_train_compact_as_masked_dense() {
 fn tiled_growth_equals_the_dense_top_k() {
     use sparse_kernels::train::growth::grow_top_k;
     let mut rng = Rng::new(21);
-    // the second shape spans three row blocks of the gemm tiles
-    for (d_in, d_out, batch) in [(9, 14, 5), (2051, 7, 3)] {
+    // the second shape spans three row blocks of the gemm tiles; in the third
+    // the tiles' running top-k fill up and share their floors
+    for (d_in, d_out, batch) in [(9, 14, 5), (2051, 7, 3), (1500, 48, 4)] {
         let layer = SparseLayer::linear("fc.weight", d_in, d_out);
         let int = |rng: &mut Rng, n: usize| -> Vec<f32> { (0..n).map(|_| rng.below(5) as f32 - 2.0).collect() };
         let (x, dy) = (int(&mut rng, batch * d_in), int(&mut rng, batch * d_out));

@@ -23,6 +23,8 @@
 //! differ from the dense matmul's order in the last bits (documented
 //! float-order ties, `docs/sparse-execution.md`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use sparse_core::select::{pack, unpack_id};
@@ -35,6 +37,9 @@ const ROW_BLOCK: usize = 1024;
 
 /// Positions per rayon task of [`random_top_k`].
 const RANDOM_CHUNK: usize = 1 << 22;
+
+/// Positions between two looks of [`random_top_k`]'s tasks at the shared floor.
+const FLOOR_EVERY: usize = 1 << 18;
 
 /// Keeps the `k` largest keys of `keys` (unordered) and drops the rest.
 pub(crate) fn keep_largest(keys: &mut Vec<u64>, k: usize) {
@@ -79,9 +84,18 @@ impl TopK {
 
     fn shrink(&mut self) {
         keep_largest(&mut self.keys, self.k);
-        if self.keys.len() == self.k {
-            self.floor = self.keys.iter().min().copied();
+        if self.keys.len() == self.k
+            && let Some(&min) = self.keys.iter().min()
+        {
+            self.raise_floor(min);
         }
+    }
+
+    /// Refuses every key at or below `bound` from now on: `bound` must be at
+    /// or below the `k`-th best key of all keys offered anywhere (e.g. the
+    /// floor of another `TopK` over other keys, [`SharedFloor`]).
+    pub(crate) fn raise_floor(&mut self, bound: u64) {
+        self.floor = Some(self.floor.map_or(bound, |f| f.max(bound)));
     }
 
     pub(crate) fn merge(mut self, other: Self) -> Self {
@@ -95,6 +109,25 @@ impl TopK {
         keep_largest(&mut self.keys, self.k);
         self.keys.sort_unstable_by(|a, b| b.cmp(a));
         self.keys.into_iter().map(unpack_id).collect()
+    }
+}
+
+/// The highest floor any of several [`TopK`]s over disjoint keys has
+/// reached: each holds `k` keys at or above its floor, so no key below it is
+/// among the `k` best of all, and the others may refuse those at once.
+#[derive(Debug, Default)]
+pub(crate) struct SharedFloor(AtomicU64);
+
+impl SharedFloor {
+    /// Publishes `top`'s floor and raises `top`'s to the highest published.
+    pub(crate) fn exchange(&self, top: &mut TopK) {
+        if let Some(f) = top.floor {
+            self.0.fetch_max(f, Ordering::Relaxed);
+        }
+        let shared = self.0.load(Ordering::Relaxed);
+        if shared > 0 {
+            top.raise_floor(shared);
+        }
     }
 }
 
@@ -142,6 +175,7 @@ pub fn grow_top_k(
     }
     let tile = tile.clamp(1, d_out.max(1));
     let starts: Vec<usize> = (0..d_out).step_by(tile).collect();
+    let floor = SharedFloor::default();
     let found = starts
         .into_par_iter()
         .map(|o0| {
@@ -149,6 +183,7 @@ pub fn grow_top_k(
             let mut top = TopK::new(k);
             let mut scores = vec![0.0f32; ROW_BLOCK.min(d_in) * width];
             for i0 in (0..d_in).step_by(ROW_BLOCK) {
+                floor.exchange(&mut top);
                 let rows = ROW_BLOCK.min(d_in - i0);
                 product_tile(x, dy, [d_in, d_out, batch], [i0, o0], [rows, width], &mut scores);
                 for (r, row) in scores[..rows * width].chunks_exact(width).enumerate() {
@@ -230,6 +265,7 @@ pub fn random_top_k(layer: &SparseLayer, exclude: Option<&Mask>, k: usize, start
         return Ok(Vec::new());
     }
     let starts: Vec<usize> = (0..n).step_by(RANDOM_CHUNK).collect();
+    let floor = SharedFloor::default();
     let found = starts
         .into_par_iter()
         .map(|f0| {
@@ -237,6 +273,9 @@ pub fn random_top_k(layer: &SparseLayer, exclude: Option<&Mask>, k: usize, start
             let mut rng = start.clone();
             rng.skip(f0 as u64);
             for f in f0..(f0 + RANDOM_CHUNK).min(n) {
+                if f % FLOOR_EVERY == 0 {
+                    floor.exchange(&mut top);
+                }
                 let score = rng.next_f32();
                 if !exclude.is_some_and(|m| m.get(f)) {
                     top.offer(pack(score, f as u32));
