@@ -350,7 +350,10 @@ fn mlp_hidden_sets_the_widths() {
 }
 
 /// The binary's allocator commits memory as it is used (`sparseburn::allocator`),
-/// set before `main`, and a setting in the environment still wins.
+/// set before `main`, and a setting in the environment still wins. It reads
+/// the option table mimalloc prints when it starts, after the binary's
+/// constructor with a gcc-built mimalloc (the `cc` crate's default on Linux;
+/// a clang build's prioritised constructor would print the table first).
 #[cfg(target_os = "linux")]
 #[test]
 fn the_binary_commits_allocator_arenas_on_demand() {

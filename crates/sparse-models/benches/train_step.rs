@@ -57,7 +57,9 @@ use sparse_models::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc 3's `mi_option_arena_eager_commit` and `mi_option_purge_delay`.
+/// mimalloc 3's `mi_option_arena_eager_commit` and `mi_option_purge_delay`,
+/// as `src/allocator.rs` (the binary's settings) numbers them; keep the two
+/// in step (a bench of this crate cannot depend on the `sparseburn` crate).
 const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
 const PURGE_DELAY: std::ffi::c_int = 15;
 

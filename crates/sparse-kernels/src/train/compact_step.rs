@@ -1,8 +1,13 @@
 //! A training step in sparse execution: a model whose sparse layers are
 //! [`CompactLinear`]s takes the optimizer step on its active values, and the
-//! [`Sparsifier`] runs the method's topology update from host copies of the
+//! topology update runs one of two ways. Where the method offers a
+//! [`CompactRule`] (SET, RigL with its defaults) that applies to the model,
+//! each layer's exchange is computed on the layer itself (drop over the
+//! active values, growth by random scores or by the tiled top-`k` of
+//! `|Xᵀ·dY|` from output probes) and the [`Sparsifier`] checks and keeps the
+//! masks; otherwise the [`Sparsifier`] runs the method on host copies of the
 //! weights (and, on the steps the method reads them, the dense gradients
-//! from the layers' probes); changed layers then re-align their values and
+//! from the layers' probes). Changed layers then re-align their values and
 //! optimizer state. The same decisions and the same f32 updates on active
 //! positions as [`Sparsifier::step`] on the masked-dense model.
 
@@ -10,7 +15,7 @@ use std::collections::HashMap;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use sparse_core::{CompactRule, LayerKind, Sparsifier};
+use sparse_core::{CompactRule, Growth, LayerKind, Sparsifier};
 
 use super::compact_linear::CompactLinear;
 use super::compact_update::{GrowthTrace, UpdateAt, exchange};
@@ -42,13 +47,17 @@ pub fn try_map_layers(
 /// layer gets either an output probe, when the method's update runs by its
 /// [`CompactRule`] on this model (RigL's growth from `X` and `dY`, no tensor
 /// of the weight's shape; needs `batch`), or else its dense probe (see
-/// [`CompactLinear`]).
+/// [`CompactLinear`]). An output probe expects one forward pass of `batch`
+/// rows before the backward pass: a layer records only the input of its last
+/// forward pass, so a step with several passes must pass `None`.
 pub fn compact_prepare<M: CompactModel>(model: M, sparse: &Sparsifier, batch: Option<usize>) -> Result<M> {
-    if !sparse.needs().grads {
+    let needs = sparse.needs();
+    if !needs.grads {
         return Ok(model);
     }
     let index = plan_index(&model, sparse)?;
-    let rows = batch.filter(|_| rule_of(sparse, &index).is_some());
+    // output probes only where `rule_step` takes them off again: an update step
+    let rows = batch.filter(|_| needs.update && rule_of(sparse, &index).is_some());
     model.try_map_compact(&mut |i, layer| match (index[i], rows) {
         (Some(_), Some(rows)) => Ok(layer.with_output_probe(rows)),
         (Some(_), None) => layer.with_probe(),
@@ -57,19 +66,23 @@ pub fn compact_prepare<M: CompactModel>(model: M, sparse: &Sparsifier, batch: Op
 }
 
 /// The method's [`CompactRule`] when it applies to this model: the
-/// `Sparsifier` offers one and every plan layer is a linear layer of the
-/// model (a convolution's gradient growth takes the dense probe).
+/// `Sparsifier` offers one, every plan layer is a layer of the model, and,
+/// for a gradient growth, every plan layer is linear (a convolution's
+/// gradient growth takes the dense probe; a random growth grows any layer).
 fn rule_of(sparse: &Sparsifier, index: &[Option<usize>]) -> Option<CompactRule> {
+    let rule = sparse.compact_rule()?;
     let linear = sparse.layers().iter().all(|l| l.kind == LayerKind::Linear);
     let present = index.iter().flatten().count() == sparse.layers().len();
-    sparse.compact_rule().filter(|_| linear && present)
+    (present && (linear || rule.growth == Growth::Random)).then_some(rule)
 }
 
 /// One training step of `model` in sparse execution with the gradients
 /// `grads` of its loss (call after `backward`, instead of
 /// [`Sparsifier::step`]): the optimizer step on the values (unless the
-/// method skips it on this step), the topology update, and the re-alignment
-/// of changed layers.
+/// method skips it on this step), the topology update (by the method's
+/// [`CompactRule`] on the layers where it applies and the layers carry no
+/// dense probe, else through the `Sparsifier`), and the re-alignment of
+/// changed layers.
 pub fn compact_step<M: CompactModel>(
     model: M,
     sparse: &mut Sparsifier,
