@@ -80,20 +80,17 @@ impl Sparsifier {
                 "has no compact rule under this plan (see `Sparsifier::compact_rule`); end its steps with `compact_step`",
             ));
         }
-        let update = self.needs().update;
-        let changed = match (update, masks) {
+        let changed = match (self.needs().update, masks) {
             (false, None) => Vec::new(),
             (true, Some(masks)) => self.keep_compact_masks(masks)?,
-            (true, None) => {
+            (update, _) => {
+                let is = if update { "an update step" } else { "no update step" };
                 return Err(SparseError::method(
                     name,
-                    format!("needs new masks at update step {}", self.step),
-                ));
-            }
-            (false, Some(_)) => {
-                return Err(SparseError::method(
-                    name,
-                    format!("step {} is no update step; pass no masks", self.step),
+                    format!(
+                        "step {} is {is}: pass new masks on update steps only, and on all of them",
+                        self.step
+                    ),
                 ));
             }
         };

@@ -15,8 +15,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::{device, rand, rel_err, tensor, values};
 use sparse_core::{
-    AdamSettings, IntoMethod, Mask, MaskedOptimizer, OptimizerConfig, Rng, SgdSettings, SparseLayer, Sparsifier,
-    SparsityConfig, UpdateSchedule,
+    AdamSettings, CompactRule, IntoMethod, Mask, MaskedOptimizer, OptimizerConfig, Rng, SgdSettings, SparseLayer,
+    Sparsifier, SparsityConfig, UpdateSchedule,
 };
 use sparse_kernels::train::growth::random_top_k;
 use sparse_kernels::train::pattern::{csr_plan, entry_map};
@@ -601,10 +601,9 @@ fn compact_rule(method: &str, updates: UpdateSchedule, seed: u64) -> CompactUpda
         }
     };
     CompactUpdate {
-        growth,
+        rule: CompactRule { growth, drop_noise },
         updates,
         drop,
-        drop_noise,
         skip_optimizer,
         seed,
         tile: 5,
@@ -800,7 +799,7 @@ fn an_output_probe_of_another_batch_size_leaves_no_trace() {
         assert_eq!(values(y.clone()), values(plain), "rows {rows}");
         let mut grads = GradientsParams::from_grads(y.sum().backward(), &probed);
         assert!(probed.take_trace(&mut grads).unwrap().is_none(), "rows {rows}");
-        let rule = sparse_core::CompactRule {
+        let rule = CompactRule {
             growth: Growth::Gradient,
             drop_noise: 0.0,
         };
@@ -869,10 +868,12 @@ fn drop_noise_breaks_ties_as_the_dense_rigl() {
     }
     let grow = Rng::for_layer(seed, "fc.weight", step, "set-grow").scores(layer.numel());
     let rule = |drop_noise: f64| CompactUpdate {
-        growth: Growth::Random,
+        rule: CompactRule {
+            growth: Growth::Random,
+            drop_noise,
+        },
         updates: UpdateSchedule::new(12).with_interval(3),
         drop: DropSchedule::Cosine.with_alpha(0.3, 3.0).unwrap(),
-        drop_noise,
         skip_optimizer: false,
         seed,
         tile: 4,

@@ -13,8 +13,8 @@ use burn::tensor::{Int, Tensor};
 use sparse_core::Method;
 use sparse_core::{DropFraction, DropSchedule, MaskedOptimizer, UpdateSchedule};
 use sparse_kernels::KernelError;
-use sparse_kernels::train::{CompactUpdate, GROWTH_TILE, Growth, take_traces, update_model, with_output_probes};
-use sparse_methods::{RigL, RigLConfig, SetConfig};
+use sparse_kernels::train::{CompactUpdate, GROWTH_TILE, take_traces, update_model, with_output_probes};
+use sparse_methods::{RigL, RigLConfig, Set, SetConfig};
 
 use crate::{Classifier, CompactMlp};
 
@@ -46,12 +46,17 @@ macro_rules! timing {
 /// SET's rule (`config`'s ΔT, end fraction and ζ schedule) for a run of
 /// `total_steps`, with the run's `seed`.
 pub fn set_rule(config: &SetConfig, total_steps: u64, seed: u64) -> Result<CompactUpdate, KernelError> {
+    let method = Set::new(config, total_steps).map_err(invalid)?;
+    let Some(compact) = method.compact_rule() else {
+        return Err(KernelError::InvalidConfig(
+            "SET offers no compact rule; train it with `compact_step`".into(),
+        ));
+    };
     let (updates, drop) = timing!(config, total_steps)?;
     let rule = CompactUpdate {
-        growth: Growth::Random,
+        rule: compact,
         updates,
         drop,
-        drop_noise: 0.0,
         skip_optimizer: false,
         seed,
         tile: GROWTH_TILE,
@@ -76,10 +81,9 @@ pub fn rigl_rule(config: &RigLConfig, total_steps: u64, seed: u64) -> Result<Com
     };
     let (updates, drop) = timing!(config, total_steps)?;
     let rule = CompactUpdate {
-        growth: compact.growth,
+        rule: compact,
         updates,
         drop,
-        drop_noise: compact.drop_noise,
         skip_optimizer: config.skip_weight_update,
         seed,
         tile: GROWTH_TILE,

@@ -450,10 +450,10 @@ fn resnet18_trains_compact_as_masked_dense() {
 fn the_showcase_rules_follow_the_method_configs() {
     use sparse_kernels::train::Growth;
     let rule = sparse_models::rigl_rule(&RigLConfig::new().with_drop_noise(2e-5), 1000, 1).unwrap();
-    assert_eq!((rule.growth, rule.drop_noise), (Growth::Gradient, 2e-5));
+    assert_eq!((rule.rule.growth, rule.rule.drop_noise), (Growth::Gradient, 2e-5));
     assert_eq!(rule.skip_optimizer, RigLConfig::new().skip_weight_update);
     let set = sparse_models::set_rule(&SetConfig::new(), 1000, 1).unwrap();
-    assert_eq!((set.growth, set.drop_noise), (Growth::Random, 0.0));
+    assert_eq!((set.rule.growth, set.rule.drop_noise), (Growth::Random, 0.0));
     for config in [
         RigLConfig::new().with_grad_window(2),
         RigLConfig::new().with_grow_noise(1e-4),
@@ -461,4 +461,35 @@ fn the_showcase_rules_follow_the_method_configs() {
         let err = sparse_models::rigl_rule(&config, 1000, 1).unwrap_err().to_string();
         assert!(err.contains("grad_window") && err.contains("grow_noise"), "{err}");
     }
+}
+
+/// `Sparsifier::compact_rule_step` takes new masks on update steps and on
+/// them only, and a method without a compact rule is sent to `compact_step`;
+/// a refused call leaves the step where it was.
+#[test]
+fn compact_rule_steps_refuse_masks_at_the_wrong_steps() {
+    let dev = device();
+    let mlp: Mlp = MlpConfig::new()
+        .with_input(20)
+        .with_hidden(vec![24])
+        .with_classes(3)
+        .init(&dev);
+    let config = || SparsityConfig::new().with_sparsity(0.8).with_seed(3);
+    let set = Set::with_schedule(&SetConfig::new(), every_third()).unwrap();
+    let mut sparse = Sparsifier::new(&mlp, config(), set, &sgd()).unwrap();
+    sparse.init(mlp.clone()).unwrap();
+    assert!(sparse.needs().update, "step 0 is an update step of every_third()");
+    let err = sparse.compact_rule_step(None).unwrap_err().to_string();
+    assert!(err.contains("is an update step") && err.contains("set"), "{err}");
+    assert_eq!(sparse.step_count(), 0);
+    let masks = sparse.masks().to_vec();
+    sparse.compact_rule_step(Some(masks.clone())).unwrap();
+    assert!(!sparse.needs().update);
+    let err = sparse.compact_rule_step(Some(masks)).unwrap_err().to_string();
+    assert!(err.contains("is no update step"), "{err}");
+    assert_eq!(sparse.step_count(), 1);
+    let mut fixed = Sparsifier::new(&mlp, config(), StaticRandom, &sgd()).unwrap();
+    fixed.init(mlp).unwrap();
+    let err = fixed.compact_rule_step(None).unwrap_err().to_string();
+    assert!(err.contains("compact_step"), "{err}");
 }

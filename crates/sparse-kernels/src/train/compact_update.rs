@@ -39,14 +39,13 @@ pub const INIT_STREAM: &str = "init";
 /// unstructured masks (the pattern of the drop/grow methods' defaults).
 #[derive(Clone, Debug)]
 pub struct CompactUpdate {
-    /// How positions are grown.
-    pub growth: Growth,
+    /// How positions are grown and the drop scores' noise (the method's
+    /// `Method::compact_rule`).
+    pub rule: CompactRule,
     /// When updates run.
     pub updates: UpdateSchedule,
     /// The drop fraction over the schedule's progress.
     pub drop: DropFraction,
-    /// Std of the Gaussian noise on the drop scores (RigL: 1e-5; SET: 0).
-    pub drop_noise: f64,
     /// No optimizer step on update steps (RigL's reference).
     pub skip_optimizer: bool,
     /// The run's seed (the streams of the drop noise and random growth).
@@ -74,10 +73,10 @@ impl CompactUpdate {
         let invalid = |e: sparse_core::SparseError| KernelError::InvalidConfig(e.to_string());
         self.updates.validate().map_err(invalid)?;
         self.drop.validate().map_err(invalid)?;
-        if !(self.drop_noise.is_finite() && self.drop_noise >= 0.0) {
+        if !(self.rule.drop_noise.is_finite() && self.rule.drop_noise >= 0.0) {
             return Err(KernelError::InvalidConfig(format!(
                 "drop noise {} must be a finite number >= 0 (RigL: 1e-5, SET: 0)",
-                self.drop_noise
+                self.rule.drop_noise
             )));
         }
         if self.tile == 0 {
@@ -95,7 +94,7 @@ impl CompactUpdate {
 
     /// Whether the update at `step` needs [`GrowthTrace`]s.
     pub fn needs_trace(&self, step: u64) -> bool {
-        self.growth == Growth::Gradient && self.is_update_step(step)
+        self.rule.growth == Growth::Gradient && self.is_update_step(step)
     }
 
     /// Whether the optimizer steps at `step`.
@@ -119,17 +118,13 @@ impl CompactUpdate {
         positions: &[usize],
         trace: Option<&GrowthTrace>,
     ) -> Result<Mask> {
-        let rule = CompactRule {
-            growth: self.growth,
-            drop_noise: self.drop_noise,
-        };
         let at = UpdateAt {
             seed: self.seed,
             step,
             fraction: self.fraction(step),
             tile: self.tile,
         };
-        exchange(&rule, &at, (layer, mask), (values, positions), trace)
+        exchange(&self.rule, &at, (layer, mask), (values, positions), trace)
     }
 }
 

@@ -120,7 +120,7 @@ pub(crate) struct SharedFloor(AtomicU64);
 
 impl SharedFloor {
     /// Publishes `top`'s floor and raises `top`'s to the highest published.
-    pub(crate) fn exchange(&self, top: &mut TopK) {
+    pub(crate) fn share(&self, top: &mut TopK) {
         if let Some(f) = top.floor {
             self.0.fetch_max(f, Ordering::Relaxed);
         }
@@ -183,7 +183,7 @@ pub fn grow_top_k(
             let mut top = TopK::new(k);
             let mut scores = vec![0.0f32; ROW_BLOCK.min(d_in) * width];
             for i0 in (0..d_in).step_by(ROW_BLOCK) {
-                floor.exchange(&mut top);
+                floor.share(&mut top);
                 let rows = ROW_BLOCK.min(d_in - i0);
                 product_tile(x, dy, [d_in, d_out, batch], [i0, o0], [rows, width], &mut scores);
                 for (r, row) in scores[..rows * width].chunks_exact(width).enumerate() {
@@ -274,7 +274,7 @@ pub fn random_top_k(layer: &SparseLayer, exclude: Option<&Mask>, k: usize, start
             rng.skip(f0 as u64);
             for f in f0..(f0 + RANDOM_CHUNK).min(n) {
                 if f % FLOOR_EVERY == 0 {
-                    floor.exchange(&mut top);
+                    floor.share(&mut top);
                 }
                 let score = rng.next_f32();
                 if !exclude.is_some_and(|m| m.get(f)) {
