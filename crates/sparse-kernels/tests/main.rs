@@ -3,6 +3,7 @@
 //! quicker to link (`cargo test --test integration <module>::` runs one file).
 
 mod autodiff;
+mod batch_norm;
 mod common;
 mod conv;
 mod formats;

@@ -10,6 +10,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 use sparse_core::LayerFilter;
+use sparse_kernels::Activation;
+use sparse_kernels::norm::batch_norm;
 
 use crate::Classifier;
 use crate::flops::{conv_out, window_out};
@@ -86,10 +88,10 @@ impl Classifier for SmallCnn {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self
             .pool
-            .forward(self.relu.forward(self.bn1.forward(self.conv1.forward(images))));
+            .forward(batch_norm(&self.bn1, self.conv1.forward(images), Activation::Relu));
         let x = self
             .pool
-            .forward(self.relu.forward(self.bn2.forward(self.conv2.forward(x))));
+            .forward(batch_norm(&self.bn2, self.conv2.forward(x), Activation::Relu));
         let x = self.relu.forward(self.fc1.forward(x.flatten::<2>(1, 3)));
         self.fc2.forward(x)
     }

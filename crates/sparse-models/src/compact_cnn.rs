@@ -1,7 +1,9 @@
 //! [`CompactCnn`]: the [`SmallCnn`] in sparse execution, for training (issue
 //! 10): both convolutions [`CompactConv2d`]s and both linear layers
-//! [`CompactLinear`]s holding their active weights only; the batch norms,
-//! the pooling and the forward pass are the `SmallCnn`'s.
+//! [`CompactLinear`]s holding their active weights only; the pooling and the
+//! forward pass are the `SmallCnn`'s, and so are the batch norms, run by the
+//! fused operator of `sparse_kernels::norm` (with the ReLU after them) while
+//! training.
 //! [`CompactCnn::to_dense`] writes the weights back into a `SmallCnn`.
 
 use std::collections::BTreeMap;
@@ -10,9 +12,9 @@ use burn::module::Module;
 use burn::nn::BatchNorm;
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::Tensor;
-use burn::tensor::activation::relu;
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
 use sparse_core::{LayerFilter, Sparsifier};
+use sparse_kernels::norm::batch_norm;
 use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
 use sparse_kernels::{Activation, KernelError};
 
@@ -84,9 +86,9 @@ impl CompactModel for CompactCnn {
 impl Classifier for CompactCnn {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.conv1.forward(images, Activation::None);
-        let x = self.pool.forward(relu(self.bn1.forward(x)));
+        let x = self.pool.forward(batch_norm(&self.bn1, x, Activation::Relu));
         let x = self.conv2.forward(x, Activation::None);
-        let x = self.pool.forward(relu(self.bn2.forward(x)));
+        let x = self.pool.forward(batch_norm(&self.bn2, x, Activation::Relu));
         let x = self.fc1.forward(x.flatten::<2>(1, 3), Activation::Relu);
         self.fc2.forward(x, Activation::None)
     }

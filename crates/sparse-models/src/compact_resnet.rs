@@ -1,7 +1,9 @@
 //! [`CompactResNet`]: the [`ResNet`] in sparse execution, for training (issue
 //! 10): every convolution a [`CompactConv2d`] and the classifier a
-//! [`CompactLinear`], holding their active weights only; the batch norms,
-//! the pooling, the residual adds and the forward pass are the `ResNet`'s.
+//! [`CompactLinear`], holding their active weights only; the pooling, the
+//! residual adds and the forward pass are the `ResNet`'s, and so are the
+//! batch norms, run by the fused operator of `sparse_kernels::norm` (with
+//! the ReLU after them) while training.
 //! The field names are the `ResNet`'s, so parameter paths (and the
 //! optimizer state keyed by them) match. [`CompactResNet::to_dense`] writes
 //! the weights back into a `ResNet`.
@@ -16,6 +18,7 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use sparse_core::capture::{Capture, CaptureInputs, CaptureStop};
 use sparse_core::{LayerFilter, Sparsifier};
+use sparse_kernels::norm::batch_norm;
 use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
 use sparse_kernels::{Activation, KernelError};
 
@@ -95,14 +98,16 @@ impl CompactBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some((c, n)) => n.forward(c.forward(x.clone(), Activation::None)),
+            Some((c, n)) => batch_norm(n, c.forward(x.clone(), Activation::None), Activation::None),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x, Activation::None)));
-        let out = self.bn2.forward(self.conv2.forward(out, Activation::None));
+        let out = batch_norm(&self.bn1, self.conv1.forward(x, Activation::None), Activation::Relu);
         let out = match (&self.conv3, &self.bn3) {
-            (Some(c), Some(n)) => n.forward(c.forward(relu(out), Activation::None)),
-            _ => out,
+            (Some(c), Some(n)) => {
+                let out = batch_norm(&self.bn2, self.conv2.forward(out, Activation::None), Activation::Relu);
+                batch_norm(n, c.forward(out, Activation::None), Activation::None)
+            }
+            _ => batch_norm(&self.bn2, self.conv2.forward(out, Activation::None), Activation::None),
         };
         relu(out + identity)
     }
@@ -218,7 +223,11 @@ impl CompactModel for CompactResNet {
 
 impl Classifier for CompactResNet {
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images, Activation::None)));
+        let mut x = batch_norm(
+            &self.bn1,
+            self.conv1.forward(images, Activation::None),
+            Activation::Relu,
+        );
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

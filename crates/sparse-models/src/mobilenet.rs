@@ -17,6 +17,8 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 use sparse_core::LayerFilter;
+use sparse_kernels::Activation;
+use sparse_kernels::norm::batch_norm;
 
 use crate::Classifier;
 use crate::error::ModelError;
@@ -157,10 +159,10 @@ impl Classifier for MobileNetV1 {
     }
 
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.relu.forward(self.stem.1.forward(self.stem.0.forward(images)));
+        let mut x = batch_norm(&self.stem.1, self.stem.0.forward(images), Activation::Relu);
         for b in &self.blocks {
-            x = self.relu.forward(b.dw_bn.forward(b.dw.forward(x)));
-            x = self.relu.forward(b.pw_bn.forward(b.pw.forward(x)));
+            x = batch_norm(&b.dw_bn, b.dw.forward(x), Activation::Relu);
+            x = batch_norm(&b.pw_bn, b.pw.forward(x), Activation::Relu);
         }
         self.fc.forward(self.avgpool.forward(x).flatten::<2>(1, 3))
     }

@@ -18,6 +18,8 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxP
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor};
 use sparse_core::LayerFilter;
+use sparse_kernels::Activation;
+use sparse_kernels::norm::batch_norm;
 
 use crate::Classifier;
 use crate::error::ModelError;
@@ -186,14 +188,16 @@ impl Block {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some((c, n)) => n.forward(c.forward(x.clone())),
+            Some((c, n)) => batch_norm(n, c.forward(x.clone()), Activation::None),
             None => x.clone(),
         };
-        let out = self.relu.forward(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = batch_norm(&self.bn1, self.conv1.forward(x), Activation::Relu);
         let out = match (&self.conv3, &self.bn3) {
-            (Some(c), Some(n)) => n.forward(c.forward(self.relu.forward(out))),
-            _ => out,
+            (Some(c), Some(n)) => {
+                let out = batch_norm(&self.bn2, self.conv2.forward(out), Activation::Relu);
+                batch_norm(n, c.forward(out), Activation::None)
+            }
+            _ => batch_norm(&self.bn2, self.conv2.forward(out), Activation::None),
         };
         self.relu.forward(out + identity)
     }
@@ -291,7 +295,7 @@ impl Classifier for ResNet {
     }
 
     fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = self.relu.forward(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = batch_norm(&self.bn1, self.conv1.forward(images), Activation::Relu);
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

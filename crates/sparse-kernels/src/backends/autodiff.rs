@@ -20,6 +20,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::tensor::ops::ConvOptions;
 
 use crate::activation::Activation;
+use crate::norm::NormOps;
 use crate::ops::SparseOps;
 use crate::plan::SparsePlan;
 
@@ -198,5 +199,82 @@ impl<B: SparseOps, C: CheckpointStrategy> SparseOps for Autodiff<B, C> {
 
     fn sparse_sddmm(dy: FloatTensor<Self>, x: FloatTensor<Self>, plan: SparsePlan) -> FloatTensor<Self> {
         Self::from_inner(B::sparse_sddmm(Self::inner(dy), Self::inner(x), plan))
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: NormOps> Backward<B, 3> for BatchNormBackward {
+    /// (checkpointed x, γ and β; the batch mean and variance; ε; the activation)
+    type State = (NodeId, NodeId, NodeId, FloatTensor<B>, FloatTensor<B>, f64, Activation);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_id, gamma_id, beta_id, mean, variance, epsilon, act) = ops.state;
+        let x = checkpointer.retrieve_node_output(x_id);
+        let gamma = checkpointer.retrieve_node_output(gamma_id);
+        let beta = checkpointer.retrieve_node_output(beta_id);
+        let (dx, dgamma, dbeta) = B::fused_batch_norm_backward(x, gamma, beta, mean, variance, epsilon, act, grad);
+        for (node, g) in [(node_x, dx), (node_gamma, dgamma), (node_beta, dbeta)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
+    fn fused_batch_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        act: Activation,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let ids = (prep.checkpoint(&x), prep.checkpoint(&gamma), prep.checkpoint(&beta));
+                let (y, mean, var) = B::fused_batch_norm(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    act,
+                );
+                let state = (ids.0, ids.1, ids.2, mean.clone(), var.clone(), epsilon, act);
+                (prep.finish(state, y), Self::from_inner(mean), Self::from_inner(var))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, mean, var) = B::fused_batch_norm(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    act,
+                );
+                (prep.finish(y), Self::from_inner(mean), Self::from_inner(var))
+            }
+        }
+    }
+
+    fn fused_batch_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        act: Activation,
+        dy: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let [x, gamma, beta, mean, variance, dy] = [x, gamma, beta, mean, variance, dy].map(Self::inner);
+        let (dx, dgamma, dbeta) = B::fused_batch_norm_backward(x, gamma, beta, mean, variance, epsilon, act, dy);
+        (Self::from_inner(dx), Self::from_inner(dgamma), Self::from_inner(dbeta))
     }
 }

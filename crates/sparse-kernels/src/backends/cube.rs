@@ -514,3 +514,6 @@ impl SparseOps for CubeBackend {
         out
     }
 }
+
+/// Burn's own batch norm (the primitive bodies).
+impl crate::norm::NormOps for CubeBackend {}

@@ -11,6 +11,7 @@ use burn::tensor::{DType, TensorData};
 use super::shape::conv_shape;
 use crate::activation::Activation;
 use crate::cpu;
+use crate::norm::{NormOps, fallback_batch_norm, fallback_batch_norm_backward};
 use crate::ops::{SparseOps, conv_weight, fallback_conv2d, fallback_conv2d_values_grad, fallback_linear};
 use crate::plan::SparsePlan;
 
@@ -137,4 +138,73 @@ fn conv_grad(
         dy.shape()
     );
     kernel(plan, slice(&values), slice(&x), slice(&dy), s)
+}
+
+/// The `[n, c, s]` layout of a batch norm input of rank ≥ 2 (`None` below).
+fn norm_layout(x: &FlexTensor) -> Option<cpu::batch_norm::Layout> {
+    let dims = x.shape().to_vec();
+    (dims.len() >= 2).then(|| cpu::batch_norm::Layout {
+        n: dims[0],
+        c: dims[1],
+        s: dims[2..].iter().product(),
+    })
+}
+
+fn channels(v: Vec<f32>) -> FlexTensor {
+    let c = v.len();
+    FlexTensor::from_data(TensorData::new(v, [c]))
+}
+
+impl NormOps for Flex {
+    fn fused_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        act: Activation,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let Some(layout) = norm_layout(&x).filter(|_| all_f32(&[&x, &gamma, &beta])) else {
+            return fallback_batch_norm::<Flex>(x, gamma, beta, epsilon, act);
+        };
+        let dims = x.shape().to_vec();
+        let (x, gamma, beta) = (x.to_contiguous(), gamma.to_contiguous(), beta.to_contiguous());
+        let f = cpu::batch_norm::forward(slice(&x), layout, slice(&gamma), slice(&beta), epsilon, act);
+        (
+            FlexTensor::from_data(TensorData::new(f.y, dims)),
+            channels(f.mean),
+            channels(f.var),
+        )
+    }
+
+    fn fused_batch_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        act: Activation,
+        dy: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let f32s = all_f32(&[&x, &gamma, &beta, &mean, &variance, &dy]);
+        let Some(layout) = norm_layout(&x).filter(|_| f32s) else {
+            return fallback_batch_norm_backward::<Flex>(x, gamma, beta, mean, variance, epsilon, act, dy);
+        };
+        let dims = x.shape().to_vec();
+        let [x, gamma, beta, mean, variance, dy] = [x, gamma, beta, mean, variance, dy].map(|t| t.to_contiguous());
+        let saved = cpu::batch_norm::Saved {
+            gamma: slice(&gamma),
+            beta: slice(&beta),
+            mean: slice(&mean),
+            var: slice(&variance),
+            eps: epsilon,
+            act,
+        };
+        let b = cpu::batch_norm::backward(slice(&x), slice(&dy), layout, saved);
+        (
+            FlexTensor::from_data(TensorData::new(b.dx, dims)),
+            channels(b.dgamma),
+            channels(b.dbeta),
+        )
+    }
 }

@@ -2,3 +2,6 @@
 
 #[allow(deprecated)]
 impl crate::ops::SparseOps for burn::backend::NdArray {}
+
+#[allow(deprecated)]
+impl crate::norm::NormOps for burn::backend::NdArray {}

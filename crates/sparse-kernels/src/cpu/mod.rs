@@ -11,6 +11,7 @@ pub mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 pub mod backward;
+pub mod batch_norm;
 pub mod bsr;
 pub mod conv;
 pub mod conv_backward;

@@ -1,0 +1,151 @@
+//! The fused batch norm (`sparse_kernels::norm`) against Ioffe & Szegedy's
+//! equations computed here in f64, and against Burn's `BatchNorm` module
+//! (then a ReLU) on the same device: outputs, running statistics, and the
+//! gradients of x, γ and β, over random shapes of rank 2 to 4.
+
+use crate::common;
+
+use burn::module::{Module, Param};
+use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use common::{cases, device, rand, rel_err, tensor, values};
+use proptest::prelude::*;
+use sparse_core::Rng;
+use sparse_kernels::Activation;
+use sparse_kernels::norm::batch_norm;
+
+/// Output, ∂x, ∂γ, ∂β of `sum(r ⊙ act(BN(x)))` from the paper's equations, in f64.
+fn reference(x: &[f32], dims: &[usize], gamma: &[f32], beta: &[f32], r: &[f32], relu: bool) -> [Vec<f32>; 4] {
+    let (n, c, s) = (dims[0], dims[1], dims[2..].iter().product::<usize>());
+    let m = (n * s) as f64;
+    let at = |i: usize, ch: usize, k: usize| (i * c + ch) * s + k;
+    let (mut y, mut dx) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+    for ch in 0..c {
+        let idx: Vec<usize> = (0..n).flat_map(|i| (0..s).map(move |k| at(i, ch, k))).collect();
+        let mu = idx.iter().map(|&j| x[j] as f64).sum::<f64>() / m;
+        let var = idx.iter().map(|&j| (x[j] as f64 - mu).powi(2)).sum::<f64>() / m;
+        let inv = 1.0 / (var + 1e-5).sqrt();
+        let xhat = |j: usize| (x[j] as f64 - mu) * inv;
+        let pre = |j: usize| gamma[ch] as f64 * xhat(j) + beta[ch] as f64;
+        let g = |j: usize| if relu && pre(j) <= 0.0 { 0.0 } else { r[j] as f64 };
+        let db: f64 = idx.iter().map(|&j| g(j)).sum();
+        let dg: f64 = idx.iter().map(|&j| g(j) * xhat(j)).sum();
+        for &j in &idx {
+            y[j] = if relu { pre(j).max(0.0) } else { pre(j) } as f32;
+            dx[j] = (gamma[ch] as f64 * inv * (g(j) - db / m - xhat(j) * dg / m)) as f32;
+        }
+        (dgamma[ch], dbeta[ch]) = (dg as f32, db as f32);
+    }
+    [y, dx, dgamma, dbeta]
+}
+
+/// A batch norm of `c` channels with random γ, β and running statistics.
+fn module(c: usize, rng: &mut Rng) -> BatchNorm {
+    let dev = device().autodiff();
+    let mut bn = BatchNormConfig::new(c).with_momentum(0.3).init(&dev);
+    bn.gamma = Param::from_tensor(tensor(rand(rng, c), [c], &dev));
+    bn.beta = Param::from_tensor(tensor(rand(rng, c), [c], &dev));
+    bn
+}
+
+/// Output, ∂x, ∂γ, ∂β and the new running mean and variance of
+/// `sum(r ⊙ act(BN(x)))`, fused (`fused = true`) or through Burn's module.
+fn run<const D: usize>(
+    bn: &BatchNorm,
+    x: &[f32],
+    dims: [usize; D],
+    r: &[f32],
+    act: Activation,
+    fused: bool,
+) -> [Vec<f32>; 6] {
+    let dev = device().autodiff();
+    let xt: Tensor<D> = tensor(x.to_vec(), dims, &dev).require_grad();
+    let y = if fused {
+        batch_norm(bn, xt.clone(), act)
+    } else {
+        let y = bn.forward(xt.clone());
+        if act == Activation::Relu { relu(y) } else { y }
+    };
+    let grads = (y.clone() * tensor(r.to_vec(), dims, &dev)).sum().backward();
+    [
+        values(y),
+        values(xt.grad(&grads).expect("x grad")),
+        values(bn.gamma.val().grad(&grads).expect("gamma grad")),
+        values(bn.beta.val().grad(&grads).expect("beta grad")),
+        values(bn.running_mean.value()),
+        values(bn.running_var.value()),
+    ]
+}
+
+fn check<const D: usize>(dims: [usize; D], relu: bool, seed: u64) -> Result<(), TestCaseError> {
+    let mut rng = Rng::new(seed);
+    let len: usize = dims.iter().product();
+    let (x, r) = (rand(&mut rng, len), rand(&mut rng, len));
+    // a per-channel offset and scale, so that the statistics are not near (0, 1/3)
+    let x: Vec<f32> = x
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * 3.0 + ((i / dims[2..].iter().product::<usize>()) % dims[1]) as f32)
+        .collect();
+    // two equal modules: clones would share their running statistics
+    let (bn, twin) = (
+        module(dims[1], &mut Rng::new(seed)),
+        module(dims[1], &mut Rng::new(seed)),
+    );
+    let act = if relu { Activation::Relu } else { Activation::None };
+    let fused = run(&bn, &x, dims, &r, act, true);
+    let burn = run(&twin, &x, dims, &r, act, false);
+    let (gamma, beta) = (values(bn.gamma.val()), values(bn.beta.val()));
+    let want = reference(&x, &dims, &gamma, &beta, &r, relu);
+    for (k, name) in ["output", "x grad", "gamma grad", "beta grad"].iter().enumerate() {
+        let e = rel_err(&fused[k], &want[k]);
+        prop_assert!(e <= 1e-5, "{name} {dims:?} relu {relu}: {e:e} from the f64 reference");
+        let e = rel_err(&fused[k], &burn[k]);
+        prop_assert!(e <= 1e-5, "{name} {dims:?} relu {relu}: {e:e} from Burn's BatchNorm");
+    }
+    for (k, name) in [(4, "running mean"), (5, "running variance")] {
+        let e = rel_err(&fused[k], &burn[k]);
+        prop_assert!(e <= 1e-6, "{name} {dims:?}: {e:e} from Burn's BatchNorm");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(12)))]
+
+    #[test]
+    fn fused_batch_norm_matches_the_equations_and_burn_4d(
+        n in 2usize..5, c in 1usize..6, h in 2usize..7, w in 2usize..9, relu: bool, seed: u64,
+    ) {
+        // at least 8 values per channel: with two, ∂x is exactly 0 and only rounding is left
+        check([n, c, h, w], relu, seed)?;
+    }
+
+    #[test]
+    fn fused_batch_norm_matches_the_equations_and_burn_2d_3d(
+        n in 8usize..40, c in 1usize..6, l in 1usize..20, relu: bool, seed: u64,
+    ) {
+        check([n, c], relu, seed)?;
+        check([n, c, l], relu, seed)?;
+    }
+}
+
+#[test]
+fn outside_training_it_is_the_module_itself() {
+    // an inner (non-autodiff) device, and a frozen layer on an autodiff one, take bn.forward
+    let mut rng = Rng::new(5);
+    let bn = module(3, &mut rng);
+    let x = rand(&mut rng, 2 * 3 * 4);
+    let inner = device();
+    let bn_inner = bn.valid();
+    let want = values(relu(bn_inner.forward(tensor(x.clone(), [2, 3, 4], &inner))));
+    let got = values(batch_norm(&bn_inner, tensor(x, [2, 3, 4], &inner), Activation::Relu));
+    assert_eq!(got, want);
+    assert_eq!(
+        values(bn_inner.running_mean.value()),
+        vec![0.0; 3],
+        "inference leaves the statistics"
+    );
+}
