@@ -5,7 +5,7 @@
 //! (`docs/sparse-execution.md`, "Batch norm").
 //!
 //! [`NormOps`] is a Burn backend extension like [`crate::SparseOps`]: flex
-//! runs the host kernels of [`crate::cpu::batch_norm`] (two sweeps over each
+//! runs the host kernels of [`crate::cpu::batch_norm`] (three sweeps over each
 //! channel forward, two backward, with the ReLU that follows folded in);
 //! every other backend runs Burn's own `batch_norm_train` and its backward
 //! (the default bodies below). Under `Autodiff` the backward is handwritten.
@@ -137,6 +137,12 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>, act: Activation)
             Activation::Relu => relu(y),
         };
     }
+    let [channels] = bn.gamma.dims();
+    assert!(
+        D >= 2 && x.dims()[1] == channels,
+        "batch norm: the input {:?} needs {channels} channels on its second axis",
+        x.dims()
+    );
     let device = x.device();
     let (y, mean, var) = fused_batch_norm(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, act);
     let keep = 1.0 - bn.momentum;

@@ -132,9 +132,74 @@ proptest! {
     }
 }
 
+/// Output, ∂γ and ∂β of `sum(r ⊙ relu(BN(x)))` for an `x` given channel-first
+/// (`[c, n, h, w]`, handed over as its non-contiguous `[n, c, h, w]` view)
+/// and not tracked itself.
+fn run_untracked_view(bn: &BatchNorm, x_cnhw: &[f32], dims: [usize; 4], r: &[f32], fused: bool) -> [Vec<f32>; 3] {
+    let dev = device().autodiff();
+    let [n, c, h, w] = dims;
+    let xt: Tensor<4> = tensor(x_cnhw.to_vec(), [c, n, h, w], &dev).swap_dims(0, 1);
+    let y = if fused {
+        batch_norm(bn, xt, Activation::Relu)
+    } else {
+        relu(bn.forward(xt))
+    };
+    let grads = (y.clone() * tensor(r.to_vec(), dims, &dev)).sum().backward();
+    [
+        values(y),
+        values(bn.gamma.val().grad(&grads).expect("gamma grad")),
+        values(bn.beta.val().grad(&grads).expect("beta grad")),
+    ]
+}
+
+#[test]
+fn constant_and_symmetric_channels_a_strided_view_and_an_untracked_input() {
+    // channel 0 constant (σ² = 0: the output is β), channel 1 symmetric about
+    // 0 with β = 0 (values at the mean land exactly on the ReLU's 0), channel 2 random
+    let (n, c, h, w) = (3, 3, 2, 3);
+    let per = n * h * w;
+    let mut rng = Rng::new(11);
+    let mut x_cnhw = vec![1.5f32; per];
+    x_cnhw.extend((0..per).map(|i| ((i % 9) as f32 - 4.0) * 0.25)); // mean exactly 0, two values at it
+    x_cnhw.extend(rand(&mut rng, per));
+    let r = rand(&mut rng, n * c * h * w);
+    let dev = device().autodiff();
+    let fresh = || {
+        let mut bn = module(c, &mut Rng::new(3));
+        bn.beta = Param::from_tensor(tensor(vec![0.5, 0.0, -0.2], [c], &dev));
+        bn
+    };
+    let fused = run_untracked_view(&fresh(), &x_cnhw, [n, c, h, w], &r, true);
+    let burn = run_untracked_view(&fresh(), &x_cnhw, [n, c, h, w], &r, false);
+    // the f64 reference wants [n, c, h, w] order
+    let mut x = vec![0.0f32; x_cnhw.len()];
+    for ch in 0..c {
+        for i in 0..n {
+            for k in 0..h * w {
+                x[(i * c + ch) * h * w + k] = x_cnhw[(ch * n + i) * h * w + k];
+            }
+        }
+    }
+    let (gamma, beta) = (values(fresh().gamma.val()), vec![0.5, 0.0, -0.2]);
+    let want = reference(&x, &[n, c, h, w], &gamma, &beta, &r, true);
+    for (k, (name, reference)) in [("output", 0), ("gamma grad", 2), ("beta grad", 3)]
+        .into_iter()
+        .enumerate()
+    {
+        let e = rel_err(&fused[k], &want[reference]);
+        assert!(e <= 1e-5, "{name}: {e:e} from the f64 reference");
+        let e = rel_err(&fused[k], &burn[k]);
+        assert!(e <= 1e-5, "{name}: {e:e} from Burn's BatchNorm");
+    }
+    assert!(
+        fused[0][..h * w].iter().all(|&v| v == 0.5),
+        "a constant channel normalises to β"
+    );
+}
+
 #[test]
 fn outside_training_it_is_the_module_itself() {
-    // an inner (non-autodiff) device, and a frozen layer on an autodiff one, take bn.forward
+    // on an inner (non-autodiff) device it is bn.forward, then the ReLU
     let mut rng = Rng::new(5);
     let bn = module(3, &mut rng);
     let x = rand(&mut rng, 2 * 3 * 4);
@@ -148,4 +213,20 @@ fn outside_training_it_is_the_module_itself() {
         vec![0.0; 3],
         "inference leaves the statistics"
     );
+}
+
+#[test]
+fn an_empty_batch_has_zero_parameter_gradients() {
+    use sparse_kernels::cpu::batch_norm::{Layout, Saved, backward};
+    let two = [1.0f32, 1.0];
+    let saved = Saved {
+        gamma: &two,
+        beta: &two,
+        mean: &[f32::NAN; 2],
+        var: &[f32::NAN; 2],
+        eps: 1e-5,
+        act: Activation::Relu,
+    };
+    let b = backward(&[], &[], Layout { n: 0, c: 2, s: 3 }, saved);
+    assert_eq!((b.dx.len(), b.dgamma, b.dbeta), (0, vec![0.0; 2], vec![0.0; 2]));
 }

@@ -1,8 +1,9 @@
 //! Batch normalisation in training mode on host slices, one channel per
-//! task: the forward pass (batch statistics, normalisation, optional ReLU)
-//! and its backward pass in two sweeps over a channel's values each, where
-//! Burn's primitive composition takes a dozen whole-tensor operations and
-//! two transposed copies (`docs/sparse-execution.md`, "Batch norm").
+//! task: the forward pass in three sweeps over a channel's values (mean,
+//! variance about it, then the normalised output with an optional ReLU) and
+//! its backward pass in two, where Burn's primitive composition takes a
+//! dozen whole-tensor operations and two transposed copies
+//! (`docs/sparse-execution.md`, "Batch norm").
 //!
 //! Ioffe & Szegedy (2015), "Batch Normalization", Algorithm 1 and its
 //! gradient: with `m` values per channel, `x̂ = (x − μ)/√(σ² + ε)` (σ² the
@@ -88,9 +89,20 @@ fn affine(gamma: f32, beta: f32, mean: f32, var: f32, eps: f64) -> (f32, f32, f3
     (scale, beta - mean * scale, inv_std)
 }
 
+/// Panics unless `x` holds `layout` and γ, β one value per channel.
+fn check_sizes(len: usize, layout: Layout, gamma: usize, beta: usize) {
+    assert_eq!(len, layout.n * layout.c * layout.s, "batch norm: input size");
+    assert!(
+        gamma == layout.c && beta == layout.c,
+        "batch norm: γ has {gamma} and β {beta} values for an input of {} channels",
+        layout.c
+    );
+}
+
 /// The forward pass over `x` laid out as `layout`.
 pub fn forward(x: &[f32], layout: Layout, gamma: &[f32], beta: &[f32], eps: f64, act: Activation) -> Forward {
-    assert_eq!(x.len(), layout.n * layout.c * layout.s, "batch norm: input size");
+    check_sizes(x.len(), layout, gamma.len(), beta.len());
+    let relu = act == Activation::Relu;
     let mut out = Forward {
         y: vec![0.0; x.len()],
         mean: vec![0.0; layout.c],
@@ -112,8 +124,9 @@ pub fn forward(x: &[f32], layout: Layout, gamma: &[f32], beta: &[f32], eps: f64,
             // SAFETY: channel `ch`'s blocks belong to this task alone, and lie in `y`.
             let dst = unsafe { y.slice(r.start, r.len()) };
             for (d, &v) in dst.iter_mut().zip(&x[r]) {
+                // `pre <= 0` as the backward pass tests it (a NaN passes, as in Burn's relu)
                 let pre = v * scale + shift;
-                *d = if act == Activation::Relu { pre.max(0.0) } else { pre };
+                *d = if relu && pre <= 0.0 { 0.0 } else { pre };
             }
         }
         // SAFETY: index `ch` of `mean` and `var` is this task's alone.
@@ -144,8 +157,15 @@ pub struct Saved<'a> {
 
 /// The backward pass for the output gradient `dy` (of the activated output).
 pub fn backward(x: &[f32], dy: &[f32], layout: Layout, saved: Saved<'_>) -> Backward {
-    assert_eq!(x.len(), layout.n * layout.c * layout.s, "batch norm: input size");
+    check_sizes(x.len(), layout, saved.gamma.len(), saved.beta.len());
     assert_eq!(dy.len(), x.len(), "batch norm: output-gradient size");
+    assert!(
+        saved.mean.len() == layout.c && saved.var.len() == layout.c,
+        "batch norm: the statistics have {} and {} values for {} channels",
+        saved.mean.len(),
+        saved.var.len(),
+        layout.c
+    );
     let mut out = Backward {
         dx: vec![0.0; x.len()],
         dgamma: vec![0.0; layout.c],
@@ -156,6 +176,9 @@ pub fn backward(x: &[f32], dy: &[f32], layout: Layout, saved: Saved<'_>) -> Back
         SharedOut(out.dgamma.as_mut_ptr()),
         SharedOut(out.dbeta.as_mut_ptr()),
     );
+    if layout.n * layout.s == 0 {
+        return out; // nothing to sum: ∂γ = ∂β = 0, as Burn's sums over nothing
+    }
     for_each_index(layout.c, |ch| {
         let (m, gamma) = (saved.mean[ch], saved.gamma[ch]);
         let (scale, shift, inv_std) = affine(gamma, saved.beta[ch], m, saved.var[ch], saved.eps);
