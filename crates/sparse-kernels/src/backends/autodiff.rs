@@ -233,6 +233,15 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         epsilon: f64,
         act: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let inner = |x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>| {
+            B::fused_batch_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                epsilon,
+                act,
+            )
+        };
         match BatchNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
@@ -240,24 +249,12 @@ impl<B: NormOps, C: CheckpointStrategy> NormOps for Autodiff<B, C> {
         {
             OpsKind::Tracked(mut prep) => {
                 let ids = (prep.checkpoint(&x), prep.checkpoint(&gamma), prep.checkpoint(&beta));
-                let (y, mean, var) = B::fused_batch_norm(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                    act,
-                );
+                let (y, mean, var) = inner(x, gamma, beta);
                 let state = (ids.0, ids.1, ids.2, mean.clone(), var.clone(), epsilon, act);
                 (prep.finish(state, y), Self::from_inner(mean), Self::from_inner(var))
             }
             OpsKind::UnTracked(prep) => {
-                let (y, mean, var) = B::fused_batch_norm(
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                    epsilon,
-                    act,
-                );
+                let (y, mean, var) = inner(x, gamma, beta);
                 (prep.finish(y), Self::from_inner(mean), Self::from_inner(var))
             }
         }
