@@ -9,36 +9,104 @@ use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use common::{cases, device, rand, rel_err, tensor, values};
+use common::{cases, device, rand, tensor, values};
 use proptest::prelude::*;
 use sparse_core::Rng;
 use sparse_kernels::Activation;
 use sparse_kernels::norm::batch_norm;
 
+/// One quantity of the reference: its values and, per value, the size of
+/// the terms it is computed from (the scale its rounding error follows).
+struct Reference {
+    value: Vec<f64>,
+    size: Vec<f64>,
+}
+
+impl Reference {
+    fn new(len: usize) -> Self {
+        Self {
+            value: vec![0.0; len],
+            size: vec![0.0; len],
+        }
+    }
+
+    /// Whether `got` is within `tol` of each value, relative to the size of its terms.
+    fn close(&self, got: &[f32], tol: f64) -> Result<(), String> {
+        assert_eq!(got.len(), self.value.len(), "lengths differ");
+        let worst = (0..got.len())
+            .map(|i| ((got[i] as f64 - self.value[i]).abs() / (self.size[i] + 1e-30), i))
+            .fold((0.0f64, 0), |a, b| if b.0 > a.0 { b } else { a });
+        if worst.0 <= tol {
+            Ok(())
+        } else {
+            let i = worst.1;
+            Err(format!(
+                "value {i}: {} against {} (terms of size {}): {:e}",
+                got[i], self.value[i], self.size[i], worst.0
+            ))
+        }
+    }
+}
+
 /// Output, ∂x, ∂γ, ∂β of `sum(r ⊙ act(BN(x)))` from the paper's equations, in f64.
-fn reference(x: &[f32], dims: &[usize], gamma: &[f32], beta: &[f32], r: &[f32], relu: bool) -> [Vec<f32>; 4] {
+fn reference(x: &[f32], dims: &[usize], gamma: &[f32], beta: &[f32], r: &[f32], relu: bool) -> [Reference; 4] {
     let (n, c, s) = (dims[0], dims[1], dims[2..].iter().product::<usize>());
     let m = (n * s) as f64;
     let at = |i: usize, ch: usize, k: usize| (i * c + ch) * s + k;
-    let (mut y, mut dx) = (vec![0.0f32; x.len()], vec![0.0f32; x.len()]);
-    let (mut dgamma, mut dbeta) = (vec![0.0f32; c], vec![0.0f32; c]);
+    let [mut y, mut dx, mut dgamma, mut dbeta] = [x.len(), x.len(), c, c].map(Reference::new);
     for ch in 0..c {
         let idx: Vec<usize> = (0..n).flat_map(|i| (0..s).map(move |k| at(i, ch, k))).collect();
         let mu = idx.iter().map(|&j| x[j] as f64).sum::<f64>() / m;
         let var = idx.iter().map(|&j| (x[j] as f64 - mu).powi(2)).sum::<f64>() / m;
         let inv = 1.0 / (var + 1e-5).sqrt();
+        let (g_ch, b_ch) = (gamma[ch] as f64, beta[ch] as f64);
         let xhat = |j: usize| (x[j] as f64 - mu) * inv;
-        let pre = |j: usize| gamma[ch] as f64 * xhat(j) + beta[ch] as f64;
+        let pre = |j: usize| g_ch * xhat(j) + b_ch;
         let g = |j: usize| if relu && pre(j) <= 0.0 { 0.0 } else { r[j] as f64 };
         let db: f64 = idx.iter().map(|&j| g(j)).sum();
         let dg: f64 = idx.iter().map(|&j| g(j) * xhat(j)).sum();
+        let db_size: f64 = idx.iter().map(|&j| g(j).abs()).sum();
+        let dg_size: f64 = idx.iter().map(|&j| (g(j) * xhat(j)).abs()).sum();
         for &j in &idx {
-            y[j] = if relu { pre(j).max(0.0) } else { pre(j) } as f32;
-            dx[j] = (gamma[ch] as f64 * inv * (g(j) - db / m - xhat(j) * dg / m)) as f32;
+            y.value[j] = if relu { pre(j).max(0.0) } else { pre(j) };
+            // x·scale + shift: terms of the size of x·γ/σ and μ·γ/σ
+            y.size[j] = ((x[j] as f64).abs() + mu.abs()) * (g_ch * inv).abs() + b_ch.abs();
+            dx.value[j] = g_ch * inv * (g(j) - db / m - xhat(j) * dg / m);
+            dx.size[j] = (g_ch * inv).abs() * (g(j).abs() + db_size / m + xhat(j).abs() * dg_size / m);
         }
-        (dgamma[ch], dbeta[ch]) = (dg as f32, db as f32);
+        (dgamma.value[ch], dgamma.size[ch]) = (dg, dg_size);
+        (dbeta.value[ch], dbeta.size[ch]) = (db, db_size);
     }
     [y, dx, dgamma, dbeta]
+}
+
+/// The running mean and variance after one step from (0, 1) with momentum
+/// 0.3: `0.3·μ` and `0.7 + 0.3·σ²` (biased σ², as `BatchNorm` keeps it), in f64.
+fn running(x: &[f32], dims: &[usize]) -> [Reference; 2] {
+    let (n, c, s) = (dims[0], dims[1], dims[2..].iter().product::<usize>());
+    let [mut mean, mut var] = [c, c].map(Reference::new);
+    for ch in 0..c {
+        let vals: Vec<f64> = (0..n)
+            .flat_map(|i| (0..s).map(move |k| x[(i * c + ch) * s + k] as f64))
+            .collect();
+        let m = vals.len() as f64;
+        let mu = vals.iter().sum::<f64>() / m;
+        let sq = vals.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / m;
+        let size = vals.iter().map(|v| v.abs()).sum::<f64>() / m;
+        (mean.value[ch], mean.size[ch]) = (0.3 * mu, 0.3 * size);
+        (var.value[ch], var.size[ch]) = (0.7 + 0.3 * sq, 0.7 + 0.3 * vals.iter().map(|v| v * v).sum::<f64>() / m);
+    }
+    [mean, var]
+}
+
+/// The fused operator's tolerance from the f64 values: 1e-5 of the terms'
+/// size for flex's kernels; on the other backends it is Burn's own batch
+/// norm, checked as Burn's module is (1e-4).
+fn fused_tolerance() -> f64 {
+    match std::env::var("SPARSEBURN_DEVICE") {
+        Ok(d) if d != "flex" => 1e-4,
+        _ => 1e-5,
+    }
 }
 
 /// A batch norm of `c` channels with random γ, β and running statistics.
@@ -74,8 +142,8 @@ fn run<const D: usize>(
         values(xt.grad(&grads).expect("x grad")),
         values(bn.gamma.val().grad(&grads).expect("gamma grad")),
         values(bn.beta.val().grad(&grads).expect("beta grad")),
-        values(bn.running_mean.value()),
-        values(bn.running_var.value()),
+        values(bn.running_mean.value_sync()),
+        values(bn.running_var.value_sync()),
     ]
 }
 
@@ -99,21 +167,44 @@ fn check<const D: usize>(dims: [usize; D], relu: bool, seed: u64) -> Result<(), 
     let burn = run(&twin, &x, dims, &r, act, false);
     let (gamma, beta) = (values(bn.gamma.val()), values(bn.beta.val()));
     let want = reference(&x, &dims, &gamma, &beta, &r, relu);
+    // f32 rounding (6e-8 per operation, sums of up to a few hundred terms)
+    // stays far below 1e-5 of the terms' size; Burn's composition rounds more
+    // (its own distance from the f64 values), so it is checked at 1e-4
+    let tol = fused_tolerance();
     for (k, name) in ["output", "x grad", "gamma grad", "beta grad"].iter().enumerate() {
-        let e = rel_err(&fused[k], &want[k]);
-        prop_assert!(e <= 1e-5, "{name} {dims:?} relu {relu}: {e:e} from the f64 reference");
-        let e = rel_err(&fused[k], &burn[k]);
-        prop_assert!(e <= 1e-5, "{name} {dims:?} relu {relu}: {e:e} from Burn's BatchNorm");
+        let ok = want[k].close(&fused[k], tol);
+        prop_assert!(
+            ok.is_ok(),
+            "{name} {dims:?} relu {relu}, from the f64 reference: {}",
+            ok.unwrap_err()
+        );
+        let ok = want[k].close(&burn[k], 1e-4);
+        prop_assert!(
+            ok.is_ok(),
+            "{name} {dims:?} relu {relu}, Burn's BatchNorm from it: {}",
+            ok.unwrap_err()
+        );
     }
     for (k, name) in [(4, "running mean"), (5, "running variance")] {
-        let e = rel_err(&fused[k], &burn[k]);
-        prop_assert!(e <= 1e-6, "{name} {dims:?}: {e:e} from Burn's BatchNorm");
+        let want = &running(&x, &dims)[k - 4];
+        let ok = want.close(&fused[k], tol);
+        prop_assert!(
+            ok.is_ok(),
+            "{name} {dims:?}, from the f64 reference: {}",
+            ok.unwrap_err()
+        );
+        let ok = want.close(&burn[k], 1e-4);
+        prop_assert!(
+            ok.is_ok(),
+            "{name} {dims:?}, Burn's BatchNorm from it: {}",
+            ok.unwrap_err()
+        );
     }
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(12)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
 
     #[test]
     fn fused_batch_norm_matches_the_equations_and_burn_4d(
@@ -186,10 +277,10 @@ fn constant_and_symmetric_channels_a_strided_view_and_an_untracked_input() {
         .into_iter()
         .enumerate()
     {
-        let e = rel_err(&fused[k], &want[reference]);
-        assert!(e <= 1e-5, "{name}: {e:e} from the f64 reference");
-        let e = rel_err(&fused[k], &burn[k]);
-        assert!(e <= 1e-5, "{name}: {e:e} from Burn's BatchNorm");
+        let ok = want[reference].close(&fused[k], fused_tolerance());
+        assert!(ok.is_ok(), "{name}, from the f64 reference: {}", ok.unwrap_err());
+        let ok = want[reference].close(&burn[k], 1e-4);
+        assert!(ok.is_ok(), "{name}, Burn's BatchNorm from it: {}", ok.unwrap_err());
     }
     assert!(
         fused[0][..h * w].iter().all(|&v| v == 0.5),
