@@ -14,7 +14,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 use sparse_core::LayerFilter;
 use sparse_kernels::Activation;
@@ -81,7 +81,6 @@ pub struct MobileNetV1 {
     /// Classifier.
     pub fc: Linear,
     avgpool: AdaptiveAvgPool2d,
-    relu: Relu,
 }
 
 fn kaiming() -> Initializer {
@@ -142,7 +141,6 @@ impl MobileNetV1Config {
             blocks,
             fc: LinearConfig::new(c, self.classes).init(device),
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            relu: Relu::new(),
         })
     }
 }

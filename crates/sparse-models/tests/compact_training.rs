@@ -169,6 +169,15 @@ fn adam() -> OptimizerConfig {
     OptimizerConfig::Adam(AdamSettings::new())
 }
 
+/// A 20-24-3 MLP.
+fn small_mlp(dev: &Device) -> Mlp {
+    MlpConfig::new()
+        .with_input(20)
+        .with_hidden(vec![24])
+        .with_classes(3)
+        .init(dev)
+}
+
 fn every_third() -> UpdateSchedule {
     UpdateSchedule::new(STEPS).with_interval(3)
 }
@@ -215,11 +224,7 @@ fn srigl_and_mest_train_compact_as_masked_dense() {
 #[test]
 fn the_compact_model_holds_only_active_values() {
     let dev = device();
-    let mlp: Mlp = MlpConfig::new()
-        .with_input(20)
-        .with_hidden(vec![24])
-        .with_classes(3)
-        .init(&dev);
+    let mlp = small_mlp(&dev);
     let mut sparse = Sparsifier::new(&mlp, SparsityConfig::new().with_sparsity(0.9), StaticRandom, &sgd()).unwrap();
     let mlp = sparse.init(mlp).unwrap();
     let compact = CompactMlp::from_dense(&mlp, &sparse).unwrap();
@@ -469,11 +474,7 @@ fn the_showcase_rules_follow_the_method_configs() {
 #[test]
 fn compact_rule_steps_refuse_masks_at_the_wrong_steps() {
     let dev = device();
-    let mlp: Mlp = MlpConfig::new()
-        .with_input(20)
-        .with_hidden(vec![24])
-        .with_classes(3)
-        .init(&dev);
+    let mlp = small_mlp(&dev);
     let config = || SparsityConfig::new().with_sparsity(0.8).with_seed(3);
     let set = Set::with_schedule(&SetConfig::new(), every_third()).unwrap();
     let mut sparse = Sparsifier::new(&mlp, config(), set, &sgd()).unwrap();
