@@ -21,6 +21,7 @@ use sparse_models::{
     Stem,
 };
 
+use crate::fixed_init::fixed_init;
 use crate::masking::values;
 
 const STEPS: u64 = 12;
@@ -297,6 +298,12 @@ fn image_batch(t: u64, dev: &Device) -> (Tensor<4>, Tensor<1, Int>) {
 
 /// A model of type `D` trained masked-dense next to its compact twin, from
 /// the same initial weights and masks, on the image batches of [`image_batch`].
+/// The weights come from [`fixed_init`], not from the device's generator:
+/// that one is shared by the tests running beside this one, so the weights
+/// it gave changed from run to run, and for about one draw in ten a ReLU
+/// input sat within 1e-5 of 0 (ResNet-18 has 0.3 million of them here; one
+/// at −3.6e-6 was seen), where the two sides' float order alone decides the
+/// gate and the gradients upstream of it part by 1e-3 after one step.
 struct Both<D: CompactTwin> {
     dense_model: Option<D>,
     dense: Sparsifier,
@@ -306,6 +313,7 @@ struct Both<D: CompactTwin> {
 
 impl<D: CompactTwin + Clone> Both<D> {
     fn new<M: IntoMethod>(model: D, sparsity: SparsityConfig, make: impl Fn() -> M) -> Self {
+        let model = fixed_init(model, 7);
         let mut dense = Sparsifier::new(&model, sparsity.clone(), make(), &sgd()).unwrap();
         let dense_model = dense.init(model.clone()).unwrap();
         let mut sparse = Sparsifier::new(&model, sparsity, make(), &sgd()).unwrap();

@@ -6,6 +6,8 @@ mod capture;
 mod char_transformer;
 mod compact_training;
 mod exported;
+#[path = "common/fixed_init.rs"]
+mod fixed_init;
 mod import;
 #[path = "common/masking.rs"]
 mod masking;
