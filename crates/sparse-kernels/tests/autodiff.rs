@@ -201,7 +201,7 @@ proptest! {
     fn conv_backward_equals_dense_masked_gradients(
         cout in 1usize..7, cin in 1usize..6, k in prop::sample::select(vec![1usize, 3, 5]),
         hw in (3usize..11, 3usize..11), stride in (1usize..3, 1usize..3), pad in (0usize..3, 0usize..3),
-        dilation in (1usize..3, 1usize..3), batch in 1usize..4, density in 0.05f64..0.9,
+        dilation in (1usize..3, 1usize..3), batch in 1usize..7, density in 0.05f64..0.9,
         relu in any::<bool>(), seed in 0u64..10_000,
     ) {
         // the dilated kernel must fit the padded input
@@ -244,4 +244,17 @@ fn grouped_and_unevenly_padded_conv_gradients_equal_dense_masked_ones() {
             conv_grads(shape, hw, g.clone(), 2, 0.5, act, 40 + i as u64).unwrap();
         }
     }
+}
+
+/// A ResNet-like layer at batch 8: the forward and the transposed forward of
+/// `dX` run whole images per task (two or more images per thread).
+#[test]
+fn a_batch_split_by_image_has_dense_masked_gradients() {
+    let g = Geometry {
+        stride: [1, 1],
+        pad: [1, 1, 1, 1],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    conv_grads([24, 16, 3, 3], [9, 12], g, 8, 0.3, Activation::Relu, 9).unwrap();
 }

@@ -48,7 +48,7 @@ fn check(
 
 fn case_strategy() -> impl Strategy<Value = ConvCase> {
     (
-        1usize..3,
+        1usize..7,
         1usize..4,
         1usize..4,
         prop::sample::select(vec![1usize, 2]),
@@ -83,6 +83,27 @@ proptest! {
             (FormatKind::Dense, Pattern::Unstructured),
         ][f].clone();
         check(c, density, format, pattern, relu, seed)?;
+    }
+}
+
+/// A batch of at least two images per thread runs whole images per task,
+/// each with its own padded buffer (`cpu::conv::forward`); a ResNet-like
+/// layer at batch 8 takes that path on any machine with 2 to 4 threads.
+#[test]
+fn a_batch_split_by_image_equals_the_masked_conv() {
+    for (padding, stride, seed) in [([1, 1], [1, 1], 1), ([0, 0], [1, 1], 2), ([1, 1], [2, 2], 3)] {
+        let c = ConvCase {
+            n: 8,
+            c_in: 16,
+            c_out: 24,
+            groups: 1,
+            kernel: [3, 3],
+            stride,
+            padding,
+            dilation: [1, 1],
+            hw: [9, 12],
+        };
+        check(c, 0.3, FormatKind::Csr, Pattern::Unstructured, seed == 1, seed).unwrap();
     }
 }
 

@@ -274,9 +274,13 @@ pub fn forward(
         Some(_) => Cow::Owned((0..csr.nnz()).map(|e| values[csr.value_of(e)]).collect()),
     };
     let relu = act == Activation::Relu;
-    let threads = rayon::current_num_threads().max(1);
+    let pool_threads = rayon::current_num_threads().max(1);
     let work = csr.nnz() * 8 * prep.chunks.iter().map(|c| c.v).sum::<usize>();
-    let threads = if work < 1 << 16 { 1 } else { threads };
+    // A batch of at least two images per thread: whole images per task (one
+    // fork and join per call, each task with its own padded buffer); else the
+    // images one after the other, each split over the threads.
+    let by_image = pool_threads > 1 && s.n >= 2 * pool_threads && work.saturating_mul(s.n) >= 1 << 16;
+    let threads = if by_image || work < 1 << 16 { 1 } else { pool_threads };
     // Many chunks: split them (each task streams all channels over its chunks,
     // the chunk's input strip stays in cache); few: split the channels by nnz.
     let parts = TASKS_PER_THREAD * threads;
@@ -293,7 +297,8 @@ pub fn forward(
         .flat_map(|q| chan_ranges.iter().map(move |o| (q.clone(), o.clone())))
         .collect();
     let out_all = SharedOut(out.as_mut_ptr());
-    let run = |buf: &[f32], n: usize| {
+    // image `n` from its (padded or in-place) input, its tasks in parallel or not
+    let run = |buf: &[f32], n: usize, parallel: bool| {
         let job = Job {
             row_ptr: &csr.row_ptr,
             offs: &prep.offs,
@@ -305,20 +310,42 @@ pub fn forward(
             out_area,
             relu,
         };
-        let task_ranges: Vec<_> = (0..tasks.len()).map(|t| t..t + 1).collect();
-        for_ranges(&task_ranges, |t| {
-            let (chunks, chans) = tasks[t.start].clone();
+        let task = |t: usize| {
+            let (chunks, chans) = tasks[t].clone();
             for c in &prep.chunks[chunks] {
                 run_chunk(&job, c, chans.clone());
             }
+        };
+        if parallel {
+            let task_ranges: Vec<_> = (0..tasks.len()).map(|t| t..t + 1).collect();
+            for_ranges(&task_ranges, |t| task(t.start));
+        } else {
+            (0..tasks.len()).for_each(task);
+        }
+    };
+    let images = |range: std::ops::Range<usize>, parallel: bool| {
+        if prep.direct {
+            range.for_each(|n| run(&x[n * image..(n + 1) * image], n, parallel));
+            return;
+        }
+        with_scratch(prep.buf_len, |buf| {
+            for n in range {
+                fill_buffer(&x[n * image..(n + 1) * image], &s, &prep, buf);
+                run(buf, n, parallel);
+            }
         });
     };
-    if prep.direct {
-        for n in 0..s.n {
-            run(&x[n * image..(n + 1) * image], n);
-        }
-        return;
+    if by_image {
+        for_ranges(&even_ranges(s.n, TASKS_PER_THREAD * pool_threads), |r| images(r, false));
+    } else {
+        images(0..s.n, threads > 1);
     }
+}
+
+/// `f` on `len` floats of this thread's scratch buffer (reused across calls,
+/// so no page faults per call; it holds what the last call left), or of a
+/// fresh one while that is in use.
+fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) {
     SCRATCH.with(|cell| {
         let mut fresh = Vec::new();
         let mut guard = cell.try_borrow_mut();
@@ -326,14 +353,10 @@ pub fn forward(
             Ok(b) => &mut **b,
             Err(_) => &mut fresh,
         };
-        if buf.len() < prep.buf_len {
-            buf.resize(prep.buf_len, 0.0);
+        if buf.len() < len {
+            buf.resize(len, 0.0);
         }
-        let buf = &mut buf[..prep.buf_len];
-        for n in 0..s.n {
-            fill_buffer(&x[n * image..(n + 1) * image], &s, &prep, buf);
-            run(buf, n);
-        }
+        f(&mut buf[..len]);
     });
 }
 
