@@ -81,11 +81,20 @@ fn rigl_in_sparse_execution_matches_the_masked_dense_run() {
     }
     assert_eq!(d["execution"]["layers"][0]["execution"], "dense");
     assert_eq!(d["execution"]["layers"][0]["stored_weights"], 784 * 300);
-    assert!(s["execution"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // the run's peak, split where its steps began
+    let peak = |k: &str| s["execution"][k].as_u64().unwrap_or_else(|| panic!("{k}: {s}"));
+    let (whole, setup, steps) = (
+        peak("peak_rss_bytes"),
+        peak("setup_peak_rss_bytes"),
+        peak("steps_peak_rss_bytes"),
+    );
+    assert!(steps > 0 && setup > 0, "{s}");
+    assert_eq!(whole, setup.max(steps), "{s}");
     assert!(s["train_samples_per_second"].as_f64().unwrap() > 0.0);
     let report = std::fs::read_to_string(sparse.join("report.md")).unwrap();
     assert!(
-        report.contains("| execution | sparse (3 of 3 sparse layers on the sparse kernels"),
+        report.contains("| execution | sparse (3 of 3 sparse layers on the sparse kernels")
+            && report.contains("(setup "),
         "{report}"
     );
 

@@ -199,9 +199,17 @@ pub struct ExecutionSummary {
     /// (all of them on the masked-dense path, the active ones in sparse
     /// execution, whichever way a layer multiplies).
     pub layers: Vec<LayerExecution>,
-    /// Peak resident memory of the process (`VmHWM`; of this session for a
+    /// Peak resident memory of the run (`VmHWM`; of this session for a
     /// resumed run), bytes; none off Linux.
     pub peak_rss_bytes: Option<u64>,
+    /// The part of it before the training steps began: the model's setup
+    /// (in sparse execution, the dense model initialised and gathered).
+    pub setup_peak_rss_bytes: Option<u64>,
+    /// Peak resident memory from the first training step on, evaluation and
+    /// checkpoints included (a run in sparse execution writes its checkpoint
+    /// in the dense layout, so it holds the dense model for that moment;
+    /// [`crate::run::peak`]).
+    pub steps_peak_rss_bytes: Option<u64>,
 }
 
 /// How one sparse layer trained.
@@ -219,6 +227,7 @@ pub struct LayerExecution {
 
 /// The [`ExecutionSummary`] of a run of `cfg` that trained with `sparse`.
 pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
+    let peaks = super::peak::peaks();
     let requested = cfg.training.execution;
     let compact = resolve(cfg, sparse).unwrap_or(false) && any_sparse_layer(requested, sparse);
     let layers = sparse
@@ -239,7 +248,9 @@ pub fn summary(cfg: &RunConfig, sparse: &Sparsifier) -> ExecutionSummary {
     ExecutionSummary {
         requested: cfg.training.execution,
         layers,
-        peak_rss_bytes: super::bench::peak_rss(),
+        peak_rss_bytes: peaks.whole,
+        setup_peak_rss_bytes: peaks.setup,
+        steps_peak_rss_bytes: peaks.steps,
     }
 }
 

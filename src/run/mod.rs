@@ -15,6 +15,7 @@ pub mod info;
 pub mod lock;
 pub mod lr;
 pub mod models;
+pub mod peak;
 pub mod plots;
 pub mod prune;
 pub mod recipe;

@@ -14,9 +14,12 @@ fn execution_row(e: &crate::run::execution::ExecutionSummary) -> String {
     use crate::run::execution::Execution;
     let sparse = e.layers.iter().filter(|l| l.execution == Execution::Sparse).count();
     let stored: usize = e.layers.iter().map(|l| l.stored_weights).sum();
-    let peak = e.peak_rss_bytes.map_or("not measured".to_string(), |b| {
-        format!("{:.0} MiB", b as f64 / f64::from(1 << 20))
-    });
+    let mib = |b: u64| format!("{:.0} MiB", b as f64 / f64::from(1 << 20));
+    let peak = match (e.peak_rss_bytes, e.setup_peak_rss_bytes, e.steps_peak_rss_bytes) {
+        (Some(p), Some(setup), Some(steps)) => format!("{} (setup {}, steps {})", mib(p), mib(setup), mib(steps)),
+        (Some(p), _, _) => mib(p),
+        (None, ..) => "not measured".to_string(),
+    };
     format!(
         "{} ({sparse} of {} sparse layers on the sparse kernels; {stored} weights stored); peak memory {peak}",
         e.requested.name(),

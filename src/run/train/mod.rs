@@ -146,6 +146,7 @@ pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
         TaskKind::Lm => return lm::train_lm(cfg, opts),
         TaskKind::Rl => return rl::train_rl(cfg, opts),
     }
+    crate::run::peak::run_begins();
     let mut cfg = cfg.clone();
     let device = cfg.device.device()?.autodiff();
     let data = load_data(&mut cfg)?;
@@ -325,6 +326,7 @@ pub(crate) fn train_dense<M: Module, T: Task<M>>(
     mut sparse: Sparsifier,
     range: Range<u64>,
 ) -> anyhow::Result<(M, Sparsifier)> {
+    crate::run::peak::steps_begin();
     let model = runner.train_range(model, &mut sparse, range)?;
     Ok((model, sparse))
 }
