@@ -86,6 +86,21 @@ proptest! {
     }
 }
 
+/// A 3×3 convolution of `n` images, `[in, out]` channels, stride 1, padding 1.
+fn conv3x3(n: usize, [c_in, c_out]: [usize; 2], hw: [usize; 2]) -> ConvCase {
+    ConvCase {
+        n,
+        c_in,
+        c_out,
+        groups: 1,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1, 1],
+        dilation: [1, 1],
+        hw,
+    }
+}
+
 /// A batch of at least two images per thread runs whole images per task,
 /// each with its own padded buffer (`cpu::conv::forward`); a ResNet-like
 /// layer at batch 8 takes that path on any machine with 2 to 4 threads.
@@ -93,15 +108,9 @@ proptest! {
 fn a_batch_split_by_image_equals_the_masked_conv() {
     for (padding, stride, seed) in [([1, 1], [1, 1], 1), ([0, 0], [1, 1], 2), ([1, 1], [2, 2], 3)] {
         let c = ConvCase {
-            n: 8,
-            c_in: 16,
-            c_out: 24,
-            groups: 1,
-            kernel: [3, 3],
             stride,
             padding,
-            dilation: [1, 1],
-            hw: [9, 12],
+            ..conv3x3(8, [16, 24], [9, 12])
         };
         check(c, 0.3, FormatKind::Csr, Pattern::Unstructured, seed == 1, seed).unwrap();
     }
@@ -109,17 +118,7 @@ fn a_batch_split_by_image_equals_the_masked_conv() {
 
 #[test]
 fn channel_pruned_conv_equals_the_masked_conv() {
-    let c = ConvCase {
-        n: 2,
-        c_in: 4,
-        c_out: 6,
-        groups: 1,
-        kernel: [3, 3],
-        stride: [1, 1],
-        padding: [1, 1],
-        dilation: [1, 1],
-        hw: [6, 5],
-    };
+    let c = conv3x3(2, [4, 6], [6, 5]);
     check(c, 0.5, FormatKind::Channel, Pattern::Channel, true, 3).unwrap();
 }
 
