@@ -141,12 +141,12 @@ pub fn load_data(cfg: &mut RunConfig) -> anyhow::Result<RunData> {
 /// Trains the run described by `cfg` into `opts.out` and returns its summary
 /// (image classification, or the task `cfg.task` names).
 pub fn train(cfg: &RunConfig, opts: &TrainOptions) -> anyhow::Result<Summary> {
+    crate::run::peak::run_begins();
     match cfg.task {
         TaskKind::Image => {}
         TaskKind::Lm => return lm::train_lm(cfg, opts),
         TaskKind::Rl => return rl::train_rl(cfg, opts),
     }
-    crate::run::peak::run_begins();
     let mut cfg = cfg.clone();
     let device = cfg.device.device()?.autodiff();
     let data = load_data(&mut cfg)?;
@@ -326,7 +326,6 @@ pub(crate) fn train_dense<M: Module, T: Task<M>>(
     mut sparse: Sparsifier,
     range: Range<u64>,
 ) -> anyhow::Result<(M, Sparsifier)> {
-    crate::run::peak::steps_begin();
     let model = runner.train_range(model, &mut sparse, range)?;
     Ok((model, sparse))
 }

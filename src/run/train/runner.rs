@@ -115,6 +115,9 @@ impl<T> Runner<T> {
     where
         T: Task<M>,
     {
+        // the run's first steps: what follows is the steps' memory (in sparse
+        // execution the dense model is gone by now)
+        crate::run::peak::steps_begin();
         let _loop = LoopGuard::enter();
         for step in range {
             model = self.step(model, sparse, step).map_err(|e| self.explain_divergence(e))?;

@@ -172,8 +172,6 @@ fn train_as<M: 'static, D: CompactTwin>(
     let _lean = PurgeAtOnce::start();
     let make_twin = || same::<M, D>(make());
     let (compact, mut stepper) = CompactTraining::start(same::<M, D>(model), sparse, &make_twin, execution)?;
-    // the dense model is gone: what follows is the steps' memory
-    crate::run::peak::steps_begin();
     tracing::info!(
         values = compact.num_params(),
         "training in sparse execution (active values only)"

@@ -330,7 +330,7 @@ pub fn forward(
         }
         with_scratch(prep.buf_len, |buf| {
             for n in range {
-                fill_buffer(&x[n * image..(n + 1) * image], &s, &prep, buf);
+                fill_buffer(&x[n * image..(n + 1) * image], &s, &prep, buf, parallel);
                 run(buf, n, parallel);
             }
         });
@@ -338,7 +338,7 @@ pub fn forward(
     if by_image {
         for_ranges(&even_ranges(s.n, TASKS_PER_THREAD * pool_threads), |r| images(r, false));
     } else {
-        images(0..s.n, threads > 1);
+        images(0..s.n, true);
     }
 }
 
@@ -361,7 +361,8 @@ fn with_scratch(len: usize, f: impl FnOnce(&mut [f32])) {
 }
 
 /// Copies one image into the padded phase planes (zeros around it and in the slack).
-pub(crate) fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32]) {
+/// Large buffers are filled by channel in parallel when `parallel`.
+pub(crate) fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32], parallel: bool) {
     let [h, w] = s.hw;
     let [sy, sx] = s.stride;
     let (pt, pl) = (s.padding[0].0, s.padding[1].0);
@@ -393,7 +394,7 @@ pub(crate) fn fill_buffer(x: &[f32], s: &ConvShape, p: &ConvPrep, buf: &mut [f32
         }
     };
     let planes = &mut buf[..s.c * p.plane];
-    if planes.len() >= 1 << 16 {
+    if parallel && planes.len() >= 1 << 16 {
         let out = SharedOut(planes.as_mut_ptr());
         let ranges = even_ranges(s.c, TASKS_PER_THREAD * rayon::current_num_threads().max(1));
         for_ranges(&ranges, |cs| {

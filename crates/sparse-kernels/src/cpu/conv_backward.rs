@@ -153,6 +153,9 @@ fn backward(
         true => (0..nnz).map(|e| values[csr.value_of(e)]).collect(),
         false => Vec::new(),
     };
+    let threads = rayon::current_num_threads().max(1).min(s.n.max(1));
+    let per = s.n.div_ceil(threads).max(1);
+    let images: Vec<std::ops::Range<usize>> = (0..s.n).step_by(per).map(|a| a..(a + per).min(s.n)).collect();
     let job = Job {
         row_ptr: &csr.row_ptr,
         offs: prep.offsets(),
@@ -165,11 +168,10 @@ fn backward(
             (s.out_hw[0] - 1) * prep.wq() + s.out_hw[1]
         },
         want_dx,
+        // one task: the fill may use the other threads; several: they are busy
+        fill_in_parallel: images.len() == 1,
     };
-    let threads = rayon::current_num_threads().max(1).min(s.n.max(1));
-    let per = s.n.div_ceil(threads).max(1);
     let mut dx = vec![0.0f32; if want_dx { s.n * image } else { 0 }];
-    let images: Vec<std::ops::Range<usize>> = (0..s.n).step_by(per).map(|a| a..(a + per).min(s.n)).collect();
     let grads: Vec<std::sync::Mutex<Vec<f32>>> = images.iter().map(|_| Default::default()).collect();
     let dx_all = SharedOut(dx.as_mut_ptr());
     for_each_index(images.len(), |t| {
@@ -208,6 +210,8 @@ struct Job<'a> {
     /// Flat output positions per channel (`(ho − 1)·Wq + wo`).
     q_end: usize,
     want_dx: bool,
+    /// Whether an image's padded buffer is filled by channel in parallel.
+    fill_in_parallel: bool,
 }
 
 impl Job<'_> {
@@ -237,7 +241,7 @@ impl Job<'_> {
                 (true, _) => &[],
                 (false, true) => xn,
                 (false, false) => {
-                    fill_buffer(xn, s, self.prep, &mut buf);
+                    fill_buffer(xn, s, self.prep, &mut buf, self.fill_in_parallel);
                     &buf
                 }
             };

@@ -22,6 +22,16 @@ pub fn cases(n: u32) -> u32 {
     }
 }
 
+/// `f` on a pool of two threads, so that the host kernels' split by thread
+/// count is the same on every machine.
+pub fn on_two_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .expect("a two-thread pool")
+        .install(f)
+}
+
 /// Uniform values in [-1, 1).
 pub fn rand(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
