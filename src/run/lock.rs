@@ -44,6 +44,19 @@ fn pid_in(file: &mut File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
+/// The holder's process id, waiting up to 100 ms for it: a holder writes it
+/// just after taking the lock, so a process refused in between would read
+/// an empty file.
+fn holder_pid(file: &mut File) -> Option<u32> {
+    for _ in 0..20 {
+        if let Some(pid) = pid_in(file) {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    pid_in(file)
+}
+
 impl FolderLock {
     /// Locks `dir` (which must exist) for this process, or refuses with [`InUse`]
     /// naming the process that holds it.
@@ -61,7 +74,7 @@ impl FolderLock {
             Err(TryLockError::WouldBlock) => {
                 return Err(InUse {
                     dir: dir.to_path_buf(),
-                    holder: pid_in(&mut file),
+                    holder: holder_pid(&mut file),
                 }
                 .into());
             }
@@ -83,7 +96,7 @@ impl FolderLock {
         match file.try_lock() {
             Err(TryLockError::WouldBlock) => Err(InUse {
                 dir: dir.to_path_buf(),
-                holder: pid_in(&mut file),
+                holder: holder_pid(&mut file),
             }
             .into()),
             _ => Ok(()), // free (released when `file` drops), or a file system without locks
