@@ -357,6 +357,43 @@ fn mlp_hidden_sets_the_widths() {
     assert_error(&o, &["hidden", "mlp"]);
 }
 
+/// A model whose weights cannot fit in any machine's memory (a trillion
+/// dense weights: 4 TB as f32) is refused before any of it is allocated, in
+/// either execution, with the sizes and the way to train a network whose
+/// dense twin does not fit; the refused run leaves no folder. (Linux: the
+/// check reads `/proc/meminfo`.)
+#[cfg(target_os = "linux")]
+#[test]
+fn a_model_too_large_for_the_machine_is_refused_before_it_allocates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("huge");
+    for execution in ["dense", "sparse"] {
+        let o = sparseburn(&[
+            "train",
+            "--model",
+            "mlp",
+            "--mlp-hidden",
+            "1000000,1000000",
+            "--sparsity",
+            "0.999",
+            "--method",
+            "set",
+            "--epochs",
+            "1",
+            "--train-limit",
+            "64",
+            "--batch-size",
+            "32",
+            "--execution",
+            execution,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_error(&o, &["1000796000010 weights", "TiB", "available", "truly_sparse"]);
+        assert!(!out.exists(), "a refused run left its folder");
+    }
+}
+
 /// The binary's allocator commits memory as it is used (`sparseburn::allocator`),
 /// set before `main`, and a setting in the environment still wins. It reads
 /// the option table mimalloc prints when it starts, after the binary's

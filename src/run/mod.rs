@@ -14,6 +14,7 @@ pub mod infer;
 pub mod info;
 pub mod lock;
 pub mod lr;
+pub mod memory;
 pub mod models;
 pub mod peak;
 pub mod plots;

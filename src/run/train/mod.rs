@@ -71,6 +71,7 @@ use super::config::RunConfig;
 use super::execution;
 use super::folder_state;
 use super::lr::Lr;
+use super::memory;
 use super::models::{WithModel, with_model};
 use super::task_kind::TaskKind;
 use crate::data::{ImageSet, split};
@@ -451,6 +452,7 @@ pub(crate) fn build_sparsifier<M: Module>(
     classes: usize,
 ) -> anyhow::Result<Sparsifier> {
     let sparsity = cfg.sparsity_config(filter);
+    memory::check_fits(cfg, model, &sparsity.filter)?;
     let context = BuildContext {
         total_steps: total,
         steps_per_epoch: spe,

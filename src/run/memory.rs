@@ -1,0 +1,137 @@
+//! A run whose model cannot fit in this machine's memory is refused before
+//! anything of it is allocated.
+//!
+//! Burn initialises parameters lazily, so a model of any width costs nothing
+//! until its weights are touched; the first dense tensor of a model too large
+//! for the machine would otherwise end the process in the allocator's abort
+//! or the kernel's OOM killer, with no word on why. [`check_fits`] compares
+//! the least memory the run must hold at once ([`least_bytes`]) with the
+//! memory this machine (or its cgroup) has available, and names the fix.
+//! The bound counts only tensors that certainly coexist, so a refused run
+//! could never have trained; a run it lets through may still need more
+//! (activations, the batch, the data).
+
+use anyhow::bail;
+use burn::module::Module;
+use sparse_core::{LayerFilter, discover};
+
+use super::config::RunConfig;
+use super::execution::{Execution, config_obstacle};
+use crate::data::limits::human_bytes;
+
+/// Bytes of one f32.
+const F32: u64 = 4;
+
+/// The least memory, in bytes, a run holds at once: `params` weights of which
+/// `sparse_params` are in sparse layers, with `slots` optimizer moments per
+/// weight (SGD with momentum 1, Adam 2).
+///
+/// - Masked-dense: the weights, their gradients and moments at the optimizer
+///   step, and the sparse layers' float masks on the device.
+/// - Sparse execution: the dense model while it is set up (beside its float
+///   masks, so that both executions start from the same weights) and again,
+///   with its moments scattered into the dense layout, at each checkpoint.
+pub fn least_bytes(params: u64, sparse_params: u64, slots: u64, sparse_execution: bool) -> u64 {
+    let words = if sparse_execution {
+        params.saturating_add(sparse_params.saturating_mul(slots.max(1)))
+    } else {
+        params.saturating_mul(2 + slots).saturating_add(sparse_params)
+    };
+    words.saturating_mul(F32)
+}
+
+/// The memory available to this process, bytes: `MemAvailable` and
+/// `SwapFree` of `/proc/meminfo`, capped by the cgroup's limit
+/// (`memory.max − memory.current`, cgroup v2) where one is set; `None` off
+/// Linux.
+pub fn available_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = meminfo.lines().find(|l| l.starts_with(name))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    let machine = field("MemAvailable:")?.saturating_add(field("SwapFree:").unwrap_or(0));
+    Some(match cgroup_room() {
+        Some(room) => machine.min(room),
+        None => machine,
+    })
+}
+
+/// Room left under the cgroup v2 limit of this process, where one is set.
+fn cgroup_room() -> Option<u64> {
+    let read = |file: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{file}")).ok();
+    let max: u64 = read("memory.max")?.trim().parse().ok()?; // "max": no limit
+    let current: u64 = read("memory.current")?.trim().parse().ok()?;
+    Some(max.saturating_sub(current))
+}
+
+/// Refuses a run of `cfg` on `model` (its sparse layers chosen by `filter`)
+/// that needs more memory than this machine has available, with the sizes
+/// and the fix; lets everything through where the memory is unknown.
+pub fn check_fits<M: Module>(cfg: &RunConfig, model: &M, filter: &LayerFilter) -> anyhow::Result<()> {
+    let Some(available) = available_bytes() else {
+        return Ok(());
+    };
+    let params = model.num_params() as u64;
+    let sparse_params: u64 = match cfg.target_sparsity() > 0.0 {
+        true => discover(model, filter)?.iter().map(|l| l.numel() as u64).sum(),
+        false => 0,
+    };
+    // the smaller bound of the two wherever the run may end up sparse
+    let sparse = cfg.training.execution != Execution::Dense && config_obstacle(cfg).is_none();
+    let slots = cfg.optimizer.slots() as u64;
+    let need = least_bytes(params, sparse_params, slots, sparse);
+    if need <= available {
+        return Ok(());
+    }
+    let held = match sparse {
+        true => "the dense model while it is set up and at each checkpoint, beside its masks or optimizer moments",
+        false => "its weights, gradients and optimizer moments, and the masks",
+    };
+    bail!(
+        "the model has {params} weights ({sparse_params} of them in sparse layers) and needs at least {} at once ({held}), \
+         but this machine has {} available; train a smaller model (a narrower `--mlp-hidden` or `--width`), \
+         or, for a network whose dense twin does not fit in memory, start it sparse without any dense tensor: \
+         `cargo run --release --example truly_sparse -- --hidden WIDTH --sparsity S` (docs/sparse-execution.md, \
+         \"Networks whose dense twin does not fit\")",
+        human_bytes(need as u128),
+        human_bytes(available as u128),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bounds from their tensors, counted one by one: 1000 weights, 800
+    /// of them sparse, SGD with momentum (one moment).
+    #[test]
+    fn the_bound_counts_the_tensors_that_coexist() {
+        let (weights, grads, moments, masks) = (1000, 1000, 1000, 800);
+        assert_eq!(
+            least_bytes(1000, 800, 1, false),
+            4 * (weights + grads + moments + masks)
+        );
+        // sparse execution: max(setup: dense model + masks, checkpoint: dense model + moments)
+        assert_eq!(least_bytes(1000, 800, 1, true), 4 * (1000 + 800));
+        // Adam's two moments scattered at a checkpoint outweigh the masks
+        assert_eq!(least_bytes(1000, 800, 2, true), 4 * (1000 + 2 * 800));
+        // plain SGD: no moments, the masks remain
+        assert_eq!(least_bytes(1000, 800, 0, true), 4 * (1000 + 800));
+        assert_eq!(least_bytes(1000, 0, 0, false), 4 * 2000);
+    }
+
+    #[test]
+    fn a_bound_past_u64_saturates_instead_of_wrapping() {
+        assert_eq!(least_bytes(u64::MAX / 2, u64::MAX / 2, 2, false), u64::MAX);
+    }
+
+    #[test]
+    fn linux_reports_some_memory_available() {
+        if cfg!(target_os = "linux") {
+            let bytes = available_bytes().expect("/proc/meminfo is readable on Linux");
+            assert!(bytes > 0);
+        }
+    }
+}
