@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::conv2d;
 use sparse_core::{Mask, SparseLayer};
 
-use super::compact_linear::CompactLinear;
+use super::compact_linear::{CompactLinear, keep_grad};
 use crate::activation::Activation;
 use crate::error::{KernelError, Result};
 use crate::modules::conv::ConvConfig;
@@ -98,12 +98,16 @@ impl CompactConv2d {
         let device = into.weight.val().device();
         let weight = self.weight.dense_weight()?;
         let shape = self.config.shape;
-        into.weight = into
-            .weight
-            .map(|_| Tensor::from_data(burn::tensor::TensorData::new(weight, shape), &device));
+        let grad = into.weight.is_require_grad();
+        into.weight = keep_grad(
+            into.weight
+                .map(|_| Tensor::from_data(burn::tensor::TensorData::new(weight, shape), &device)),
+            grad,
+        );
         if let (Some(b), Some(values)) = (into.bias.take(), self.weight.bias_values()?) {
-            let n = values.len();
-            into.bias = Some(b.map(|_| Tensor::from_data(burn::tensor::TensorData::new(values, [n]), &device)));
+            let (n, grad) = (values.len(), b.is_require_grad());
+            let b = b.map(|_| Tensor::from_data(burn::tensor::TensorData::new(values, [n]), &device));
+            into.bias = Some(keep_grad(b, grad));
         }
         Ok(into)
     }
