@@ -1,7 +1,8 @@
 //! [`CompactTwin`]: a model that has a sparse-execution twin for training,
-//! and the moves between the two (the masked-dense model holds checkpoints,
-//! the final weights and export; the twin takes the steps), and the
-//! per-layer moves every twin is built from.
+//! and the moves between the two (the masked-dense model holds the final
+//! weights and is what a compact checkpoint is read back into; the twin takes
+//! the steps and writes the checkpoints), and the per-layer moves every twin
+//! is built from.
 
 use burn::nn::Linear;
 use burn::nn::conv::Conv2d;
@@ -10,7 +11,7 @@ use sparse_core::capture::CaptureStop;
 use sparse_core::{Mask, SparseError, SparseLayer, Sparsifier};
 use sparse_kernels::KernelError;
 use sparse_kernels::modules::host;
-use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
+use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel, keep_grad};
 
 use crate::{Classifier, CompactCnn, CompactMlp, CompactResNet, Mlp, ResNet, SmallCnn};
 
@@ -91,10 +92,11 @@ pub(crate) fn write_linear(compact: &CompactLinear, linear: &mut Linear) -> Resu
     let weight = compact.dense_weight()?;
     let bias = compact.bias_values()?;
     let device: Device = linear.weight.val().device();
-    linear.weight = linear.weight.clone().map(|_| tensor(weight, shape, &device));
+    let grad = linear.weight.is_require_grad();
+    linear.weight = keep_grad(linear.weight.clone().map(|_| tensor(weight, shape, &device)), grad);
     if let (Some(b), Some(bias)) = (linear.bias.take(), bias) {
-        let n = bias.len();
-        linear.bias = Some(b.map(|_| tensor(bias, vec![n], &device)));
+        let (n, grad) = (bias.len(), b.is_require_grad());
+        linear.bias = Some(keep_grad(b.map(|_| tensor(bias, vec![n], &device)), grad));
     }
     Ok(())
 }
