@@ -22,10 +22,8 @@ fn weights(dir: &Path) -> Vec<Vec<f32>> {
 
 /// The weights of a run's saved small CNN (convolutions, linear layers and biases).
 fn cnn_weights(dir: &Path) -> Vec<Vec<f32>> {
-    use burn::module::Module;
-    let model = sparseburn::sparse_models::SmallCnnConfig::new()
-        .init(&burn::tensor::Device::flex())
-        .load_file(dir.join("checkpoint/model"));
+    let fresh = sparseburn::sparse_models::SmallCnnConfig::new().init(&burn::tensor::Device::flex());
+    let model = crate::common::checkpoint_model(dir, fresh);
     let flat = |t: burn::tensor::Tensor<2>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
     vec![
         flat(model.conv1.weight.val().flatten(0, 3)),
@@ -62,6 +60,13 @@ fn rigl_in_sparse_execution_matches_the_masked_dense_run() {
         s["itop"]
     );
     assert_eq!(d["itop"], s["itop"]);
+    // the checkpoint in sparse execution holds the active values and their moments only
+    let size = |run: &Path, file: &str| std::fs::metadata(run.join("checkpoint").join(file)).unwrap().len();
+    assert!(!sparse.join("checkpoint/model.bpk").exists());
+    let (compact, full) = (size(&sparse, "compact.bpk"), size(&dense, "model.bpk"));
+    assert!(compact * 4 < full, "compact model {compact} bytes, dense {full}");
+    let (compact, full) = (size(&sparse, "sparse.safetensors"), size(&dense, "sparse.safetensors"));
+    assert!(compact * 4 < full, "compact moments {compact} bytes, dense {full}");
     let diff = max_diff(&weights(&dense), &weights(&sparse));
     assert!(diff < 1e-4, "the weights differ by {diff}");
     let (da, sa) = (
@@ -178,7 +183,8 @@ fn the_cnn_in_sparse_execution_matches_the_masked_dense_run() {
 }
 
 /// Interrupted in one execution and resumed in the other, either way, a run
-/// ends where the uninterrupted run in sparse execution ends.
+/// ends where the uninterrupted run in sparse execution ends; resumed in
+/// sparse execution from its compact checkpoint, it ends bit for bit there.
 #[test]
 fn a_run_resumes_across_the_executions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -210,17 +216,26 @@ fn a_run_resumes_across_the_executions() {
     };
     let whole = tmp.path().join("whole");
     assert!(run(&whole, "sparse", false).status.success());
-    for (first, then) in [("sparse", "dense"), ("dense", "sparse")] {
-        let out = tmp.path().join(first);
+    for (first, then) in [("sparse", "dense"), ("dense", "sparse"), ("sparse", "sparse")] {
+        let out = tmp.path().join(format!("{first}-{then}"));
         assert_eq!(run(&out, first, true).status.code(), Some(130));
         let o = sparseburn(&["train", "--resume", out.to_str().unwrap(), "--execution", then]);
         assert!(o.status.success(), "resume {first} → {then}: {}", stderr(&o));
-        assert!(stderr(&o).contains(&format!("--execution {then}")), "{}", stderr(&o));
+        let switched = stderr(&o).contains(&format!("--execution {then}"));
+        assert_eq!(switched, first != then, "{}", stderr(&o));
         assert_eq!(masks(&out), masks(&whole), "{first} → {then}");
         let diff = max_diff(&weights(&out), &weights(&whole));
         assert!(diff < 1e-4, "{first} → {then}: the weights differ by {diff}");
         let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
         assert!(config.contains(&format!("execution = \"{then}\"")), "{config}");
+        if first == then {
+            // from its compact checkpoint, bit for bit
+            assert_eq!(weights(&out), weights(&whole), "{first} → {then}");
+            assert_eq!(
+                crate::common::metrics_without_timings(&out),
+                crate::common::metrics_without_timings(&whole)
+            );
+        }
     }
 }
 

@@ -206,8 +206,8 @@ pub struct ExecutionSummary {
     /// (in sparse execution, the dense model initialised and gathered).
     pub setup_peak_rss_bytes: Option<u64>,
     /// Peak resident memory from the first training step on, evaluation and
-    /// checkpoints included (a run in sparse execution writes its checkpoint
-    /// in the dense layout, so it holds the dense model for that moment;
+    /// checkpoints included (a run in sparse execution writes compact
+    /// checkpoints, and turns its model back into the dense one at the end;
     /// [`crate::run::peak`]).
     pub steps_peak_rss_bytes: Option<u64>,
 }

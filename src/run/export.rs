@@ -19,6 +19,7 @@ use super::config::RunConfig;
 use super::models::{WithModel, with_model};
 use super::task_kind::TaskKind;
 use super::train::checksum;
+use super::train::compact_checkpoint::load_weights;
 use crate::data::ImageSet;
 
 /// A finished run folder, checked.
@@ -128,6 +129,7 @@ pub(crate) fn checkpoint_masks(checkpoint: &Path) -> anyhow::Result<SparseMasks>
 }
 
 struct Convert<'a> {
+    cfg: &'a RunConfig,
     checkpoint: &'a Path,
     masks: SparseMasks,
     options: SparseOptions,
@@ -137,7 +139,7 @@ impl WithModel for Convert<'_> {
     type Output = anyhow::Result<sparse_models::SparseModel>;
 
     fn run<M: Classifier + 'static>(self, make: &dyn Fn() -> M) -> Self::Output {
-        let model = load_checkpoint(make(), self.checkpoint)?;
+        let model = load_weights(self.cfg, make(), self.checkpoint)?;
         check_mask_paths(&model, &self.masks, self.checkpoint)?;
         Ok(model.to_sparse_model(&self.masks, &self.options)?)
     }
@@ -227,6 +229,7 @@ fn image_model(run: &FinishedRun, format: FormatKind, device: &Device) -> anyhow
         .load()
         .context("loading the run's dataset (for its image shape, classes and normalisation)")?;
     let convert = Convert {
+        cfg: &run.cfg,
         checkpoint: &run.checkpoint,
         masks: checkpoint_masks(&run.checkpoint)?,
         options: SparseOptions {

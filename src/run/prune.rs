@@ -18,9 +18,11 @@ use sparse_models::to_sparse::{SparseMasks, SparseOptions};
 use sparse_models::{Classifier, ExportInfo, ExportedModel, FormatKind};
 
 use super::config::ModelSection;
-use super::export::{finished_run, load_checkpoint, write_new};
+use super::config::RunConfig;
+use super::export::{finished_run, write_new};
 use super::infer::evaluate;
 use super::models::{WithModel, with_model};
+use super::train::compact_checkpoint::load_weights;
 use super::train::task::{Evaluation, evaluate_with};
 use crate::data::{BatchOrder, DataConfig, ImageBatcher, ImageSet};
 
@@ -218,7 +220,8 @@ fn calibration(
 
 /// How the trained weights get into the model.
 enum Load<'a> {
-    Checkpoint(&'a Path),
+    /// A run's checkpoint folder, with the run's config.
+    Checkpoint(&'a Path, &'a RunConfig),
     Torchvision(&'a Path),
 }
 
@@ -245,7 +248,7 @@ impl WithModel for Job<'_> {
             device,
         } = self;
         let model = match load {
-            Load::Checkpoint(checkpoint) => load_checkpoint(make(), checkpoint).map_err(|e| match opts.data {
+            Load::Checkpoint(checkpoint, cfg) => load_weights(cfg, make(), checkpoint).map_err(|e| match opts.data {
                 Some(_) => anyhow::anyhow!(
                     "the --calibration dataset ({} images, {} classes) does not fit the run's model; drop --calibration to use the run's own data, or pass the dataset it was trained on",
                     shape_text(train.shape),
@@ -336,7 +339,7 @@ pub fn prune(opts: &PruneOptions, device: &Device) -> anyhow::Result<PruneReport
     let (mut train, mut test) = data.load().context("loading the calibration dataset")?;
     opts.normalisation.apply([&mut train, &mut test])?;
     let load = match (&run, load) {
-        (Some(run), _) => Load::Checkpoint(&run.checkpoint),
+        (Some(run), _) => Load::Checkpoint(&run.checkpoint, &run.cfg),
         (None, Some(path)) => Load::Torchvision(path),
         (None, None) => bail!("no model to prune: pass --run DIR or --model and --init-weights FILE"),
     };

@@ -96,13 +96,17 @@ pub fn metrics_without_timings(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `model` (fresh) with the weights of the checkpoint of the run in `dir`, in
+/// either layout (a run in sparse execution saves its compact model).
+pub fn checkpoint_model<M: sparseburn::sparse_models::Classifier + 'static>(dir: &Path, model: M) -> M {
+    let cfg = sparseburn::run::RunConfig::load(&dir.join("config.toml")).unwrap();
+    sparseburn::run::train::compact_checkpoint::load_weights(&cfg, model, &dir.join("checkpoint")).unwrap()
+}
+
 /// Every parameter of a run's saved MLP, as bits (parameter ids differ between processes).
 pub fn weights(dir: &Path) -> Vec<Vec<u32>> {
-    use burn::module::Module;
     let device = burn::tensor::Device::flex();
-    let model = sparseburn::sparse_models::MlpConfig::new()
-        .init(&device)
-        .load_file(dir.join("checkpoint/model"));
+    let model = checkpoint_model(dir, sparseburn::sparse_models::MlpConfig::new().init(&device));
     model
         .layers
         .iter()

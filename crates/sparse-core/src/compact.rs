@@ -6,15 +6,11 @@
 //! method, the optimizer state and the step counter, as on the masked-dense
 //! path, and saves them in the same file.
 
-use std::path::Path;
-
 use crate::error::{Result, SparseError};
 use crate::mask::Mask;
 use crate::method::{CompactRule, Needs};
-use crate::optim::SavedParamState;
 use crate::pattern::Pattern;
 use crate::sparsifier::Sparsifier;
-use crate::state::write_atomic;
 
 impl Sparsifier {
     /// What the method needs at the current step.
@@ -148,17 +144,5 @@ impl Sparsifier {
     /// structure is the host masks.
     pub fn release_device_masks(&mut self) {
         self.keep.clear();
-    }
-
-    /// [`Sparsifier::save`] with `optimizer` as the optimizer state instead
-    /// of the live one: a model in sparse execution saves its compact moments
-    /// scattered to the dense layout, so that either execution resumes from
-    /// the file.
-    pub fn save_with_optimizer(&self, path: impl AsRef<Path>, optimizer: Vec<SavedParamState>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes = self.state_bytes(optimizer)?;
-        write_atomic(path, &bytes)?;
-        tracing::info!(path = %path.display(), step = self.step, "saved sparse state");
-        Ok(())
     }
 }

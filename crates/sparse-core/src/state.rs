@@ -159,7 +159,37 @@ impl Sparsifier {
     /// Restores state from the bytes of [`Sparsifier::to_bytes`]; `source` names
     /// where they come from in errors. Changes nothing on error.
     pub fn load_bytes<M: Module>(&mut self, bytes: &[u8], source: impl AsRef<Path>, model: &M) -> Result<()> {
-        let path = source.as_ref();
+        self.load_parts(bytes, source.as_ref(), model, true).map(|_| ())
+    }
+
+    /// [`Sparsifier::load`] without the optimizer state: the saved state is
+    /// returned for the caller to convert and import
+    /// ([`MaskedOptimizer::import`](crate::optim::MaskedOptimizer::import));
+    /// a checkpoint of a model in sparse execution keeps the moments of its
+    /// active values, which the dense `model` has no parameter for. The
+    /// optimizer keeps its state until then; the masks, the method's state
+    /// and the step are installed, so a caller whose import then fails
+    /// must not train with this `Sparsifier`.
+    pub fn load_without_optimizer<M: Module>(
+        &mut self,
+        path: impl AsRef<Path>,
+        model: &M,
+    ) -> Result<Vec<SavedParamState>> {
+        let path = path.as_ref();
+        self.check_attached(model)?;
+        let bytes = std::fs::read(path).map_err(|e| SparseError::io(path, e))?;
+        self.load_parts(&bytes, path, model, false)
+    }
+
+    /// Reads the state in `bytes` and installs it, importing the optimizer
+    /// state when `import` (and returning none), else returning it.
+    fn load_parts<M: Module>(
+        &mut self,
+        bytes: &[u8],
+        path: &Path,
+        model: &M,
+        import: bool,
+    ) -> Result<Vec<SavedParamState>> {
         self.check_attached(model)?;
         let corrupt = |detail: String| SparseError::CorruptState {
             file: path.to_path_buf(),
@@ -239,9 +269,15 @@ impl Sparsifier {
                 .insert(name.clone(), bytes_f32(&tensor(&format!("method.{name}"), Dtype::F32)?));
         }
         let mut optim = self.optim.clone();
-        optim
-            .import(saved, &Self::param_numels(model))
-            .map_err(|e| mismatch(e.to_string()))?;
+        let saved = match import {
+            true => {
+                optim
+                    .import(saved, &Self::param_numels(model))
+                    .map_err(|e| mismatch(e.to_string()))?;
+                Vec::new()
+            }
+            false => saved,
+        };
         self.check_masks(&masks)?;
         self.method.load_state(method)?;
         self.optim = optim;
@@ -251,7 +287,7 @@ impl Sparsifier {
         self.bind(model)?;
         self.method.before_step(self.step);
         tracing::info!(path = %path.display(), step = self.step, "loaded sparse state");
-        Ok(())
+        Ok(saved)
     }
 }
 

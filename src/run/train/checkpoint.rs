@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sparse_core::Sparsifier;
 
 use super::checksum;
+use super::compact_checkpoint;
 use super::divergence::check_finite;
 use super::metrics::EpochSums;
 use super::selection::Selection;
@@ -244,6 +245,25 @@ impl Checkpointer {
         })
     }
 
+    /// [`Checkpointer::save_with`] for a model in sparse execution: its
+    /// compact twin `model` in the compact layout
+    /// ([`super::compact_checkpoint`]), nothing of the dense shape.
+    pub fn save_compact<C: Module>(
+        &mut self,
+        model: &C,
+        state: &mut TrainerState,
+        write_sparse: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.account_wall_time(state);
+        if let Err((name, value)) = check_finite(state.floats()) {
+            bail!("not writing a checkpoint: {name} is {value}, which would not read back");
+        }
+        write_checkpoint(&self.dir, state, |tmp| {
+            compact_checkpoint::save(model, tmp)?;
+            write_sparse(&tmp.join("sparse.safetensors"))
+        })
+    }
+
     /// The stage of a recipe that the checkpoint is in (0 for a one-stage run),
     /// read before the stage's sparse state is built to restore into.
     pub fn stage(&self) -> anyhow::Result<usize> {
@@ -261,7 +281,7 @@ impl Checkpointer {
 
     /// Restores the model, the sparse state and the trainer's counters, and keeps
     /// `metrics.csv` to the epochs the checkpoint has.
-    pub fn restore<M: Module>(
+    pub fn restore<M: Module + 'static>(
         &mut self,
         model: M,
         sparse: &mut Sparsifier,
@@ -277,13 +297,24 @@ impl Checkpointer {
         let steps_per_epoch = schedule.steps_per_epoch;
         // the method's reparameterization must be in the model before its weights load
         let model = sparse.attach(model)?;
-        let model = model.try_load_file(ckpt.join("model")).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: the saved model does not fit `{model_name}` ({e:?}); was this folder trained with another model?",
-                ckpt.display()
-            )
-        })?;
-        sparse.load(ckpt.join("sparse.safetensors"), &model)?;
+        let model = if compact_checkpoint::is_compact(&ckpt) {
+            let saved = sparse.load_without_optimizer(ckpt.join("sparse.safetensors"), &model)?;
+            let (model, states) = compact_checkpoint::load_dense(model, sparse, &ckpt, saved)?;
+            sparse
+                .optimizer_mut()
+                .import(states, &Sparsifier::param_numels(&model))
+                .with_context(|| format!("{}: the saved optimizer state", ckpt.display()))?;
+            model
+        } else {
+            let model = model.try_load_file(ckpt.join("model")).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: the saved model does not fit `{model_name}` ({e:?}); was this folder trained with another model?",
+                    ckpt.display()
+                )
+            })?;
+            sparse.load(ckpt.join("sparse.safetensors"), &model)?;
+            model
+        };
         let in_stage = state.step - schedule.stage_steps.start;
         if sparse.step_count() != in_stage {
             bail!(

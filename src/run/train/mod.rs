@@ -28,6 +28,7 @@
 pub mod accumulate;
 pub mod checkpoint;
 pub mod checksum;
+pub mod compact_checkpoint;
 pub mod console;
 pub mod divergence;
 pub mod interrupt;
@@ -349,6 +350,7 @@ impl<M: Module + 'static> Fit<'_, M> {
         T: Task<M>,
         F: FnOnce(&mut Runner<T>, M, Sparsifier, Range<u64>, bool) -> anyhow::Result<(M, Sparsifier)>,
     {
+        memory::check_fits(self.cfg, &model, &self.cfg.sparsity_config(filter.clone()).filter)?;
         if !self.cfg.stages.is_empty() {
             return stages::train_stages(self, model, filter, task);
         }
@@ -452,7 +454,6 @@ pub(crate) fn build_sparsifier<M: Module>(
     classes: usize,
 ) -> anyhow::Result<Sparsifier> {
     let sparsity = cfg.sparsity_config(filter);
-    memory::check_fits(cfg, model, &sparsity.filter)?;
     let context = BuildContext {
         total_steps: total,
         steps_per_epoch: spe,

@@ -12,7 +12,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use sparse_core::Sparsifier;
 use sparse_kernels::train::CompactModel;
-use sparse_kernels::train::{compact_prepare, compact_state, compact_step, dense_state};
+use sparse_kernels::train::{compact_prepare, compact_state, compact_step};
 use sparse_models::{Classifier, CompactTwin, Mlp, ResNet, SmallCnn};
 
 use super::checkpoint::{Checkpointer, TrainerState};
@@ -57,9 +57,9 @@ impl<M: Module> Stepper<M> for Sparsifier {
 /// Training a model in sparse execution: the [`Sparsifier`] keeps the plan,
 /// the masks, the method, the optimizer state (of the values) and the step;
 /// the model is the [`CompactTwin::Compact`] of the run's model `D`.
-/// Checkpoints are written in the masked-dense layout (the weights and
-/// moments scattered into a `D` for that moment), so either execution
-/// resumes from them, and `export` reads them as any run.
+/// Checkpoints are written in the compact layout (the compact model's record
+/// and the values' moments, [`super::compact_checkpoint`]); either execution
+/// resumes from them, and `export` and `prune` read them.
 pub struct CompactTraining<'a, D: CompactTwin> {
     sparse: Sparsifier,
     dense: &'a dyn Fn() -> D,
@@ -68,8 +68,8 @@ pub struct CompactTraining<'a, D: CompactTwin> {
 impl<'a, D: CompactTwin> CompactTraining<'a, D> {
     /// Moves the masked-dense `model` with its initialised (or restored)
     /// `sparse` into sparse execution under `execution` (which layers run the
-    /// sparse kernels); `dense` makes a `D` of the same shape to write
-    /// checkpoints into.
+    /// sparse kernels); `dense` makes a `D` of the same shape to write the
+    /// trained model into at the end.
     pub fn start(
         model: D,
         mut sparse: Sparsifier,
@@ -118,18 +118,14 @@ impl<D: CompactTwin> Stepper<D::Compact> for CompactTraining<'_, D> {
         checkpointer: &mut Checkpointer,
         state: &mut TrainerState,
     ) -> anyhow::Result<()> {
-        let dense = (self.dense)().with_compact(model)?;
-        let states = dense_state(model, self.sparse.optimizer().export()?)?;
-        checkpointer.save_with(&dense, state, |path| {
-            Ok(self.sparse.save_with_optimizer(path, states)?)
-        })
+        checkpointer.save_compact(model, state, |path| Ok(self.sparse.save(path)?))
     }
 }
 
 /// Trains the steps `range` of an image run in sparse execution: the model
 /// (the MLP, the small CNN or a ResNet) moves into its [`CompactTwin`] for the steps
 /// and back into the masked-dense layout at the end; `make` makes a fresh
-/// model of the run (to write checkpoints into). Under `auto`, the layers
+/// model of the run (to write the trained weights into). Under `auto`, the layers
 /// above the crossover density multiply densely, and a run without a layer
 /// below it trains masked-dense.
 pub fn train_compact<M: Classifier + 'static>(
@@ -182,7 +178,7 @@ fn train_as<M: 'static, D: CompactTwin>(
 }
 
 /// `a` as a `B`, where `A` is `B` (checked by the caller through their `TypeId`s).
-fn same<A: 'static, B: 'static>(a: A) -> B {
+pub(super) fn same<A: 'static, B: 'static>(a: A) -> B {
     match (Box::new(a) as Box<dyn Any>).downcast::<B>() {
         Ok(b) => *b,
         Err(_) => unreachable!("the run's model is of the twin's type"),

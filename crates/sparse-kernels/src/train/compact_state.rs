@@ -1,9 +1,9 @@
 //! The optimizer state of a model in sparse execution, converted to and from
-//! the dense layout of its masked-dense twin, so that a checkpoint holds one
-//! format and either execution resumes from it: the moments of a layer's
-//! values (keyed by `….values`) scattered into its weight's shape (keyed by
-//! `….weight`, zeros at inactive positions, which is what the masked-dense
-//! optimizer holds there), and gathered back.
+//! the dense layout of its masked-dense twin, so that either execution
+//! resumes from either's checkpoint: the moments of a layer's values (keyed
+//! by `….values`) scattered into its weight's shape (keyed by `….weight`,
+//! zeros at inactive positions, which is what the masked-dense optimizer
+//! holds there), and gathered back.
 
 use sparse_core::optim::SavedParamState;
 
