@@ -6,19 +6,22 @@
 # and every finished run must equal an uninterrupted one: metrics.csv (without
 # the two timing columns) and the sparse state byte for byte.
 #
-# Usage: scripts/kill_test.sh [TRIALS=10] [KILLS_PER_TRIAL=6]
+# Usage: scripts/kill_test.sh [TRIALS=10] [KILLS_PER_TRIAL=6] [EXECUTION=dense]
+# (EXECUTION sparse: the run trains in sparse execution and writes compact
+# checkpoints.)
 # Uses $SPARSEBURN (default target/debug/sparseburn; build it first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials="${1:-10}"
 kills="${2:-6}"
+execution="${3:-dense}"
 bin="${SPARSEBURN:-target/debug/sparseburn}"
 [ -x "$bin" ] || { echo "no $bin: build it with cargo build"; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 args=(train --dataset synthetic --model mlp --method rigl --sparsity 0.8 --epochs 12
-      --batch-size 64 --train-limit 1280 --test-limit 100 -m delta_t=5)
+      --batch-size 64 --train-limit 1280 --test-limit 100 -m delta_t=5 --execution "$execution")
 strip() { cut -d, -f1-14 "$1/metrics.csv"; }
 # whether this process is writing a checkpoint (a checkpoint.tmp newer than its start)
 writing() { [ -n "$(find "$out" -maxdepth 1 -name checkpoint.tmp -newer "$work/stamp" 2>/dev/null)" ]; }

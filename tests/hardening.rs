@@ -255,18 +255,22 @@ fn flip_middle_byte(path: &Path) {
 #[test]
 fn damaged_checkpoint_files_and_counters_beyond_the_schedule_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let o = run(&small(&out, 3, &["--stop-after", "1"]));
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
-    let ckpt = out.join("checkpoint");
-    for file in ["model.bpk", "sparse.safetensors"] {
-        let path = ckpt.join(file);
-        let good = std::fs::read(&path).unwrap();
-        flip_middle_byte(&path);
-        let o = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
-        assert_one_line_error(&o, &[file, "SHA-256"]);
-        std::fs::write(&path, good).unwrap();
+    // a run in sparse execution writes the compact model in place of the dense one
+    for (execution, model) in [("sparse", "compact.bpk"), ("dense", "model.bpk")] {
+        let out = tmp.path().join(execution);
+        let o = run(&small(&out, 3, &["--stop-after", "1", "--execution", execution]));
+        assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+        for file in [model, "sparse.safetensors"] {
+            let path = out.join("checkpoint").join(file);
+            let good = std::fs::read(&path).unwrap();
+            flip_middle_byte(&path);
+            let o = sparseburn(&["train", "--resume", out.to_str().unwrap()]);
+            assert_one_line_error(&o, &[file, "SHA-256"]);
+            std::fs::write(&path, good).unwrap();
+        }
     }
+    let out = tmp.path().join("dense");
+    let ckpt = out.join("checkpoint");
     // a hand-edited trainer.json with checksums made to match: its counters are checked
     let trainer = ckpt.join("trainer.json");
     let good = std::fs::read_to_string(&trainer).unwrap();
