@@ -254,8 +254,42 @@ fn sparse_execution_refuses_what_it_cannot_train() {
         assert_error(&o, &[method, "--execution dense"]);
         assert!(!out.exists(), "a refused run left its folder");
     }
-    let o = sparseburn(&args(&["--model", "mobilenet"]));
-    assert_error(&o, &["`mobilenet-v1`", "--execution dense"]);
+    // MobileNetV1 trains sparse (its depthwise convolutions dense) and resumes from its compact checkpoint
+    let mobile = tmp.path().join("mobile");
+    let mut m = vec![
+        "train",
+        "--model",
+        "mobilenet",
+        "--width",
+        "0.25",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+    ];
+    m.extend([
+        "--train-limit",
+        "64",
+        "--test-limit",
+        "32",
+        "--validation",
+        "0",
+        "--execution",
+        "sparse",
+    ]);
+    m.extend(["--stop-after", "1", "--out", mobile.to_str().unwrap()]);
+    assert_eq!(sparseburn(&m).status.code(), Some(130));
+    assert!(mobile.join("checkpoint/compact.bpk").is_file());
+    let o = sparseburn(&["train", "--resume", mobile.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let layers = json(&mobile.join("summary.json"))["execution"]["layers"].clone();
+    let layers = layers.as_array().unwrap();
+    assert_eq!(
+        layers.len(),
+        14,
+        "13 pointwise convolutions and the classifier: {layers:?}"
+    );
+    assert!(layers.iter().all(|l| l["execution"] == "sparse"), "{layers:?}");
     let o = sparseburn(&[
         "train",
         "--task",

@@ -9,7 +9,6 @@ use sparse_core::{LayerKind, Method, SparseExecution, Sparsifier};
 use sparse_methods::BuildContext;
 
 use super::config::RunConfig;
-use super::models::ModelKind;
 use super::task_kind::TaskKind;
 
 /// How the sparse layers train.
@@ -53,18 +52,13 @@ impl Execution {
 }
 
 /// Why the run of `cfg` cannot train in sparse execution, from its config
-/// alone (the model, the task, the recipe), or `None`.
+/// alone (the task, the recipe, a penalty, the method), or `None`: every
+/// image model has a sparse-execution twin.
 pub fn config_obstacle(cfg: &RunConfig) -> Option<String> {
     if cfg.task != TaskKind::Image {
         return Some(format!(
             "sparse execution trains image classifiers; a `{}` run trains masked-dense",
             cfg.task.name()
-        ));
-    }
-    if !matches!(cfg.model.name, ModelKind::Mlp | ModelKind::Cnn) && !cfg.model.name.is_resnet() {
-        return Some(format!(
-            "sparse execution trains the `mlp`, `cnn` and ResNet models; `{}` has no sparse-execution twin (its depthwise convolutions have no sparse-execution kernels)",
-            cfg.model.name.name()
         ));
     }
     if !cfg.stages.is_empty() {

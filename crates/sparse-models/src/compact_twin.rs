@@ -13,7 +13,7 @@ use sparse_kernels::KernelError;
 use sparse_kernels::modules::host;
 use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel, keep_grad};
 
-use crate::{Classifier, CompactCnn, CompactMlp, CompactResNet, Mlp, ResNet, SmallCnn};
+use crate::{Classifier, CompactCnn, CompactMlp, CompactMobileNet, CompactResNet, Mlp, MobileNetV1, ResNet, SmallCnn};
 
 /// A model with a sparse-execution twin ([`CompactModel`]).
 pub trait CompactTwin: Classifier + Sized + 'static {
@@ -59,6 +59,18 @@ impl CompactTwin for ResNet {
     }
 
     fn with_compact(self, compact: &CompactResNet) -> Result<Self, KernelError> {
+        compact.to_dense(self)
+    }
+}
+
+impl CompactTwin for MobileNetV1 {
+    type Compact = CompactMobileNet;
+
+    fn to_compact(&self, sparse: &Sparsifier) -> Result<CompactMobileNet, KernelError> {
+        CompactMobileNet::from_dense(self, sparse)
+    }
+
+    fn with_compact(self, compact: &CompactMobileNet) -> Result<Self, KernelError> {
         compact.to_dense(self)
     }
 }

@@ -20,7 +20,7 @@ use burn::module::Module;
 use sparse_core::Sparsifier;
 use sparse_core::optim::SavedParamState;
 use sparse_kernels::train::dense_state;
-use sparse_models::{Classifier, CompactTwin, Mlp, ResNet, SmallCnn};
+use sparse_models::{Classifier, CompactTwin, Mlp, MobileNetV1, ResNet, SmallCnn};
 
 use super::stepper::same;
 use crate::run::config::RunConfig;
@@ -58,9 +58,11 @@ pub fn load_dense<M: 'static>(
         load_as::<M, SmallCnn>(model, sparse, checkpoint, saved)
     } else if run == TypeId::of::<ResNet>() {
         load_as::<M, ResNet>(model, sparse, checkpoint, saved)
+    } else if run == TypeId::of::<MobileNetV1>() {
+        load_as::<M, MobileNetV1>(model, sparse, checkpoint, saved)
     } else {
         bail!(
-            "{}: a checkpoint in the compact layout, which only runs of the `mlp`, `cnn` and ResNet models write in sparse execution; was the folder trained with another model?",
+            "{}: a checkpoint in the compact layout, which only runs of the `mlp`, `cnn`, ResNet and MobileNetV1 models write in sparse execution; was the folder trained with another model?",
             checkpoint.display()
         )
     }

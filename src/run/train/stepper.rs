@@ -13,7 +13,7 @@ use burn::optim::GradientsParams;
 use sparse_core::Sparsifier;
 use sparse_kernels::train::CompactModel;
 use sparse_kernels::train::{compact_prepare, compact_state, compact_step};
-use sparse_models::{Classifier, CompactTwin, Mlp, ResNet, SmallCnn};
+use sparse_models::{Classifier, CompactTwin, Mlp, MobileNetV1, ResNet, SmallCnn};
 
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
@@ -123,7 +123,7 @@ impl<D: CompactTwin> Stepper<D::Compact> for CompactTraining<'_, D> {
 }
 
 /// Trains the steps `range` of an image run in sparse execution: the model
-/// (the MLP, the small CNN or a ResNet) moves into its [`CompactTwin`] for the steps
+/// (the MLP, the small CNN, a ResNet or MobileNetV1) moves into its [`CompactTwin`] for the steps
 /// and back into the masked-dense layout at the end; `make` makes a fresh
 /// model of the run (to write the trained weights into). Under `auto`, the layers
 /// above the crossover density multiply densely, and a run without a layer
@@ -147,9 +147,11 @@ pub fn train_compact<M: Classifier + 'static>(
         train_as::<M, SmallCnn>(runner, model, sparse, range, make, execution)
     } else if run == TypeId::of::<ResNet>() {
         train_as::<M, ResNet>(runner, model, sparse, range, make, execution)
+    } else if run == TypeId::of::<MobileNetV1>() {
+        train_as::<M, MobileNetV1>(runner, model, sparse, range, make, execution)
     } else {
         anyhow::bail!(
-            "sparse execution trains the `mlp`, `cnn` and ResNet models; train this one with `--execution dense`"
+            "sparse execution trains the `mlp`, `cnn`, ResNet and MobileNetV1 models; train this one with `--execution dense`"
         )
     }
 }
