@@ -1,4 +1,5 @@
-//! A full training step of the MLP, the small CNN or ResNet-18 (CIFAR stem),
+//! A full training step of the MLP, the small CNN, ResNet-18 (CIFAR stem) or
+//! MobileNetV1 (stride-1 stem, its depthwise convolutions dense on both sides),
 //! in sparse execution (the model's compact twin, `compact_step`: what
 //! `sparseburn train --execution sparse` runs) against the masked-dense step
 //! (the model, `Sparsifier::step`), side by side in one
@@ -8,7 +9,7 @@
 //! ```text
 //! cargo bench -p sparse-models --bench train_step -- [--quick] [--method rigl|set|static]
 //!     [--delta-t 100] [--batch 128] [--sparsity 0.9] [--widths 784,4096,4096,10]
-//!     [--model mlp|cnn|resnet18] [--crossover 1.0] [--memory dense|sparse|compact]
+//!     [--model mlp|cnn|resnet18|mobilenet] [--crossover 1.0] [--memory dense|sparse|compact]
 //! ```
 //!
 //! Step: forward, cross-entropy, backward, optimizer step (SGD, momentum
@@ -47,8 +48,8 @@ use sparse_kernels::train::CompactUpdate;
 use sparse_kernels::train::{CompactModel, compact_prepare, compact_step};
 use sparse_methods::{RigL, RigLConfig, Set, SetConfig, StaticRandom};
 use sparse_models::{
-    Classifier, CompactMlp, CompactTwin, MlpConfig, ResNetConfig, ResNetDepth, SmallCnnConfig, Stem, compact_rule_step,
-    rigl_rule, set_rule,
+    Classifier, CompactMlp, CompactTwin, MlpConfig, MobileNetV1Config, ResNetConfig, ResNetDepth, SmallCnnConfig, Stem,
+    compact_rule_step, rigl_rule, set_rule,
 };
 
 // The allocator of the `sparseburn` binary with its settings
@@ -145,8 +146,8 @@ fn input(a: &Args) -> ([usize; 3], usize) {
     match a.model.as_str() {
         "mlp" => ([1, 1, a.widths[0]], *a.widths.last().unwrap_or(&1)),
         "cnn" => ([1, 28, 28], 10),
-        "resnet18" => ([3, 32, 32], 10),
-        other => panic!("--model {other}: expected mlp, cnn or resnet18"),
+        "resnet18" | "mobilenet" => ([3, 32, 32], 10),
+        other => panic!("--model {other}: expected mlp, cnn, resnet18 or mobilenet"),
     }
 }
 
@@ -291,7 +292,15 @@ fn side(a: &Args, dev: &Device, dense: bool) -> (Box<dyn Side>, String) {
                 .with_classes(10);
             (of(a, config.init(dev), dense), "ResNet-18, CIFAR stem (3×32×32)".into())
         }
-        other => panic!("--model {other}: expected mlp, cnn or resnet18"),
+        "mobilenet" => {
+            let config = MobileNetV1Config::new().with_classes(10).with_small_input(true);
+            let model = config.init(dev).expect("MobileNetV1");
+            (
+                of(a, model, dense),
+                "MobileNetV1 (width 1, stride-1 stem, 3×32×32)".into(),
+            )
+        }
+        other => panic!("--model {other}: expected mlp, cnn, resnet18 or mobilenet"),
     }
 }
 
