@@ -221,47 +221,44 @@ impl Checkpointer {
 
     /// Writes `checkpoint/` atomically (a new folder swapped in by renames).
     pub fn save<M: Module>(&mut self, model: &M, sparse: &Sparsifier, state: &mut TrainerState) -> anyhow::Result<()> {
-        self.save_with(model, state, |path| Ok(sparse.save(path)?))
-    }
-
-    /// [`Checkpointer::save`] with `write_sparse` writing the sparse state
-    /// file (at the path it is given).
-    pub fn save_with<M: Module>(
-        &mut self,
-        model: &M,
-        state: &mut TrainerState,
-        write_sparse: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
-        self.account_wall_time(state);
-        if let Err((name, value)) = check_finite(state.floats()) {
-            bail!("not writing a checkpoint: {name} is {value}, which would not read back");
-        }
-        write_checkpoint(&self.dir, state, |tmp| {
+        self.save_files(state, |tmp| {
             model
                 .clone()
                 .save_file(tmp.join("model"))
                 .map_err(|e| anyhow::anyhow!("saving the model: {e:?}"))?;
-            write_sparse(&tmp.join("sparse.safetensors"))
+            Ok(sparse.save(tmp.join("sparse.safetensors"))?)
         })
     }
 
-    /// [`Checkpointer::save_with`] for a model in sparse execution: its
-    /// compact twin `model` in the compact layout
-    /// ([`super::compact_checkpoint`]), nothing of the dense shape.
+    /// [`Checkpointer::save`] for a model in sparse execution: its compact
+    /// twin `model` in the compact layout ([`super::compact_checkpoint`]),
+    /// with `sparse` holding the moments of its values; nothing of the
+    /// dense shape.
     pub fn save_compact<C: Module>(
         &mut self,
         model: &C,
+        sparse: &Sparsifier,
         state: &mut TrainerState,
-        write_sparse: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        self.save_files(state, |tmp| {
+            compact_checkpoint::save(model, tmp)?;
+            Ok(sparse.save(tmp.join("sparse.safetensors"))?)
+        })
+    }
+
+    /// Writes the checkpoint whose files `files` puts into the folder it is
+    /// given, after this session's wall time is added to `state` and its
+    /// counters are checked.
+    fn save_files(
+        &mut self,
+        state: &mut TrainerState,
+        files: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         self.account_wall_time(state);
         if let Err((name, value)) = check_finite(state.floats()) {
             bail!("not writing a checkpoint: {name} is {value}, which would not read back");
         }
-        write_checkpoint(&self.dir, state, |tmp| {
-            compact_checkpoint::save(model, tmp)?;
-            write_sparse(&tmp.join("sparse.safetensors"))
-        })
+        write_checkpoint(&self.dir, state, files)
     }
 
     /// The stage of a recipe that the checkpoint is in (0 for a one-stage run),

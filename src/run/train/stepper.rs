@@ -118,7 +118,7 @@ impl<D: CompactTwin> Stepper<D::Compact> for CompactTraining<'_, D> {
         checkpointer: &mut Checkpointer,
         state: &mut TrainerState,
     ) -> anyhow::Result<()> {
-        checkpointer.save_compact(model, state, |path| Ok(self.sparse.save(path)?))
+        checkpointer.save_compact(model, &self.sparse, state)
     }
 }
 
