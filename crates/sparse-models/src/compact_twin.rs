@@ -11,7 +11,7 @@ use sparse_core::capture::CaptureStop;
 use sparse_core::{Mask, SparseError, SparseLayer, Sparsifier};
 use sparse_kernels::KernelError;
 use sparse_kernels::modules::host;
-use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel, keep_grad};
+use sparse_kernels::train::{CompactConv2d, CompactLinear, CompactModel};
 
 use crate::{Classifier, CompactCnn, CompactMlp, CompactMobileNet, CompactResNet, Mlp, MobileNetV1, ResNet, SmallCnn};
 
@@ -103,12 +103,17 @@ pub(crate) fn write_linear(compact: &CompactLinear, linear: &mut Linear) -> Resu
     let shape = compact.layer().shape.clone();
     let weight = compact.dense_weight()?;
     let bias = compact.bias_values()?;
-    let device: Device = linear.weight.val().device();
-    let grad = linear.weight.is_require_grad();
-    linear.weight = keep_grad(linear.weight.clone().map(|_| tensor(weight, shape, &device)), grad);
+    // as a checkpoint loads: the parameter's id, device and gradient
+    // tracking kept, a fresh model's lazy initial values never drawn
+    let device: Device = linear.weight.lazy_device();
+    let id = linear.weight.id;
+    linear.weight = linear
+        .weight
+        .clone()
+        .transform_for_load(tensor(weight, shape, &device), id);
     if let (Some(b), Some(bias)) = (linear.bias.take(), bias) {
-        let (n, grad) = (bias.len(), b.is_require_grad());
-        linear.bias = Some(keep_grad(b.map(|_| tensor(bias, vec![n], &device)), grad));
+        let (n, id) = (bias.len(), b.id);
+        linear.bias = Some(b.transform_for_load(tensor(bias, vec![n], &device), id));
     }
     Ok(())
 }

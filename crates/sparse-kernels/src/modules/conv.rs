@@ -53,11 +53,18 @@ pub struct ConvConfig {
     pub padding: PaddingConfig2d,
 }
 
+/// The shape of a convolution weight, read without initialising a lazy
+/// parameter (a fresh model that a trained one is written into).
+fn lazy_dims(weight: &Param<Tensor<4>>) -> [usize; 4] {
+    let shape = weight.lazy_shape().to_vec();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
 impl ConvConfig {
     /// The geometry of `conv`.
     pub fn of(conv: &Conv2d) -> Self {
         Self {
-            shape: conv.weight.dims(),
+            shape: lazy_dims(&conv.weight),
             stride: conv.stride,
             dilation: conv.dilation,
             groups: conv.groups,

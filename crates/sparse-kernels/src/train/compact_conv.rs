@@ -18,7 +18,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::conv2d;
 use sparse_core::{Mask, SparseLayer};
 
-use super::compact_linear::{CompactLinear, keep_grad};
+use super::compact_linear::CompactLinear;
 use crate::activation::Activation;
 use crate::error::{KernelError, Result};
 use crate::modules::conv::ConvConfig;
@@ -95,19 +95,18 @@ impl CompactConv2d {
                 "the dense convolution's geometry or bias differs from the compact one's",
             ));
         }
-        let device = into.weight.val().device();
+        // as a checkpoint loads: the parameter's id, device and gradient
+        // tracking kept, a fresh model's lazy initial values never drawn
+        let device = into.weight.lazy_device();
         let weight = self.weight.dense_weight()?;
         let shape = self.config.shape;
-        let grad = into.weight.is_require_grad();
-        into.weight = keep_grad(
-            into.weight
-                .map(|_| Tensor::from_data(burn::tensor::TensorData::new(weight, shape), &device)),
-            grad,
-        );
+        let id = into.weight.id;
+        let weight = Tensor::from_data(burn::tensor::TensorData::new(weight, shape), &device);
+        into.weight = into.weight.transform_for_load(weight, id);
         if let (Some(b), Some(values)) = (into.bias.take(), self.weight.bias_values()?) {
-            let (n, grad) = (values.len(), b.is_require_grad());
-            let b = b.map(|_| Tensor::from_data(burn::tensor::TensorData::new(values, [n]), &device));
-            into.bias = Some(keep_grad(b, grad));
+            let (n, id) = (values.len(), b.id);
+            let values = Tensor::from_data(burn::tensor::TensorData::new(values, [n]), &device);
+            into.bias = Some(b.transform_for_load(values, id));
         }
         Ok(into)
     }

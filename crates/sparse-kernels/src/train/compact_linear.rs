@@ -64,14 +64,6 @@ pub struct CompactLinear {
     dense_positions: Option<Tensor<1, Int>>,
 }
 
-/// `param`, given new values by `Param::map`, tracked again where the
-/// parameter it replaces was (`tracked`): a parameter that trained keeps
-/// training (a run resumed from a compact checkpoint continues from it). An
-/// untracked one is left as `map` made it.
-pub fn keep_grad<const D: usize>(param: Param<Tensor<D>>, tracked: bool) -> Param<Tensor<D>> {
-    if tracked { param.set_require_grad(true) } else { param }
-}
-
 impl CompactLinear {
     /// The layer `layer` (path and shape `[d_in, d_out]`) under `mask`, with
     /// the active entries of `weight` (dense, Burn's layout, read once here)

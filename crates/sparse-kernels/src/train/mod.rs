@@ -32,7 +32,7 @@ pub mod growth;
 pub mod pattern;
 
 pub use compact_conv::CompactConv2d;
-pub use compact_linear::{CompactLinear, keep_grad};
+pub use compact_linear::CompactLinear;
 pub use compact_state::{compact_state, dense_state};
 pub use compact_step::{CompactModel, compact_prepare, compact_step, try_map_layers};
 pub use compact_update::{
