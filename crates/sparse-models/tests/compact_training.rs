@@ -479,8 +479,10 @@ fn resnet18_trains_compact_as_masked_dense() {
 /// steps are not compared: at this size (8 images, 16 to 256 channels,
 /// batch norms over as few as 32 values) the network's gradients are so
 /// sensitive that weights 5e-7 apart give steps 1e-3 apart, in plain SGD as
-/// much as with momentum. A depthwise convolution in the sparse set is
-/// refused with a message that names it.
+/// much as with momentum (the dense model alone, its stem weights moved by
+/// up to 5e-7, gave stem gradients 0.1 to 0.5 apart at a scale of 12 to 21
+/// on three batches). A depthwise convolution in the sparse set is refused
+/// with a message that names it.
 #[test]
 fn mobilenet_trains_compact_as_masked_dense() {
     let dev = device();
