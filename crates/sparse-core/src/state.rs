@@ -176,7 +176,6 @@ impl Sparsifier {
         model: &M,
     ) -> Result<Vec<SavedParamState>> {
         let path = path.as_ref();
-        self.check_attached(model)?;
         let bytes = std::fs::read(path).map_err(|e| SparseError::io(path, e))?;
         self.load_parts(&bytes, path, model, false)
     }

@@ -12,7 +12,6 @@
 //! ([`CompactTwin::with_compact`], [`dense_state`]). Scatter and gather move
 //! values without arithmetic, so a resume continues bit for bit.
 
-use std::any::TypeId;
 use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
@@ -20,9 +19,9 @@ use burn::module::Module;
 use sparse_core::Sparsifier;
 use sparse_core::optim::SavedParamState;
 use sparse_kernels::train::dense_state;
-use sparse_models::{Classifier, CompactTwin, Mlp, MobileNetV1, ResNet, SmallCnn};
+use sparse_models::{Classifier, CompactTwin};
 
-use super::stepper::same;
+use super::twin::{TwinJob, on_twin};
 use crate::run::config::RunConfig;
 
 /// The compact model's file in a checkpoint folder (Burn adds `.bpk`).
@@ -51,43 +50,44 @@ pub fn load_dense<M: 'static>(
     checkpoint: &Path,
     saved: Vec<SavedParamState>,
 ) -> anyhow::Result<(M, Vec<SavedParamState>)> {
-    let run = TypeId::of::<M>();
-    if run == TypeId::of::<Mlp>() {
-        load_as::<M, Mlp>(model, sparse, checkpoint, saved)
-    } else if run == TypeId::of::<SmallCnn>() {
-        load_as::<M, SmallCnn>(model, sparse, checkpoint, saved)
-    } else if run == TypeId::of::<ResNet>() {
-        load_as::<M, ResNet>(model, sparse, checkpoint, saved)
-    } else if run == TypeId::of::<MobileNetV1>() {
-        load_as::<M, MobileNetV1>(model, sparse, checkpoint, saved)
-    } else {
+    let job = Load {
+        sparse,
+        checkpoint,
+        saved,
+    };
+    on_twin(model, job).unwrap_or_else(|| {
         bail!(
             "{}: a checkpoint in the compact layout, which only runs of the `mlp`, `cnn`, ResNet and MobileNetV1 models write in sparse execution; was the folder trained with another model?",
             checkpoint.display()
         )
-    }
+    })
 }
 
-/// [`load_dense`] for the run's model type `M`, which is `D`.
-fn load_as<M: 'static, D: CompactTwin>(
-    model: M,
-    sparse: &Sparsifier,
-    checkpoint: &Path,
+/// [`load_dense`]'s work on the run's model as its twin type.
+struct Load<'a> {
+    sparse: &'a Sparsifier,
+    checkpoint: &'a Path,
     saved: Vec<SavedParamState>,
-) -> anyhow::Result<(M, Vec<SavedParamState>)> {
-    let dense: D = same(model);
-    let compact = dense
-        .to_compact(sparse)?
-        .try_load_file(checkpoint.join(COMPACT_MODEL))
-        .map_err(|e| {
-            anyhow!(
-                "{}: the saved compact model does not fit this run's model and masks ({e:?}); was the folder changed?",
-                checkpoint.display()
-            )
-        })?;
-    let states =
-        dense_state(&compact, saved).with_context(|| format!("{}: the saved optimizer state", checkpoint.display()))?;
-    Ok((same(dense.with_compact(&compact)?), states))
+}
+
+impl<M> TwinJob<M> for Load<'_> {
+    type Made = Vec<SavedParamState>;
+
+    fn run<D: CompactTwin>(self, dense: D) -> anyhow::Result<(D, Vec<SavedParamState>)> {
+        let checkpoint = self.checkpoint;
+        let compact = dense
+            .to_compact(self.sparse)?
+            .try_load_file(checkpoint.join(COMPACT_MODEL))
+            .map_err(|e| {
+                anyhow!(
+                    "{}: the saved compact model does not fit this run's model and masks ({e:?}); was the folder changed?",
+                    checkpoint.display()
+                )
+            })?;
+        let states = dense_state(&compact, self.saved)
+            .with_context(|| format!("{}: the saved optimizer state", checkpoint.display()))?;
+        Ok((dense.with_compact(&compact)?, states))
+    }
 }
 
 /// `model` (a fresh model of the finished or stopped run `cfg`) with the
@@ -98,7 +98,8 @@ pub fn load_weights<M: Classifier + 'static>(cfg: &RunConfig, model: M, checkpoi
     if !is_compact(checkpoint) {
         return crate::run::export::load_checkpoint(model, checkpoint);
     }
-    // the run's plan and method, to read the masks and build the twin under them
+    // the run's plan and method, to read the masks and build the twin under
+    // them (the schedule's lengths and the classes do not matter for that)
     let mut sparse = super::build_sparsifier(cfg, &model, model.sparsity_filter(), 1000, 1, 2)
         .context("rebuilding the run's sparsity plan to read its compact checkpoint")?;
     // the weights alone: the optimizer state stays unread

@@ -44,6 +44,7 @@ pub mod stages;
 pub mod stepper;
 pub mod summary;
 pub mod task;
+mod twin;
 
 use std::ops::Range;
 use std::path::PathBuf;

@@ -4,7 +4,6 @@
 //! (`--execution sparse`, [`crate::run::execution`]). The loop
 //! ([`super::runner`]) is the same for both.
 
-use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -13,11 +12,12 @@ use burn::optim::GradientsParams;
 use sparse_core::Sparsifier;
 use sparse_kernels::train::CompactModel;
 use sparse_kernels::train::{compact_prepare, compact_state, compact_step};
-use sparse_models::{Classifier, CompactTwin, Mlp, MobileNetV1, ResNet, SmallCnn};
+use sparse_models::{Classifier, CompactTwin};
 
 use super::checkpoint::{Checkpointer, TrainerState};
 use super::runner::Runner;
 use super::task::ImageClassification;
+use super::twin::{TwinJob, on_twin, same};
 use crate::allocator::PurgeAtOnce;
 use crate::run::execution::{Execution, LayerTarget, any_sparse_layer, targets};
 
@@ -140,49 +140,43 @@ pub fn train_compact<M: Classifier + 'static>(
         tracing::info!("--execution auto: every layer is denser than its crossover; training masked-dense");
         return super::train_dense(runner, model, sparse, range);
     }
-    let run = TypeId::of::<M>();
-    if run == TypeId::of::<Mlp>() {
-        train_as::<M, Mlp>(runner, model, sparse, range, make, execution)
-    } else if run == TypeId::of::<SmallCnn>() {
-        train_as::<M, SmallCnn>(runner, model, sparse, range, make, execution)
-    } else if run == TypeId::of::<ResNet>() {
-        train_as::<M, ResNet>(runner, model, sparse, range, make, execution)
-    } else if run == TypeId::of::<MobileNetV1>() {
-        train_as::<M, MobileNetV1>(runner, model, sparse, range, make, execution)
-    } else {
+    let job = Train {
+        runner,
+        sparse,
+        range,
+        make,
+        execution,
+    };
+    on_twin(model, job).unwrap_or_else(|| {
         anyhow::bail!(
             "sparse execution trains the `mlp`, `cnn`, ResNet and MobileNetV1 models; train this one with `--execution dense`"
         )
-    }
+    })
 }
 
-/// [`train_compact`] for the run's model type `M`, which is `D` (the caller
-/// checked): the model moves into `D`'s compact twin for the steps.
-fn train_as<M: 'static, D: CompactTwin>(
-    runner: &mut Runner<ImageClassification>,
-    model: M,
+/// [`train_compact`]'s work on the run's model as its twin type: the model
+/// moves into the compact twin for the steps and back at the end.
+struct Train<'a, M> {
+    runner: &'a mut Runner<ImageClassification>,
     sparse: Sparsifier,
     range: Range<u64>,
-    make: &dyn Fn() -> M,
+    make: &'a dyn Fn() -> M,
     execution: Execution,
-) -> anyhow::Result<(M, Sparsifier)> {
-    // freed memory goes back to the OS at once while the steps run sparse
-    let _lean = PurgeAtOnce::start();
-    let make_twin = || same::<M, D>(make());
-    let (compact, mut stepper) = CompactTraining::start(same::<M, D>(model), sparse, &make_twin, execution)?;
-    tracing::info!(
-        values = compact.num_params(),
-        "training in sparse execution (active values only)"
-    );
-    let trained = runner.train_range(compact, &mut stepper, range)?;
-    let (model, sparse) = stepper.finish(&trained)?;
-    Ok((same(model), sparse))
 }
 
-/// `a` as a `B`, where `A` is `B` (checked by the caller through their `TypeId`s).
-pub(super) fn same<A: 'static, B: 'static>(a: A) -> B {
-    match (Box::new(a) as Box<dyn Any>).downcast::<B>() {
-        Ok(b) => *b,
-        Err(_) => unreachable!("the run's model is of the twin's type"),
+impl<M: 'static> TwinJob<M> for Train<'_, M> {
+    type Made = Sparsifier;
+
+    fn run<D: CompactTwin>(self, model: D) -> anyhow::Result<(D, Sparsifier)> {
+        // freed memory goes back to the OS at once while the steps run sparse
+        let _lean = PurgeAtOnce::start();
+        let make_twin = || same::<M, D>((self.make)());
+        let (compact, mut stepper) = CompactTraining::start(model, self.sparse, &make_twin, self.execution)?;
+        tracing::info!(
+            values = compact.num_params(),
+            "training in sparse execution (active values only)"
+        );
+        let trained = self.runner.train_range(compact, &mut stepper, self.range)?;
+        stepper.finish(&trained)
     }
 }
