@@ -42,8 +42,8 @@ pub fn least_bytes(params: u64, sparse_params: u64, slots: u64, sparse_execution
 }
 
 /// The memory available to this process, bytes: `MemAvailable` and
-/// `SwapFree` of `/proc/meminfo`, capped by the cgroup's limit
-/// (`memory.max − memory.current`, cgroup v2) where one is set; `None` off
+/// `SwapFree` of `/proc/meminfo`, capped by the room under its cgroups'
+/// limits ([`super::cgroup::room`], v1 and v2) where one is set; `None` off
 /// Linux.
 pub fn available_bytes() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -52,24 +52,22 @@ pub fn available_bytes() -> Option<u64> {
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     };
-    let machine = field("MemAvailable:")?.saturating_add(field("SwapFree:").unwrap_or(0));
-    Some(match cgroup_room() {
+    let swap = field("SwapFree:").unwrap_or(0);
+    let machine = field("MemAvailable:")?.saturating_add(swap);
+    Some(match super::cgroup::room(swap) {
         Some(room) => machine.min(room),
         None => machine,
     })
 }
 
-/// Room left under the cgroup v2 limit of this process, where one is set.
-fn cgroup_room() -> Option<u64> {
-    let read = |file: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{file}")).ok();
-    let max: u64 = read("memory.max")?.trim().parse().ok()?; // "max": no limit
-    let current: u64 = read("memory.current")?.trim().parse().ok()?;
-    Some(max.saturating_sub(current))
-}
-
 /// Refuses a run of `cfg` on `model` (its sparse layers chosen by `filter`)
 /// that needs more memory than this machine has available, with the sizes
 /// and the fix; lets everything through where the memory is unknown.
+///
+/// Under `--execution auto` the sparse-execution bound is used (the lower
+/// one): a run whose every layer stays above its crossover density trains
+/// masked-dense and may need the dense bound; the check only refuses what
+/// cannot train either way.
 pub fn check_fits<M: Module>(cfg: &RunConfig, model: &M, filter: &LayerFilter) -> anyhow::Result<()> {
     let Some(available) = available_bytes() else {
         return Ok(());
@@ -79,26 +77,70 @@ pub fn check_fits<M: Module>(cfg: &RunConfig, model: &M, filter: &LayerFilter) -
         true => discover(model, filter)?.iter().map(|l| l.numel() as u64).sum(),
         false => 0,
     };
-    // the smaller bound of the two wherever the run may end up sparse
-    let sparse = cfg.training.execution != Execution::Dense && config_obstacle(cfg).is_none();
-    let slots = cfg.optimizer.slots() as u64;
-    let need = least_bytes(params, sparse_params, slots, sparse);
-    if need <= available {
-        return Ok(());
-    }
-    let held = match sparse {
-        true => "the dense model and its masks while it is set up",
-        false => "its weights, gradients and optimizer moments, and the masks",
+    let can_run_sparse = sparse_params > 0 && config_obstacle(cfg).is_none();
+    let need = Need {
+        params,
+        sparse_params,
+        slots: cfg.optimizer.slots() as u64,
+        // the smaller bound of the two wherever the run may end up sparse
+        sparse: cfg.training.execution != Execution::Dense && can_run_sparse,
+        can_run_sparse,
     };
-    bail!(
-        "the model has {params} weights ({sparse_params} of them in sparse layers) and needs at least {} at once ({held}), \
-         but this machine has {} available; train a smaller model (a narrower `--mlp-hidden` or `--width`), \
-         or, for a network whose dense twin does not fit in memory, start it sparse without any dense tensor: \
-         `cargo run --release --example truly_sparse -- --hidden WIDTH --sparsity S` (docs/sparse-execution.md, \
-         \"Networks whose dense twin does not fit\")",
-        human_bytes(need as u128),
-        human_bytes(available as u128),
-    );
+    match need.refusal(available) {
+        Some(message) => bail!(message),
+        None => Ok(()),
+    }
+}
+
+/// What a run must hold at once, for [`check_fits`].
+struct Need {
+    params: u64,
+    sparse_params: u64,
+    slots: u64,
+    /// Whether the sparse-execution bound applies.
+    sparse: bool,
+    /// Whether the run could train in sparse execution.
+    can_run_sparse: bool,
+}
+
+impl Need {
+    /// The error for a machine with `available` bytes, `None` when it fits.
+    fn refusal(&self, available: u64) -> Option<String> {
+        let (params, sparse_params) = (self.params, self.sparse_params);
+        let need = least_bytes(params, sparse_params, self.slots, self.sparse);
+        if need <= available {
+            return None;
+        }
+        let held = match (self.sparse, sparse_params > 0) {
+            (true, _) => "the dense model and its masks while it is set up",
+            (false, true) => "its weights, gradients and optimizer moments, and the masks",
+            (false, false) => "its weights, gradients and optimizer moments",
+        };
+        let sparse_need = least_bytes(params, sparse_params, self.slots, true);
+        let fix = match !self.sparse && self.can_run_sparse && sparse_need <= available {
+            true => format!(
+                "train it in sparse execution, which needs at least {} here: `--execution sparse`; or ",
+                human_bytes(sparse_need as u128)
+            ),
+            false => String::new(),
+        };
+        let truly_sparse = match sparse_params > 0 {
+            true => {
+                ", or, for a network whose dense twin does not fit in memory, start it sparse without any dense \
+                 tensor with the example in the source tree: \
+                 `cargo run --release --example truly_sparse -- --hidden WIDTH --sparsity S` \
+                 (docs/sparse-execution.md, \"Networks whose dense twin does not fit\")"
+            }
+            false => "",
+        };
+        Some(format!(
+            "the model has {params} weights ({sparse_params} of them in sparse layers) and needs at least {} at once \
+             ({held}), but this machine has {} available; {fix}train a smaller model (a narrower `--mlp-hidden` or \
+             `--width`){truly_sparse}",
+            human_bytes(need as u128),
+            human_bytes(available as u128),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +174,54 @@ mod tests {
             let bytes = available_bytes().expect("/proc/meminfo is readable on Linux");
             assert!(bytes > 0);
         }
+    }
+
+    fn need(sparse_params: u64, sparse: bool, can_run_sparse: bool) -> Need {
+        Need {
+            params: 1000,
+            sparse_params,
+            slots: 1,
+            sparse,
+            can_run_sparse,
+        }
+    }
+
+    /// Masked-dense needs 4·(3·1000 + 800) = 15 200 bytes, sparse execution
+    /// 4·1800 = 7 200: between the two, the refusal names `--execution
+    /// sparse` first; below both, it does not; a run that cannot train
+    /// sparse is not sent there.
+    #[test]
+    fn a_masked_dense_refusal_names_sparse_execution_where_that_fits() {
+        assert!(need(800, false, true).refusal(15_200).is_none());
+        let between = need(800, false, true).refusal(10_000).expect("refused");
+        assert!(
+            between.contains("`--execution sparse`") && between.contains("7.0 KiB"),
+            "{between}"
+        );
+        assert!(between.contains("truly_sparse"), "{between}");
+        let below = need(800, false, true).refusal(5_000).expect("refused");
+        assert!(!below.contains("--execution sparse"), "{below}");
+        let cannot = need(800, false, false).refusal(10_000).expect("refused");
+        assert!(!cannot.contains("--execution sparse"), "{cannot}");
+        let sparse = need(800, true, true).refusal(5_000).expect("refused");
+        assert!(
+            sparse.contains("while it is set up") && !sparse.contains("`--execution sparse`"),
+            "{sparse}"
+        );
+    }
+
+    /// A dense model (no sparse layers) is not told about masks, sparse
+    /// execution or the sparse showcase.
+    #[test]
+    fn a_dense_refusal_names_no_sparse_way_out() {
+        let dense = need(0, false, false).refusal(100).expect("refused");
+        assert!(
+            !dense.contains("mask") && !dense.contains("sparse execution"),
+            "{dense}"
+        );
+        assert!(
+            !dense.contains("truly_sparse") && dense.contains("smaller model"),
+            "{dense}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod bench;
 pub mod bench_lm;
+pub mod cgroup;
 pub mod config;
 pub mod execution;
 pub mod export;
